@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Sets Dendro up on a Debian machine: installs the build dependencies that are missing (apt-get), then
+# configures and builds into build/. With --test, also runs the test suite (ctest).
+#   tools/setup.sh [--test] [--build-dir DIR] [-- extra cmake args]
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build_dir="$root/build"
+run_tests=0
+cmake_args=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --test) run_tests=1 ;;
+    --build-dir) build_dir="$2"; shift ;;
+    --) shift; cmake_args=("$@"); break ;;
+    *) echo "setup.sh: unknown option '$1' (expected --test, --build-dir DIR, -- CMAKE_ARGS)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+packages=(build-essential cmake pkg-config nlohmann-json3-dev libcli11-dev libsentencepiece-dev libgtest-dev
+          libpcre2-dev libutf8proc-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "setup.sh: installing ${missing[*]}" >&2
+  sudo_cmd=()
+  [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+jobs="$(nproc)"
+cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release "${cmake_args[@]}" >/dev/null
+cmake --build "$build_dir" -j "$jobs"
+
+if [[ $run_tests -eq 1 ]]; then
+  # GPU tests skip by themselves where no GPU is present.
+  ctest --test-dir "$build_dir" --output-on-failure -j "$jobs"
+fi
