@@ -1,0 +1,32 @@
+// The decode loop of text generation: from the logits after a prompt, sample a token, stream its text,
+// feed it back, until end-of-generation or the token budget. Prompt prefill (plain or through the prefix
+// cache) is the caller's, so this loop is the same whichever way the prompt's state was reached.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "backend.h"
+#include "sampler.h"
+#include "tokenizer.h"
+
+namespace dendro {
+
+struct GenerationResult {
+    std::vector<int32_t> tokens;  // generated ids, the end-of-generation token excluded
+    bool stopped_at_eog = false;
+    int64_t decode_steps = 0;     // backend decode calls (the last sampled token is never fed back)
+    double decode_seconds = 0.0;  // wall time spent in those calls and sampling
+};
+
+// `logits` are the last position's logits of sequence `seq` (n_vocab floats); `history` the tokens already
+// in the sequence, seen by the repetition penalty. `on_text` receives text pieces as soon as they are
+// complete UTF-8. stop_at_eog=false keeps sampling past the end-of-generation token (benchmarks).
+GenerationResult generate(Backend& backend, const Tokenizer& tokenizer, int seq, std::span<const float> logits,
+                          std::span<const int32_t> history, const SamplingParams& params, int32_t max_new_tokens,
+                          const std::function<void(std::string_view)>& on_text, bool stop_at_eog = true);
+
+}  // namespace dendro

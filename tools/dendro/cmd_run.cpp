@@ -1,0 +1,121 @@
+// dendro run: generate text from a prompt, streaming tokens to stdout as they are produced.
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <string>
+
+#include "backend.h"
+#include "bundled_model.h"
+#include "commands.h"
+#include "error.h"
+#include "generation.h"
+#include "model.h"
+#include "tokenizer.h"
+
+namespace dendro::cli {
+namespace {
+
+struct RunOptions {
+    std::string model_path;
+    std::string prompt;
+    std::string prompt_file;
+    int32_t n_predict = 128;
+    SamplingParams sampling;
+    bool seed_given = false;
+    int n_threads = 0;
+    std::string device = "auto";
+};
+
+std::string read_prompt_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail(path, ": cannot open prompt file");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (in.bad()) fail(path, ": read error");
+    return text;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+double per_second(double count, double seconds) { return seconds > 0 ? count / seconds : 0.0; }
+
+void run(RunOptions& opt) {
+    const std::string prompt = opt.prompt_file.empty() ? opt.prompt : read_prompt_file(opt.prompt_file);
+    if (prompt.empty()) fail("the prompt is empty: give text with -p TEXT or -f FILE");
+    if (opt.n_predict < 0) fail("-n must be >= 0, got ", opt.n_predict);
+    if (opt.n_threads < 0) fail("-t must be >= 0, got ", opt.n_threads);
+    if (!opt.seed_given) opt.sampling.seed = std::random_device{}();
+    opt.sampling.validate();
+
+    const std::string model_path = opt.model_path.empty() ? default_model_path() : opt.model_path;
+    const auto model = MambaModel::load(model_path);
+    const auto tokenizer = Tokenizer::from_gguf(model->gguf());
+    const std::vector<int32_t> prompt_tokens = tokenizer->encode(prompt, tokenizer->add_bos_default());
+    if (prompt_tokens.empty()) fail("the prompt encodes to no tokens");
+
+    BackendOptions backend_options;
+    backend_options.n_threads = opt.n_threads;
+    const auto backend = make_backend(parse_device(opt.device), *model, backend_options);
+    const int seq = 0;
+
+    std::vector<float> logits(static_cast<size_t>(model->hparams().n_vocab));
+    const auto prefill_start = std::chrono::steady_clock::now();
+    backend->prefill(seq, prompt_tokens, logits, /*all_logits=*/false);
+    const double prefill_seconds = seconds_since(prefill_start);
+
+    std::fputs(prompt.c_str(), stdout);
+    std::fflush(stdout);
+    const GenerationResult result =
+        generate(*backend, *tokenizer, seq, logits, prompt_tokens, opt.sampling, opt.n_predict,
+                 [](std::string_view text) {
+                     std::fwrite(text.data(), 1, text.size(), stdout);
+                     std::fflush(stdout);
+                 });
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+
+    const double decode_rate = per_second(static_cast<double>(result.decode_steps), result.decode_seconds);
+    const double weight_gbps = decode_rate * static_cast<double>(backend->weight_bytes_per_token()) / 1e9;
+    std::fprintf(stderr,
+                 "dendro: prompt %zu tok in %.3f s (%.1f tok/s) | generated %zu tok in %.3f s (%.1f tok/s, "
+                 "%.2f GB/s of weights) | %s, seed %llu\n",
+                 prompt_tokens.size(), prefill_seconds,
+                 per_second(static_cast<double>(prompt_tokens.size()), prefill_seconds), result.tokens.size(),
+                 result.decode_seconds, decode_rate, weight_gbps, backend->name().c_str(),
+                 static_cast<unsigned long long>(opt.sampling.seed));
+}
+
+}  // namespace
+
+void add_run_command(CLI::App& app) {
+    auto opt = std::make_shared<RunOptions>();
+    CLI::App* cmd = app.add_subcommand("run", "Generate text from a prompt, streaming it to stdout");
+    cmd->add_option("-m,--model", opt->model_path, "GGUF model file (default: the bundled model)");
+    auto* prompt = cmd->add_option("-p,--prompt", opt->prompt, "Prompt text");
+    auto* file = cmd->add_option("-f,--file", opt->prompt_file, "Read the prompt from this file");
+    prompt->excludes(file);
+    cmd->add_option("-n,--n-predict", opt->n_predict, "Tokens to generate at most")->capture_default_str();
+    cmd->add_option("--temp", opt->sampling.temperature, "Temperature (0 = greedy)")->capture_default_str();
+    cmd->add_option("--top-k", opt->sampling.top_k, "Top-k (0 = off)")->capture_default_str();
+    cmd->add_option("--top-p", opt->sampling.top_p, "Top-p (1 = off)")->capture_default_str();
+    cmd->add_option("--min-p", opt->sampling.min_p, "Min-p (0 = off)")->capture_default_str();
+    cmd->add_option("--repeat-penalty", opt->sampling.repeat_penalty, "Repetition penalty (1 = off)")
+        ->capture_default_str();
+    cmd->add_option("--repeat-last-n", opt->sampling.repeat_last_n, "Window of the repetition penalty")
+        ->capture_default_str();
+    cmd->add_option_function<uint64_t>(
+        "-s,--seed",
+        [opt](uint64_t seed) {
+            opt->sampling.seed = seed;
+            opt->seed_given = true;
+        },
+        "RNG seed (default: random, printed in the closing stats)");
+    cmd->add_option("-t,--threads", opt->n_threads, "CPU threads (0 = all)")->capture_default_str();
+    cmd->add_option("--device", opt->device, "auto, cpu or cuda")->capture_default_str();
+    cmd->callback([opt] { run(*opt); });
+}
+
+}  // namespace dendro::cli
