@@ -1,0 +1,54 @@
+#include "cached_prefill.h"
+
+#include <algorithm>
+
+#include "error.h"
+
+namespace dendro {
+
+CachedPrefillStats prefill_with_cache(Backend& backend, int seq, std::span<const int32_t> tokens, PrefixStore* store,
+                                      int64_t checkpoint_every, std::span<float> logits) {
+    const MambaHparams& hp = backend.hparams();
+    const auto n = static_cast<int64_t>(tokens.size());
+    if (n == 0) fail("prefill: the prompt has no tokens");
+    if (static_cast<int64_t>(logits.size()) != hp.n_vocab) {
+        fail("prefill: expected room for ", hp.n_vocab, " logits, got ", logits.size());
+    }
+    if (checkpoint_every < 0) fail("prefill: the checkpoint interval must be >= 0, got ", checkpoint_every);
+
+    CachedPrefillStats stats;
+    std::optional<StateSnapshot> hit = store != nullptr ? store->longest_prefix(tokens) : std::nullopt;
+    if (hit) {
+        restore_snapshot(backend, seq, *hit);
+        stats.reused_tokens = hit->n_tokens();
+        if (stats.reused_tokens == n) {
+            std::copy(hit->last_logits.begin(), hit->last_logits.end(), logits.begin());
+            return stats;
+        }
+    } else {
+        backend.reset(seq);
+    }
+    hit.reset();  // its state lives in the backend now
+
+    const bool checkpoints = store != nullptr && store->keeps_checkpoints() && checkpoint_every > 0;
+    bool storing = store != nullptr;
+    int64_t pos = stats.reused_tokens;
+    while (pos < n) {
+        const int64_t end = checkpoints ? std::min(n, (pos / checkpoint_every + 1) * checkpoint_every) : n;
+        backend.prefill(seq, tokens.subspan(static_cast<size_t>(pos), static_cast<size_t>(end - pos)), logits,
+                        /*all_logits=*/false);
+        stats.computed_tokens += end - pos;
+        pos = end;
+        if (!storing || (pos < n && !checkpoints)) continue;
+        try {
+            store->store(take_snapshot(backend, seq, tokens.first(static_cast<size_t>(pos)), logits), pos == n);
+            ++stats.snapshots_stored;
+        } catch (const Error& e) {
+            store->warn(concat(e.what(), "; not saving prompt states for this run"));
+            storing = false;
+        }
+    }
+    return stats;
+}
+
+}  // namespace dendro
