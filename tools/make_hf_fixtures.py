@@ -1,0 +1,389 @@
+#!/usr/bin/env python3
+"""Builds the HuggingFace reference fixtures under tests/data/hf/.
+
+Each fixture is a tiny random-weight Mamba (or FalconMamba) checkpoint written by transformers'
+save_pretrained, with a tokenizer, and a reference.json holding, for fixed prompts, the prompt token ids,
+the logits HF transformers computes (fp32, at every position or at listed positions, in logits-N.f32 files:
+raw little-endian float32, position-major) and the 32-token greedy continuation of model.generate.
+`dendro convert` must turn each checkpoint into a GGUF whose CPU run reproduces these numbers.
+
+Usage (from anywhere):
+  tools/make_hf_fixtures.py                    # creates a venv in build/fixture-venv with pinned packages
+  tools/make_hf_fixtures.py --python PY        # uses an interpreter that already has the packages
+  tools/make_hf_fixtures.py --retrain-tokenizers --corpus tinyshakespeare.txt
+The small BPE and SentencePiece tokenizers are trained once (on tinyshakespeare) and committed under
+tests/data/hf/tokenizers/; later runs reuse them, so regenerating the models does not need the corpus.
+The GPT-NeoX fixture reads the GPT-NeoX-20B tokenizer from tests/data/tokenizers/gpt-neox-20b/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+OUT_DIR = REPO_ROOT / "tests" / "data" / "hf"
+TOKENIZER_DIR = OUT_DIR / "tokenizers"
+BPE_DIR = TOKENIZER_DIR / "bpe-shakespeare"
+SPM_DIR = TOKENIZER_DIR / "spm-shakespeare"
+NEOX_DIR = REPO_ROOT / "tests" / "data" / "tokenizers" / "gpt-neox-20b"
+
+# The versions the committed fixtures were generated with.
+PINNED_PACKAGES = [
+    "torch==2.15.0",
+    "transformers==5.23.0",
+    "tokenizers==0.23.3",
+    "sentencepiece==0.2.3",
+    "safetensors==0.8.0",
+    "numpy==2.4.6",
+]
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+CHILD_ENV = "DENDRO_HF_FIXTURES_CHILD"
+
+BPE_VOCAB_SIZE = 512
+SPM_VOCAB_SIZE = 500          # deliberately not a multiple of 8
+NEOX_MODEL_VOCAB = 50280      # what the state-spaces *-hf checkpoints use for the 50,277-token NeoX vocabulary
+MAX_PROMPT_TOKENS = 12
+CONTINUATION_TOKENS = 32
+# A stored logit row costs 4 * n_vocab bytes: for the 50k NeoX vocabulary keep only the last position.
+ALL_POSITIONS_MAX_VOCAB = 4096
+# Greedy continuations must not hinge on near-ties: every step's top-1/top-2 gap must exceed this, so that
+# rounding in a correct fp32 (or exact-weight f16/bf16) implementation cannot flip a token.
+MIN_GREEDY_MARGIN = 0.02
+# A continuation that keeps repeating a few tokens is a weak test of the recurrence.
+MIN_DISTINCT_CONTINUATION_TOKENS = 10
+MAX_SEED_TRIES = 200
+# With tied embeddings a token's own embedding dominates its logits and greedy decoding repeats it: small
+# embeddings and a strong mixer output on the residual stream make the continuation depend on the context.
+EMBEDDING_STD = 0.2
+OUT_PROJ_GAIN = 4.0
+# The final norm's weights set the logit scale (what a top-1/top-2 gap is measured against).
+FINAL_NORM_GAIN = 5.0
+
+PROMPT_SENTENCES = [
+    "First Citizen: Before we proceed any further, hear me speak. All: Speak, speak.",
+    "O Romeo, Romeo!",
+]
+
+# name: (architecture, tokenizer, storage dtype, config overrides, extra save_pretrained arguments)
+FIXTURES = {
+    "mamba_tied_bpe": ("mamba", "bpe", "float32",
+                       dict(hidden_size=32, num_hidden_layers=2, state_size=16, conv_kernel=4,
+                            tie_word_embeddings=True), {}),
+    "mamba_untied_spm": ("mamba", "spm", "float32",
+                         dict(hidden_size=48, num_hidden_layers=2, state_size=4, conv_kernel=3, expand=3,
+                              time_step_rank=5, use_bias=True, use_conv_bias=False,
+                              tie_word_embeddings=False), {}),
+    "falcon_mamba_bpe": ("falcon_mamba", "bpe", "float32",
+                         dict(hidden_size=32, num_hidden_layers=2, state_size=16, conv_kernel=4,
+                              tie_word_embeddings=False), {}),
+    "mamba_sharded_bpe": ("mamba", "bpe", "float32",
+                          dict(hidden_size=64, num_hidden_layers=2, state_size=8, conv_kernel=4,
+                               tie_word_embeddings=True), {"max_shard_size": "64KB"}),
+    "mamba_bf16_neox": ("mamba", "neox", "bfloat16",
+                        dict(hidden_size=8, num_hidden_layers=2, state_size=4, conv_kernel=4,
+                             tie_word_embeddings=True), {}),
+    "mamba_f16_spm": ("mamba", "spm", "float16",
+                      dict(hidden_size=32, num_hidden_layers=2, state_size=8, conv_kernel=4,
+                           time_step_rank=3, tie_word_embeddings=False), {}),
+}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--python", help="interpreter with torch, transformers, tokenizers, sentencepiece")
+    parser.add_argument("--venv", default=str(REPO_ROOT / "build" / "fixture-venv"),
+                        help="where to create the virtual environment when --python is not given")
+    parser.add_argument("--retrain-tokenizers", action="store_true",
+                        help="train the small BPE and SentencePiece tokenizers again (needs --corpus)")
+    parser.add_argument("--corpus", help="training text for --retrain-tokenizers (tinyshakespeare)")
+    parser.add_argument("--neox-tokenizer", default=str(NEOX_DIR),
+                        help="directory holding the GPT-NeoX-20B tokenizer.json")
+    parser.add_argument("--only", nargs="*", help="build only these fixtures")
+    return parser.parse_args()
+
+
+def reexec(python: str) -> None:
+    env = dict(os.environ, **{CHILD_ENV: "1"})
+    sys.exit(subprocess.call([python, str(Path(__file__).resolve()), *sys.argv[1:]], env=env))
+
+
+def ensure_environment(args: argparse.Namespace) -> None:
+    """Runs the script under an interpreter that has the pinned packages."""
+    if os.environ.get(CHILD_ENV):
+        return
+    if args.python:
+        reexec(args.python)
+    venv_dir = Path(args.venv)
+    python = venv_dir / "bin" / "python"
+    if not python.exists():
+        print(f"make_hf_fixtures: creating {venv_dir} and installing {' '.join(PINNED_PACKAGES)}", file=sys.stderr)
+        venv.create(venv_dir, with_pip=True)
+        subprocess.check_call([str(python), "-m", "pip", "install", "--quiet",
+                               "--extra-index-url", TORCH_CPU_INDEX, *PINNED_PACKAGES])
+    reexec(str(python))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tokenizers
+
+
+def train_tokenizers(corpus: Path) -> None:
+    import sentencepiece as spm
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    # Byte-level BPE shaped like GPT-NeoX's: NFC, byte-level pre-tokenizer with the GPT-2 regex, no prefix space.
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=BPE_VOCAB_SIZE, special_tokens=["<|endoftext|>", "<|padding|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train([str(corpus)], trainer)
+    BPE_DIR.mkdir(parents=True, exist_ok=True)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<|endoftext|>",
+                                   eos_token="<|endoftext|>", unk_token="<|endoftext|>", pad_token="<|padding|>")
+    fast.save_pretrained(BPE_DIR)
+
+    SPM_DIR.mkdir(parents=True, exist_ok=True)
+    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(SPM_DIR / "tokenizer"),
+                                   vocab_size=SPM_VOCAB_SIZE, model_type="bpe", character_coverage=1.0,
+                                   byte_fallback=True, normalization_rule_name="identity", unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+                                   num_threads=1, minloglevel=2)
+    (SPM_DIR / "tokenizer.vocab").unlink()
+    (SPM_DIR / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+        "add_bos_token": True, "add_eos_token": False}, indent=2) + "\n")
+
+
+class PromptEncoder:
+    """Token ids the HF tokenizer libraries give for a text: `tokenizers` for tokenizer.json, the
+    sentencepiece library (plus BOS, as LlamaTokenizer adds it) for tokenizer.model."""
+
+    def __init__(self, kind: str, neox_dir: Path):
+        self.kind = kind
+        if kind == "spm":
+            import sentencepiece as spm
+            self.sp = spm.SentencePieceProcessor(model_file=str(SPM_DIR / "tokenizer.model"))
+            self.size = self.sp.get_piece_size()
+        else:
+            from tokenizers import Tokenizer
+            path = (BPE_DIR if kind == "bpe" else neox_dir) / "tokenizer.json"
+            self.tok = Tokenizer.from_file(str(path))
+            self.size = self.tok.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        if self.kind == "spm":
+            return [self.sp.bos_id()] + self.sp.encode(text)
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+    def prompt(self, sentence: str) -> tuple[str, list[int]]:
+        """The longest word prefix of `sentence` that encodes to at most MAX_PROMPT_TOKENS tokens."""
+        words = sentence.split(" ")
+        best = None
+        for n in range(1, len(words) + 1):
+            text = " ".join(words[:n])
+            ids = self.encode(text)
+            if len(ids) > MAX_PROMPT_TOKENS:
+                break
+            best = (text, ids)
+        assert best is not None, sentence
+        return best
+
+
+def copy_tokenizer(kind: str, dst: Path) -> None:
+    if kind == "neox":
+        return  # converted with --vocab tests/data/tokenizers/gpt-neox-20b
+    src = BPE_DIR if kind == "bpe" else SPM_DIR
+    for f in src.iterdir():
+        shutil.copy(f, dst / f.name)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Models
+
+
+def randomize(model, generator) -> None:
+    """Random weights with every parameter away from its default (so that a converter or engine that
+    ignores, say, the norm weights or D is caught), scaled so that logits are peaked enough to give
+    varied greedy continuations."""
+    import torch
+
+    def normal(p, std, mean=0.0):
+        p.copy_(torch.randn(p.shape, generator=generator) * std + mean)
+
+    def uniform(p, lo, hi):
+        p.copy_(torch.rand(p.shape, generator=generator) * (hi - lo) + lo)
+
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("A_log"):
+                uniform(p, 0.0, 3.0)                     # A = -exp(A_log) in [-20, -1]
+            elif name.endswith(".D"):
+                normal(p, 0.5, 1.0)
+            elif name.endswith("dt_proj.bias"):
+                dt = torch.exp(torch.rand(p.shape, generator=generator) * 6.0 - 6.5)  # dt in [0.0015, 0.6]
+                p.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+            elif name.endswith("norm_f.weight"):
+                uniform(p, 0.5 * FINAL_NORM_GAIN, 1.5 * FINAL_NORM_GAIN)
+            elif "norm" in name:
+                uniform(p, 0.5, 1.5)
+            elif name.endswith("conv1d.weight"):
+                normal(p, 1.0 / p.shape[-1] ** 0.5)
+            elif name.endswith(".bias"):
+                normal(p, 0.2)
+            elif "embeddings" in name:
+                normal(p, EMBEDDING_STD)
+            elif "lm_head" in name:
+                normal(p, 1.0)
+            elif name.endswith("out_proj.weight"):
+                normal(p, OUT_PROJ_GAIN / p.shape[1] ** 0.5)
+            else:
+                normal(p, 1.0 / p.shape[1] ** 0.5)
+
+
+def build_model(arch: str, config_overrides: dict, vocab_size: int, seed: int):
+    import torch
+    from transformers import FalconMambaConfig, FalconMambaForCausalLM, MambaConfig, MambaForCausalLM
+
+    config_class, model_class = ((FalconMambaConfig, FalconMambaForCausalLM) if arch == "falcon_mamba"
+                                 else (MambaConfig, MambaForCausalLM))
+    config = config_class(vocab_size=vocab_size, bos_token_id=0, eos_token_id=0, pad_token_id=0,
+                          **config_overrides)
+    torch.manual_seed(seed)
+    model = model_class(config).eval()
+    randomize(model, torch.Generator().manual_seed(seed))
+    if config.tie_word_embeddings:
+        assert model.lm_head.weight.data_ptr() == model.backbone.embeddings.weight.data_ptr()
+    return model
+
+
+def stored_precision(model, dtype_name: str):
+    """The model as it is stored (weights rounded to the storage dtype), computing in fp32."""
+    import torch
+    dtype = getattr(torch, dtype_name)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.to(dtype).to(torch.float32))
+    return model
+
+
+def greedy(model, ids: list[int]):
+    """The 32-token greedy continuation through model.generate (prefill then recurrent decode), and the
+    smallest top-1/top-2 logit gap along it, taken from one full forward pass over prompt + continuation
+    (which also checks that HF's recurrent path and its scan path agree on every token)."""
+    import torch
+    with torch.no_grad():
+        input_ids = torch.tensor([ids])
+        model.generation_config.eos_token_id = None
+        model.generation_config.pad_token_id = 0
+        out = model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
+                             max_new_tokens=CONTINUATION_TOKENS, do_sample=False)
+        continuation = out[0, len(ids):].tolist()
+        assert len(continuation) == CONTINUATION_TOKENS
+        logits = model(out[:, :-1]).logits[0, len(ids) - 1:].float()
+        top2 = torch.topk(logits, 2, dim=-1).values
+        margin = float((top2[:, 0] - top2[:, 1]).min())
+        assert logits.argmax(-1).tolist() == continuation, "HF scan and recurrent paths disagree"
+    return continuation, margin
+
+
+def prompt_logits(model, ids: list[int]):
+    import torch
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].float().numpy()
+
+
+def compact_json(value) -> str:
+    """Indented JSON with each list of numbers on one line."""
+    text = json.dumps(value, indent=1)
+    return re.sub(r"\[[-0-9.,\s]*\]", lambda m: re.sub(r"\s+", " ", m.group(0)), text) + "\n"
+
+
+def make_fixture(name: str, spec, neox_dir: Path) -> None:
+    import numpy as np
+    import torch
+    import transformers
+
+    arch, tokenizer_kind, dtype_name, overrides, save_args = spec
+    encoder = PromptEncoder(tokenizer_kind, neox_dir)
+    vocab_size = NEOX_MODEL_VOCAB if tokenizer_kind == "neox" else encoder.size
+    prompts = [encoder.prompt(s) for s in PROMPT_SENTENCES]
+
+    for seed in range(MAX_SEED_TRIES):
+        model = stored_precision(build_model(arch, overrides, vocab_size, seed), dtype_name)
+        runs = [greedy(model, ids) for _, ids in prompts]
+        if all(m >= MIN_GREEDY_MARGIN and len(set(c)) >= MIN_DISTINCT_CONTINUATION_TOKENS for c, m in runs):
+            break
+    else:
+        raise SystemExit(f"{name}: no seed below {MAX_SEED_TRIES} gives varied, unambiguous continuations")
+
+    out = OUT_DIR / name
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    model.to(getattr(torch, dtype_name)).save_pretrained(out, **save_args)
+    model.to(torch.float32)
+    copy_tokenizer(tokenizer_kind, out)
+
+    reference_prompts = []
+    for k, ((text, ids), (continuation, margin)) in enumerate(zip(prompts, runs)):
+        logits = prompt_logits(model, ids)
+        positions = (list(range(len(ids))) if vocab_size <= ALL_POSITIONS_MAX_VOCAB
+                     else [len(ids) - 1])
+        logits_file = f"logits-{k}.f32"
+        np.ascontiguousarray(logits[positions], dtype="<f4").tofile(out / logits_file)
+        reference_prompts.append({
+            "text": text, "ids": ids, "logits_file": logits_file, "logit_positions": positions,
+            "continuation": continuation, "min_greedy_margin": round(margin, 6),
+        })
+    reference = {
+        "format": "dendro-hf-reference-1",
+        "architecture": model.config.architectures[0] if model.config.architectures else type(model).__name__,
+        "stored_dtype": dtype_name,
+        "tokenizer": tokenizer_kind,
+        "vocab_dir": None if tokenizer_kind != "neox" else os.path.relpath(NEOX_DIR, out),
+        "n_vocab": vocab_size,
+        "seed": seed,
+        "transformers_version": transformers.__version__,
+        "torch_version": torch.__version__,
+        "prompts": reference_prompts,
+    }
+    (out / "reference.json").write_text(compact_json(reference))
+    size = sum(f.stat().st_size for f in out.iterdir())
+    print(f"{name}: seed {seed}, {size / 1024:.0f} KiB, margins "
+          f"{[r['min_greedy_margin'] for r in reference_prompts]}, distinct "
+          f"{[len(set(r['continuation'])) for r in reference_prompts]}")
+
+
+def main() -> None:
+    args = parse_args()
+    ensure_environment(args)
+    import torch
+    torch.set_num_threads(1)
+    if args.retrain_tokenizers:
+        if not args.corpus:
+            raise SystemExit("make_hf_fixtures: --retrain-tokenizers needs --corpus FILE")
+        train_tokenizers(Path(args.corpus))
+    if not (BPE_DIR / "tokenizer.json").exists() or not (SPM_DIR / "tokenizer.model").exists():
+        raise SystemExit(f"make_hf_fixtures: no trained tokenizers in {TOKENIZER_DIR}; "
+                         "run with --retrain-tokenizers --corpus tinyshakespeare.txt")
+    neox_dir = Path(args.neox_tokenizer)
+    for name, spec in FIXTURES.items():
+        if args.only and name not in args.only:
+            continue
+        if spec[1] == "neox" and not (neox_dir / "tokenizer.json").exists():
+            raise SystemExit(f"make_hf_fixtures: {neox_dir}/tokenizer.json is missing (--neox-tokenizer DIR)")
+        make_fixture(name, spec, neox_dir)
+
+
+if __name__ == "__main__":
+    main()
