@@ -66,8 +66,11 @@ public:
 
 private:
     const Tokenizer& tokenizer_;
-    std::vector<int32_t> ids_;
-    size_t emitted_ = 0;  // bytes of decode(ids_) already returned
+    // Until some text comes out, the ids so far are decoded together (decode() treats the start of a text
+    // specially); after that each token adds its token_bytes.
+    std::vector<int32_t> leading_ids_;
+    bool text_started_ = false;
+    std::string held_;  // the start of a character whose remaining bytes have not arrived yet
 };
 
 }  // namespace dendro

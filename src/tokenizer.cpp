@@ -1,0 +1,48 @@
+#include "tokenizer.h"
+
+#include "error.h"
+#include "tokenizer_bpe.h"
+#include "tokenizer_spm.h"
+#include "tokenizer_vocab.h"
+#include "unicode_utf8.h"
+
+namespace dendro {
+
+std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& file) {
+    const std::optional<std::string> model = file.get_string_opt(vocab_key::kModel);
+    if (!model) fail(file.path(), ": the file has no vocabulary (", vocab_key::kModel, " is missing)");
+    if (*model != kBpeModelName && *model != kSpmModelName) {
+        fail(file.path(), ": ", vocab_key::kModel, " is '", *model, "'; Dendro supports '", kBpeModelName,
+             "' (byte-level BPE) and '", kSpmModelName, "' (SentencePiece)");
+    }
+    Vocabulary vocab = read_vocabulary(file);
+    if (*model == kBpeModelName) return std::make_unique<BpeTokenizer>(file, std::move(vocab));
+    return std::make_unique<SpmTokenizer>(file, std::move(vocab));
+}
+
+StreamDecoder::StreamDecoder(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
+
+std::string StreamDecoder::push(int32_t id) {
+    if (!text_started_) {
+        leading_ids_.push_back(id);
+        const std::string text = tokenizer_.decode(leading_ids_);
+        if (text.empty()) return {};
+        text_started_ = true;
+        leading_ids_.clear();
+        held_ += text;
+    } else {
+        held_ += tokenizer_.token_bytes(id);
+    }
+    const size_t ready = held_.size() - utf8::incomplete_tail_length(held_);
+    std::string out = utf8::replace_invalid(std::string_view(held_).substr(0, ready));
+    held_.erase(0, ready);
+    return out;
+}
+
+std::string StreamDecoder::flush() {
+    std::string out = utf8::replace_invalid(held_);
+    held_.clear();
+    return out;
+}
+
+}  // namespace dendro
