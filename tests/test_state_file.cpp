@@ -1,0 +1,216 @@
+// State files: exact round trip, and a clear dendro::Error (never a crash or a half-loaded state) for a file
+// of another model, another version, every truncation, every corrupted byte, trailing bytes and absurd sizes.
+// Also the model fingerprint it is keyed on, and its memo.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <iterator>
+
+#include "error.h"
+#include "gguf.h"
+#include "model_fingerprint.h"
+#include "state_file.h"
+#include "state_snapshot_fixture.h"
+#include "temp_dir.h"
+
+namespace dendro {
+namespace {
+
+using test::random_snapshot;
+using test::random_tokens;
+using test::TempDir;
+
+const ModelFingerprint kModel{0x0123456789abcdefULL, 0xfedcba9876543210ULL};
+const ModelFingerprint kOtherModel{0x0123456789abcdefULL, 0xfedcba9876543211ULL};
+
+// The message of the dendro::Error reading `path` throws ("" when it does not throw).
+std::string read_error(const std::string& path) {
+    try {
+        read_state_file(path, kModel);
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+class StateFileTest : public ::testing::Test {
+protected:
+    TempDir dir;
+    MambaHparams hp = test::tiny_state_hparams();
+    StateSnapshot snapshot = random_snapshot(hp, random_tokens(3, hp.n_vocab, 7), 7);
+    std::string path = dir.file("prompt.dstate");
+};
+
+TEST_F(StateFileTest, RoundTripIsBitExact) {
+    const uint64_t written = write_state_file(path, kModel, snapshot);
+    EXPECT_EQ(written, std::filesystem::file_size(path));
+    EXPECT_EQ(written, state_file_size(snapshot));
+    const StateSnapshot loaded = read_state_file(path, kModel);
+    EXPECT_TRUE(test::same_bits(loaded, snapshot));
+    EXPECT_TRUE(loaded.fits(hp));
+
+    const StateFileHeader h = read_state_file_header(path);
+    EXPECT_EQ(h.version, kStateFileVersion);
+    EXPECT_EQ(h.model, kModel);
+    EXPECT_EQ(h.n_layer, hp.n_layer);
+    EXPECT_EQ(h.d_conv, hp.d_conv);
+    EXPECT_EQ(h.d_inner, hp.d_inner);
+    EXPECT_EQ(h.d_state, hp.d_state);
+    EXPECT_EQ(h.n_vocab, hp.n_vocab);
+    EXPECT_EQ(h.n_tokens, 3);
+}
+
+TEST_F(StateFileTest, HeaderLayoutIsTheDocumentedOne) {
+    write_state_file(path, kModel, snapshot);
+    const std::vector<uint8_t> bytes = test::read_file(path);
+    ASSERT_GE(bytes.size(), kStateFileHeaderBytes);
+    EXPECT_EQ(std::memcmp(bytes.data(), "DNDRSTAT", 8), 0);
+    uint32_t version = 0;
+    std::memcpy(&version, bytes.data() + 8, sizeof version);
+    EXPECT_EQ(version, 1u);
+    int64_t n_tokens = 0;
+    std::memcpy(&n_tokens, bytes.data() + 72, sizeof n_tokens);
+    EXPECT_EQ(n_tokens, 3);
+    int32_t first_token = 0;
+    std::memcpy(&first_token, bytes.data() + kStateFileHeaderBytes, sizeof first_token);
+    EXPECT_EQ(first_token, snapshot.tokens[0]);
+}
+
+TEST_F(StateFileTest, AnotherModelIsRefusedByName) {
+    write_state_file(path, kOtherModel, snapshot);
+    const std::string message = read_error(path);
+    EXPECT_NE(message.find("another model"), std::string::npos) << message;
+    EXPECT_NE(message.find(path), std::string::npos) << message;
+}
+
+TEST_F(StateFileTest, AnotherVersionIsRefusedByName) {
+    write_state_file(path, kModel, snapshot);
+    std::vector<uint8_t> bytes = test::read_file(path);
+    const uint32_t future = kStateFileVersion + 1;
+    std::memcpy(bytes.data() + sizeof kStateFileMagic, &future, sizeof future);
+    test::write_file(path, bytes);
+    const std::string message = read_error(path);
+    EXPECT_NE(message.find("version 2"), std::string::npos) << message;
+    EXPECT_THROW(read_state_file_header(path), Error);
+}
+
+TEST_F(StateFileTest, EveryTruncationIsAnError) {
+    const std::string good = dir.file("good.dstate");
+    write_state_file(good, kModel, snapshot);
+    const std::vector<uint8_t> bytes = test::read_file(good);
+    for (size_t length = 0; length < bytes.size(); ++length) {
+        test::write_file(path, std::span(bytes).first(length));
+        EXPECT_NE(read_error(path), "") << "truncated to " << length << " bytes";
+    }
+}
+
+TEST_F(StateFileTest, EveryCorruptedByteIsAnError) {
+    const std::string good = dir.file("good.dstate");
+    write_state_file(good, kModel, snapshot);
+    const std::vector<uint8_t> bytes = test::read_file(good);
+    for (size_t i = 0; i < bytes.size(); ++i) {
+        std::vector<uint8_t> corrupt = bytes;
+        corrupt[i] ^= 0x10;
+        test::write_file(path, corrupt);
+        EXPECT_NE(read_error(path), "") << "byte " << i << " flipped";
+    }
+}
+
+TEST_F(StateFileTest, TrailingBytesAreAnError) {
+    write_state_file(path, kModel, snapshot);
+    std::vector<uint8_t> bytes = test::read_file(path);
+    bytes.push_back(0);
+    test::write_file(path, bytes);
+    EXPECT_NE(read_error(path).find("trailing"), std::string::npos);
+}
+
+TEST_F(StateFileTest, AbsurdSizesAreRefusedBeforeAllocating) {
+    write_state_file(path, kModel, snapshot);
+    std::vector<uint8_t> bytes = test::read_file(path);
+    constexpr size_t kDInnerOffset = 48;
+    for (const int64_t d_inner : {int64_t{1} << 40, int64_t{1} << 62, int64_t{-5}}) {
+        std::memcpy(bytes.data() + kDInnerOffset, &d_inner, sizeof d_inner);
+        test::write_file(path, bytes);
+        EXPECT_NE(read_error(path), "") << "d_inner " << d_inner;
+    }
+}
+
+TEST_F(StateFileTest, NotAStateFileAndMissingFileAreErrors) {
+    test::write_file(path, std::vector<uint8_t>(200, 'x'));
+    EXPECT_NE(read_error(path).find("not a Dendro state file"), std::string::npos);
+    EXPECT_NE(read_error(dir.file("missing.dstate")).find("cannot open"), std::string::npos);
+    EXPECT_NE(read_error(dir.path()), "");  // a directory
+}
+
+TEST_F(StateFileTest, RewritingReplacesTheWholeFile) {
+    write_state_file(path, kModel, random_snapshot(hp, random_tokens(40, hp.n_vocab, 1), 1));
+    write_state_file(path, kModel, snapshot);
+    EXPECT_TRUE(test::same_bits(read_state_file(path, kModel), snapshot));
+    EXPECT_EQ(dir.entries(), std::vector<std::string>{"prompt.dstate"}) << "temp file left behind";
+}
+
+TEST_F(StateFileTest, EmptySnapshotIsNotSaved) {
+    StateSnapshot empty = snapshot;
+    empty.tokens.clear();
+    EXPECT_THROW(write_state_file(path, kModel, empty), Error);
+    EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+TEST(ModelFingerprint, HexRoundTripAndRejects) {
+    EXPECT_EQ(kModel.hex(), "0123456789abcdeffedcba9876543210");
+    EXPECT_EQ(ModelFingerprint::from_hex(kModel.hex()), kModel);
+    EXPECT_FALSE(ModelFingerprint::from_hex("0123"));
+    EXPECT_FALSE(ModelFingerprint::from_hex("0123456789ABCDEFfedcba9876543210"));
+    EXPECT_FALSE(ModelFingerprint::from_hex("0123456789abcdeffedcba987654321g"));
+}
+
+TEST(ModelFingerprint, DependsOnEveryByteAndTheLength) {
+    std::vector<uint8_t> bytes(1000);
+    for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 31);
+    const ModelFingerprint base = fingerprint_bytes(bytes);
+    EXPECT_EQ(fingerprint_bytes(bytes), base);
+    for (size_t i : {size_t{0}, size_t{500}, size_t{999}}) {
+        std::vector<uint8_t> changed = bytes;
+        changed[i] ^= 1;
+        EXPECT_NE(fingerprint_bytes(changed), base) << "byte " << i;
+    }
+    EXPECT_NE(fingerprint_bytes(std::span(bytes).first(999)), base);
+    EXPECT_NE(fingerprint_bytes({}), base);
+}
+
+// A small GGUF file whose single tensor holds `fill`.
+void write_tiny_gguf(const std::string& path, uint8_t fill) {
+    GgufWriter writer;
+    writer.set("general.name", GgufValue::string("fingerprint test"));
+    writer.add_tensor("t", GgmlType::F32, {16}, std::vector<uint8_t>(64, fill));
+    writer.write(path);
+}
+
+TEST(ModelFingerprint, MemoIsUsedForTheSameFileAndMissedWhenItChanges) {
+    TempDir dir;
+    const std::string model_path = dir.file("model.gguf");
+    const std::string memo_dir = dir.file("memo");
+    write_tiny_gguf(model_path, 1);
+    ModelFingerprint first;
+    {
+        const auto file = GgufFile::open(model_path);
+        first = fingerprint_model_file(*file, memo_dir);
+        EXPECT_EQ(first, fingerprint_bytes(file->bytes()));
+        EXPECT_EQ(fingerprint_model_file(*file, ""), first);
+    }
+    ASSERT_EQ(std::distance(std::filesystem::directory_iterator(memo_dir), {}), 1);
+    {
+        const auto file = GgufFile::open(model_path);
+        EXPECT_EQ(fingerprint_model_file(*file, memo_dir), first);
+    }
+    // Same path, same size, new content: the memo must not answer for it.
+    write_tiny_gguf(model_path, 2);
+    const auto file = GgufFile::open(model_path);
+    const ModelFingerprint second = fingerprint_model_file(*file, memo_dir);
+    EXPECT_NE(second, first);
+    EXPECT_EQ(second, fingerprint_bytes(file->bytes()));
+}
+
+}  // namespace
+}  // namespace dendro
