@@ -64,6 +64,12 @@ bool is_text_piece(TokenType type) {
 
 }  // namespace
 
+void check_spm_model_loads(std::string_view serialized, std::string_view source) {
+    sentencepiece::SentencePieceProcessor processor;
+    const auto status = processor.LoadFromSerializedProto(serialized);
+    if (!status.ok()) fail(source, ": sentencepiece cannot load it: ", status.ToString());
+}
+
 SpmTokenizer::SpmTokenizer(const GgufFile& file, Vocabulary vocab)
     : vocab_(std::move(vocab)),
       processor_(std::make_unique<sentencepiece::SentencePieceProcessor>()),

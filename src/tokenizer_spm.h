@@ -20,6 +20,9 @@ class SentencePieceProcessor;
 
 namespace dendro {
 
+// Throws dendro::Error naming `source` unless the sentencepiece library loads the serialized ModelProto.
+void check_spm_model_loads(std::string_view serialized, std::string_view source);
+
 class SpmTokenizer final : public Tokenizer {
 public:
     SpmTokenizer(const GgufFile& file, Vocabulary vocab);

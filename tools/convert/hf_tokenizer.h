@@ -2,11 +2,15 @@
 // dendro::Tokenizer::from_gguf (and llama.cpp) can rebuild the tokenizer from the converted file.
 //
 // The directory must hold one of:
-//   tokenizer.json   (a byte-level BPE tokenizer such as GPT-NeoX's)      -> tokenizer.ggml.model "gpt2"
-//   tokenizer.model  (a SentencePiece ModelProto such as Mistral's/Llama's) -> tokenizer.ggml.model "llama",
-//                    plus the proto bytes themselves under kSpmModelKey
-// tokenizer.json wins when both are present. Special token ids and add_bos/add_eos come from
-// tokenizer_config.json, config.json and generation_config.json in the same directory when present.
+//   tokenizer.json  a byte-level BPE tokenizer (GPT-2 or GPT-NeoX style)  -> tokenizer.ggml.model "gpt2",
+//                   tokenizer.ggml.pre "gpt-2", or "mpt" when it NFC-normalizes (GPT-NeoX; llama.cpp's name)
+//   tokenizer.model (or mistral-common's tokenizer.model.v3) a SentencePiece ModelProto
+//                   -> tokenizer.ggml.model "llama", plus the proto bytes themselves under kSpmModelKey
+// A tokenizer.json that is not byte-level BPE is passed over for a SentencePiece model next to it.
+// Special token ids and add_bos/add_eos follow llama.cpp's converter: the TemplateProcessing post-processor
+// of tokenizer.json, then tokenizer_config.json (add_*_token, *_token resolved through the added tokens),
+// then config.json (*_token_id) for ids still unset; a SentencePiece model's own ids fill what is left.
+// generation_config.json is not read (llama.cpp's converter does not read it either).
 #pragma once
 
 #include <cstdint>
@@ -16,7 +20,7 @@
 
 namespace dendro {
 
-// Writes the vocabulary of the tokenizer in `tokenizer_dir` into `writer`, padded with "[PAD<i>]" tokens of
+// Writes the vocabulary of the tokenizer in `tokenizer_dir` into `writer`, padded with "[PAD<id>]" tokens of
 // type UNUSED up to `n_vocab_padded` entries (the model's embedding rows). Throws dendro::Error naming the
 // file when the tokenizer files are missing or corrupt, or when the tokenizer has more tokens than
 // `n_vocab_padded`.
