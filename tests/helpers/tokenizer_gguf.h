@@ -1,0 +1,41 @@
+// Vocabulary-only GGUF files for tokenizer tests: made from the tokenizer files under tests/data/tokenizers
+// by the converter's add_hf_tokenizer, plus readers for the parity fixtures in tests/data/tokenizer_fixtures.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gguf.h"
+#include "tokenizer.h"
+
+namespace dendro::test {
+
+inline constexpr const char* kNeoxTokenizer = "gpt-neox-20b";
+inline constexpr const char* kMistralTokenizer = "mistral-v3";
+// The GPT-NeoX tokenizer.json has 50,281 tokens; a model pads its embedding to a multiple of 8.
+inline constexpr int64_t kNeoxPaddedVocab = 50288;
+inline constexpr int64_t kMistralVocab = 32768;
+
+std::string tokenizer_dir(const std::string& name);         // tests/data/tokenizers/<name>
+std::string fixture_path(const std::string& relative);      // tests/data/tokenizer_fixtures/<relative>
+std::string test_data_path(const std::string& relative);    // tests/data/<relative>
+
+// Writes `path`: the vocabulary add_hf_tokenizer makes from `dir`, then whatever `edit` changes.
+void write_vocab_gguf(const std::string& path, const std::string& dir, int64_t n_vocab_padded,
+                      const std::function<void(GgufWriter&)>& edit = {});
+
+// A tokenizer together with the file it reads from (GgufFile owns the mapping the vocabulary came from).
+struct LoadedTokenizer {
+    std::unique_ptr<GgufFile> file;
+    std::unique_ptr<Tokenizer> tokenizer;
+};
+LoadedTokenizer load_tokenizer(const std::string& gguf_path);
+
+std::string read_text(const std::string& path);
+// A fixture .ids file: little-endian uint16 per token.
+std::vector<int32_t> read_fixture_ids(const std::string& path);
+
+}  // namespace dendro::test
