@@ -127,8 +127,8 @@ CacheDirectory CacheDirectory::open(const std::string& dir, bool create) {
     const fs::path lock = root / kCacheLockFile;
     if (!fs::exists(lock, ec)) {
         if (!create || !is_directory_empty(root)) {
-            fail(dir, ": not a Dendro cache directory (it has no ", kCacheLockFile,
-                 "); use a new or empty directory for --cache-dir");
+            fail(dir, ": not a Dendro cache directory (it has no ", kCacheLockFile, ")",
+                 create ? "; give a new or empty directory" : "");
         }
         // The lock file is made first so a concurrent opener sees either an empty directory or a cache.
         const int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
