@@ -15,6 +15,14 @@ namespace dendro {
 
 enum class DeviceKind { Cpu, Cuda };
 
+// Sampling settings a backend can apply on its own device (no min-p, no repetition penalty).
+struct DeviceSampling {
+    float temperature = 0.0f;  // 0 = greedy
+    int32_t top_k = 0;         // 0 = off
+    float top_p = 1.0f;        // 1 = off
+    uint64_t seed = 0;
+};
+
 struct BackendOptions {
     int n_threads = 0;  // CPU threads; 0 = all hardware threads
     int n_seq_max = 1;  // sequence slots to allocate
@@ -39,6 +47,14 @@ public:
 
     // One token for each of `seqs` (distinct slots), batched; logits is seqs.size() * n_vocab.
     virtual void decode(std::span<const int> seqs, std::span<const int32_t> tokens, std::span<float> logits) = 0;
+
+    // Like decode(), then picks each sequence's next token on the backend's device, so that only token ids
+    // reach the host. Returns false, doing nothing, when the backend has no on-device sampling: callers then
+    // use decode() and a Sampler. A slot's random stream restarts at reset().
+    virtual bool decode_sample(std::span<const int> /*seqs*/, std::span<const int32_t> /*tokens*/,
+                               const DeviceSampling& /*sampling*/, std::span<int32_t> /*next_tokens*/) {
+        return false;
+    }
 
     // Copies a sequence's state out to / in from the host, and forks one slot into another on the backend.
     virtual void read_state(int seq, SequenceState& out) const = 0;

@@ -1,0 +1,464 @@
+#include "cuda_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <utility>
+
+#include "conv1d.h"
+#include "cuda_check.h"
+#include "cuda_graph.h"
+#include "device_buffer.h"
+#include "device_model.h"
+#include "embedding.h"
+#include "error.h"
+#include "gemm.h"
+#include "gemv.h"
+#include "projection.h"
+#include "rms_norm.h"
+#include "sampling.h"
+#include "selective_scan.h"
+#include "ssm_decode.h"
+
+namespace dendro {
+namespace {
+
+using cuda::check;
+
+// Prompt tokens per pass through the layers: long enough for the GEMMs to run near tensor-core peak, short
+// enough that the activations stay a few hundred MiB at the largest Mamba-1 shapes (about 150 KiB a token).
+constexpr int64_t kPrefillChunk = 2048;
+// Rows of logits computed at once when a prefill returns every position's logits.
+constexpr int64_t kLogitsChunk = 256;
+// Sequences per decode graph launch.
+constexpr int kMaxDecodeBatch = cuda::kMaxGemvBatch;
+
+// What the host hands a decode step, copied to the device inside the captured graph.
+struct DecodeInputs {
+    int32_t tokens[kMaxDecodeBatch];
+    int32_t slots[kMaxDecodeBatch];
+    cuda::SamplingConfig sampling;
+};
+
+class Stream {
+public:
+    Stream() { check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating the backend's stream"); }
+    ~Stream() { cudaStreamDestroy(stream_); }
+    Stream(const Stream&) = delete;
+    Stream& operator=(const Stream&) = delete;
+    cudaStream_t get() const { return stream_; }
+
+private:
+    cudaStream_t stream_ = nullptr;
+};
+
+int checked_slot_count(const BackendOptions& options) {
+    if (options.n_seq_max < 1) fail("invalid number of sequence slots ", options.n_seq_max);
+    return options.n_seq_max;
+}
+
+int select_device() {
+    const int count = cuda_device_count();
+    if (count == 0) fail("CUDA backend requested but no CUDA device is available (no GPU or no driver)");
+    check(cudaSetDevice(0), "selecting CUDA device 0");
+    return 0;
+}
+
+class CudaBackend final : public Backend {
+public:
+    CudaBackend(const MambaModel& model, const BackendOptions& options);
+    ~CudaBackend() override { cudaStreamSynchronize(stream_.get()); }
+
+    std::string name() const override { return name_; }
+    const MambaHparams& hparams() const override { return hp_; }
+    int n_seq_max() const override { return n_seq_max_; }
+
+    void reset(int seq) override;
+    void prefill(int seq, std::span<const int32_t> tokens, std::span<float> logits, bool all_logits) override;
+    void decode(std::span<const int> seqs, std::span<const int32_t> tokens, std::span<float> logits) override;
+    bool decode_sample(std::span<const int> seqs, std::span<const int32_t> tokens, const DeviceSampling& sampling,
+                       std::span<int32_t> next_tokens) override;
+    void read_state(int seq, SequenceState& out) const override;
+    void write_state(int seq, const SequenceState& in) override;
+    void copy_state(int src, int dst) override;
+    uint64_t weight_bytes_per_token() const override { return weights_.bytes_per_token(); }
+    uint64_t device_memory_bytes() const override;
+
+private:
+    // Which kernels carry the conv window and SSM state: prefill of one slot, or decode of a batch of slots.
+    struct Rows {
+        int64_t n = 0;
+        int prefill_slot = -1;  // >= 0: prefill of this slot; < 0: decode, slots in decode_inputs_
+    };
+
+    void check_slot(int seq, const char* operation) const;
+    void check_tokens(std::span<const int32_t> tokens) const;
+    void check_batch(std::span<const int> seqs, std::span<const int32_t> tokens, const char* operation) const;
+    float* conv_state(int slot, int64_t layer) const;
+    float* ssm_state(int slot, int64_t layer) const;
+    void run_layers(const Rows& rows);
+    void run_mixer(int64_t layer, const Rows& rows);
+    // Final residual add, norm and lm_head for rows [first, first + n) into logits_.
+    void compute_logits(int64_t first, int64_t n);
+    // Issues one decode step of n sequences whose inputs are in pinned_inputs_; with `sample`, ends with the
+    // sampled tokens in pinned_tokens_, else with the logits in pinned_logits_.
+    void issue_decode_step(int n, bool sample);
+    void run_decode_step(std::span<const int> seqs, std::span<const int32_t> tokens, const cuda::SamplingConfig& sampling,
+                         bool sample);
+    void synchronize(const char* what) const;
+
+    MambaHparams hp_;
+    int device_;
+    std::string name_;
+    int n_seq_max_;
+    Stream stream_;
+    cuda::DeviceModel weights_;
+    cuda::Gemm gemm_;
+    int64_t conv_per_slot_, ssm_per_slot_;
+    cuda::DeviceBuffer conv_states_, ssm_states_, rng_counters_;
+    int64_t x_dbl_width_;
+    cuda::DeviceBuffer tokens_, h_, xn_, xz_, xc_, x_dbl_, dt_, y_, out_, logits_;
+    cuda::DeviceBuffer decode_inputs_, sampled_tokens_;
+    cuda::PinnedBuffer pinned_inputs_, pinned_tokens_, pinned_logits_;
+    std::map<std::pair<int, bool>, std::unique_ptr<cuda::CudaGraph>> decode_graphs_;
+};
+
+CudaBackend::CudaBackend(const MambaModel& model, const BackendOptions& options)
+    : hp_(model.hparams()), device_(select_device()), n_seq_max_(checked_slot_count(options)), weights_(model),
+      gemm_(stream_.get()) {
+    cudaDeviceProp props{};
+    check(cudaGetDeviceProperties(&props, device_), "reading the device's properties");
+    name_ = concat("cuda:", device_, " (", props.name, ")");
+
+    conv_per_slot_ = hp_.n_layer * (hp_.d_conv - 1) * hp_.d_inner;
+    ssm_per_slot_ = hp_.n_layer * hp_.d_inner * hp_.d_state;
+    const auto slots = static_cast<size_t>(n_seq_max_);
+    conv_states_ = cuda::DeviceBuffer(slots * conv_per_slot_ * sizeof(float), "conv window states");
+    ssm_states_ = cuda::DeviceBuffer(slots * ssm_per_slot_ * sizeof(float), "SSM states");
+    rng_counters_ = cuda::DeviceBuffer(slots * sizeof(uint64_t), "sampling counters");
+    for (int s = 0; s < n_seq_max_; ++s) reset(s);
+
+    x_dbl_width_ = hp_.dt_rank + 2 * hp_.d_state;
+    const auto rows = static_cast<size_t>(kPrefillChunk);
+    constexpr size_t f = sizeof(float);
+    tokens_ = cuda::DeviceBuffer(rows * sizeof(int32_t), "prompt tokens");
+    h_ = cuda::DeviceBuffer(rows * hp_.d_model * f, "residual stream");
+    xn_ = cuda::DeviceBuffer(rows * hp_.d_model * f, "normed activations");
+    xz_ = cuda::DeviceBuffer(rows * 2 * hp_.d_inner * f, "in_proj outputs");
+    xc_ = cuda::DeviceBuffer(rows * hp_.d_inner * f, "conv outputs");
+    x_dbl_ = cuda::DeviceBuffer(rows * x_dbl_width_ * f, "x_proj outputs");
+    dt_ = cuda::DeviceBuffer(rows * hp_.d_inner * f, "dt_proj outputs");
+    y_ = cuda::DeviceBuffer(rows * hp_.d_inner * f, "SSM outputs");
+    out_ = cuda::DeviceBuffer(rows * hp_.d_model * f, "out_proj outputs");
+    logits_ = cuda::DeviceBuffer(static_cast<size_t>(std::max<int64_t>(kLogitsChunk, kMaxDecodeBatch)) * hp_.n_vocab * f,
+                                 "logits");
+    decode_inputs_ = cuda::DeviceBuffer(sizeof(DecodeInputs), "decode inputs");
+    sampled_tokens_ = cuda::DeviceBuffer(kMaxDecodeBatch * sizeof(int32_t), "sampled tokens");
+    pinned_inputs_ = cuda::PinnedBuffer(sizeof(DecodeInputs), "decode inputs");
+    pinned_tokens_ = cuda::PinnedBuffer(kMaxDecodeBatch * sizeof(int32_t), "sampled tokens");
+    pinned_logits_ = cuda::PinnedBuffer(static_cast<size_t>(kMaxDecodeBatch) * hp_.n_vocab * f, "decode logits");
+    synchronize("initialising the backend");
+}
+
+void CudaBackend::synchronize(const char* what) const { check(cudaStreamSynchronize(stream_.get()), what); }
+
+void CudaBackend::check_slot(int seq, const char* operation) const {
+    if (seq < 0 || seq >= n_seq_max_) {
+        fail(operation, ": sequence slot ", seq, " does not exist (the backend has ", n_seq_max_, " slots)");
+    }
+}
+
+void CudaBackend::check_tokens(std::span<const int32_t> tokens) const {
+    for (int32_t token : tokens) {
+        if (token < 0 || token >= hp_.n_vocab) {
+            fail("token id ", token, " is outside the model's vocabulary of ", hp_.n_vocab, " tokens");
+        }
+    }
+}
+
+void CudaBackend::check_batch(std::span<const int> seqs, std::span<const int32_t> tokens, const char* operation) const {
+    if (seqs.size() != tokens.size()) fail(operation, ": ", seqs.size(), " sequences but ", tokens.size(), " tokens");
+    for (size_t i = 0; i < seqs.size(); ++i) {
+        check_slot(seqs[i], operation);
+        for (size_t j = 0; j < i; ++j) {
+            if (seqs[j] == seqs[i]) fail(operation, ": sequence slot ", seqs[i], " appears twice in one batch");
+        }
+    }
+    check_tokens(tokens);
+}
+
+float* CudaBackend::conv_state(int slot, int64_t layer) const {
+    return conv_states_.as<float>() + slot * conv_per_slot_ + layer * (hp_.d_conv - 1) * hp_.d_inner;
+}
+
+float* CudaBackend::ssm_state(int slot, int64_t layer) const {
+    return ssm_states_.as<float>() + slot * ssm_per_slot_ + layer * hp_.d_inner * hp_.d_state;
+}
+
+void CudaBackend::reset(int seq) {
+    check_slot(seq, "reset");
+    cudaStream_t s = stream_.get();
+    check(cudaMemsetAsync(conv_state(seq, 0), 0, conv_per_slot_ * sizeof(float), s), "clearing a conv state");
+    check(cudaMemsetAsync(ssm_state(seq, 0), 0, ssm_per_slot_ * sizeof(float), s), "clearing an SSM state");
+    check(cudaMemsetAsync(rng_counters_.as<uint64_t>() + seq, 0, sizeof(uint64_t), s), "clearing a sampling counter");
+}
+
+void CudaBackend::read_state(int seq, SequenceState& out) const {
+    check_slot(seq, "read_state");
+    out = SequenceState::zeros(hp_);
+    cudaStream_t s = stream_.get();
+    check(cudaMemcpyAsync(out.conv.data(), conv_state(seq, 0), conv_per_slot_ * sizeof(float), cudaMemcpyDeviceToHost, s),
+          "reading a conv state");
+    check(cudaMemcpyAsync(out.ssm.data(), ssm_state(seq, 0), ssm_per_slot_ * sizeof(float), cudaMemcpyDeviceToHost, s),
+          "reading an SSM state");
+    synchronize("reading a sequence state");
+}
+
+void CudaBackend::write_state(int seq, const SequenceState& in) {
+    check_slot(seq, "write_state");
+    if (!in.matches(hp_)) {
+        fail("write_state: the state (", in.n_layer, " layers, d_conv ", in.d_conv, ", d_inner ", in.d_inner,
+             ", d_state ", in.d_state, ") does not fit this model (", hp_.n_layer, " layers, d_conv ", hp_.d_conv,
+             ", d_inner ", hp_.d_inner, ", d_state ", hp_.d_state, ")");
+    }
+    cudaStream_t s = stream_.get();
+    check(cudaMemcpyAsync(conv_state(seq, 0), in.conv.data(), conv_per_slot_ * sizeof(float), cudaMemcpyHostToDevice, s),
+          "writing a conv state");
+    check(cudaMemcpyAsync(ssm_state(seq, 0), in.ssm.data(), ssm_per_slot_ * sizeof(float), cudaMemcpyHostToDevice, s),
+          "writing an SSM state");
+    synchronize("writing a sequence state");  // `in` may go away once we return
+}
+
+void CudaBackend::copy_state(int src, int dst) {
+    check_slot(src, "copy_state");
+    check_slot(dst, "copy_state");
+    if (src == dst) return;
+    cudaStream_t s = stream_.get();
+    check(cudaMemcpyAsync(conv_state(dst, 0), conv_state(src, 0), conv_per_slot_ * sizeof(float),
+                          cudaMemcpyDeviceToDevice, s),
+          "copying a conv state");
+    check(cudaMemcpyAsync(ssm_state(dst, 0), ssm_state(src, 0), ssm_per_slot_ * sizeof(float), cudaMemcpyDeviceToDevice,
+                          s),
+          "copying an SSM state");
+}
+
+void CudaBackend::run_layers(const Rows& rows) {
+    for (int64_t layer = 0; layer < hp_.n_layer; ++layer) run_mixer(layer, rows);
+}
+
+void CudaBackend::run_mixer(int64_t layer, const Rows& rows) {
+    const cuda::DeviceLayer& w = weights_.layers()[layer];
+    cudaStream_t s = stream_.get();
+    const int64_t n = rows.n, d_model = hp_.d_model, d_inner = hp_.d_inner, d_state = hp_.d_state;
+    const int64_t dt_rank = hp_.dt_rank;
+    float *h = h_.as<float>(), *xn = xn_.as<float>(), *xz = xz_.as<float>(), *xc = xc_.as<float>();
+    float *x_dbl = x_dbl_.as<float>(), *y = y_.as<float>(), *out = out_.as<float>();
+    const auto* inputs = decode_inputs_.as<DecodeInputs>();
+
+    cuda::launch_residual_rms_norm(h, layer == 0 ? nullptr : out, w.attn_norm, xn, n, d_model, hp_.norm_eps, s);
+    cuda::project(w.ssm_in, w.ssm_in_b, xn, d_model, n, xz, 2 * d_inner, gemm_, s);
+
+    const cuda::ConvWeights conv{d_inner, hp_.d_conv, w.conv_w, w.conv_b};
+    if (rows.prefill_slot >= 0) {
+        cuda::launch_conv1d_prefill(conv, xz, 2 * d_inner, n, conv_state(rows.prefill_slot, layer), xc, s);
+    } else {
+        cuda::launch_conv1d_decode(conv, xz, 2 * d_inner, static_cast<int>(n), conv_state(0, layer), conv_per_slot_,
+                                   inputs->slots, xc, s);
+    }
+
+    cuda::project(w.ssm_x, nullptr, xc, d_inner, n, x_dbl, x_dbl_width_, gemm_, s);
+    if (hp_.dt_b_c_rms) {
+        cuda::launch_rms_norm_segment(x_dbl, x_dbl_width_, 0, dt_rank, n, hp_.mixer_rms_eps, s);
+        cuda::launch_rms_norm_segment(x_dbl, x_dbl_width_, dt_rank, d_state, n, hp_.mixer_rms_eps, s);
+        cuda::launch_rms_norm_segment(x_dbl, x_dbl_width_, dt_rank + d_state, d_state, n, hp_.mixer_rms_eps, s);
+    }
+
+    if (rows.prefill_slot >= 0) {
+        float* dt = dt_.as<float>();
+        cuda::project(w.ssm_dt, nullptr, x_dbl, x_dbl_width_, n, dt, d_inner, gemm_, s);
+        cuda::ScanParams p;
+        p.n_tokens = n;
+        p.d_inner = d_inner;
+        p.d_state = d_state;
+        p.u = xc;
+        p.u_stride = d_inner;
+        p.dt = dt;
+        p.dt_stride = d_inner;
+        p.dt_bias = w.ssm_dt_b;
+        p.A = w.ssm_a;
+        p.B = x_dbl + dt_rank;
+        p.C = x_dbl + dt_rank + d_state;
+        p.bc_stride = x_dbl_width_;
+        p.D = w.ssm_d;
+        p.z = xz + d_inner;
+        p.z_stride = 2 * d_inner;
+        p.state = ssm_state(rows.prefill_slot, layer);
+        p.y = y;
+        p.y_stride = d_inner;
+        cuda::launch_selective_scan(p, s);
+    } else {
+        cuda::SsmDecodeParams p;
+        p.n_batch = static_cast<int>(n);
+        p.d_inner = d_inner;
+        p.d_state = d_state;
+        p.dt_rank = dt_rank;
+        p.x_dbl = x_dbl;
+        p.x_dbl_stride = x_dbl_width_;
+        p.dt_weight = w.ssm_dt;
+        p.dt_bias = w.ssm_dt_b;
+        p.A = w.ssm_a;
+        p.D = w.ssm_d;
+        p.u = xc;
+        p.u_stride = d_inner;
+        p.z = xz + d_inner;
+        p.z_stride = 2 * d_inner;
+        p.states = ssm_state(0, layer);
+        p.slot_stride = ssm_per_slot_;
+        p.slots = inputs->slots;
+        p.y = y;
+        p.y_stride = d_inner;
+        cuda::launch_ssm_decode(p, s);
+    }
+
+    cuda::project(w.ssm_out, w.ssm_out_b, y, d_inner, n, out, d_model, gemm_, s);
+}
+
+void CudaBackend::compute_logits(int64_t first, int64_t n) {
+    cudaStream_t s = stream_.get();
+    const int64_t d_model = hp_.d_model;
+    cuda::launch_residual_rms_norm(h_.as<float>() + first * d_model, out_.as<float>() + first * d_model,
+                                   weights_.output_norm(), xn_.as<float>(), n, d_model, hp_.norm_eps, s);
+    cuda::project(weights_.output(), nullptr, xn_.as<float>(), d_model, n, logits_.as<float>(), hp_.n_vocab, gemm_, s);
+}
+
+void CudaBackend::prefill(int seq, std::span<const int32_t> tokens, std::span<float> logits, bool all_logits) {
+    check_slot(seq, "prefill");
+    if (tokens.empty()) fail("prefill: no tokens given");
+    check_tokens(tokens);
+    const auto n_tokens = static_cast<int64_t>(tokens.size());
+    const size_t needed = static_cast<size_t>((all_logits ? n_tokens : 1) * hp_.n_vocab);
+    if (logits.size() < needed) fail("prefill: logits buffer holds ", logits.size(), " floats, needs ", needed);
+    cudaStream_t s = stream_.get();
+    const size_t vocab_bytes = static_cast<size_t>(hp_.n_vocab) * sizeof(float);
+
+    for (int64_t start = 0; start < n_tokens; start += kPrefillChunk) {
+        const int64_t n = std::min(kPrefillChunk, n_tokens - start);
+        // Pageable source: the call returns once the ids are staged, so the span need not outlive it.
+        check(cudaMemcpyAsync(tokens_.get(), tokens.data() + start, n * sizeof(int32_t), cudaMemcpyHostToDevice, s),
+              "uploading prompt tokens");
+        cuda::launch_embedding_gather(weights_.token_embd(), tokens_.as<int32_t>(), n, h_.as<float>(), s);
+        run_layers(Rows{n, seq});
+        if (all_logits) {
+            for (int64_t first = 0; first < n; first += kLogitsChunk) {
+                const int64_t rows = std::min(kLogitsChunk, n - first);
+                compute_logits(first, rows);
+                check(cudaMemcpyAsync(logits.data() + (start + first) * hp_.n_vocab, logits_.get(), rows * vocab_bytes,
+                                      cudaMemcpyDeviceToHost, s),
+                      "downloading logits");
+                synchronize("prefill");  // logits_ is reused by the next rows
+            }
+        } else if (start + n == n_tokens) {
+            compute_logits(n - 1, 1);
+            check(cudaMemcpyAsync(logits.data(), logits_.get(), vocab_bytes, cudaMemcpyDeviceToHost, s),
+                  "downloading logits");
+        }
+    }
+    synchronize("prefill");
+}
+
+void CudaBackend::issue_decode_step(int n, bool sample) {
+    cudaStream_t s = stream_.get();
+    auto* inputs = decode_inputs_.as<DecodeInputs>();
+    check(cudaMemcpyAsync(inputs, pinned_inputs_.get(), sizeof(DecodeInputs), cudaMemcpyHostToDevice, s),
+          "uploading decode inputs");
+    cuda::launch_embedding_gather(weights_.token_embd(), inputs->tokens, n, h_.as<float>(), s);
+    run_layers(Rows{n, -1});
+    compute_logits(0, n);
+    if (sample) {
+        cuda::launch_sample_tokens(logits_.as<float>(), hp_.n_vocab, n, &inputs->sampling, rng_counters_.as<uint64_t>(),
+                                   inputs->slots, sampled_tokens_.as<int32_t>(), s);
+        check(cudaMemcpyAsync(pinned_tokens_.get(), sampled_tokens_.get(), n * sizeof(int32_t), cudaMemcpyDeviceToHost,
+                              s),
+              "downloading sampled tokens");
+    } else {
+        check(cudaMemcpyAsync(pinned_logits_.get(), logits_.get(), n * hp_.n_vocab * sizeof(float),
+                              cudaMemcpyDeviceToHost, s),
+              "downloading logits");
+    }
+}
+
+void CudaBackend::run_decode_step(std::span<const int> seqs, std::span<const int32_t> tokens,
+                                  const cuda::SamplingConfig& sampling, bool sample) {
+    const int n = static_cast<int>(seqs.size());
+    auto* staged = pinned_inputs_.as<DecodeInputs>();
+    for (int i = 0; i < n; ++i) {
+        staged->tokens[i] = tokens[i];
+        staged->slots[i] = seqs[i];
+    }
+    staged->sampling = sampling;
+    auto& graph = decode_graphs_[{n, sample}];
+    if (!graph) graph = std::make_unique<cuda::CudaGraph>(stream_.get(), [&] { issue_decode_step(n, sample); });
+    graph->launch(stream_.get());
+    synchronize("decode");
+}
+
+void CudaBackend::decode(std::span<const int> seqs, std::span<const int32_t> tokens, std::span<float> logits) {
+    check_batch(seqs, tokens, "decode");
+    if (seqs.empty()) return;
+    const size_t n_vocab = static_cast<size_t>(hp_.n_vocab);
+    if (logits.size() < seqs.size() * n_vocab) {
+        fail("decode: logits buffer holds ", logits.size(), " floats, needs ", seqs.size() * n_vocab);
+    }
+    for (size_t first = 0; first < seqs.size(); first += kMaxDecodeBatch) {
+        const size_t n = std::min<size_t>(kMaxDecodeBatch, seqs.size() - first);
+        run_decode_step(seqs.subspan(first, n), tokens.subspan(first, n), cuda::SamplingConfig{}, false);
+        std::memcpy(logits.data() + first * n_vocab, pinned_logits_.get(), n * n_vocab * sizeof(float));
+    }
+}
+
+bool CudaBackend::decode_sample(std::span<const int> seqs, std::span<const int32_t> tokens,
+                                const DeviceSampling& sampling, std::span<int32_t> next_tokens) {
+    check_batch(seqs, tokens, "decode_sample");
+    if (next_tokens.size() < seqs.size()) {
+        fail("decode_sample: room for ", next_tokens.size(), " tokens, needs ", seqs.size());
+    }
+    if (!(sampling.temperature >= 0.0f) || sampling.top_k < 0 || !(sampling.top_p > 0.0f && sampling.top_p <= 1.0f)) {
+        fail("decode_sample: invalid sampling settings (temperature ", sampling.temperature, ", top_k ", sampling.top_k,
+             ", top_p ", sampling.top_p, ")");
+    }
+    const cuda::SamplingConfig config{sampling.temperature, sampling.top_k, sampling.top_p, sampling.seed};
+    for (size_t first = 0; first < seqs.size(); first += kMaxDecodeBatch) {
+        const size_t n = std::min<size_t>(kMaxDecodeBatch, seqs.size() - first);
+        run_decode_step(seqs.subspan(first, n), tokens.subspan(first, n), config, true);
+        std::memcpy(next_tokens.data() + first, pinned_tokens_.get(), n * sizeof(int32_t));
+    }
+    return true;
+}
+
+uint64_t CudaBackend::device_memory_bytes() const {
+    uint64_t total = weights_.bytes() + gemm_.scratch_bytes();
+    for (const cuda::DeviceBuffer* b : {&conv_states_, &ssm_states_, &rng_counters_, &tokens_, &h_, &xn_, &xz_, &xc_,
+                                        &x_dbl_, &dt_, &y_, &out_, &logits_, &decode_inputs_, &sampled_tokens_}) {
+        total += b->bytes();
+    }
+    return total;
+}
+
+}  // namespace
+
+int cuda_device_count() {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+        cudaGetLastError();  // no driver or no device: not an error for a question
+        return 0;
+    }
+    return count;
+}
+
+std::unique_ptr<Backend> make_cuda_backend(const MambaModel& model, const BackendOptions& options) {
+    return std::make_unique<CudaBackend>(model, options);
+}
+
+}  // namespace dendro

@@ -1,0 +1,18 @@
+// The CUDA backend: the model's weights (as loaded: F32/F16/BF16/Q8_0) and every sequence's state live on the
+// device; each backend owns one stream. Prefill runs cuBLAS GEMMs and the chunked selective scan; decode runs
+// GEMV kernels and a fused SSM step per layer, the whole step (embedding to logits or sampled tokens) captured
+// once per batch size as a CUDA graph and replayed per token.
+#pragma once
+
+#include <memory>
+
+#include "backend.h"
+
+namespace dendro {
+
+// Throws dendro::Error when no CUDA device is usable or device memory runs out.
+std::unique_ptr<Backend> make_cuda_backend(const MambaModel& model, const BackendOptions& options);
+// Number of CUDA devices the runtime sees; 0 (never an error) without a driver or a device.
+int cuda_device_count();
+
+}  // namespace dendro

@@ -1,0 +1,24 @@
+#include "cuda_check.h"
+
+#include "error.h"
+
+namespace dendro::cuda {
+
+void check(cudaError_t status, const std::string& what) {
+    if (status != cudaSuccess) {
+        cudaGetLastError();  // clear the sticky-free error so that later calls report their own failures
+        fail("CUDA: ", what, ": ", cudaGetErrorName(status), " (", cudaGetErrorString(status), ")");
+    }
+}
+
+void check(cublasStatus_t status, const std::string& what) {
+    if (status != CUBLAS_STATUS_SUCCESS) {
+        fail("cuBLAS: ", what, ": ", cublasGetStatusName(status), " (", cublasGetStatusString(status), ")");
+    }
+}
+
+void check_launch(const char* kernel) {
+    check(cudaGetLastError(), concat("launching ", kernel));
+}
+
+}  // namespace dendro::cuda

@@ -1,0 +1,31 @@
+// Fused decode step of a Mamba-1 mixer between x_proj and out_proj, for n_batch sequences of one token each:
+// dt = softplus(dt_proj(dt_low) + dt_bias), then per channel and state h = exp(dt A) h + dt B u,
+// y = (C.h + D u) * silu(z). One kernel, so the dt, the decayed state and the pre-gate output never leave the chip.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "device_matrix.h"
+
+namespace dendro::cuda {
+
+struct SsmDecodeParams {
+    int n_batch = 0;                                   // 1..kMaxGemvBatch
+    int64_t d_inner = 0, d_state = 0, dt_rank = 0;
+    const float* x_dbl = nullptr;  int64_t x_dbl_stride = 0;  // rows of [dt_low (dt_rank), B (d_state), C (d_state)]
+    DeviceMatrix dt_weight;                            // d_inner x dt_rank
+    const float* dt_bias = nullptr;                    // [d_inner] or null
+    const float* A = nullptr;                          // [d_inner][d_state]
+    const float* D = nullptr;                          // [d_inner]
+    const float* u = nullptr;      int64_t u_stride = 0;  // conv outputs
+    const float* z = nullptr;      int64_t z_stride = 0;  // gates
+    float* states = nullptr;       int64_t slot_stride = 0;  // state of row b: states + slots[b]*slot_stride
+    const int32_t* slots = nullptr;
+    float* y = nullptr;            int64_t y_stride = 0;
+};
+
+void launch_ssm_decode(const SsmDecodeParams& params, cudaStream_t stream);
+
+}  // namespace dendro::cuda
