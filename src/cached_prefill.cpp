@@ -17,6 +17,8 @@ CachedPrefillStats prefill_with_cache(Backend& backend, int seq, std::span<const
     if (checkpoint_every < 0) fail("prefill: the checkpoint interval must be >= 0, got ", checkpoint_every);
 
     CachedPrefillStats stats;
+    // A reset even before a restore: it also restarts whatever else the slot keeps (its sampling stream).
+    backend.reset(seq);
     std::optional<StateSnapshot> hit = store != nullptr ? store->longest_prefix(tokens) : std::nullopt;
     if (hit) {
         restore_snapshot(backend, seq, *hit);
@@ -25,10 +27,8 @@ CachedPrefillStats prefill_with_cache(Backend& backend, int seq, std::span<const
             std::copy(hit->last_logits.begin(), hit->last_logits.end(), logits.begin());
             return stats;
         }
-    } else {
-        backend.reset(seq);
+        hit.reset();  // its state lives in the backend now
     }
-    hit.reset();  // its state lives in the backend now
 
     const bool checkpoints = store != nullptr && store->keeps_checkpoints() && checkpoint_every > 0;
     bool storing = store != nullptr;

@@ -1,17 +1,25 @@
 // The prefix cache directory: exact and partial hits, misses, corrupt entries, LRU eviction under the size
 // bound, several processes storing into one directory at once, and the byte-size parser of --cache-size.
+// Then prefill through a store on the CPU backend: chunked, checkpointed and resumed prefills give the
+// plain prefill's logits and state bit for bit, and generation resumed from a cache is the cold one.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
+#include "backend.h"
 #include "byte_size.h"
+#include "cached_prefill.h"
 #include "error.h"
+#include "model.h"
 #include "prefix_cache.h"
+#include "prompt_cache_file.h"
+#include "random_model.h"
 #include "state_file.h"
 #include "state_snapshot_fixture.h"
 #include "temp_dir.h"
@@ -249,6 +257,211 @@ TEST(ByteSize, ParsesUnitsAndRejectsNonsense) {
     }
     EXPECT_EQ(format_byte_size(512), "512 B");
     EXPECT_EQ(format_byte_size(uint64_t{3} << 29), "1.5 GiB");
+}
+
+// ---- prefill through a store, on the CPU backend ----
+
+MambaHparams tiny_model_hparams() {
+    MambaHparams hp;
+    hp.n_vocab = 96;
+    hp.d_model = 32;
+    hp.n_layer = 2;
+    hp.d_conv = 4;
+    hp.d_inner = 64;
+    hp.d_state = 8;
+    hp.dt_rank = 4;
+    return hp;
+}
+
+bool same_floats(std::span<const float> a, std::span<const float> b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size_bytes()) == 0;
+}
+
+class CachedPrefillTest : public ::testing::Test {
+protected:
+    static constexpr int64_t kEvery = 16;
+    static constexpr int kSlots = 2;
+
+    void SetUp() override {
+        model_path = dir.file("model.gguf");
+        write_random_mamba_gguf(model_path, tiny_model_hparams(), GgmlType::F32, /*seed=*/5, /*tied=*/false);
+        model = MambaModel::load(model_path);
+        hp = model->hparams();
+        BackendOptions options;
+        options.n_seq_max = kSlots;
+        options.n_threads = 1;  // a tiny model: threads would only wait on each other
+        backend = make_cpu_backend(*model, options);
+        fingerprint = fingerprint_model_file(model->gguf(), "");
+        prompt = random_tokens(100, hp.n_vocab, 11);
+    }
+
+    PrefixCache open_cache() {
+        return PrefixCache(CacheDirectory::open(dir.file("cache"), true), fingerprint, hp, kDefaultPrefixCacheBytes,
+                           [this](const std::string& message) { warnings.push_back(message); });
+    }
+
+    // Plain whole-prompt prefill on slot 1: the reference.
+    StateSnapshot plain(std::span<const int32_t> tokens) {
+        std::vector<float> logits(static_cast<size_t>(hp.n_vocab));
+        backend->reset(1);
+        backend->prefill(1, tokens, logits, false);
+        return take_snapshot(*backend, 1, tokens, logits);
+    }
+
+    CachedPrefillStats cached(std::span<const int32_t> tokens, PrefixStore* store, std::vector<float>& logits) {
+        logits.assign(static_cast<size_t>(hp.n_vocab), 0.0f);
+        return prefill_with_cache(*backend, 0, tokens, store, kEvery, logits);
+    }
+
+    void expect_matches_plain(std::span<const int32_t> tokens, std::span<const float> logits) {
+        const StateSnapshot reference = plain(tokens);
+        EXPECT_TRUE(same_floats(logits, reference.last_logits)) << "logits differ";
+        SequenceState state;
+        backend->read_state(0, state);
+        EXPECT_TRUE(same_floats(state.conv, reference.state.conv)) << "conv windows differ";
+        EXPECT_TRUE(same_floats(state.ssm, reference.state.ssm)) << "SSM states differ";
+    }
+
+    // Greedy continuation of slot 0 from `logits`: token ids and the logits of every step.
+    std::pair<std::vector<int32_t>, std::vector<float>> greedy(std::vector<float> logits, int steps) {
+        std::vector<int32_t> ids;
+        std::vector<float> all;
+        for (int i = 0; i < steps; ++i) {
+            const auto best = std::max_element(logits.begin(), logits.end()) - logits.begin();
+            ids.push_back(static_cast<int32_t>(best));
+            const int seqs[] = {0};
+            const int32_t tokens[] = {ids.back()};
+            backend->decode(seqs, tokens, logits);
+            all.insert(all.end(), logits.begin(), logits.end());
+        }
+        return {ids, all};
+    }
+
+    test::TempDir dir;
+    std::string model_path;
+    std::unique_ptr<MambaModel> model;
+    MambaHparams hp;
+    std::unique_ptr<Backend> backend;
+    ModelFingerprint fingerprint;
+    std::vector<int32_t> prompt;
+    std::vector<std::string> warnings;
+};
+
+TEST_F(CachedPrefillTest, ColdCheckpointedPrefillIsThePlainPrefill) {
+    PrefixCache cache = open_cache();
+    std::vector<float> logits;
+    const CachedPrefillStats stats = cached(prompt, &cache, logits);
+    EXPECT_EQ(stats.reused_tokens, 0);
+    EXPECT_EQ(stats.computed_tokens, 100);
+    EXPECT_EQ(stats.snapshots_stored, 100 / kEvery + 1);  // checkpoints at 16..96, and the end
+    expect_matches_plain(prompt, logits);
+    EXPECT_TRUE(warnings.empty()) << warnings.front();
+}
+
+TEST_F(CachedPrefillTest, WithoutAStoreItIsThePlainPrefill) {
+    std::vector<float> logits;
+    const CachedPrefillStats stats = cached(prompt, nullptr, logits);
+    EXPECT_EQ(stats.computed_tokens, 100);
+    expect_matches_plain(prompt, logits);
+}
+
+TEST_F(CachedPrefillTest, PartialHitResumesFromACheckpointExactly) {
+    PrefixCache cache = open_cache();
+    std::vector<float> logits;
+    cached(prompt, &cache, logits);
+    const std::vector<int32_t> other = concat_tokens(std::span(prompt).first(40), random_tokens(30, hp.n_vocab, 12));
+    const CachedPrefillStats stats = cached(other, &cache, logits);
+    EXPECT_EQ(stats.reused_tokens, 32);
+    EXPECT_EQ(stats.computed_tokens, 38);
+    expect_matches_plain(other, logits);
+}
+
+TEST_F(CachedPrefillTest, ExactHitComputesNothingAndGenerationIsTheColdOne) {
+    std::vector<float> cold_logits;
+    cached(prompt, nullptr, cold_logits);
+    const auto cold = greedy(cold_logits, 12);
+
+    PrefixCache cache = open_cache();
+    std::vector<float> logits;
+    cached(prompt, &cache, logits);
+    const CachedPrefillStats stats = cached(prompt, &cache, logits);
+    EXPECT_EQ(stats.reused_tokens, 100);
+    EXPECT_EQ(stats.computed_tokens, 0);
+    EXPECT_EQ(stats.snapshots_stored, 0);
+    const auto resumed = greedy(logits, 12);
+    EXPECT_EQ(resumed.first, cold.first);
+    EXPECT_TRUE(same_floats(resumed.second, cold.second));
+}
+
+TEST_F(CachedPrefillTest, ForkAndRestoreIntoAnotherSlotContinueIdentically) {
+    std::vector<float> logits;
+    cached(prompt, nullptr, logits);
+    const StateSnapshot at_prompt = take_snapshot(*backend, 0, prompt, logits);
+    backend->copy_state(0, 1);
+    const int both[] = {0, 1};
+    const int32_t next[] = {7, 7};
+    std::vector<float> two(2 * static_cast<size_t>(hp.n_vocab));
+    backend->decode(both, next, two);
+    EXPECT_TRUE(same_floats(std::span(two).first(hp.n_vocab), std::span(two).subspan(hp.n_vocab)));
+
+    // Slot 1 has moved on; restoring the snapshot takes it back to the end of the prompt.
+    restore_snapshot(*backend, 1, at_prompt);
+    const int one[] = {1};
+    const int32_t seven[] = {7};
+    std::vector<float> again(static_cast<size_t>(hp.n_vocab));
+    backend->decode(one, seven, again);
+    EXPECT_TRUE(same_floats(again, std::span(two).first(hp.n_vocab)));
+
+    StateSnapshot wrong = at_prompt;
+    wrong.state.d_state += 1;
+    EXPECT_THROW(restore_snapshot(*backend, 1, wrong), Error);
+}
+
+TEST_F(CachedPrefillTest, PromptCacheFileSavesRestoresAndRefusesAnotherModel) {
+    const std::string file = dir.file("prompt.dstate");
+    const WarningSink sink = [this](const std::string& message) { warnings.push_back(message); };
+    PromptCacheFile store(file, fingerprint, hp, sink);
+    std::vector<float> logits;
+    const std::span<const int32_t> first = std::span(prompt).first(60);
+    EXPECT_EQ(cached(first, &store, logits).snapshots_stored, 1);
+    ASSERT_TRUE(std::filesystem::exists(file));
+
+    const CachedPrefillStats longer = cached(prompt, &store, logits);
+    EXPECT_EQ(longer.reused_tokens, 60);
+    EXPECT_EQ(longer.computed_tokens, 40);
+    expect_matches_plain(prompt, logits);
+    EXPECT_EQ(read_state_file(file, fingerprint).n_tokens(), 100);  // rewritten for the longer prompt
+
+    // The same file read for another model: a warning, the whole prompt computed, the file replaced.
+    ModelFingerprint other = fingerprint;
+    other.low ^= 1;
+    PromptCacheFile foreign(file, other, hp, sink);
+    const CachedPrefillStats refused = cached(prompt, &foreign, logits);
+    EXPECT_EQ(refused.reused_tokens, 0);
+    expect_matches_plain(prompt, logits);
+    ASSERT_EQ(warnings.size(), 1u);
+    EXPECT_NE(warnings[0].find("another model"), std::string::npos) << warnings[0];
+    EXPECT_NO_THROW(read_state_file(file, other));
+
+    // Truncated: a warning and a full, correct prefill.
+    std::vector<uint8_t> bytes = test::read_file(file);
+    bytes.resize(bytes.size() / 2);
+    test::write_file(file, bytes);
+    EXPECT_EQ(cached(prompt, &foreign, logits).reused_tokens, 0);
+    expect_matches_plain(prompt, logits);
+    EXPECT_EQ(warnings.size(), 2u);
+}
+
+TEST_F(CachedPrefillTest, AStoreThatCannotWriteOnlyWarns) {
+    PrefixCache cache = open_cache();
+    const std::filesystem::path entries = std::filesystem::path(dir.file("cache")) / "entries";
+    std::filesystem::remove_all(entries);
+    test::write_file(entries.string(), std::vector<uint8_t>{'x'});  // a file where the entries should go
+    std::vector<float> logits;
+    const CachedPrefillStats stats = cached(prompt, &cache, logits);
+    EXPECT_EQ(stats.snapshots_stored, 0);
+    EXPECT_EQ(warnings.size(), 1u);  // once, then the store is left alone
+    expect_matches_plain(prompt, logits);
 }
 
 }  // namespace
