@@ -8,10 +8,13 @@
 
 #include "backend.h"
 #include "bundled_model.h"
+#include "byte_size.h"
+#include "cached_prefill.h"
 #include "commands.h"
 #include "error.h"
 #include "generation.h"
 #include "model.h"
+#include "prefix_store.h"
 #include "tokenizer.h"
 
 namespace dendro::cli {
@@ -26,6 +29,7 @@ struct RunOptions {
     bool seed_given = false;
     int n_threads = 0;
     std::string device = "auto";
+    PromptCacheOptions cache;
 };
 
 std::string read_prompt_file(const std::string& path) {
@@ -61,9 +65,14 @@ void run(RunOptions& opt) {
     const auto backend = make_backend(parse_device(opt.device), *model, backend_options);
     const int seq = 0;
 
+    const auto prefix_store = open_prefix_store(opt.cache, *model, [](const std::string& message) {
+        std::fprintf(stderr, "dendro: warning: %s\n", message.c_str());
+    });
+
     std::vector<float> logits(static_cast<size_t>(model->hparams().n_vocab));
     const auto prefill_start = std::chrono::steady_clock::now();
-    backend->prefill(seq, prompt_tokens, logits, /*all_logits=*/false);
+    const CachedPrefillStats cache_stats =
+        prefill_with_cache(*backend, seq, prompt_tokens, prefix_store.get(), opt.cache.checkpoint_every, logits);
     const double prefill_seconds = seconds_since(prefill_start);
 
     std::fputs(prompt.c_str(), stdout);
@@ -86,6 +95,12 @@ void run(RunOptions& opt) {
                  per_second(static_cast<double>(prompt_tokens.size()), prefill_seconds), result.tokens.size(),
                  result.decode_seconds, decode_rate, weight_gbps, backend->name().c_str(),
                  static_cast<unsigned long long>(opt.sampling.seed));
+    if (prefix_store) {
+        std::fprintf(stderr, "dendro: prompt cache: %lld of %zu prompt tokens restored, %lld computed, %lld states saved\n",
+                     static_cast<long long>(cache_stats.reused_tokens), prompt_tokens.size(),
+                     static_cast<long long>(cache_stats.computed_tokens),
+                     static_cast<long long>(cache_stats.snapshots_stored));
+    }
 }
 
 }  // namespace
@@ -115,6 +130,22 @@ void add_run_command(CLI::App& app) {
         "RNG seed (default: random, printed in the closing stats)");
     cmd->add_option("-t,--threads", opt->n_threads, "CPU threads (0 = all)")->capture_default_str();
     cmd->add_option("--device", opt->device, "auto, cpu or cuda")->capture_default_str();
+    auto* prompt_cache = cmd->add_option("--prompt-cache", opt->cache.prompt_cache_file,
+                                         "Resume from the prompt state saved in FILE when it holds a prefix of this "
+                                         "prompt; save this prompt's state there otherwise");
+    auto* cache_dir = cmd->add_option("--cache-dir", opt->cache.cache_dir,
+                                      "Automatic prefix cache directory, shareable between runs and processes "
+                                      "(inspect it with `dendro cache`)");
+    cache_dir->excludes(prompt_cache);
+    cmd->add_option("--cache-every", opt->cache.checkpoint_every,
+                    "With --cache-dir: save a checkpoint every N prompt tokens (0 = only the prompt's end)")
+        ->capture_default_str()
+        ->needs(cache_dir);
+    cmd->add_option_function<std::string>(
+           "--cache-size", [opt](const std::string& text) { opt->cache.max_bytes = parse_byte_size(text); },
+           concat("With --cache-dir: its size bound, least recently used entries evicted beyond it (default ",
+                  format_byte_size(kDefaultPrefixCacheBytes), ")"))
+        ->needs(cache_dir);
     cmd->callback([opt] { run(*opt); });
 }
 
