@@ -48,7 +48,9 @@ CHILD_ENV = "DENDRO_HF_FIXTURES_CHILD"
 
 BPE_VOCAB_SIZE = 512
 SPM_VOCAB_SIZE = 500          # deliberately not a multiple of 8
-NEOX_MODEL_VOCAB = 50280      # what the state-spaces *-hf checkpoints use for the 50,277-token NeoX vocabulary
+# Embedding rows are the tokenizer's size rounded up to a multiple of 8 (mamba_ssm's pad_vocab_size_multiple),
+# so the GPT-NeoX fixture also covers [PAD] rows beyond the tokenizer.
+PAD_VOCAB_SIZE_MULTIPLE = 8
 MAX_PROMPT_TOKENS = 12
 CONTINUATION_TOKENS = 32
 # A stored logit row costs 4 * n_vocab bytes: for the 50k NeoX vocabulary keep only the last position.
@@ -315,7 +317,8 @@ def make_fixture(name: str, spec, neox_dir: Path) -> None:
 
     arch, tokenizer_kind, dtype_name, overrides, save_args = spec
     encoder = PromptEncoder(tokenizer_kind, neox_dir)
-    vocab_size = NEOX_MODEL_VOCAB if tokenizer_kind == "neox" else encoder.size
+    vocab_size = (-(-encoder.size // PAD_VOCAB_SIZE_MULTIPLE) * PAD_VOCAB_SIZE_MULTIPLE if tokenizer_kind == "neox"
+                  else encoder.size)
     prompts = [encoder.prompt(s) for s in PROMPT_SENTENCES]
 
     for seed in range(MAX_SEED_TRIES):

@@ -1,0 +1,48 @@
+// HF Mamba checkpoint directory (config.json, safetensors weights, tokenizer files) -> a GGUF file of
+// llama.cpp's architecture "mamba", following llama.cpp's convert_hf_to_gguf.py (MambaModel): the same
+// tensor names, shapes, transforms (A = -exp(A_log), conv1d weight squeezed to 2-D), per-tensor types and
+// metadata keys. Differences: HF in/out projection biases (use_bias) are kept as blk.N.ssm_in.bias and
+// blk.N.ssm_out.bias; the vocabulary is padded to the embedding rows rather than to a multiple of 8 (a
+// token list longer than the embedding makes a file no runtime can load); Falcon-Mamba's mixer_rms_eps is
+// kept under kMixerRmsEpsKey; intermediate_size need not be 2 * hidden_size.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "ggml_types.h"
+
+namespace dendro {
+
+// What --outtype asks for: the type of the large matrices. Norms, biases, ssm_a, ssm_d and the conv1d
+// weight stay F32 whatever the choice, and Q8_0 falls back to F16 for rows not a multiple of 32 (as
+// llama.cpp does).
+enum class OutType { F32, F16, BF16, Q8_0 };
+
+OutType parse_out_type(const std::string& text);  // "f32", "f16", "bf16", "q8_0"; throws naming the choices
+const char* out_type_name(OutType type);
+GgmlType out_type_tensor_type(OutType type);
+uint32_t out_type_file_type(OutType type);  // general.file_type: llama_ftype numbering
+
+struct ConvertOptions {
+    std::string model_dir;
+    std::string output_path;
+    OutType out_type = OutType::F16;
+    std::string vocab_dir;  // tokenizer files; empty = model_dir
+    // Called after each tensor is written with (tensors written, total).
+    std::function<void(size_t, size_t)> progress;
+};
+
+struct ConvertSummary {
+    int64_t n_tensors = 0;
+    int64_t n_params = 0;
+    uint64_t output_bytes = 0;
+    bool tied_output = false;
+};
+
+// Converts; writes the output atomically (nothing is created on failure). Throws dendro::Error naming the
+// file, key or tensor at fault.
+ConvertSummary convert_hf_to_gguf(const ConvertOptions& options);
+
+}  // namespace dendro

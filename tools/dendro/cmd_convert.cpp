@@ -1,0 +1,59 @@
+// dendro convert: a HuggingFace Mamba checkpoint directory -> GGUF, with a progress bar on stderr.
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "commands.h"
+#include "hf_converter.h"
+
+namespace dendro::cli {
+namespace {
+
+constexpr int kProgressBarWidth = 40;
+constexpr double kBytesPerMiB = 1024.0 * 1024.0;
+
+struct ConvertCommandOptions {
+    std::string model_dir;
+    std::string output_path;
+    std::string out_type = "f16";
+    std::string vocab_dir;
+};
+
+void draw_progress(size_t done, size_t total) {
+    const int filled = total ? static_cast<int>(kProgressBarWidth * done / total) : kProgressBarWidth;
+    const std::string bar = std::string(static_cast<size_t>(filled), '=') +
+                            std::string(static_cast<size_t>(kProgressBarWidth - filled), ' ');
+    std::fprintf(stderr, "\rconverting [%s] %zu/%zu tensors", bar.c_str(), done, total);
+    if (done == total) std::fputc('\n', stderr);
+    std::fflush(stderr);
+}
+
+void run(const ConvertCommandOptions& opt) {
+    ConvertOptions options;
+    options.model_dir = opt.model_dir;
+    options.output_path = opt.output_path;
+    options.out_type = parse_out_type(opt.out_type);
+    options.vocab_dir = opt.vocab_dir;
+    options.progress = draw_progress;
+    const ConvertSummary summary = convert_hf_to_gguf(options);
+    std::printf("wrote %s: %lld tensors, %.2f M parameters, %.2f MiB, outtype %s%s\n", opt.output_path.c_str(),
+                static_cast<long long>(summary.n_tensors), static_cast<double>(summary.n_params) / 1e6,
+                static_cast<double>(summary.output_bytes) / kBytesPerMiB, out_type_name(options.out_type),
+                summary.tied_output ? ", output tied to token_embd" : "");
+}
+
+}  // namespace
+
+void add_convert_command(CLI::App& app) {
+    auto opt = std::make_shared<ConvertCommandOptions>();
+    CLI::App* cmd = app.add_subcommand("convert", "Convert a HuggingFace Mamba checkpoint directory to GGUF");
+    cmd->add_option("HF_DIR", opt->model_dir, "Checkpoint directory: config.json, *.safetensors, tokenizer files")
+        ->required();
+    cmd->add_option("-o,--output", opt->output_path, "GGUF file to write")->required();
+    cmd->add_option("--outtype", opt->out_type, "Type of the weight matrices: f32, f16, bf16 or q8_0")
+        ->capture_default_str();
+    cmd->add_option("--vocab", opt->vocab_dir, "Take the tokenizer from this directory instead of HF_DIR");
+    cmd->callback([opt] { run(*opt); });
+}
+
+}  // namespace dendro::cli
