@@ -41,8 +41,9 @@ enum class GgufType : uint32_t {
 };
 const char* gguf_type_name(GgufType type);
 
-// One metadata value. Scalars of every integer width share `integer` (int64 holds all but the top half of
-// uint64, which is stored bit-cast), floats share `real`. Arrays are homogeneous and never nested.
+// One metadata value. `data` holds signed integers of every width as int64_t, unsigned ones as uint64_t,
+// FLOAT32/FLOAT64 as double, BOOL as bool and STRING as std::string; arrays hold the matching vector (bools as
+// uint8_t). Arrays are homogeneous and never nested.
 struct GgufValue {
     GgufType type = GgufType::UINT32;
     GgufType array_type = GgufType::UINT32;  // element type when type == ARRAY
@@ -73,6 +74,11 @@ struct GgufValue {
     size_t array_size() const;
 };
 
+// Human-readable rendering for listings: integers and floats as numbers, strings quoted (cut after
+// `max_string_bytes`), arrays as "array<type>[n] {...}" showing at most `max_array_elements` elements.
+std::string gguf_value_to_string(const GgufValue& value, size_t max_array_elements = 8,
+                                 size_t max_string_bytes = 160);
+
 struct GgufKeyValue {
     std::string key;
     GgufValue value;
@@ -87,7 +93,7 @@ struct GgufTensorInfo {
     const uint8_t* data = nullptr;  // points into the mapping (reader only)
 
     int64_t n_elements() const;
-    int64_t n_rows() const { return ne.empty() ? 1 : n_elements() / ne[0]; }
+    int64_t n_rows() const;  // product of ne[1..]; 1 for a vector or scalar
     std::string shape_string() const;  // "{4096, 32000}"
 };
 
@@ -126,7 +132,8 @@ public:
     const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
     const GgufTensorInfo* find_tensor(std::string_view name) const;
 
-    // The whole mapped file and its tensor-data section (for content fingerprints).
+    // The whole mapped file and its tensor-data section (for content fingerprints): from the data offset to
+    // the padded end of the last tensor (empty without tensors).
     std::span<const uint8_t> bytes() const;
     std::span<const uint8_t> data_section() const;
 
@@ -167,6 +174,7 @@ private:
         GgmlType type;
         std::vector<int64_t> ne;
         TensorProducer producer;
+        uint64_t nbytes = 0;  // what the producer must deliver
     };
     size_t alignment_;
     std::vector<GgufKeyValue> kvs_;
