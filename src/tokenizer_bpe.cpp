@@ -137,12 +137,10 @@ BpeTokenizer::BpeTokenizer(const GgufFile& file, Vocabulary vocab)
         decoded_[static_cast<size_t>(id)] = std::move(bytes);
         ids_by_text.emplace(text, id);
     }
+    // GPT-NeoX's vocabulary has no tokens for the bytes that never occur in UTF-8 (0xC0, 0xC1, 0xF5-0xFF).
     for (int byte = 0; byte < 256; ++byte) {
         const auto found = ids_by_text.find(utf8::encode_codepoint(byte_to_codepoint[byte]));
-        if (found == ids_by_text.end()) {
-            fail(file.path(), ": the vocabulary has no token for byte ", byte, ", which byte-level BPE needs");
-        }
-        byte_token_[byte] = found->second;
+        byte_token_[byte] = found == ids_by_text.end() ? vocab_.unknown : found->second;
     }
     read_merges(file, ids_by_text);
 
@@ -200,11 +198,16 @@ void BpeTokenizer::encode_word(std::string_view word, std::vector<int32_t>& out)
             return rank != other.rank ? rank > other.rank : left > other.left;
         }
     };
-    std::vector<Symbol> symbols(word.size());
-    for (size_t i = 0; i < word.size(); ++i) {
-        symbols[i] = {byte_token_[static_cast<unsigned char>(word[i])], static_cast<int32_t>(i) - 1,
-                      i + 1 < word.size() ? static_cast<int32_t>(i + 1) : -1};
+    std::vector<Symbol> symbols;
+    symbols.reserve(word.size());
+    for (const char c : word) {
+        const int32_t id = byte_token_[static_cast<unsigned char>(c)];
+        if (id < 0) continue;  // a byte without a token (and no unknown token): dropped, as HF's BPE does
+        const auto index = static_cast<int32_t>(symbols.size());
+        symbols.push_back({id, index - 1, index + 1});
     }
+    if (symbols.empty()) return;
+    symbols.back().next = -1;
     std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> queue;
     const auto push_pair = [&](int32_t left) {
         if (left < 0) return;
@@ -214,7 +217,7 @@ void BpeTokenizer::encode_word(std::string_view word, std::vector<int32_t>& out)
         const int32_t right_id = symbols[static_cast<size_t>(right)].id;
         if (const Merge* merge = find_merge(left_id, right_id)) queue.push({merge->rank, left, left_id, right_id});
     };
-    for (size_t i = 0; i + 1 < word.size(); ++i) push_pair(static_cast<int32_t>(i));
+    for (size_t i = 0; i + 1 < symbols.size(); ++i) push_pair(static_cast<int32_t>(i));
 
     while (!queue.empty()) {
         const Candidate candidate = queue.top();
@@ -230,7 +233,7 @@ void BpeTokenizer::encode_word(std::string_view word, std::vector<int32_t>& out)
         push_pair(left.prev);
         push_pair(candidate.left);
     }
-    for (int32_t i = word.empty() ? -1 : 0; i >= 0; i = symbols[static_cast<size_t>(i)].next) {
+    for (int32_t i = 0; i >= 0; i = symbols[static_cast<size_t>(i)].next) {
         out.push_back(symbols[static_cast<size_t>(i)].id);
     }
 }
@@ -258,7 +261,7 @@ void BpeTokenizer::encode_text(std::string_view text, WordCache& cache, std::vec
             continue;
         }
         encode_well_formed(text.substr(run_start, pos - run_start));
-        out.push_back(byte_token_[static_cast<unsigned char>(text[pos])]);
+        if (const int32_t id = byte_token_[static_cast<unsigned char>(text[pos])]; id >= 0) out.push_back(id);
         run_start = ++pos;
     }
     encode_well_formed(text.substr(run_start));

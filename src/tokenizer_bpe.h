@@ -4,7 +4,9 @@
 //      GPT-NeoX tokenizer), then split with the GPT-2 regex (PCRE2, Unicode properties);
 //   3. each piece's bytes become byte symbols, merged pairwise by merge rank (lowest first, leftmost on ties).
 // Bytes that are not well-formed UTF-8 cannot reach the regex: each such byte becomes its own byte token and
-// the well-formed text on either side is tokenized as if the bad bytes were a boundary.
+// the well-formed text on either side is tokenized as if the bad bytes were a boundary. A byte the vocabulary
+// has no token for (GPT-NeoX lacks 0xC0, 0xC1 and 0xF5-0xFF, which UTF-8 never uses) becomes the unknown
+// token, or is dropped when there is none, as HF's BPE drops it.
 #pragma once
 
 #include <array>
@@ -51,7 +53,7 @@ private:
     std::unique_ptr<Gpt2Regex> regex_;
     SpecialTokenMatcher specials_;
     std::vector<std::string> decoded_;           // token_bytes of every token
-    std::array<int32_t, 256> byte_token_{};      // the token of each single byte
+    std::array<int32_t, 256> byte_token_{};      // the token of each single byte, -1 when it has none
     std::unordered_map<uint64_t, Merge> merges_;  // (left id << 32 | right id) -> merge
 };
 
