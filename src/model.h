@@ -13,6 +13,9 @@
 
 namespace dendro {
 
+// Optional FLOAT32 key holding MambaHparams::mixer_rms_eps (written by Dendro's converter for Falcon-Mamba).
+inline constexpr const char* kMixerRmsEpsKey = "dendro.ssm.mixer_rms_eps";
+
 struct MambaHparams {
     int64_t n_vocab = 0;   // rows of token_embd
     int64_t d_model = 0;   // mamba.embedding_length
@@ -23,6 +26,10 @@ struct MambaHparams {
     int64_t dt_rank = 0;   // mamba.ssm.time_step_rank
     float norm_eps = 1e-5f;     // mamba.attention.layer_norm_rms_epsilon
     bool dt_b_c_rms = false;    // mamba.ssm.dt_b_c_rms (Falcon-Mamba)
+    // Epsilon of Falcon-Mamba's weightless RMSNorms on dt, B and C: HF's config.mixer_rms_eps, which differs
+    // from norm_eps (llama.cpp reuses norm_eps). GGUF has no key for it; Dendro reads the optional
+    // dendro.ssm.mixer_rms_eps and otherwise uses HF's default.
+    float mixer_rms_eps = 1e-6f;
 };
 
 // A weight tensor inside the mapped file. ne in ggml order (ne[0] = row length).

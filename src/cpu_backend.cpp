@@ -1,0 +1,278 @@
+// The CPU backend's forward pass (HF MambaForCausalLM in fp32) and sequence-slot management.
+#include "cpu_backend.h"
+
+#include <omp.h>
+
+#include <algorithm>
+
+#include "cpu_matmul.h"
+#include "cpu_ops.h"
+#include "error.h"
+
+namespace dendro {
+namespace {
+
+// Prompt tokens run through the layers together: enough to read each weight row once per many tokens,
+// few enough that the activations stay small (about 40 KiB per token for the largest Mamba-1).
+constexpr int64_t kPrefillChunk = 256;
+
+std::vector<float> to_f32(const TensorView& t) {
+    if (!t.present()) return {};
+    std::vector<float> values(static_cast<size_t>(t.row_length() * t.n_rows()));
+    for (int64_t r = 0; r < t.n_rows(); ++r) {
+        dequantize_row(t.type, t.row(r), values.data() + r * t.row_length(), t.row_length());
+    }
+    return values;
+}
+
+size_t vector_bytes(const std::vector<float>& v) { return v.size() * sizeof(float); }
+
+}  // namespace
+
+CpuBackend::CpuBackend(const MambaModel& model, const BackendOptions& options)
+    : model_(model), hp_(model.hparams()) {
+    if (options.n_threads < 0) fail("invalid thread count ", options.n_threads, " (0 means all cores)");
+    if (options.n_seq_max < 1) fail("invalid number of sequence slots ", options.n_seq_max);
+    n_threads_ = options.n_threads > 0 ? options.n_threads : omp_get_max_threads();
+
+    const MambaWeights& w = model.weights();
+    layers_.reserve(w.layers.size());
+    for (const MambaLayerWeights& l : w.layers) {
+        layers_.push_back(LayerVectors{to_f32(l.attn_norm), to_f32(l.ssm_in_b), to_f32(l.conv1d_w),
+                                       to_f32(l.conv1d_b), to_f32(l.ssm_dt_b), to_f32(l.ssm_a), to_f32(l.ssm_d),
+                                       to_f32(l.ssm_out_b)});
+    }
+    output_norm_ = to_f32(w.output_norm);
+    slots_.assign(static_cast<size_t>(options.n_seq_max), SequenceState::zeros(hp_));
+}
+
+void CpuBackend::check_slot(int seq, const char* operation) const {
+    if (seq < 0 || seq >= n_seq_max()) {
+        fail(operation, ": sequence slot ", seq, " does not exist (the backend has ", n_seq_max(), " slots)");
+    }
+}
+
+void CpuBackend::check_tokens(std::span<const int32_t> tokens) const {
+    for (int32_t token : tokens) {
+        if (token < 0 || token >= hp_.n_vocab) {
+            fail("token id ", token, " is outside the model's vocabulary of ", hp_.n_vocab, " tokens");
+        }
+    }
+}
+
+void CpuBackend::reset(int seq) {
+    check_slot(seq, "reset");
+    std::fill(slots_[seq].conv.begin(), slots_[seq].conv.end(), 0.0f);
+    std::fill(slots_[seq].ssm.begin(), slots_[seq].ssm.end(), 0.0f);
+}
+
+void CpuBackend::read_state(int seq, SequenceState& out) const {
+    check_slot(seq, "read_state");
+    out = slots_[seq];
+}
+
+void CpuBackend::write_state(int seq, const SequenceState& in) {
+    check_slot(seq, "write_state");
+    if (!in.matches(hp_)) {
+        fail("write_state: the state (", in.n_layer, " layers, d_conv ", in.d_conv, ", d_inner ", in.d_inner,
+             ", d_state ", in.d_state, ") does not fit this model (", hp_.n_layer, " layers, d_conv ", hp_.d_conv,
+             ", d_inner ", hp_.d_inner, ", d_state ", hp_.d_state, ")");
+    }
+    slots_[seq] = in;
+}
+
+void CpuBackend::copy_state(int src, int dst) {
+    check_slot(src, "copy_state");
+    check_slot(dst, "copy_state");
+    if (src != dst) slots_[dst] = slots_[src];
+}
+
+void CpuBackend::reserve_rows(int64_t n_rows) {
+    if (n_rows <= capacity_rows_) return;
+    const auto rows = static_cast<size_t>(n_rows);
+    resid_.resize(rows * hp_.d_model);
+    normed_.resize(rows * hp_.d_model);
+    xz_.resize(rows * 2 * hp_.d_inner);
+    xc_.resize(rows * hp_.d_inner);
+    xdbc_.resize(rows * (hp_.dt_rank + 2 * hp_.d_state));
+    dt_.resize(rows * hp_.d_inner);
+    y_.resize(rows * hp_.d_inner);
+    out_.resize(rows * hp_.d_model);
+    capacity_rows_ = n_rows;
+}
+
+void CpuBackend::embed(std::span<const int32_t> tokens) {
+    const TensorView& embd = model_.weights().token_embd;
+    for (size_t i = 0; i < tokens.size(); ++i) {
+        dequantize_row(embd.type, embd.row(tokens[i]), resid_.data() + i * hp_.d_model, hp_.d_model);
+    }
+}
+
+void CpuBackend::prefill(int seq, std::span<const int32_t> tokens, std::span<float> logits, bool all_logits) {
+    check_slot(seq, "prefill");
+    if (tokens.empty()) fail("prefill: no tokens given");
+    check_tokens(tokens);
+    const auto n_tokens = static_cast<int64_t>(tokens.size());
+    const size_t needed = static_cast<size_t>((all_logits ? n_tokens : 1) * hp_.n_vocab);
+    if (logits.size() < needed) fail("prefill: logits buffer holds ", logits.size(), " floats, needs ", needed);
+
+    reserve_rows(std::min(n_tokens, kPrefillChunk));
+    for (int64_t start = 0; start < n_tokens; start += kPrefillChunk) {
+        const int64_t n = std::min(kPrefillChunk, n_tokens - start);
+        embed(tokens.subspan(static_cast<size_t>(start), static_cast<size_t>(n)));
+        const SeqSpan span{seq, 0, n};
+        run_layers({&span, 1}, n);
+        if (all_logits) {
+            compute_logits(0, n, logits.data() + start * hp_.n_vocab);
+        } else if (start + n == n_tokens) {
+            compute_logits(n - 1, 1, logits.data());
+        }
+    }
+}
+
+void CpuBackend::decode(std::span<const int> seqs, std::span<const int32_t> tokens, std::span<float> logits) {
+    if (seqs.size() != tokens.size()) {
+        fail("decode: ", seqs.size(), " sequences but ", tokens.size(), " tokens");
+    }
+    if (seqs.empty()) return;
+    for (size_t i = 0; i < seqs.size(); ++i) {
+        check_slot(seqs[i], "decode");
+        for (size_t j = 0; j < i; ++j) {
+            if (seqs[j] == seqs[i]) fail("decode: sequence slot ", seqs[i], " appears twice in one batch");
+        }
+    }
+    check_tokens(tokens);
+    const auto n = static_cast<int64_t>(seqs.size());
+    if (logits.size() < static_cast<size_t>(n * hp_.n_vocab)) {
+        fail("decode: logits buffer holds ", logits.size(), " floats, needs ", n * hp_.n_vocab);
+    }
+    reserve_rows(n);
+    embed(tokens);
+    std::vector<SeqSpan> spans;
+    spans.reserve(seqs.size());
+    for (int64_t i = 0; i < n; ++i) spans.push_back(SeqSpan{seqs[i], i, 1});
+    run_layers(spans, n);
+    compute_logits(0, n, logits.data());
+}
+
+void CpuBackend::run_layers(std::span<const SeqSpan> spans, int64_t n_rows) {
+    for (int64_t il = 0; il < hp_.n_layer; ++il) run_mixer(il, spans, n_rows);
+}
+
+void CpuBackend::run_mixer(int64_t il, std::span<const SeqSpan> spans, int64_t n_rows) {
+    const MambaLayerWeights& w = model_.weights().layers[il];
+    const LayerVectors& v = layers_[il];
+    const int64_t d_model = hp_.d_model, d_inner = hp_.d_inner, d_state = hp_.d_state, d_conv = hp_.d_conv;
+    const int64_t dt_rank = hp_.dt_rank, n_xdbc = dt_rank + 2 * d_state, n_xz = 2 * d_inner;
+    const int nt = n_threads_;
+
+#pragma omp parallel for num_threads(nt) if (nt > 1 && n_rows > 1)
+    for (int64_t r = 0; r < n_rows; ++r) {
+        cpu::rms_norm(resid_.data() + r * d_model, v.attn_norm.data(), d_model, hp_.norm_eps,
+                      normed_.data() + r * d_model);
+    }
+    cpu::matmul(w.ssm_in, {normed_.data(), d_model}, n_rows, {xz_.data(), n_xz}, nt);
+    if (!v.in_bias.empty()) {
+        for (int64_t r = 0; r < n_rows; ++r) {
+            for (int64_t i = 0; i < n_xz; ++i) xz_[r * n_xz + i] += v.in_bias[i];
+        }
+    }
+
+    const auto n_spans = static_cast<int64_t>(spans.size());
+#pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1)
+    for (int64_t si = 0; si < n_spans; ++si) {
+        for (int64_t c = 0; c < d_inner; ++c) {
+            const SeqSpan& s = spans[si];
+            const float bias = v.conv_bias.empty() ? 0.0f : v.conv_bias[c];
+            float* window = slots_[s.slot].conv_layer(il) + c;
+            cpu::conv_silu_channel(v.conv_taps.data() + c * d_conv, d_conv, bias, {window, d_inner},
+                                   {xz_.data() + s.first_row * n_xz + c, n_xz},
+                                   {xc_.data() + s.first_row * d_inner + c, d_inner}, s.n_tokens);
+        }
+    }
+
+    cpu::matmul(w.ssm_x, {xc_.data(), d_inner}, n_rows, {xdbc_.data(), n_xdbc}, nt);
+    if (hp_.dt_b_c_rms) {
+        for (int64_t r = 0; r < n_rows; ++r) {
+            float* row = xdbc_.data() + r * n_xdbc;
+            cpu::rms_norm(row, nullptr, dt_rank, hp_.mixer_rms_eps, row);
+            cpu::rms_norm(row + dt_rank, nullptr, d_state, hp_.mixer_rms_eps, row + dt_rank);
+            cpu::rms_norm(row + dt_rank + d_state, nullptr, d_state, hp_.mixer_rms_eps, row + dt_rank + d_state);
+        }
+    }
+    cpu::matmul(w.ssm_dt_w, {xdbc_.data(), n_xdbc}, n_rows, {dt_.data(), d_inner}, nt);
+
+#pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1)
+    for (int64_t si = 0; si < n_spans; ++si) {
+        for (int64_t c = 0; c < d_inner; ++c) {
+            const SeqSpan& s = spans[si];
+            const int64_t r0 = s.first_row;
+            const cpu::ScanChannelInputs in{
+                {dt_.data() + r0 * d_inner + c, d_inner},
+                {xc_.data() + r0 * d_inner + c, d_inner},
+                {xz_.data() + r0 * n_xz + d_inner + c, n_xz},
+                {xdbc_.data() + r0 * n_xdbc + dt_rank, n_xdbc},
+                {xdbc_.data() + r0 * n_xdbc + dt_rank + d_state, n_xdbc},
+            };
+            cpu::scan_channel(in, v.a.data() + c * d_state, v.d[c], v.dt_bias[c], d_state,
+                              slots_[s.slot].ssm_layer(il) + c * d_state, {y_.data() + r0 * d_inner + c, d_inner},
+                              s.n_tokens);
+        }
+    }
+
+    cpu::matmul(w.ssm_out, {y_.data(), d_inner}, n_rows, {out_.data(), d_model}, nt);
+    for (int64_t r = 0; r < n_rows; ++r) {
+        float* resid = resid_.data() + r * d_model;
+        const float* out = out_.data() + r * d_model;
+        if (v.out_bias.empty()) {
+            for (int64_t i = 0; i < d_model; ++i) resid[i] += out[i];
+        } else {
+            for (int64_t i = 0; i < d_model; ++i) resid[i] += out[i] + v.out_bias[i];
+        }
+    }
+}
+
+void CpuBackend::compute_logits(int64_t first_row, int64_t n_rows, float* logits) {
+    const int64_t d_model = hp_.d_model;
+    for (int64_t r = 0; r < n_rows; ++r) {
+        cpu::rms_norm(resid_.data() + (first_row + r) * d_model, output_norm_.data(), d_model, hp_.norm_eps,
+                      normed_.data() + r * d_model);
+    }
+    cpu::matmul(model_.weights().output, {normed_.data(), d_model}, n_rows, {logits, hp_.n_vocab}, n_threads_);
+}
+
+uint64_t CpuBackend::fp32_vector_bytes() const {
+    uint64_t total = vector_bytes(output_norm_);
+    for (const LayerVectors& v : layers_) {
+        for (const std::vector<float>* vec : {&v.attn_norm, &v.in_bias, &v.conv_taps, &v.conv_bias, &v.dt_bias, &v.a,
+                                              &v.d, &v.out_bias}) {
+            total += vector_bytes(*vec);
+        }
+    }
+    return total;
+}
+
+uint64_t CpuBackend::weight_bytes_per_token() const {
+    // One embedding row, every matrix once (the lm_head included), and the fp32 vectors.
+    const MambaWeights& w = model_.weights();
+    uint64_t total = w.token_embd.row_bytes() + w.output.nbytes + fp32_vector_bytes();
+    for (const MambaLayerWeights& l : w.layers) {
+        total += l.ssm_in.nbytes + l.ssm_x.nbytes + l.ssm_dt_w.nbytes + l.ssm_out.nbytes;
+    }
+    return total;
+}
+
+uint64_t CpuBackend::device_memory_bytes() const {
+    uint64_t total = model_.weight_bytes() + fp32_vector_bytes();
+    for (const SequenceState& s : slots_) total += s.bytes();
+    for (const std::vector<float>* buf : {&resid_, &normed_, &xz_, &xc_, &xdbc_, &dt_, &y_, &out_}) {
+        total += vector_bytes(*buf);
+    }
+    return total;
+}
+
+std::unique_ptr<Backend> make_cpu_backend(const MambaModel& model, const BackendOptions& options) {
+    return std::make_unique<CpuBackend>(model, options);
+}
+
+}  // namespace dendro

@@ -1,0 +1,68 @@
+// The CPU backend: the numerical reference of Dendro and its decode path on machines without a GPU.
+// Weight matrices are used in place in the model's mapping (dequantized on the fly); the small per-layer
+// vectors are kept as fp32 copies. Decode, batched decode and prefill all run one forward routine over a
+// batch of token rows, so a token's arithmetic is the same whichever way it is computed (see cpu_matmul.h).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+
+namespace dendro {
+
+class CpuBackend final : public Backend {
+public:
+    CpuBackend(const MambaModel& model, const BackendOptions& options);
+
+    std::string name() const override { return "cpu"; }
+    const MambaHparams& hparams() const override { return hp_; }
+    int n_seq_max() const override { return static_cast<int>(slots_.size()); }
+    int n_threads() const { return n_threads_; }
+
+    void reset(int seq) override;
+    void prefill(int seq, std::span<const int32_t> tokens, std::span<float> logits, bool all_logits) override;
+    void decode(std::span<const int> seqs, std::span<const int32_t> tokens, std::span<float> logits) override;
+    void read_state(int seq, SequenceState& out) const override;
+    void write_state(int seq, const SequenceState& in) override;
+    void copy_state(int src, int dst) override;
+    uint64_t weight_bytes_per_token() const override;
+    uint64_t device_memory_bytes() const override;
+
+private:
+    // The per-layer vectors as fp32 (empty when an optional tensor is absent).
+    struct LayerVectors {
+        std::vector<float> attn_norm, in_bias, conv_taps, conv_bias, dt_bias, a, d, out_bias;
+    };
+    // The tokens of one sequence inside the current batch: rows [first_row, first_row + n_tokens).
+    struct SeqSpan {
+        int slot;
+        int64_t first_row;
+        int64_t n_tokens;
+    };
+
+    void check_slot(int seq, const char* operation) const;
+    void check_tokens(std::span<const int32_t> tokens) const;
+    void reserve_rows(int64_t n_rows);
+    void embed(std::span<const int32_t> tokens);
+    void run_layers(std::span<const SeqSpan> spans, int64_t n_rows);
+    void run_mixer(int64_t il, std::span<const SeqSpan> spans, int64_t n_rows);
+    // Final norm and lm_head of batch rows [first_row, first_row + n_rows) into logits (n_rows * n_vocab).
+    void compute_logits(int64_t first_row, int64_t n_rows, float* logits);
+    uint64_t fp32_vector_bytes() const;
+
+    const MambaModel& model_;
+    MambaHparams hp_;
+    int n_threads_;
+    std::vector<LayerVectors> layers_;
+    std::vector<float> output_norm_;
+    std::vector<SequenceState> slots_;
+
+    // Activations of the current batch, one row per token.
+    int64_t capacity_rows_ = 0;
+    std::vector<float> resid_, normed_, xz_, xc_, xdbc_, dt_, y_, out_;
+};
+
+}  // namespace dendro

@@ -1,0 +1,202 @@
+// Tiled weight-matrix products over F32/F16/BF16/Q8_0 rows (see cpu_matmul.h).
+//
+// A tile computes R weight rows against T token vectors with one 8-lane accumulator per (row, token),
+// walking the row in chunks of 8 elements in order; the weights of a chunk are dequantized once and used for
+// all T tokens. Because each output owns its accumulator and sees the same chunk sequence, its value does not
+// depend on R, T or which thread computes it.
+#include "cpu_matmul.h"
+
+#include <algorithm>
+
+#include "cpu_simd.h"
+#include "error.h"
+
+namespace dendro::cpu {
+namespace {
+
+constexpr int64_t kChunksPerBlock = kQ8_0BlockSize / kLanes;
+// Rows per tile when decoding a single token (memory bound: many rows in flight) and when batching tokens.
+constexpr int kDecodeTileRows = 8;
+constexpr int kBatchTileRows = 4;
+constexpr int kBatchTileTokens = 3;
+// Tokens whose activations are kept hot in cache while every thread streams its share of the weights.
+constexpr int64_t kTokenBlock = 48;
+
+// Readers of one weight row. block() prepares what a 32-element block shares (the Q8_0 scale); chunk() then
+// gives its j-th 8 elements as fp32. Types whose rows may end inside a block (kAnyLength) also read the
+// chunks after the last whole block with at() and the zero-padded last one with partial().
+struct F32Row {
+    static constexpr bool kAnyLength = true;
+    const float* p = nullptr;
+    struct Block {};
+    F32Row() = default;
+    explicit F32Row(const uint8_t* row) : p(reinterpret_cast<const float*>(row)) {}
+    Block block(int64_t) const { return {}; }
+    F32x8 chunk(Block, int64_t b, int64_t j) const { return load8(p + b * kQ8_0BlockSize + j * kLanes); }
+    F32x8 at(int64_t off) const { return load8(p + off); }
+    F32x8 partial(int64_t off, int64_t n) const { return load8_partial(p + off, n); }
+};
+
+template <F32x8 (*Load)(const uint16_t*)>
+struct Half16Row {
+    static constexpr bool kAnyLength = true;
+    const uint16_t* p = nullptr;
+    struct Block {};
+    Half16Row() = default;
+    explicit Half16Row(const uint8_t* row) : p(reinterpret_cast<const uint16_t*>(row)) {}
+    Block block(int64_t) const { return {}; }
+    F32x8 chunk(Block, int64_t b, int64_t j) const { return Load(p + b * kQ8_0BlockSize + j * kLanes); }
+    F32x8 at(int64_t off) const { return Load(p + off); }
+    F32x8 partial(int64_t off, int64_t n) const {
+        uint16_t padded[kLanes] = {};
+        std::copy(p + off, p + off + n, padded);
+        return Load(padded);
+    }
+};
+using F16Row = Half16Row<load8_f16>;
+using BF16Row = Half16Row<load8_bf16>;
+
+struct Q8Row {
+    static constexpr bool kAnyLength = false;  // Q8_0 rows are whole blocks (checked when the file is read)
+    const BlockQ8_0* blocks = nullptr;
+    struct Block {
+        const BlockQ8_0* q;
+        F32x8 scale;
+    };
+    Q8Row() = default;
+    explicit Q8Row(const uint8_t* row) : blocks(reinterpret_cast<const BlockQ8_0*>(row)) {}
+    Block block(int64_t b) const { return {blocks + b, broadcast8_f16(blocks[b].d)}; }
+    F32x8 chunk(const Block& blk, int64_t, int64_t j) const { return load8_q8(blk.q->qs + j * kLanes, blk.scale); }
+};
+
+template <typename Row, int R, int T>
+void tile(const uint8_t* const* row_ptrs, const float* const* x, int64_t length, float* const* y) {
+    Row readers[R];
+    F32x8 acc[R][T];
+    for (int r = 0; r < R; ++r) {
+        readers[r] = Row(row_ptrs[r]);
+        for (int t = 0; t < T; ++t) acc[r][t] = zero8();
+    }
+
+    const int64_t n_blocks = length / kQ8_0BlockSize;
+    for (int64_t b = 0; b < n_blocks; ++b) {
+        typename Row::Block blk[R];
+        for (int r = 0; r < R; ++r) blk[r] = readers[r].block(b);
+        for (int64_t j = 0; j < kChunksPerBlock; ++j) {
+            const int64_t off = b * kQ8_0BlockSize + j * kLanes;
+            F32x8 xs[T];
+            for (int t = 0; t < T; ++t) xs[t] = load8(x[t] + off);
+            for (int r = 0; r < R; ++r) {
+                const F32x8 w = readers[r].chunk(blk[r], b, j);
+                for (int t = 0; t < T; ++t) acc[r][t] = fma8(w, xs[t], acc[r][t]);
+            }
+        }
+    }
+    if constexpr (Row::kAnyLength) {
+        int64_t off = n_blocks * kQ8_0BlockSize;
+        for (; off + kLanes <= length; off += kLanes) {
+            for (int r = 0; r < R; ++r) {
+                const F32x8 w = readers[r].at(off);
+                for (int t = 0; t < T; ++t) acc[r][t] = fma8(w, load8(x[t] + off), acc[r][t]);
+            }
+        }
+        if (off < length) {
+            const int64_t n = length - off;
+            for (int r = 0; r < R; ++r) {
+                const F32x8 w = readers[r].partial(off, n);
+                for (int t = 0; t < T; ++t) acc[r][t] = fma8(w, load8_partial(x[t] + off, n), acc[r][t]);
+            }
+        }
+    }
+    for (int r = 0; r < R; ++r) {
+        for (int t = 0; t < T; ++t) y[t][r] = hsum8(acc[r][t]);
+    }
+}
+
+struct Problem {
+    const TensorView& w;
+    ConstRows x;
+    MutRows y;
+};
+
+template <typename Row, int R, int T>
+void run_tile(const Problem& p, int64_t r0, int64_t t0) {
+    const uint8_t* rows[R];
+    for (int r = 0; r < R; ++r) rows[r] = p.w.row(r0 + r);
+    const float* x[T];
+    float* y[T];
+    for (int t = 0; t < T; ++t) {
+        x[t] = p.x.data + (t0 + t) * p.x.stride;
+        y[t] = p.y.data + (t0 + t) * p.y.stride + r0;
+    }
+    tile<Row, R, T>(rows, x, p.w.row_length(), y);
+}
+
+// Tokens [t_begin, t_end) against R rows starting at r0, T tokens at a time, then the leftover tokens.
+template <typename Row, int R, int T>
+void run_rows(const Problem& p, int64_t r0, int64_t t_begin, int64_t t_end) {
+    int64_t t = t_begin;
+    for (; t + T <= t_end; t += T) run_tile<Row, R, T>(p, r0, t);
+    if constexpr (T > 1) {
+        if (t < t_end) run_rows<Row, R, T - 1>(p, r0, t, t_end);
+    }
+}
+
+// A tile of `rows` < R rows (the end of the matrix).
+template <typename Row, int R, int T>
+void run_short_rows(int64_t rows, const Problem& p, int64_t r0, int64_t t_begin, int64_t t_end) {
+    if constexpr (R > 1) {
+        if (rows == R - 1) {
+            run_rows<Row, R - 1, T>(p, r0, t_begin, t_end);
+        } else {
+            run_short_rows<Row, R - 1, T>(rows, p, r0, t_begin, t_end);
+        }
+    }
+}
+
+template <typename Row, int R, int T>
+void matmul_tiled(const Problem& p, int64_t n_tokens, int n_threads) {
+    const int64_t n_rows = p.w.n_rows();
+    const int64_t n_tiles = (n_rows + R - 1) / R;
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+    for (int64_t tb = 0; tb < n_tokens; tb += kTokenBlock) {
+        const int64_t tb_end = std::min(n_tokens, tb + kTokenBlock);
+        // Static and nowait: each thread keeps the same rows for every token block, so its share of the
+        // weights stays in its cache, and no thread waits for another between blocks.
+#pragma omp for schedule(static) nowait
+        for (int64_t i = 0; i < n_tiles; ++i) {
+            const int64_t r0 = i * R;
+            const int64_t rows = std::min<int64_t>(R, n_rows - r0);
+            if (rows == R) {
+                run_rows<Row, R, T>(p, r0, tb, tb_end);
+            } else {
+                run_short_rows<Row, R, T>(rows, p, r0, tb, tb_end);
+            }
+        }
+    }
+}
+
+template <typename Row>
+void matmul_typed(const Problem& p, int64_t n_tokens, int n_threads) {
+    if (n_tokens == 1) {
+        matmul_tiled<Row, kDecodeTileRows, 1>(p, n_tokens, n_threads);
+    } else {
+        matmul_tiled<Row, kBatchTileRows, kBatchTileTokens>(p, n_tokens, n_threads);
+    }
+}
+
+}  // namespace
+
+void matmul(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, int n_threads) {
+    if (n_tokens <= 0) return;
+    const Problem p{w, x, y};
+    switch (w.type) {
+        case GgmlType::F32: return matmul_typed<F32Row>(p, n_tokens, n_threads);
+        case GgmlType::F16: return matmul_typed<F16Row>(p, n_tokens, n_threads);
+        case GgmlType::BF16: return matmul_typed<BF16Row>(p, n_tokens, n_threads);
+        case GgmlType::Q8_0: return matmul_typed<Q8Row>(p, n_tokens, n_threads);
+        default: fail("tensor ", w.name, ": type ", ggml_type_name(w.type), " is not supported by the CPU backend");
+    }
+}
+
+}  // namespace dendro::cpu

@@ -1,0 +1,50 @@
+// Element-wise and per-channel operations of the CPU forward pass, in HF transformers' order of operations
+// (MambaRMSNorm, causal_conv1d, the selective scan of MambaMixer's slow path), fp32 throughout.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+namespace dendro::cpu {
+
+// torch.nn.functional.softplus with beta 1: above this input it returns the input itself.
+inline constexpr float kSoftplusThreshold = 20.0f;
+
+inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
+inline float softplus(float x) { return x > kSoftplusThreshold ? x : std::log1p(std::exp(x)); }
+
+// out = weight * (x * rsqrt(mean(x^2) + eps)); a null weight is the weightless norm of Falcon-Mamba's mixer.
+void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out);
+
+// Strided view of one channel across the tokens of a sequence: element t is at data[t * stride].
+struct Channel {
+    float* data;
+    int64_t stride;
+    float& operator[](int64_t t) const { return data[t * stride]; }
+};
+struct ConstChannel {
+    const float* data;
+    int64_t stride;
+    float operator[](int64_t t) const { return data[t * stride]; }
+};
+
+// Causal depthwise conv of one channel over n_tokens inputs, then SiLU. `window` holds the previous
+// d_conv-1 inputs (oldest first) and is advanced past the new ones. taps[d_conv-1] weighs the newest input.
+void conv_silu_channel(const float* taps, int64_t d_conv, float bias, Channel window, ConstChannel in,
+                       Channel out, int64_t n_tokens);
+
+// Per-token inputs of the selective scan for one channel.
+struct ScanChannelInputs {
+    ConstChannel dt_proj;  // dt_proj(dt_low) before its bias
+    ConstChannel x;        // conv output
+    ConstChannel z;        // gate
+    ConstChannel b;        // B[t][s] at b.data + t * b.stride + s
+    ConstChannel c;        // C[t][s] likewise
+};
+
+// Runs the selective scan of one channel over n_tokens, updating its state h (d_state values) and writing
+// y[t] = (C[t]·h_t + D x[t]) * silu(z[t]) with dt = softplus(dt_proj + dt_bias), h_t = exp(dt A) h + (dt B) x.
+void scan_channel(const ScanChannelInputs& in, const float* a, float d, float dt_bias, int64_t d_state,
+                  float* h, Channel y, int64_t n_tokens);
+
+}  // namespace dendro::cpu

@@ -1,0 +1,125 @@
+// Eight-lane fp32 vectors for the CPU kernels: AVX2/FMA/F16C when the compiler targets them, otherwise a
+// portable fallback with the same lane semantics. Every reduction in the CPU backend goes through these
+// helpers in one fixed order (chunks of 8 in sequence, lanes combined by hsum8's fixed tree), which is what
+// makes a token's result independent of how many tokens or rows are computed together.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "ggml_types.h"
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define DENDRO_CPU_AVX2 1
+#include <immintrin.h>
+#endif
+
+namespace dendro::cpu {
+
+inline constexpr int kLanes = 8;
+
+#if defined(DENDRO_CPU_AVX2)
+
+struct F32x8 {
+    __m256 v;
+};
+
+inline F32x8 zero8() { return {_mm256_setzero_ps()}; }
+inline F32x8 broadcast8(float x) { return {_mm256_set1_ps(x)}; }
+inline F32x8 load8(const float* p) { return {_mm256_loadu_ps(p)}; }
+inline void store8(float* p, F32x8 a) { _mm256_storeu_ps(p, a.v); }
+inline F32x8 fma8(F32x8 a, F32x8 b, F32x8 acc) { return {_mm256_fmadd_ps(a.v, b.v, acc.v)}; }
+inline F32x8 mul8(F32x8 a, F32x8 b) { return {_mm256_mul_ps(a.v, b.v)}; }
+
+inline float hsum8(F32x8 a) {
+    const __m128 half = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+    const __m128 quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    return _mm_cvtss_f32(_mm_add_ss(quarter, _mm_movehdup_ps(quarter)));
+}
+
+inline F32x8 load8_f16(const uint16_t* p) {
+    return {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))};
+}
+
+inline F32x8 load8_bf16(const uint16_t* p) {
+    const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return {_mm256_castsi256_ps(_mm256_slli_epi32(wide, 16))};
+}
+
+inline F32x8 broadcast8_f16(uint16_t bits) { return {_mm256_set1_ps(_cvtsh_ss(bits))}; }
+
+inline F32x8 load8_q8(const int8_t* q, F32x8 scale) {
+    int64_t bytes;
+    std::memcpy(&bytes, q, sizeof(bytes));
+    const __m256i wide = _mm256_cvtepi8_epi32(_mm_cvtsi64_si128(bytes));
+    return {_mm256_mul_ps(_mm256_cvtepi32_ps(wide), scale.v)};
+}
+
+#else
+
+struct F32x8 {
+    float v[kLanes];
+};
+
+inline F32x8 zero8() { return F32x8{}; }
+inline F32x8 broadcast8(float x) {
+    F32x8 r;
+    for (float& lane : r.v) lane = x;
+    return r;
+}
+inline F32x8 load8(const float* p) {
+    F32x8 r;
+    std::memcpy(r.v, p, sizeof(r.v));
+    return r;
+}
+inline void store8(float* p, F32x8 a) { std::memcpy(p, a.v, sizeof(a.v)); }
+inline F32x8 fma8(F32x8 a, F32x8 b, F32x8 acc) {
+    for (int i = 0; i < kLanes; ++i) acc.v[i] += a.v[i] * b.v[i];
+    return acc;
+}
+inline F32x8 mul8(F32x8 a, F32x8 b) {
+    for (int i = 0; i < kLanes; ++i) a.v[i] *= b.v[i];
+    return a;
+}
+// Same tree as the AVX2 version: halves, then quarters, then the last pair.
+inline float hsum8(F32x8 a) {
+    const float h0 = a.v[0] + a.v[4], h1 = a.v[1] + a.v[5], h2 = a.v[2] + a.v[6], h3 = a.v[3] + a.v[7];
+    return (h0 + h2) + (h1 + h3);
+}
+inline F32x8 load8_f16(const uint16_t* p) {
+    F32x8 r;
+    for (int i = 0; i < kLanes; ++i) r.v[i] = fp16_to_fp32(p[i]);
+    return r;
+}
+inline F32x8 load8_bf16(const uint16_t* p) {
+    F32x8 r;
+    for (int i = 0; i < kLanes; ++i) r.v[i] = bf16_to_fp32(p[i]);
+    return r;
+}
+inline F32x8 broadcast8_f16(uint16_t bits) { return broadcast8(fp16_to_fp32(bits)); }
+
+inline F32x8 load8_q8(const int8_t* q, F32x8 scale) {
+    F32x8 r;
+    for (int i = 0; i < kLanes; ++i) r.v[i] = static_cast<float>(q[i]) * scale.v[i];
+    return r;
+}
+
+#endif
+
+// Loads n < 8 floats followed by zeros (the tail of a row whose length is not a multiple of 8).
+inline F32x8 load8_partial(const float* p, int64_t n) {
+    float padded[kLanes] = {};
+    std::memcpy(padded, p, static_cast<size_t>(n) * sizeof(float));
+    return load8(padded);
+}
+
+// Dot product of two fp32 vectors in the canonical order.
+inline float dot_f32(const float* a, const float* b, int64_t n) {
+    F32x8 acc = zero8();
+    int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes) acc = fma8(load8(a + i), load8(b + i), acc);
+    if (i < n) acc = fma8(load8_partial(a + i, n - i), load8_partial(b + i, n - i), acc);
+    return hsum8(acc);
+}
+
+}  // namespace dendro::cpu

@@ -1,0 +1,38 @@
+// Temporary random-weight model files for tests.
+#include "random_model_file.h"
+
+namespace dendro::test {
+
+MambaHparams tiny_hparams_any_length() {
+    MambaHparams hp;
+    hp.n_vocab = 97;
+    hp.d_model = 44;
+    hp.n_layer = 3;
+    hp.d_conv = 4;
+    hp.d_inner = 84;
+    hp.d_state = 6;
+    hp.dt_rank = 3;
+    hp.norm_eps = 1e-5f;
+    return hp;
+}
+
+MambaHparams tiny_hparams_q8() {
+    MambaHparams hp;
+    hp.n_vocab = 100;
+    hp.d_model = 64;
+    hp.n_layer = 2;
+    hp.d_conv = 4;
+    hp.d_inner = 96;
+    hp.d_state = 8;
+    hp.dt_rank = 32;
+    hp.norm_eps = 1e-5f;
+    return hp;
+}
+
+TempModelFile::TempModelFile(const MambaHparams& hp, GgmlType matrix_type, uint64_t seed, bool tied,
+                             const RandomModelOptions& options)
+    : path_(dir_.file("random-mamba.gguf")) {
+    write_random_mamba_gguf(path_, hp, matrix_type, seed, tied, options);
+}
+
+}  // namespace dendro::test

@@ -1,0 +1,32 @@
+// Temporary random-weight Mamba model files for tests (written by tools/convert/random_model.h).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "ggml_types.h"
+#include "model.h"
+#include "random_model.h"
+#include "temp_dir.h"
+
+namespace dendro::test {
+
+// Small shapes: any_length() has dimensions that are not multiples of 8 (exercising every row tail) and
+// inner_size != 2 * d_model; q8() has the multiples of 32 that Q8_0 rows need.
+MambaHparams tiny_hparams_any_length();
+MambaHparams tiny_hparams_q8();
+
+// Writes a random model into a fresh temporary directory, removed at destruction.
+class TempModelFile {
+public:
+    TempModelFile(const MambaHparams& hp, GgmlType matrix_type, uint64_t seed = 1, bool tied = true,
+                  const RandomModelOptions& options = {});
+
+    const std::string& path() const { return path_; }
+
+private:
+    TempDir dir_;
+    std::string path_;
+};
+
+}  // namespace dendro::test

@@ -1,0 +1,409 @@
+// The CPU backend against a plain double-precision implementation of HF's Mamba forward written here, and
+// its exactness properties: prefill = token-by-token decode = chunked prefill = batched decode, bit for bit.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "backend.h"
+#include "cpu_backend.h"
+#include "error.h"
+#include "model.h"
+#include "random_model_file.h"
+
+namespace dendro {
+namespace {
+
+using test::TempModelFile;
+
+// ---- Scalar reference (double precision, HF MambaMixer slow path order) ----
+
+std::vector<double> to_double(const TensorView& t) {
+    if (!t.present()) return {};
+    std::vector<double> out;
+    std::vector<float> row(static_cast<size_t>(t.row_length()));
+    for (int64_t r = 0; r < t.n_rows(); ++r) {
+        dequantize_row(t.type, t.row(r), row.data(), t.row_length());
+        out.insert(out.end(), row.begin(), row.end());
+    }
+    return out;
+}
+
+struct RefLayer {
+    std::vector<double> norm, in_w, in_b, conv_w, conv_b, x_w, dt_w, dt_b, a, d, out_w, out_b;
+};
+
+struct RefModel {
+    MambaHparams hp;
+    std::vector<double> embd, out_norm, out_w;
+    std::vector<RefLayer> layers;
+
+    explicit RefModel(const MambaModel& m) : hp(m.hparams()) {
+        const MambaWeights& w = m.weights();
+        embd = to_double(w.token_embd);
+        out_norm = to_double(w.output_norm);
+        out_w = to_double(w.output);
+        for (const MambaLayerWeights& l : w.layers) {
+            layers.push_back({to_double(l.attn_norm), to_double(l.ssm_in), to_double(l.ssm_in_b),
+                              to_double(l.conv1d_w), to_double(l.conv1d_b), to_double(l.ssm_x),
+                              to_double(l.ssm_dt_w), to_double(l.ssm_dt_b), to_double(l.ssm_a), to_double(l.ssm_d),
+                              to_double(l.ssm_out), to_double(l.ssm_out_b)});
+        }
+    }
+};
+
+struct RefState {
+    std::vector<std::vector<double>> conv, ssm;  // per layer: [t][channel], [channel][state]
+    explicit RefState(const MambaHparams& hp)
+        : conv(hp.n_layer, std::vector<double>((hp.d_conv - 1) * hp.d_inner, 0.0)),
+          ssm(hp.n_layer, std::vector<double>(hp.d_inner * hp.d_state, 0.0)) {}
+};
+
+std::vector<double> rms(const std::vector<double>& x, const double* w, double eps) {
+    double ss = 0;
+    for (double v : x) ss += v * v;
+    const double scale = 1.0 / std::sqrt(ss / x.size() + eps);
+    std::vector<double> out(x.size());
+    for (size_t i = 0; i < x.size(); ++i) out[i] = (w ? w[i] : 1.0) * x[i] * scale;
+    return out;
+}
+
+std::vector<double> linear(const std::vector<double>& w, const std::vector<double>& b, const double* x, int64_t n_in,
+                           int64_t n_out) {
+    std::vector<double> y(n_out);
+    for (int64_t o = 0; o < n_out; ++o) {
+        double s = b.empty() ? 0.0 : b[o];
+        for (int64_t i = 0; i < n_in; ++i) s += w[o * n_in + i] * x[i];
+        y[o] = s;
+    }
+    return y;
+}
+
+double silu(double x) { return x / (1.0 + std::exp(-x)); }
+double softplus(double x) { return x > 20.0 ? x : std::log1p(std::exp(x)); }
+
+std::vector<double> ref_step(const RefModel& m, RefState& st, int32_t token) {
+    const MambaHparams& hp = m.hp;
+    const int64_t D = hp.d_model, E = hp.d_inner, N = hp.d_state, R = hp.dt_rank, K = hp.d_conv;
+    std::vector<double> h(m.embd.begin() + token * D, m.embd.begin() + (token + 1) * D);
+    for (int64_t il = 0; il < hp.n_layer; ++il) {
+        const RefLayer& L = m.layers[il];
+        const std::vector<double> hn = rms(h, L.norm.data(), hp.norm_eps);
+        const std::vector<double> xz = linear(L.in_w, L.in_b, hn.data(), D, 2 * E);
+        std::vector<double> xc(E);
+        std::vector<double>& win = st.conv[il];
+        for (int64_t c = 0; c < E; ++c) {
+            double s = L.conv_b.empty() ? 0.0 : L.conv_b[c];
+            for (int64_t k = 0; k < K - 1; ++k) s += L.conv_w[c * K + k] * win[k * E + c];
+            s += L.conv_w[c * K + K - 1] * xz[c];
+            for (int64_t k = 0; k + 1 < K - 1; ++k) win[k * E + c] = win[(k + 1) * E + c];
+            if (K > 1) win[(K - 2) * E + c] = xz[c];
+            xc[c] = silu(s);
+        }
+        std::vector<double> xdbc = linear(L.x_w, {}, xc.data(), E, R + 2 * N);
+        if (hp.dt_b_c_rms) {
+            for (auto [off, len] : {std::pair<int64_t, int64_t>{0, R}, {R, N}, {R + N, N}}) {
+                std::vector<double> part(xdbc.begin() + off, xdbc.begin() + off + len);
+                part = rms(part, nullptr, hp.mixer_rms_eps);
+                std::copy(part.begin(), part.end(), xdbc.begin() + off);
+            }
+        }
+        const std::vector<double> dt_raw = linear(L.dt_w, L.dt_b, xdbc.data(), R, E);
+        std::vector<double> y(E);
+        for (int64_t c = 0; c < E; ++c) {
+            const double dt = softplus(dt_raw[c]);
+            double sum = 0;
+            for (int64_t s = 0; s < N; ++s) {
+                double& state = st.ssm[il][c * N + s];
+                state = std::exp(dt * L.a[c * N + s]) * state + dt * xdbc[R + s] * xc[c];
+                sum += state * xdbc[R + N + s];
+            }
+            y[c] = (sum + xc[c] * L.d[c]) * silu(xz[E + c]);
+        }
+        const std::vector<double> out = linear(L.out_w, L.out_b, y.data(), E, D);
+        for (int64_t i = 0; i < D; ++i) h[i] += out[i];
+    }
+    const std::vector<double> hn = rms(h, m.out_norm.data(), hp.norm_eps);
+    return linear(m.out_w, {}, hn.data(), D, hp.n_vocab);
+}
+
+// ---- Helpers ----
+
+std::vector<int32_t> some_tokens(size_t n, int64_t n_vocab, uint32_t salt = 0) {
+    std::vector<int32_t> t(n);
+    for (size_t i = 0; i < n; ++i) t[i] = static_cast<int32_t>((i * 37 + salt * 11 + 5) % n_vocab);
+    return t;
+}
+
+// One thread by default: the properties tested do not depend on it (ThreadCountDoesNotChangeResults checks that).
+std::unique_ptr<Backend> cpu(const MambaModel& model, int n_seq = 1, int n_threads = 1) {
+    return make_cpu_backend(model, BackendOptions{n_threads, n_seq});
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+bool same_state(const SequenceState& a, const SequenceState& b) { return same_bits(a.conv, b.conv) && same_bits(a.ssm, b.ssm); }
+
+SequenceState state_of(const Backend& b, int seq) {
+    SequenceState s;
+    b.read_state(seq, s);
+    return s;
+}
+
+std::vector<float> decode_one(Backend& b, int seq, int32_t token) {
+    std::vector<float> logits(b.hparams().n_vocab);
+    const int seqs[] = {seq};
+    const int32_t toks[] = {token};
+    b.decode(seqs, toks, logits);
+    return logits;
+}
+
+// ---- Against the reference ----
+
+struct RefCase {
+    const char* name;
+    GgmlType matrix_type;
+    bool q8_shape;
+    bool tied;
+    RandomModelOptions options;
+    bool falcon;
+};
+
+class CpuVsReference : public ::testing::TestWithParam<RefCase> {};
+
+TEST_P(CpuVsReference, LogitsMatchDoublePrecisionReference) {
+    const RefCase& rc = GetParam();
+    MambaHparams hp = rc.q8_shape ? test::tiny_hparams_q8() : test::tiny_hparams_any_length();
+    hp.dt_b_c_rms = rc.falcon;
+    TempModelFile file(hp, rc.matrix_type, 7, rc.tied, rc.options);
+    const auto model = MambaModel::load(file.path());
+    const RefModel ref(*model);
+    RefState ref_state(hp);
+    auto backend = cpu(*model);
+
+    const std::vector<int32_t> tokens = some_tokens(12, hp.n_vocab);
+    std::vector<float> all(tokens.size() * hp.n_vocab);
+    backend->prefill(0, tokens, all, true);
+    double worst = 0;
+    for (size_t t = 0; t < tokens.size(); ++t) {
+        const std::vector<double> expected = ref_step(ref, ref_state, tokens[t]);
+        double scale = 1.0;
+        for (double v : expected) scale = std::max(scale, std::abs(v));
+        for (int64_t i = 0; i < hp.n_vocab; ++i) {
+            worst = std::max(worst, std::abs(all[t * hp.n_vocab + i] - expected[i]) / scale);
+        }
+    }
+    EXPECT_LT(worst, 2e-5) << rc.name;
+
+    const SequenceState st = state_of(*backend, 0);
+    double worst_state = 0;
+    for (int64_t il = 0; il < hp.n_layer; ++il) {
+        for (size_t i = 0; i < ref_state.ssm[il].size(); ++i) {
+            worst_state = std::max(worst_state, std::abs(st.ssm_layer(il)[i] - ref_state.ssm[il][i]));
+        }
+        for (size_t i = 0; i < ref_state.conv[il].size(); ++i) {
+            worst_state = std::max(worst_state, std::abs(st.conv_layer(il)[i] - ref_state.conv[il][i]));
+        }
+    }
+    EXPECT_LT(worst_state, 1e-4) << rc.name;
+}
+
+RandomModelOptions with_biases() {
+    RandomModelOptions o;
+    o.proj_bias = true;
+    o.conv_3d = true;
+    o.vector_type = GgmlType::F16;
+    return o;
+}
+
+RandomModelOptions without_conv_bias() {
+    RandomModelOptions o;
+    o.conv_bias = false;
+    o.vector_type = GgmlType::BF16;
+    return o;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Types, CpuVsReference,
+    ::testing::Values(RefCase{"f32", GgmlType::F32, false, true, {}, false},
+                      RefCase{"f32_untied_biases", GgmlType::F32, false, false, with_biases(), false},
+                      RefCase{"f16", GgmlType::F16, false, true, {}, false},
+                      RefCase{"bf16_no_conv_bias", GgmlType::BF16, false, false, without_conv_bias(), false},
+                      RefCase{"q8_0", GgmlType::Q8_0, true, true, {}, false},
+                      RefCase{"q8_0_untied", GgmlType::Q8_0, true, false, with_biases(), false},
+                      RefCase{"falcon_f32", GgmlType::F32, false, true, {}, true},
+                      RefCase{"falcon_q8_0", GgmlType::Q8_0, true, false, {}, true}),
+    [](const ::testing::TestParamInfo<RefCase>& info) { return std::string(info.param.name); });
+
+// ---- Exactness properties ----
+
+class CpuExactness : public ::testing::TestWithParam<GgmlType> {
+protected:
+    void SetUp() override {
+        hp_ = GetParam() == GgmlType::Q8_0 ? test::tiny_hparams_q8() : test::tiny_hparams_any_length();
+        file_ = std::make_unique<TempModelFile>(hp_, GetParam(), 3, false);
+        model_ = MambaModel::load(file_->path());
+    }
+    MambaHparams hp_;
+    std::unique_ptr<TempModelFile> file_;
+    std::unique_ptr<MambaModel> model_;
+};
+
+TEST_P(CpuExactness, PrefillEqualsTokenByTokenDecode) {
+    // Longer than the backend's prefill chunk, so chunk boundaries are crossed too.
+    const std::vector<int32_t> tokens = some_tokens(300, hp_.n_vocab);
+    auto a = cpu(*model_);
+    std::vector<float> all(tokens.size() * hp_.n_vocab);
+    a->prefill(0, tokens, all, true);
+
+    auto b = cpu(*model_);
+    for (size_t t = 0; t < tokens.size(); ++t) {
+        const std::vector<float> step = decode_one(*b, 0, tokens[t]);
+        ASSERT_EQ(0, std::memcmp(step.data(), all.data() + t * hp_.n_vocab, hp_.n_vocab * sizeof(float)))
+            << "position " << t;
+    }
+    EXPECT_TRUE(same_state(state_of(*a, 0), state_of(*b, 0)));
+
+    std::vector<float> last(hp_.n_vocab);
+    auto c = cpu(*model_);
+    c->prefill(0, tokens, last, false);
+    EXPECT_EQ(0, std::memcmp(last.data(), all.data() + (tokens.size() - 1) * hp_.n_vocab, hp_.n_vocab * sizeof(float)));
+}
+
+TEST_P(CpuExactness, PrefillInPiecesEqualsWhole) {
+    const std::vector<int32_t> tokens = some_tokens(40, hp_.n_vocab, 1);
+    auto whole = cpu(*model_);
+    std::vector<float> whole_logits(hp_.n_vocab);
+    whole->prefill(0, tokens, whole_logits, false);
+
+    auto pieces = cpu(*model_);
+    std::vector<float> piece_logits(hp_.n_vocab);
+    const std::span<const int32_t> all(tokens);
+    pieces->prefill(0, all.subspan(0, 13), piece_logits, false);
+    pieces->prefill(0, all.subspan(13, 1), piece_logits, false);
+    pieces->prefill(0, all.subspan(14), piece_logits, false);
+    EXPECT_TRUE(same_bits(whole_logits, piece_logits));
+    EXPECT_TRUE(same_state(state_of(*whole, 0), state_of(*pieces, 0)));
+}
+
+TEST_P(CpuExactness, BatchedDecodeEqualsSingleDecodes) {
+    auto batched = cpu(*model_, 4);
+    auto single = cpu(*model_, 4);
+    std::vector<float> scratch(5 * hp_.n_vocab);
+    for (int s = 0; s < 3; ++s) {
+        const std::vector<int32_t> prompt = some_tokens(5 + 3 * s, hp_.n_vocab, s);
+        batched->prefill(s + 1, prompt, scratch, false);
+        single->prefill(s + 1, prompt, scratch, false);
+    }
+    const int seqs[] = {3, 1, 2};
+    for (int step = 0; step < 4; ++step) {
+        const int32_t toks[] = {int32_t(step + 1), int32_t(2 * step + 7), int32_t(3 * step + 2)};
+        std::vector<float> logits(3 * hp_.n_vocab);
+        batched->decode(seqs, toks, logits);
+        for (int i = 0; i < 3; ++i) {
+            const std::vector<float> one = decode_one(*single, seqs[i], toks[i]);
+            ASSERT_EQ(0, std::memcmp(one.data(), logits.data() + i * hp_.n_vocab, hp_.n_vocab * sizeof(float)))
+                << "step " << step << " sequence " << seqs[i];
+        }
+    }
+    for (int s = 1; s <= 3; ++s) EXPECT_TRUE(same_state(state_of(*batched, s), state_of(*single, s)));
+    EXPECT_TRUE(same_state(state_of(*batched, 0), SequenceState::zeros(hp_)));
+}
+
+TEST_P(CpuExactness, ThreadCountDoesNotChangeResults) {
+    const std::vector<int32_t> tokens = some_tokens(30, hp_.n_vocab, 2);
+    std::vector<float> one(tokens.size() * hp_.n_vocab), two(one.size());
+    cpu(*model_, 1, 1)->prefill(0, tokens, one, true);
+    cpu(*model_, 1, 3)->prefill(0, tokens, two, true);
+    EXPECT_TRUE(same_bits(one, two));
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, CpuExactness,
+                         ::testing::Values(GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0),
+                         [](const ::testing::TestParamInfo<GgmlType>& info) { return ggml_type_name(info.param); });
+
+// ---- State management ----
+
+class CpuStates : public ::testing::Test {
+protected:
+    CpuStates() : hp_(test::tiny_hparams_any_length()), file_(hp_, GgmlType::F16), model_(MambaModel::load(file_.path())) {}
+    MambaHparams hp_;
+    TempModelFile file_;
+    std::unique_ptr<MambaModel> model_;
+};
+
+TEST_F(CpuStates, RestoredStateContinuesBitIdentically) {
+    const std::vector<int32_t> prompt = some_tokens(17, hp_.n_vocab);
+    auto a = cpu(*model_, 2);
+    std::vector<float> logits(hp_.n_vocab);
+    a->prefill(0, prompt, logits, false);
+    const SequenceState saved = state_of(*a, 0);
+    const std::vector<float> uninterrupted = decode_one(*a, 0, 9);
+
+    auto b = cpu(*model_, 2);
+    b->write_state(1, saved);
+    EXPECT_TRUE(same_state(state_of(*b, 1), saved));
+    EXPECT_TRUE(same_bits(decode_one(*b, 1, 9), uninterrupted));
+}
+
+TEST_F(CpuStates, CopyStateForksASequence) {
+    auto b = cpu(*model_, 3);
+    std::vector<float> logits(hp_.n_vocab);
+    b->prefill(0, some_tokens(9, hp_.n_vocab), logits, false);
+    b->copy_state(0, 2);
+    EXPECT_TRUE(same_state(state_of(*b, 0), state_of(*b, 2)));
+    EXPECT_TRUE(same_bits(decode_one(*b, 0, 4), decode_one(*b, 2, 4)));
+}
+
+TEST_F(CpuStates, ResetGivesAFreshSequence) {
+    auto b = cpu(*model_);
+    const std::vector<float> fresh = decode_one(*b, 0, 11);
+    b->reset(0);
+    EXPECT_TRUE(same_state(state_of(*b, 0), SequenceState::zeros(hp_)));
+    EXPECT_TRUE(same_bits(decode_one(*b, 0, 11), fresh));
+}
+
+TEST_F(CpuStates, StateHasTheModelsShape) {
+    const SequenceState s = state_of(*cpu(*model_), 0);
+    EXPECT_TRUE(s.matches(hp_));
+    EXPECT_EQ(s.bytes(), static_cast<size_t>(hp_.n_layer * ((hp_.d_conv - 1) + hp_.d_state) * hp_.d_inner) * 4);
+}
+
+TEST_F(CpuStates, BadRequestsAreErrors) {
+    auto b = cpu(*model_, 2);
+    std::vector<float> logits(2 * hp_.n_vocab);
+    const std::vector<int32_t> bad_token = {static_cast<int32_t>(hp_.n_vocab)};
+    EXPECT_THROW(b->prefill(0, bad_token, logits, false), Error);
+    EXPECT_THROW(b->prefill(2, some_tokens(2, hp_.n_vocab), logits, false), Error);
+    EXPECT_THROW(b->prefill(0, {}, logits, false), Error);
+    std::vector<float> small(hp_.n_vocab - 1);
+    EXPECT_THROW(b->prefill(0, some_tokens(2, hp_.n_vocab), small, false), Error);
+    const int dup[] = {1, 1};
+    const int32_t toks[] = {1, 2};
+    EXPECT_THROW(b->decode(dup, toks, logits), Error);
+    EXPECT_THROW(b->reset(-1), Error);
+    MambaHparams other = hp_;
+    other.d_state += 1;
+    EXPECT_THROW(b->write_state(0, SequenceState::zeros(other)), Error);
+    // Nothing was changed by the rejected calls.
+    EXPECT_TRUE(same_state(state_of(*b, 0), SequenceState::zeros(hp_)));
+    EXPECT_THROW(make_cpu_backend(*model_, BackendOptions{-1, 1}), Error);
+    EXPECT_THROW(make_cpu_backend(*model_, BackendOptions{1, 0}), Error);
+}
+
+TEST_F(CpuStates, WeightBytesCountWhatADecodeStepReads) {
+    auto b = cpu(*model_);
+    const MambaWeights& w = model_->weights();
+    uint64_t matrices = w.output.nbytes + w.token_embd.row_bytes();
+    for (const MambaLayerWeights& l : w.layers) matrices += l.ssm_in.nbytes + l.ssm_x.nbytes + l.ssm_dt_w.nbytes + l.ssm_out.nbytes;
+    // Plus the fp32 vectors: norms, conv taps and bias, dt bias, A, D.
+    const int64_t per_layer = hp_.d_model + hp_.d_conv * hp_.d_inner + 3 * hp_.d_inner + hp_.d_state * hp_.d_inner;
+    EXPECT_EQ(b->weight_bytes_per_token(), matrices + 4 * (hp_.n_layer * per_layer + hp_.d_model));
+    EXPECT_GE(b->device_memory_bytes(), model_->weight_bytes());
+}
+
+}  // namespace
+}  // namespace dendro

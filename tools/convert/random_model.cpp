@@ -1,0 +1,218 @@
+// Random-weight Mamba-1 GGUF files (see random_model.h). Scales follow HF MambaMixer's initialisation so
+// that activations stay finite at any depth: A = -[1..d_state], dt bias = softplus^-1 of a log-uniform dt
+// in [1e-3, 1e-1], Linear weights uniform in +-1/sqrt(fan_in), out_proj further scaled by 1/sqrt(n_layer).
+#include "random_model.h"
+
+#include <cmath>
+#include <functional>
+#include <vector>
+
+#include "error.h"
+#include "gguf.h"
+#include "tokenizer.h"
+
+namespace dendro {
+namespace {
+
+constexpr float kEmbeddingScale = 0.17f;   // uniform +-0.17: std 0.1, HF Mamba's initializer_range
+constexpr float kNormJitter = 0.1f;        // norm weights in 1 +- 0.1
+constexpr float kSkipJitter = 0.1f;        // D in 1 +- 0.1
+constexpr float kBiasScale = 0.05f;        // optional biases
+constexpr double kDtMin = 1e-3, kDtMax = 1e-1;
+constexpr int kByteTokens = 256;
+// llama.cpp's converter writes this context length for Mamba, which has no limit of its own.
+constexpr uint32_t kMambaContextLength = 1u << 20;
+
+// splitmix64: a counter-based generator, so any element can be computed independently of the others.
+uint64_t mix(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+uint64_t name_hash(const std::string& name) {  // FNV-1a: stable across platforms, unlike std::hash
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ull;
+    return h;
+}
+
+// Uniform in [0, 1) from the top 24 bits of the element's hash.
+constexpr int kUniformBits = 24;
+float uniform01(uint64_t stream, uint64_t index) {
+    return static_cast<float>(mix(stream ^ mix(index)) >> (64 - kUniformBits)) * std::ldexp(1.0f, -kUniformBits);
+}
+float uniform_pm1(uint64_t stream, uint64_t index) { return 2.0f * uniform01(stream, index) - 1.0f; }
+
+// Value of element `col` of row `row`, given the tensor's random stream.
+using ElementFn = std::function<float(uint64_t stream, int64_t row, int64_t col)>;
+
+class RandomModelWriter {
+public:
+    explicit RandomModelWriter(uint64_t seed) : seed_(seed) {}
+
+    void add(GgufWriter& writer, const std::string& name, GgmlType type, std::vector<int64_t> ne, ElementFn fn) {
+        const uint64_t stream = mix(seed_ ^ name_hash(name));
+        const int64_t row_length = ne[0];
+        int64_t n_rows = 1;
+        for (size_t i = 1; i < ne.size(); ++i) n_rows *= ne[i];
+        const size_t row_bytes = ggml_row_size(type, row_length);
+        writer.add_tensor(name, type, std::move(ne), [=](std::vector<uint8_t>& out) {
+            out.resize(row_bytes * static_cast<size_t>(n_rows));
+#pragma omp parallel
+            {
+                std::vector<float> values(static_cast<size_t>(row_length));
+#pragma omp for schedule(static)
+                for (int64_t r = 0; r < n_rows; ++r) {
+                    for (int64_t c = 0; c < row_length; ++c) values[c] = fn(stream, r, c);
+                    quantize_row(type, values.data(), out.data() + r * row_bytes, row_length);
+                }
+            }
+        });
+    }
+
+private:
+    uint64_t seed_;
+};
+
+ElementFn uniform(float amplitude, int64_t row_length) {
+    return [=](uint64_t stream, int64_t r, int64_t c) {
+        return amplitude * uniform_pm1(stream, static_cast<uint64_t>(r * row_length + c));
+    };
+}
+
+ElementFn around_one(float jitter) {
+    return [=](uint64_t stream, int64_t, int64_t c) { return 1.0f + jitter * uniform_pm1(stream, c); };
+}
+
+// The GPT-2 byte-to-character map: printable bytes stand for themselves, the others take code points from
+// U+0100 on, in byte order.
+bool stands_for_itself(int byte) {
+    return (byte >= '!' && byte <= '~') || (byte >= 0xA1 && byte <= 0xAC) || byte >= 0xAE;
+}
+
+std::string byte_token_text(int byte) {
+    char32_t cp = static_cast<char32_t>(byte);
+    if (!stands_for_itself(byte)) {
+        int rank = 0;
+        for (int b = 0; b < byte; ++b) rank += stands_for_itself(b) ? 0 : 1;
+        cp = static_cast<char32_t>(kByteTokens + rank);
+    }
+    std::string text;
+    if (cp < 0x80) {
+        text += static_cast<char>(cp);
+    } else {
+        text += static_cast<char>(0xC0 | (cp >> 6));
+        text += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+    return text;
+}
+
+void add_byte_tokenizer(GgufWriter& writer, int64_t n_vocab) {
+    std::vector<std::string> tokens;
+    std::vector<int32_t> types;
+    for (int b = 0; b < kByteTokens; ++b) {
+        tokens.push_back(byte_token_text(b));
+        types.push_back(static_cast<int32_t>(TokenType::Normal));
+    }
+    for (int64_t id = kByteTokens; id < n_vocab; ++id) {
+        const bool eos = id == n_vocab - 1;
+        tokens.push_back(eos ? std::string("<|endoftext|>") : concat("<|pad", id, "|>"));
+        types.push_back(static_cast<int32_t>(eos ? TokenType::Control : TokenType::Unused));
+    }
+    writer.set("tokenizer.ggml.model", GgufValue::string("gpt2"));
+    writer.set("tokenizer.ggml.pre", GgufValue::string("gpt-2"));
+    writer.set("tokenizer.ggml.tokens", GgufValue::string_array(std::move(tokens)));
+    writer.set("tokenizer.ggml.token_type", GgufValue::i32_array(types));
+    writer.set("tokenizer.ggml.merges", GgufValue::string_array({}));
+    if (n_vocab > kByteTokens) {
+        writer.set("tokenizer.ggml.eos_token_id", GgufValue::u32(static_cast<uint32_t>(n_vocab - 1)));
+    }
+}
+
+void check_options(const MambaHparams& hp, GgmlType matrix_type, const RandomModelOptions& options) {
+    for (auto [value, what] : {std::pair{hp.n_vocab, "n_vocab"}, {hp.d_model, "d_model"}, {hp.n_layer, "n_layer"},
+                               {hp.d_conv, "d_conv"}, {hp.d_inner, "d_inner"}, {hp.d_state, "d_state"},
+                               {hp.dt_rank, "dt_rank"}}) {
+        if (value <= 0) fail("random model: ", what, " must be positive, got ", value);
+    }
+    if (matrix_type != GgmlType::F32 && matrix_type != GgmlType::F16 && matrix_type != GgmlType::BF16 &&
+        matrix_type != GgmlType::Q8_0) {
+        fail("random model: matrix type ", ggml_type_name(matrix_type), " is not F32, F16, BF16 or Q8_0");
+    }
+    if (options.vector_type != GgmlType::F32 && options.vector_type != GgmlType::F16 &&
+        options.vector_type != GgmlType::BF16) {
+        fail("random model: vector type ", ggml_type_name(options.vector_type), " is not F32, F16 or BF16");
+    }
+    if (matrix_type == GgmlType::Q8_0) {
+        for (auto [value, what] : {std::pair{hp.d_model, "d_model"}, {hp.d_inner, "d_inner"}, {hp.dt_rank, "dt_rank"}}) {
+            if (value % kQ8_0BlockSize != 0) {
+                fail("random model: Q8_0 needs ", what, " to be a multiple of ", kQ8_0BlockSize, ", got ", value);
+            }
+        }
+    }
+    if (options.byte_tokenizer && hp.n_vocab < kByteTokens) {
+        fail("random model: a byte tokenizer needs n_vocab >= ", kByteTokens, ", got ", hp.n_vocab);
+    }
+}
+
+}  // namespace
+
+void write_random_mamba_gguf(const std::string& path, const MambaHparams& hp, GgmlType matrix_type, uint64_t seed,
+                             bool tied, const RandomModelOptions& options) {
+    check_options(hp, matrix_type, options);
+    GgufWriter writer;
+    writer.set("general.architecture", GgufValue::string("mamba"));
+    writer.set("general.name", GgufValue::string("random-mamba"));
+    writer.set("mamba.context_length", GgufValue::u32(kMambaContextLength));
+    writer.set("mamba.embedding_length", GgufValue::u32(static_cast<uint32_t>(hp.d_model)));
+    writer.set("mamba.feed_forward_length", GgufValue::u32(0));
+    writer.set("mamba.attention.head_count", GgufValue::u32(0));
+    writer.set("mamba.block_count", GgufValue::u32(static_cast<uint32_t>(hp.n_layer)));
+    writer.set("mamba.ssm.conv_kernel", GgufValue::u32(static_cast<uint32_t>(hp.d_conv)));
+    writer.set("mamba.ssm.inner_size", GgufValue::u32(static_cast<uint32_t>(hp.d_inner)));
+    writer.set("mamba.ssm.state_size", GgufValue::u32(static_cast<uint32_t>(hp.d_state)));
+    writer.set("mamba.ssm.time_step_rank", GgufValue::u32(static_cast<uint32_t>(hp.dt_rank)));
+    writer.set("mamba.attention.layer_norm_rms_epsilon", GgufValue::f32(hp.norm_eps));
+    writer.set("mamba.ssm.dt_b_c_rms", GgufValue::boolean(hp.dt_b_c_rms));
+    if (hp.dt_b_c_rms) writer.set(kMixerRmsEpsKey, GgufValue::f32(hp.mixer_rms_eps));
+    if (options.byte_tokenizer) add_byte_tokenizer(writer, hp.n_vocab);
+
+    const GgmlType vt = options.vector_type;
+    const int64_t n_xdbc = hp.dt_rank + 2 * hp.d_state;
+    const auto fan_in = [](int64_t n) { return 1.0f / std::sqrt(static_cast<float>(n)); };
+    RandomModelWriter rw(seed);
+    rw.add(writer, "token_embd.weight", matrix_type, {hp.d_model, hp.n_vocab}, uniform(kEmbeddingScale, hp.d_model));
+    rw.add(writer, "output_norm.weight", vt, {hp.d_model}, around_one(kNormJitter));
+    if (!tied) {
+        rw.add(writer, "output.weight", matrix_type, {hp.d_model, hp.n_vocab}, uniform(kEmbeddingScale, hp.d_model));
+    }
+    const ElementFn dt_bias = [](uint64_t stream, int64_t, int64_t c) {
+        const double dt = std::exp(uniform01(stream, c) * (std::log(kDtMax) - std::log(kDtMin)) + std::log(kDtMin));
+        return static_cast<float>(dt + std::log(-std::expm1(-dt)));
+    };
+    const ElementFn a = [](uint64_t, int64_t, int64_t c) { return -static_cast<float>(c + 1); };
+    for (int64_t il = 0; il < hp.n_layer; ++il) {
+        const std::string p = concat("blk.", il, ".");
+        rw.add(writer, p + "attn_norm.weight", vt, {hp.d_model}, around_one(kNormJitter));
+        rw.add(writer, p + "ssm_in.weight", matrix_type, {hp.d_model, 2 * hp.d_inner},
+               uniform(fan_in(hp.d_model), hp.d_model));
+        if (options.proj_bias) rw.add(writer, p + "ssm_in.bias", vt, {2 * hp.d_inner}, uniform(kBiasScale, 2 * hp.d_inner));
+        std::vector<int64_t> conv_shape = options.conv_3d ? std::vector<int64_t>{hp.d_conv, 1, hp.d_inner}
+                                                          : std::vector<int64_t>{hp.d_conv, hp.d_inner};
+        rw.add(writer, p + "ssm_conv1d.weight", vt, std::move(conv_shape), uniform(fan_in(hp.d_conv), hp.d_conv));
+        if (options.conv_bias) rw.add(writer, p + "ssm_conv1d.bias", vt, {hp.d_inner}, uniform(kBiasScale, hp.d_inner));
+        rw.add(writer, p + "ssm_x.weight", matrix_type, {hp.d_inner, n_xdbc}, uniform(fan_in(hp.d_inner), hp.d_inner));
+        rw.add(writer, p + "ssm_dt.weight", matrix_type, {hp.dt_rank, hp.d_inner},
+               uniform(fan_in(hp.dt_rank), hp.dt_rank));
+        rw.add(writer, p + "ssm_dt.bias", vt, {hp.d_inner}, dt_bias);
+        rw.add(writer, p + "ssm_a", vt, {hp.d_state, hp.d_inner}, a);
+        rw.add(writer, p + "ssm_d", vt, {hp.d_inner}, around_one(kSkipJitter));
+        rw.add(writer, p + "ssm_out.weight", matrix_type, {hp.d_inner, hp.d_model},
+               uniform(fan_in(hp.d_inner) / std::sqrt(static_cast<float>(hp.n_layer)), hp.d_inner));
+        if (options.proj_bias) rw.add(writer, p + "ssm_out.bias", vt, {hp.d_model}, uniform(kBiasScale, hp.d_model));
+    }
+    writer.write(path);
+}
+
+}  // namespace dendro

@@ -1,0 +1,31 @@
+// Writes a Mamba-1 GGUF file (llama.cpp architecture "mamba") with random weights of plausible scale, for
+// tests and benchmarks at any shape. Tensors are generated one at a time while the file is written, in
+// parallel and from a counter-based hash, so even multi-gigabyte files are quick to make and the same seed
+// gives the same file.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "ggml_types.h"
+#include "model.h"
+
+namespace dendro {
+
+struct RandomModelOptions {
+    GgmlType vector_type = GgmlType::F32;  // norms, biases, conv weights, A and D: F32, F16 or BF16
+    bool conv_bias = true;                 // HF use_conv_bias
+    bool proj_bias = false;                // HF use_bias: ssm_in.bias and ssm_out.bias
+    bool conv_3d = false;                  // store the conv weight as {d_conv, 1, d_inner}
+    // A byte-level "gpt2" vocabulary: the 256 byte tokens, then padding tokens up to n_vocab (>= 256), no
+    // merges, the last token as end of text; lets `dendro run` use the file.
+    bool byte_tokenizer = false;
+};
+
+// hp.n_vocab, d_model, n_layer, d_conv, d_inner, d_state, dt_rank, norm_eps and dt_b_c_rms are written;
+// matrix_type is F32, F16, BF16 or Q8_0 (row lengths must then be multiples of 32). `tied` leaves out
+// output.weight so that the lm_head is token_embd. Throws dendro::Error on invalid shapes or I/O failure.
+void write_random_mamba_gguf(const std::string& path, const MambaHparams& hp, GgmlType matrix_type, uint64_t seed,
+                             bool tied, const RandomModelOptions& options = {});
+
+}  // namespace dendro
