@@ -134,28 +134,11 @@ TEST_F(NeoxTokenizer, IllFormedBytesBecomeByteTokens) {
     EXPECT_EQ(tok().decode(tok().encode(bad, false)), bad);
 }
 
-// Every piece a StreamDecoder returns is whole UTF-8, and the pieces add up to decode() of all the ids.
-void expect_streams_like_decode(const Tokenizer& tokenizer, const std::vector<int32_t>& ids, bool expect_held) {
-    StreamDecoder stream(tokenizer);
-    std::string streamed;
-    bool held_something = false;
-    for (const int32_t id : ids) {
-        const std::string piece = stream.push(id);
-        EXPECT_EQ(utf8::incomplete_tail_length(piece), 0u);
-        EXPECT_EQ(utf8::replace_invalid(piece), piece) << "half a character was emitted";
-        held_something = held_something || (piece.empty() && !tokenizer.token_bytes(id).empty());
-        streamed += piece;
-    }
-    streamed += stream.flush();
-    EXPECT_EQ(streamed, tokenizer.decode(ids));
-    if (expect_held) EXPECT_TRUE(held_something) << "no token ended inside a character";
-}
-
 TEST_F(NeoxTokenizer, StreamDecoderNeverSplitsACharacter) {
     const std::string emoji = "\xF0\x9F\x91\xA8\xE2\x80\x8D\xF0\x9F\x91\xA9\xE2\x80\x8D\xF0\x9F\x91\xA7 "
                               "\xF0\x9F\x94\xA5\xF0\x9F\x94\xA5 \xF0\x9F\x87\xAF\xF0\x9F\x87\xB5";
-    expect_streams_like_decode(tok(), tok().encode(emoji, false), true);
-    expect_streams_like_decode(tok(), read_fixture_ids(fixture_path("gpt-neox-20b/hard_sample.ids")), true);
+    test::expect_streams_like_decode(tok(), tok().encode(emoji, false), true);
+    test::expect_streams_like_decode(tok(), read_fixture_ids(fixture_path("gpt-neox-20b/hard_sample.ids")), true);
 }
 
 TEST_F(NeoxTokenizer, StreamDecoderFlushReplacesAnUnfinishedCharacter) {

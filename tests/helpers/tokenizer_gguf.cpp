@@ -4,7 +4,10 @@
 #include <iterator>
 #include <stdexcept>
 
+#include <gtest/gtest.h>
+
 #include "hf_tokenizer.h"
+#include "unicode_utf8.h"
 
 namespace dendro::test {
 
@@ -18,6 +21,15 @@ void write_vocab_gguf(const std::string& path, const std::string& dir, int64_t n
     add_hf_tokenizer(dir, n_vocab_padded, writer);
     if (edit) edit(writer);
     writer.write(path);
+}
+
+void copy_vocab_gguf_without(const std::string& from, const std::string& to, const std::string& key) {
+    const auto file = GgufFile::open(from);
+    GgufWriter writer;
+    for (const GgufKeyValue& kv : file->kvs()) {
+        if (kv.key != key) writer.set(kv.key, kv.value);
+    }
+    writer.write(to);
 }
 
 LoadedTokenizer load_tokenizer(const std::string& gguf_path) {
@@ -44,6 +56,22 @@ std::vector<int32_t> read_fixture_ids(const std::string& path) {
         ids[i] = static_cast<int32_t>(low | (high << kBitsPerByte));
     }
     return ids;
+}
+
+void expect_streams_like_decode(const Tokenizer& tokenizer, const std::vector<int32_t>& ids, bool expect_held) {
+    StreamDecoder stream(tokenizer);
+    std::string streamed;
+    bool held_something = false;
+    for (const int32_t id : ids) {
+        const std::string piece = stream.push(id);
+        EXPECT_EQ(utf8::incomplete_tail_length(piece), 0u);
+        EXPECT_EQ(utf8::replace_invalid(piece), piece) << "half a character was emitted";
+        held_something = held_something || (piece.empty() && !tokenizer.token_bytes(id).empty());
+        streamed += piece;
+    }
+    streamed += stream.flush();
+    EXPECT_EQ(streamed, tokenizer.decode(ids));
+    if (expect_held) EXPECT_TRUE(held_something) << "no token ended inside a character";
 }
 
 }  // namespace dendro::test

@@ -27,6 +27,9 @@ std::string test_data_path(const std::string& relative);    // tests/data/<relat
 void write_vocab_gguf(const std::string& path, const std::string& dir, int64_t n_vocab_padded,
                       const std::function<void(GgufWriter&)>& edit = {});
 
+// Copies the key/values of a vocabulary-only GGUF to `to`, leaving out `key`.
+void copy_vocab_gguf_without(const std::string& from, const std::string& to, const std::string& key);
+
 // A tokenizer together with the file it reads from (GgufFile owns the mapping the vocabulary came from).
 struct LoadedTokenizer {
     std::unique_ptr<GgufFile> file;
@@ -37,5 +40,9 @@ LoadedTokenizer load_tokenizer(const std::string& gguf_path);
 std::string read_text(const std::string& path);
 // A fixture .ids file: little-endian uint16 per token.
 std::vector<int32_t> read_fixture_ids(const std::string& path);
+
+// Feeds `ids` to a StreamDecoder one by one and checks (gtest) that every piece it returns is whole UTF-8 and
+// that the pieces add up to decode(ids); with `expect_held`, that some token ended inside a character.
+void expect_streams_like_decode(const Tokenizer& tokenizer, const std::vector<int32_t>& ids, bool expect_held);
 
 }  // namespace dendro::test
