@@ -1,0 +1,255 @@
+// Loading Mamba GGUF files: hyper-parameters, tensor views, tied and untied heads, and one clear error per
+// kind of bad file (wrong architecture, missing key, missing tensor, wrong shape, wrong type).
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "error.h"
+#include "gguf.h"
+#include "model.h"
+#include "random_model_file.h"
+
+namespace dendro {
+namespace {
+
+using test::TempModelFile;
+
+// Copies a GGUF file, letting `edit_kv` replace or drop (nullopt) each key and `edit_tensor` change a
+// tensor's shape or type or drop it (false); tensors whose shape or type changed get zero bytes.
+struct TensorEdit {
+    GgmlType type;
+    std::vector<int64_t> ne;
+};
+using KvEdit = std::function<std::optional<GgufValue>(const std::string& key, const GgufValue& value)>;
+using TensorEditFn = std::function<bool(const std::string& name, TensorEdit& edit)>;
+
+void rewrite(const std::string& src, const std::string& dst, const KvEdit& edit_kv, const TensorEditFn& edit_tensor,
+             const std::vector<GgufKeyValue>& extra_kvs = {}) {
+    const auto in = GgufFile::open(src);
+    GgufWriter out;
+    for (const GgufKeyValue& kv : in->kvs()) {
+        std::optional<GgufValue> v = edit_kv ? edit_kv(kv.key, kv.value) : kv.value;
+        if (v) out.set(kv.key, *v);
+    }
+    for (const GgufKeyValue& kv : extra_kvs) out.set(kv.key, kv.value);
+    for (const GgufTensorInfo& t : in->tensors()) {
+        TensorEdit e{t.type, t.ne};
+        if (edit_tensor && !edit_tensor(t.name, e)) continue;
+        if (e.type == t.type && e.ne == t.ne) {
+            out.add_tensor(t.name, t.type, t.ne, std::vector<uint8_t>(t.data, t.data + t.nbytes));
+        } else {
+            int64_t rows = 1;
+            for (size_t i = 1; i < e.ne.size(); ++i) rows *= e.ne[i];
+            out.add_tensor(t.name, e.type, e.ne, std::vector<uint8_t>(ggml_row_size(e.type, e.ne[0]) * rows, 0));
+        }
+    }
+    out.write(dst);
+}
+
+class ModelLoad : public ::testing::Test {
+protected:
+    ModelLoad() : hp_(test::tiny_hparams_any_length()), file_(hp_, GgmlType::F16, 1, false) {}
+
+    // Rewrites the good file with an edit and returns the error message loading it gives.
+    std::string load_error(const KvEdit& kv, const TensorEditFn& tensor, const std::vector<GgufKeyValue>& extra = {}) {
+        const std::string path = dir_.file("edited.gguf");
+        rewrite(file_.path(), path, kv, tensor, extra);
+        try {
+            MambaModel::load(path);
+        } catch (const Error& e) {
+            const std::string message = e.what();
+            EXPECT_NE(message.find(path), std::string::npos) << message;
+            return message;
+        }
+        ADD_FAILURE() << "the edited file loaded";
+        return {};
+    }
+
+    MambaHparams hp_;
+    TempModelFile file_;
+    test::TempDir dir_;
+};
+
+TEST_F(ModelLoad, ReadsHyperParametersAndTensors) {
+    const auto model = MambaModel::load(file_.path());
+    const MambaHparams& hp = model->hparams();
+    EXPECT_EQ(hp.n_vocab, hp_.n_vocab);
+    EXPECT_EQ(hp.d_model, hp_.d_model);
+    EXPECT_EQ(hp.n_layer, hp_.n_layer);
+    EXPECT_EQ(hp.d_conv, hp_.d_conv);
+    EXPECT_EQ(hp.d_inner, hp_.d_inner);  // not 2 * d_model
+    EXPECT_EQ(hp.d_state, hp_.d_state);
+    EXPECT_EQ(hp.dt_rank, hp_.dt_rank);
+    EXPECT_FLOAT_EQ(hp.norm_eps, hp_.norm_eps);
+    EXPECT_FALSE(hp.dt_b_c_rms);
+    EXPECT_EQ(model->name(), "random-mamba");
+
+    const MambaWeights& w = model->weights();
+    EXPECT_FALSE(w.tied_output);
+    EXPECT_NE(w.output.data, w.token_embd.data);
+    ASSERT_EQ(w.layers.size(), static_cast<size_t>(hp_.n_layer));
+    const MambaLayerWeights& l = w.layers[1];
+    EXPECT_EQ(l.ssm_in.name, "blk.1.ssm_in.weight");
+    EXPECT_EQ(l.ssm_in.type, GgmlType::F16);
+    EXPECT_EQ(l.ssm_in.row_length(), hp_.d_model);
+    EXPECT_EQ(l.ssm_in.n_rows(), 2 * hp_.d_inner);
+    EXPECT_EQ(l.ssm_x.n_rows(), hp_.dt_rank + 2 * hp_.d_state);
+    EXPECT_EQ(l.conv1d_w.row_length(), hp_.d_conv);
+    EXPECT_EQ(l.conv1d_w.n_rows(), hp_.d_inner);
+    EXPECT_TRUE(l.conv1d_b.present());
+    EXPECT_FALSE(l.ssm_in_b.present());
+    EXPECT_FALSE(l.ssm_out_b.present());
+
+    uint64_t all_tensor_bytes = 0;
+    for (const GgufTensorInfo& t : model->gguf().tensors()) all_tensor_bytes += t.nbytes;
+    EXPECT_EQ(model->weight_bytes(), all_tensor_bytes);
+}
+
+TEST_F(ModelLoad, TiedOutputIsTheEmbedding) {
+    const TempModelFile tied(hp_, GgmlType::F32, 1, true);
+    const auto model = MambaModel::load(tied.path());
+    EXPECT_TRUE(model->weights().tied_output);
+    EXPECT_EQ(model->weights().output.data, model->weights().token_embd.data);
+    EXPECT_EQ(model->weights().output.name, "token_embd.weight");
+    EXPECT_EQ(model->gguf().find_tensor("output.weight"), nullptr);
+}
+
+TEST_F(ModelLoad, AcceptsThreeDimensionalConvAndOptionalBiases) {
+    RandomModelOptions options;
+    options.conv_3d = true;
+    options.conv_bias = false;
+    options.proj_bias = true;
+    const TempModelFile file(hp_, GgmlType::BF16, 1, true, options);
+    const auto model = MambaModel::load(file.path());
+    const MambaLayerWeights& l = model->weights().layers[0];
+    EXPECT_EQ(l.conv1d_w.ne, (std::array<int64_t, 4>{hp_.d_conv, hp_.d_inner, 1, 1}));
+    EXPECT_FALSE(l.conv1d_b.present());
+    EXPECT_TRUE(l.ssm_in_b.present());
+    EXPECT_TRUE(l.ssm_out_b.present());
+}
+
+TEST_F(ModelLoad, AcceptsAnyIntegerWidthAndReadsFalconKeys) {
+    const std::string path = dir_.file("widths.gguf");
+    rewrite(
+        file_.path(), path,
+        [](const std::string& key, const GgufValue& v) -> std::optional<GgufValue> {
+            if (key == "mamba.block_count") return GgufValue::u64(3);
+            if (key == "mamba.ssm.state_size") return GgufValue::i16(6);
+            if (key == "mamba.ssm.conv_kernel") return GgufValue::u8(4);
+            if (key == "mamba.ssm.dt_b_c_rms") return GgufValue::boolean(true);
+            if (key == "mamba.attention.layer_norm_rms_epsilon") return GgufValue::f64(1e-6);
+            return v;
+        },
+        {}, {{kMixerRmsEpsKey, GgufValue::f32(3e-6f)}});
+    const auto model = MambaModel::load(path);
+    EXPECT_EQ(model->hparams().n_layer, 3);
+    EXPECT_EQ(model->hparams().d_state, 6);
+    EXPECT_EQ(model->hparams().d_conv, 4);
+    EXPECT_TRUE(model->hparams().dt_b_c_rms);
+    EXPECT_FLOAT_EQ(model->hparams().norm_eps, 1e-6f);
+    EXPECT_FLOAT_EQ(model->hparams().mixer_rms_eps, 3e-6f);
+}
+
+TEST_F(ModelLoad, MixerEpsilonDefaultsToHfValue) {
+    EXPECT_FLOAT_EQ(MambaModel::load(file_.path())->hparams().mixer_rms_eps, 1e-6f);
+}
+
+TEST_F(ModelLoad, WrongArchitectureIsNamed) {
+    const std::string message = load_error(
+        [](const std::string& key, const GgufValue& v) {
+            return key == "general.architecture" ? GgufValue::string("llama") : v;
+        },
+        {});
+    EXPECT_NE(message.find("'llama'"), std::string::npos) << message;
+    EXPECT_NE(message.find("mamba"), std::string::npos) << message;
+}
+
+TEST_F(ModelLoad, MissingArchitectureIsAnError) {
+    const std::string message = load_error(
+        [](const std::string& key, const GgufValue& v) -> std::optional<GgufValue> {
+            if (key == "general.architecture") return std::nullopt;
+            return v;
+        },
+        {});
+    EXPECT_NE(message.find("general.architecture"), std::string::npos) << message;
+}
+
+TEST_F(ModelLoad, MissingKeyIsNamed) {
+    for (const char* missing : {"mamba.ssm.inner_size", "mamba.attention.layer_norm_rms_epsilon", "mamba.block_count"}) {
+        const std::string message = load_error(
+            [&](const std::string& key, const GgufValue& v) -> std::optional<GgufValue> {
+                if (key == missing) return std::nullopt;
+                return v;
+            },
+            {});
+        EXPECT_NE(message.find(missing), std::string::npos) << message;
+    }
+}
+
+TEST_F(ModelLoad, BadKeyValuesAreNamed) {
+    const std::string zero = load_error(
+        [](const std::string& key, const GgufValue& v) {
+            return key == "mamba.ssm.state_size" ? GgufValue::u32(0) : v;
+        },
+        {});
+    EXPECT_NE(zero.find("mamba.ssm.state_size"), std::string::npos) << zero;
+    const std::string wrong_type = load_error(
+        [](const std::string& key, const GgufValue& v) {
+            return key == "mamba.embedding_length" ? GgufValue::string("44") : v;
+        },
+        {});
+    EXPECT_NE(wrong_type.find("mamba.embedding_length"), std::string::npos) << wrong_type;
+    const std::string negative_eps = load_error(
+        [](const std::string& key, const GgufValue& v) {
+            return key == "mamba.attention.layer_norm_rms_epsilon" ? GgufValue::f32(-1.0f) : v;
+        },
+        {});
+    EXPECT_NE(negative_eps.find("layer_norm_rms_epsilon"), std::string::npos) << negative_eps;
+}
+
+TEST_F(ModelLoad, MissingTensorIsNamed) {
+    for (const char* missing : {"blk.2.ssm_dt.bias", "output_norm.weight", "token_embd.weight", "blk.0.ssm_a"}) {
+        const std::string message =
+            load_error({}, [&](const std::string& name, TensorEdit&) { return name != missing; });
+        EXPECT_NE(message.find(missing), std::string::npos) << message;
+    }
+}
+
+TEST_F(ModelLoad, WrongShapeIsNamed) {
+    const std::string message = load_error({}, [&](const std::string& name, TensorEdit& e) {
+        if (name == "blk.1.ssm_x.weight") e.ne = {hp_.d_inner, hp_.dt_rank + 2 * hp_.d_state + 1};
+        return true;
+    });
+    EXPECT_NE(message.find("blk.1.ssm_x.weight"), std::string::npos) << message;
+    EXPECT_NE(message.find("expected"), std::string::npos) << message;
+
+    const std::string conv = load_error({}, [&](const std::string& name, TensorEdit& e) {
+        if (name == "blk.0.ssm_conv1d.weight") e.ne = {hp_.d_conv, 2, hp_.d_inner};
+        return true;
+    });
+    EXPECT_NE(conv.find("blk.0.ssm_conv1d.weight"), std::string::npos) << conv;
+}
+
+TEST_F(ModelLoad, UnsupportedTypeIsNamed) {
+    const std::string matrix_i8 = load_error({}, [&](const std::string& name, TensorEdit& e) {
+        if (name == "blk.0.ssm_in.weight") e.type = GgmlType::I8;
+        return true;
+    });
+    EXPECT_NE(matrix_i8.find("blk.0.ssm_in.weight"), std::string::npos) << matrix_i8;
+    EXPECT_NE(matrix_i8.find(ggml_type_name(GgmlType::I8)), std::string::npos) << matrix_i8;
+
+    const std::string norm_i32 = load_error({}, [&](const std::string& name, TensorEdit& e) {
+        if (name == "output_norm.weight") e.type = GgmlType::I32;
+        return true;
+    });
+    EXPECT_NE(norm_i32.find("output_norm.weight"), std::string::npos) << norm_i32;
+}
+
+TEST_F(ModelLoad, NonexistentFileIsAnError) {
+    EXPECT_THROW(MambaModel::load(dir_.file("absent.gguf")), Error);
+}
+
+}  // namespace
+}  // namespace dendro
