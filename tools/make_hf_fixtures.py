@@ -176,11 +176,14 @@ class PromptEncoder:
             import sentencepiece as spm
             self.sp = spm.SentencePieceProcessor(model_file=str(SPM_DIR / "tokenizer.model"))
             self.size = self.sp.get_piece_size()
+            self.special_ids = dict(bos_token_id=self.sp.bos_id(), eos_token_id=self.sp.eos_id(), pad_token_id=None)
         else:
             from tokenizers import Tokenizer
             path = (BPE_DIR if kind == "bpe" else neox_dir) / "tokenizer.json"
             self.tok = Tokenizer.from_file(str(path))
             self.size = self.tok.get_vocab_size(with_added_tokens=True)
+            end_of_text, padding = self.tok.token_to_id("<|endoftext|>"), self.tok.token_to_id("<|padding|>")
+            self.special_ids = dict(bos_token_id=end_of_text, eos_token_id=end_of_text, pad_token_id=padding)
 
     def encode(self, text: str) -> list[int]:
         if self.kind == "spm":
@@ -252,14 +255,13 @@ def randomize(model, generator) -> None:
                 normal(p, 1.0 / p.shape[1] ** 0.5)
 
 
-def build_model(arch: str, config_overrides: dict, vocab_size: int, seed: int):
+def build_model(arch: str, config_overrides: dict, vocab_size: int, special_ids: dict, seed: int):
     import torch
     from transformers import FalconMambaConfig, FalconMambaForCausalLM, MambaConfig, MambaForCausalLM
 
     config_class, model_class = ((FalconMambaConfig, FalconMambaForCausalLM) if arch == "falcon_mamba"
                                  else (MambaConfig, MambaForCausalLM))
-    config = config_class(vocab_size=vocab_size, bos_token_id=0, eos_token_id=0, pad_token_id=0,
-                          **config_overrides)
+    config = config_class(vocab_size=vocab_size, **special_ids, **config_overrides)
     torch.manual_seed(seed)
     model = model_class(config).eval()
     randomize(model, torch.Generator().manual_seed(seed))
@@ -286,7 +288,7 @@ def greedy(model, ids: list[int]):
     with torch.no_grad():
         input_ids = torch.tensor([ids])
         model.generation_config.eos_token_id = None
-        model.generation_config.pad_token_id = 0
+        model.generation_config.pad_token_id = model.config.pad_token_id
         out = model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
                              max_new_tokens=CONTINUATION_TOKENS, do_sample=False)
         continuation = out[0, len(ids):].tolist()
@@ -322,7 +324,7 @@ def make_fixture(name: str, spec, neox_dir: Path) -> None:
     prompts = [encoder.prompt(s) for s in PROMPT_SENTENCES]
 
     for seed in range(MAX_SEED_TRIES):
-        model = stored_precision(build_model(arch, overrides, vocab_size, seed), dtype_name)
+        model = stored_precision(build_model(arch, overrides, vocab_size, encoder.special_ids, seed), dtype_name)
         runs = [greedy(model, ids) for _, ids in prompts]
         if all(m >= MIN_GREEDY_MARGIN and len(set(c)) >= MIN_DISTINCT_CONTINUATION_TOKENS for c, m in runs):
             break
