@@ -1,0 +1,147 @@
+// config.json of HF Mamba checkpoints: defaults and aliases as transformers / llama.cpp read them, Falcon-Mamba
+// detection, refusal of other architectures, and JSON with Python's Infinity/NaN literals.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <string>
+
+#include "error.h"
+#include "hf_config.h"
+#include "hf_json.h"
+#include "temp_dir.h"
+
+namespace dendro {
+namespace {
+
+HfMambaConfig parse(const std::string& text) { return parse_hf_mamba_config(parse_hf_json(text, "config.json"), "config.json"); }
+
+std::string error_of(const std::string& text) {
+    try {
+        parse(text);
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+
+TEST(HfJson, QuotesNonfiniteLiteralsOutsideStrings) {
+    EXPECT_EQ(quote_nonfinite_literals(R"({"a": Infinity, "b": -Infinity, "c": [NaN, 1]})"),
+              R"({"a": "Infinity", "b": "-Infinity", "c": ["NaN", 1]})");
+    // Inside strings (escaped quotes included) and as parts of longer words they stay as they are.
+    const std::string untouched = R"({"Infinity": "NaN \" Infinity", "x": "InfinityX"})";
+    EXPECT_EQ(quote_nonfinite_literals(untouched), untouched);
+}
+
+TEST(HfJson, ParsesConfigWithNonfiniteValues) {
+    const nlohmann::json json = parse_hf_json(R"({"time_step_floor": Infinity, "m": -Infinity, "n": NaN})", "c");
+    EXPECT_EQ(json.at("time_step_floor"), "Infinity");
+    EXPECT_EQ(json.at("m"), "-Infinity");
+    EXPECT_EQ(json.at("n"), "NaN");
+}
+
+TEST(HfJson, NamesTheSourceOfBadJson) {
+    try {
+        parse_hf_json("{\"a\": ", "dir/config.json");
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("dir/config.json: not valid JSON"), std::string::npos) << e.what();
+    }
+}
+
+TEST(HfConfig, MambaWithTransformersDefaults) {
+    const HfMambaConfig c = parse(R"({"architectures": ["MambaForCausalLM"], "model_type": "mamba",
+        "vocab_size": 50280, "hidden_size": 768, "num_hidden_layers": 24})");
+    EXPECT_EQ(c.architecture, kHfMambaArchitecture);
+    EXPECT_FALSE(c.dt_b_c_rms);
+    EXPECT_EQ(c.vocab_size, 50280);
+    EXPECT_EQ(c.n_layer, 24);
+    EXPECT_EQ(c.intermediate_size, 2 * 768);
+    EXPECT_EQ(c.state_size, 16);
+    EXPECT_EQ(c.conv_kernel, 4);
+    EXPECT_EQ(c.time_step_rank, 48);  // ceil(768 / 16)
+    EXPECT_DOUBLE_EQ(c.layer_norm_epsilon, 1e-5);
+    EXPECT_TRUE(c.tie_word_embeddings);
+    EXPECT_FALSE(c.use_bias);
+    EXPECT_TRUE(c.use_conv_bias);
+}
+
+TEST(HfConfig, ExplicitValuesAndAutoRank) {
+    const HfMambaConfig c = parse(R"({"architectures": ["MambaForCausalLM"], "vocab_size": 500,
+        "hidden_size": 40, "num_hidden_layers": 2, "expand": 2, "intermediate_size": 120, "state_size": 4,
+        "conv_kernel": 3, "time_step_rank": "auto", "layer_norm_epsilon": 1e-6, "tie_word_embeddings": false,
+        "use_bias": true, "use_conv_bias": false, "hidden_act": "silu", "time_step_floor": Infinity})");
+    EXPECT_EQ(c.intermediate_size, 120);  // trusted over expand * hidden_size
+    EXPECT_EQ(c.time_step_rank, 3);       // ceil(40 / 16)
+    EXPECT_EQ(c.state_size, 4);
+    EXPECT_EQ(c.conv_kernel, 3);
+    EXPECT_DOUBLE_EQ(c.layer_norm_epsilon, 1e-6);
+    EXPECT_FALSE(c.tie_word_embeddings);
+    EXPECT_TRUE(c.use_bias);
+    EXPECT_FALSE(c.use_conv_bias);
+}
+
+TEST(HfConfig, MambaSsmAliases) {
+    const HfMambaConfig c = parse(R"({"model_type": "mamba", "vocab_size": 64, "d_model": 32, "n_layer": 3,
+        "d_inner": 96, "d_state": 8, "d_conv": 2, "dt_rank": 5, "rms_norm_eps": 1e-4})");
+    EXPECT_EQ(c.hidden_size, 32);
+    EXPECT_EQ(c.n_layer, 3);
+    EXPECT_EQ(c.intermediate_size, 96);
+    EXPECT_EQ(c.state_size, 8);
+    EXPECT_EQ(c.conv_kernel, 2);
+    EXPECT_EQ(c.time_step_rank, 5);
+    EXPECT_DOUBLE_EQ(c.layer_norm_epsilon, 1e-4);
+}
+
+TEST(HfConfig, FalconMambaByArchitectureOrModelType) {
+    const std::string dims = R"("vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 1)";
+    const HfMambaConfig by_arch =
+        parse(R"({"architectures": ["FalconMambaForCausalLM"], "model_type": "mamba", )" + dims + "}");
+    EXPECT_EQ(by_arch.architecture, kHfFalconMambaArchitecture);
+    EXPECT_TRUE(by_arch.dt_b_c_rms);
+    EXPECT_DOUBLE_EQ(by_arch.mixer_rms_eps, 1e-6);  // FalconMambaConfig's default
+    const HfMambaConfig by_type = parse(R"({"model_type": "falcon_mamba", "mixer_rms_eps": 1e-3, )" + dims + "}");
+    EXPECT_EQ(by_type.architecture, kHfFalconMambaArchitecture);
+    EXPECT_TRUE(by_type.dt_b_c_rms);
+    EXPECT_DOUBLE_EQ(by_type.mixer_rms_eps, 1e-3);
+}
+
+TEST(HfConfig, RefusesOtherArchitecturesNamingTheSupportedOnes) {
+    const std::string err = error_of(R"({"architectures": ["Mamba2ForCausalLM"], "vocab_size": 8})");
+    EXPECT_NE(err.find("unsupported architecture 'Mamba2ForCausalLM'"), std::string::npos) << err;
+    EXPECT_NE(err.find("MambaForCausalLM, FalconMambaForCausalLM"), std::string::npos) << err;
+    const std::string by_type = error_of(R"({"model_type": "llama", "vocab_size": 8})");
+    EXPECT_NE(by_type.find("unsupported model_type 'llama'"), std::string::npos) << by_type;
+    EXPECT_NE(by_type.find("FalconMambaForCausalLM"), std::string::npos) << by_type;
+}
+
+TEST(HfConfig, RefusesMissingOrInvalidValues) {
+    const std::string head = R"({"architectures": ["MambaForCausalLM"], )";
+    EXPECT_NE(error_of(head + R"("hidden_size": 8, "num_hidden_layers": 1})").find("missing key 'vocab_size'"),
+              std::string::npos);
+    EXPECT_NE(error_of(head + R"("vocab_size": 8, "hidden_size": 0, "num_hidden_layers": 1})").find("out of range"),
+              std::string::npos);
+    EXPECT_NE(error_of(head + R"("vocab_size": 8, "hidden_size": 8.5, "num_hidden_layers": 1})")
+                  .find("'hidden_size' must be an integer"),
+              std::string::npos);
+    EXPECT_NE(error_of(head + R"("vocab_size": 8, "hidden_size": 8, "num_hidden_layers": 1,
+        "layer_norm_epsilon": NaN})").find("'layer_norm_epsilon' must be a number, got \"NaN\""),
+              std::string::npos);
+    EXPECT_NE(error_of(head + R"("vocab_size": 8, "hidden_size": 8, "num_hidden_layers": 1, "hidden_act": "gelu"})")
+                  .find("hidden_act 'gelu'"),
+              std::string::npos);
+    EXPECT_NE(error_of(head + R"("vocab_size": 8, "hidden_size": 8, "num_hidden_layers": 1, "use_bias": 1})")
+                  .find("'use_bias' must be true or false"),
+              std::string::npos);
+    EXPECT_NE(error_of(R"([1])").find("not a JSON object"), std::string::npos);
+}
+
+TEST(HfConfig, ReadsConfigFileFromDirectory) {
+    const test::TempDir dir;
+    EXPECT_THROW(read_hf_mamba_config(dir.path()), Error);
+    std::ofstream(dir.file("config.json"))
+        << R"({"architectures": ["MambaForCausalLM"], "vocab_size": 8, "hidden_size": 16, "num_hidden_layers": 1})";
+    EXPECT_EQ(read_hf_mamba_config(dir.path()).hidden_size, 16);
+}
+
+}  // namespace
+}  // namespace dendro
