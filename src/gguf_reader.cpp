@@ -88,10 +88,10 @@ private:
     void parse_header() {
         const auto magic = read<uint32_t>("the magic number");
         if (magic != kGgufMagic) {
-            char shown[5] = {};
+            char shown[sizeof(magic)];
             std::memcpy(shown, &magic, sizeof(magic));
             for (char& c : shown) {
-                if (c != 0 && (c < ' ' || c > '~')) c = '?';
+                if (c < ' ' || c > '~') c = '?';
             }
             fail_at(0, "not a GGUF file: magic is '", std::string(shown, sizeof(magic)), "', expected 'GGUF'");
         }
