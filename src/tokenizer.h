@@ -57,7 +57,9 @@ protected:
 };
 
 // Turns a stream of token ids into printable text without ever emitting half a UTF-8 character: bytes of
-// an incomplete sequence are held until the next token completes them (or flush() at the end).
+// an incomplete sequence are held until the next token completes them (or flush() at the end); bytes that
+// can no longer become a character come out as U+FFFD. The pieces add up to decode() of all the ids
+// (with ill-formed bytes replaced), the start-of-text rule of SentencePiece included.
 class StreamDecoder {
 public:
     explicit StreamDecoder(const Tokenizer& tokenizer);
