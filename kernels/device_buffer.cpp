@@ -71,4 +71,14 @@ void PinnedBuffer::release() {
     bytes_ = 0;
 }
 
+DeviceBuffer upload(const void* host, size_t bytes, const std::string& purpose) {
+    DeviceBuffer buffer(bytes, purpose);
+    if (bytes > 0) check(cudaMemcpy(buffer.get(), host, bytes, cudaMemcpyHostToDevice), concat("uploading ", purpose));
+    return buffer;
+}
+
+void download(const void* device, void* host, size_t bytes, const std::string& purpose) {
+    if (bytes > 0) check(cudaMemcpy(host, device, bytes, cudaMemcpyDeviceToHost), concat("downloading ", purpose));
+}
+
 }  // namespace dendro::cuda

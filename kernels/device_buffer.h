@@ -50,4 +50,8 @@ private:
     size_t bytes_ = 0;
 };
 
+// Synchronous copies between host memory and a new or existing device buffer (uploads of weights, tests).
+DeviceBuffer upload(const void* host, size_t bytes, const std::string& purpose);
+void download(const void* device, void* host, size_t bytes, const std::string& purpose);
+
 }  // namespace dendro::cuda

@@ -26,6 +26,12 @@ struct DeviceLayer {
     const float* ssm_out_b = nullptr;
 };
 
+// Copies one matrix tensor to the device (repacking Q8_0); the memory joins `storage`. Throws naming the tensor
+// when its type is not F32, F16, BF16 or Q8_0.
+DeviceMatrix upload_matrix(const TensorView& t, std::vector<DeviceBuffer>& storage);
+// Copies a vector (or small matrix) tensor to the device as fp32; null for an absent optional tensor.
+const float* upload_as_f32(const TensorView& t, std::vector<DeviceBuffer>& storage);
+
 class DeviceModel {
 public:
     // Uploads every weight; throws dendro::Error naming the tensor on an unsupported type or when device
@@ -40,8 +46,8 @@ public:
     uint64_t bytes_per_token() const { return bytes_per_token_; }  // what one decode step reads
 
 private:
-    DeviceMatrix upload_matrix(const TensorView& t);
-    const float* upload_vector(const TensorView& t);  // null for an absent optional tensor
+    DeviceMatrix add_matrix(const TensorView& t);
+    const float* add_vector(const TensorView& t);
 
     std::vector<DeviceBuffer> buffers_;
     DeviceMatrix token_embd_, output_;

@@ -1,0 +1,271 @@
+// dendro bench: llama-bench-style throughput of a model on a backend. Prompt processing (pp): one prefill of
+// -p tokens into an empty state; text generation (tg): -n decode steps of -b sequences from empty states,
+// each step feeding back its greedy tokens (sampled on the device when the backend can). Each test runs once
+// to warm up (CUDA graphs are captured then), then -r times; states are reset before each repetition. Reports
+// mean ± sample standard deviation of tokens per second, the backend's memory and, for tg, the weight
+// bandwidth achieved. --random-shape benchmarks a random model of a published Mamba shape instead of -m.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include "backend.h"
+#include "byte_size.h"
+#include "commands.h"
+#include "error.h"
+#include "ggml_types.h"
+#include "model.h"
+#include "random_model.h"
+
+namespace dendro::cli {
+namespace {
+
+struct BenchOptions {
+    std::string model_path;
+    int n_prompt = 512;
+    int n_gen = 128;
+    int repetitions = 5;
+    int batch = 1;
+    int n_threads = 0;
+    std::string device = "auto";
+    std::string random_shape;
+    std::string random_type = "f16";
+    std::string random_out;
+    bool json = false;
+};
+
+// Published Mamba-1 shapes (state-spaces/mamba-130m-hf and mamba-2.8b-hf), tied embeddings.
+MambaHparams shape_hparams(const std::string& shape) {
+    MambaHparams hp;
+    hp.n_vocab = 50280;
+    hp.d_conv = 4;
+    hp.d_state = 16;
+    hp.norm_eps = 1e-5f;
+    if (shape == "130m") {
+        hp.d_model = 768;
+        hp.n_layer = 24;
+    } else if (shape == "2.8b") {
+        hp.d_model = 2560;
+        hp.n_layer = 64;
+    } else {
+        fail("unknown --random-shape '", shape, "': expected 130m or 2.8b");
+    }
+    hp.d_inner = 2 * hp.d_model;
+    hp.dt_rank = (hp.d_model + 15) / 16;
+    return hp;
+}
+
+GgmlType parse_matrix_type(const std::string& text) {
+    if (text == "f32") return GgmlType::F32;
+    if (text == "f16") return GgmlType::F16;
+    if (text == "bf16") return GgmlType::BF16;
+    if (text == "q8_0") return GgmlType::Q8_0;
+    fail("unknown --type '", text, "': expected f32, f16, bf16 or q8_0");
+}
+
+// A random model file that is removed when the benchmark ends, unless the user asked to keep it.
+class RandomModelFile {
+public:
+    RandomModelFile(const BenchOptions& opt) {
+        keep_ = !opt.random_out.empty();
+        path_ = keep_ ? opt.random_out
+                      : (std::filesystem::temp_directory_path() /
+                         concat("dendro-bench-", opt.random_shape, "-", ::getpid(), ".gguf"))
+                            .string();
+        std::fprintf(stderr, "bench: writing a random %s model (%s) to %s\n", opt.random_shape.c_str(),
+                     opt.random_type.c_str(), path_.c_str());
+        write_random_mamba_gguf(path_, shape_hparams(opt.random_shape), parse_matrix_type(opt.random_type), 1, true);
+    }
+    ~RandomModelFile() {
+        if (!keep_) {
+            std::error_code ignored;
+            std::filesystem::remove(path_, ignored);
+        }
+    }
+    RandomModelFile(const RandomModelFile&) = delete;
+    RandomModelFile& operator=(const RandomModelFile&) = delete;
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+    bool keep_ = false;
+};
+
+struct Stats {
+    double mean = 0.0, sd = 0.0;
+};
+
+Stats stats(const std::vector<double>& values) {
+    Stats s;
+    for (double v : values) s.mean += v;
+    s.mean /= static_cast<double>(values.size());
+    if (values.size() > 1) {
+        double sum_sq = 0.0;
+        for (double v : values) sum_sq += (v - s.mean) * (v - s.mean);
+        s.sd = std::sqrt(sum_sq / static_cast<double>(values.size() - 1));
+    }
+    return s;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::vector<int32_t> random_tokens(size_t n, int64_t n_vocab) {
+    std::mt19937 rng(1234);
+    std::uniform_int_distribution<int32_t> dist(0, static_cast<int32_t>(n_vocab - 1));
+    std::vector<int32_t> tokens(n);
+    for (int32_t& t : tokens) t = dist(rng);
+    return tokens;
+}
+
+// Seconds for one prefill of `tokens` into a fresh state.
+double time_prefill(Backend& backend, const std::vector<int32_t>& tokens, std::vector<float>& logits) {
+    backend.reset(0);
+    const auto start = std::chrono::steady_clock::now();
+    backend.prefill(0, tokens, logits, false);
+    return seconds_since(start);
+}
+
+// Seconds for n_steps greedy decode steps of every slot in `seqs` from fresh states; sets on_device to whether
+// the backend sampled on its device.
+double time_generation(Backend& backend, const std::vector<int>& seqs, int n_steps, bool& on_device) {
+    const int64_t n_vocab = backend.hparams().n_vocab;
+    for (int seq : seqs) backend.reset(seq);
+    std::vector<int32_t> tokens = random_tokens(seqs.size(), n_vocab), next(seqs.size());
+    std::vector<float> logits(seqs.size() * n_vocab);
+    const DeviceSampling greedy{};
+    const auto start = std::chrono::steady_clock::now();
+    for (int step = 0; step < n_steps; ++step) {
+        on_device = backend.decode_sample(seqs, tokens, greedy, next);
+        if (!on_device) {
+            backend.decode(seqs, tokens, logits);
+            for (size_t i = 0; i < seqs.size(); ++i) {
+                const auto row = logits.begin() + static_cast<std::ptrdiff_t>(i * n_vocab);
+                next[i] = static_cast<int32_t>(std::max_element(row, row + n_vocab) - row);
+            }
+        }
+        tokens.swap(next);
+    }
+    return seconds_since(start);
+}
+
+void bench(const BenchOptions& opt) {
+    if (opt.model_path.empty() == opt.random_shape.empty()) fail("give exactly one of -m FILE and --random-shape");
+    if (opt.n_prompt < 0 || opt.n_gen < 0) fail("-p and -n must be >= 0");
+    if (opt.n_prompt == 0 && opt.n_gen == 0) fail("nothing to measure: -p and -n are both 0");
+    if (opt.repetitions < 1) fail("-r must be >= 1, got ", opt.repetitions);
+    if (opt.batch < 1) fail("-b must be >= 1, got ", opt.batch);
+    if (opt.n_threads < 0) fail("-t must be >= 0, got ", opt.n_threads);
+    const DeviceKind device = parse_device(opt.device);
+
+    std::unique_ptr<RandomModelFile> random_file;
+    if (!opt.random_shape.empty()) random_file = std::make_unique<RandomModelFile>(opt);
+    const std::string path = random_file ? random_file->path() : opt.model_path;
+    const auto model = MambaModel::load(path);
+    BackendOptions backend_options;
+    backend_options.n_threads = opt.n_threads;
+    backend_options.n_seq_max = opt.batch;
+    const auto backend = make_backend(device, *model, backend_options);
+    const int64_t n_vocab = model->hparams().n_vocab;
+
+    struct Result {
+        std::string test;
+        Stats tokens_per_second;
+        double bandwidth_gbs = 0.0;  // tg only
+        std::string sampling;         // tg only
+    };
+    std::vector<Result> results;
+
+    if (opt.n_prompt > 0) {
+        const std::vector<int32_t> tokens = random_tokens(static_cast<size_t>(opt.n_prompt), n_vocab);
+        std::vector<float> logits(static_cast<size_t>(n_vocab));
+        time_prefill(*backend, tokens, logits);  // warm-up
+        std::vector<double> rates;
+        for (int r = 0; r < opt.repetitions; ++r) rates.push_back(opt.n_prompt / time_prefill(*backend, tokens, logits));
+        results.push_back({concat("pp", opt.n_prompt), stats(rates), 0.0, ""});
+    }
+    if (opt.n_gen > 0) {
+        std::vector<int> seqs(static_cast<size_t>(opt.batch));
+        for (int i = 0; i < opt.batch; ++i) seqs[i] = i;
+        bool on_device = false;
+        time_generation(*backend, seqs, std::min(opt.n_gen, 2), on_device);  // warm-up (captures graphs)
+        std::vector<double> rates, steps_per_second;
+        for (int r = 0; r < opt.repetitions; ++r) {
+            const double seconds = time_generation(*backend, seqs, opt.n_gen, on_device);
+            rates.push_back(static_cast<double>(opt.n_gen) * opt.batch / seconds);
+            steps_per_second.push_back(opt.n_gen / seconds);
+        }
+        const double bandwidth = stats(steps_per_second).mean * static_cast<double>(backend->weight_bytes_per_token()) / 1e9;
+        results.push_back({concat("tg", opt.n_gen, opt.batch > 1 ? concat(" b", opt.batch) : std::string()),
+                           stats(rates), bandwidth, on_device ? "device" : "host"});
+    }
+
+    const std::string model_name = random_file ? concat("random-", opt.random_shape, "-", opt.random_type) : model->name();
+    if (opt.json) {
+        nlohmann::json out;
+        out["model"] = model_name;
+        out["model_bytes"] = model->weight_bytes();
+        out["backend"] = backend->name();
+        out["device_memory_bytes"] = backend->device_memory_bytes();
+        out["weight_bytes_per_token"] = backend->weight_bytes_per_token();
+        out["repetitions"] = opt.repetitions;
+        out["batch"] = opt.batch;
+        for (const Result& r : results) {
+            nlohmann::json row{{"test", r.test}, {"tokens_per_second", r.tokens_per_second.mean},
+                               {"tokens_per_second_sd", r.tokens_per_second.sd}};
+            if (!r.sampling.empty()) {
+                row["weight_bandwidth_gb_per_s"] = r.bandwidth_gbs;
+                row["sampling"] = r.sampling;
+            }
+            out["results"].push_back(row);
+        }
+        std::printf("%s\n", out.dump(2).c_str());
+        return;
+    }
+    std::printf("| model | size | backend | test | t/s |\n| --- | ---: | --- | --- | ---: |\n");
+    for (const Result& r : results) {
+        std::printf("| %s | %s | %s | %s | %.2f ± %.2f |\n", model_name.c_str(),
+                    format_byte_size(model->weight_bytes()).c_str(), backend->name().c_str(), r.test.c_str(),
+                    r.tokens_per_second.mean, r.tokens_per_second.sd);
+    }
+    std::printf("\nbackend memory: %s; weights read per decode step: %s\n",
+                format_byte_size(backend->device_memory_bytes()).c_str(),
+                format_byte_size(backend->weight_bytes_per_token()).c_str());
+    for (const Result& r : results) {
+        if (!r.sampling.empty()) {
+            std::printf("%s: %.1f GB/s of weights, sampling on the %s\n", r.test.c_str(), r.bandwidth_gbs,
+                        r.sampling.c_str());
+        }
+    }
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+    auto opt = std::make_shared<BenchOptions>();
+    CLI::App* cmd = app.add_subcommand("bench", "Measure prompt-processing and generation speed (tokens/s)");
+    cmd->add_option("-m,--model", opt->model_path, "GGUF model file");
+    cmd->add_option("-p,--n-prompt", opt->n_prompt, "prompt tokens per prefill test (0 = skip)")->capture_default_str();
+    cmd->add_option("-n,--n-gen", opt->n_gen, "decode steps per generation test (0 = skip)")->capture_default_str();
+    cmd->add_option("-r,--repetitions", opt->repetitions, "timed repetitions of each test")->capture_default_str();
+    cmd->add_option("-b,--batch", opt->batch, "sequences decoded together in the generation test")
+        ->capture_default_str();
+    cmd->add_option("--device", opt->device, "auto, cpu or cuda")->capture_default_str();
+    cmd->add_option("-t,--threads", opt->n_threads, "CPU threads (0 = all)")->capture_default_str();
+    cmd->add_option("--random-shape", opt->random_shape, "benchmark a random model of this shape: 130m or 2.8b");
+    cmd->add_option("--type", opt->random_type, "weight type of the random model: f32, f16, bf16 or q8_0")
+        ->capture_default_str();
+    cmd->add_option("--random-out", opt->random_out, "keep the random model in this file (default: a temporary file)");
+    cmd->add_flag("--json", opt->json, "print the results as JSON");
+    cmd->callback([opt] { bench(*opt); });
+}
+
+}  // namespace dendro::cli
