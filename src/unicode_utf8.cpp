@@ -14,6 +14,8 @@ namespace {
 constexpr unsigned char kAsciiEnd = 0x80;
 constexpr unsigned char kContinuationLow = 0x80;
 constexpr unsigned char kContinuationHigh = 0xBF;
+constexpr unsigned char kContinuationPayload = 0x3F;
+constexpr int kContinuationBits = 6;
 
 bool in_range(unsigned char byte, unsigned char low, unsigned char high) { return byte >= low && byte <= high; }
 
@@ -54,8 +56,6 @@ SequenceScan scan_sequence(std::string_view text, size_t pos) {
 
 bool next_codepoint(std::string_view text, size_t& pos, char32_t& codepoint) {
     constexpr unsigned char kLeadPayload[] = {0, 0x7F, 0x1F, 0x0F, 0x07};  // payload bits of a lead byte, by length
-    constexpr unsigned char kContinuationPayload = 0x3F;
-    constexpr int kContinuationBits = 6;
     if (pos >= text.size()) return false;
     const SequenceScan scan = scan_sequence(text, pos);
     if (!scan.complete()) return false;
@@ -69,22 +69,18 @@ bool next_codepoint(std::string_view text, size_t& pos, char32_t& codepoint) {
 }
 
 std::string encode_codepoint(char32_t codepoint) {
-    std::string out;
-    if (codepoint < 0x80) {
-        out += static_cast<char>(codepoint);
-    } else if (codepoint < 0x800) {
-        out += static_cast<char>(0xC0 | (codepoint >> 6));
-        out += static_cast<char>(0x80 | (codepoint & 0x3F));
-    } else if (codepoint < 0x10000) {
-        out += static_cast<char>(0xE0 | (codepoint >> 12));
-        out += static_cast<char>(0x80 | ((codepoint >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (codepoint & 0x3F));
-    } else {
-        out += static_cast<char>(0xF0 | (codepoint >> 18));
-        out += static_cast<char>(0x80 | ((codepoint >> 12) & 0x3F));
-        out += static_cast<char>(0x80 | ((codepoint >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (codepoint & 0x3F));
+    constexpr char32_t kMaxOneByte = 0x7F, kMaxTwoBytes = 0x7FF, kMaxThreeBytes = 0xFFFF;
+    constexpr unsigned char kLeadMark[] = {0, 0, 0xC0, 0xE0, 0xF0};  // by sequence length
+    const size_t length = codepoint <= kMaxOneByte      ? 1
+                          : codepoint <= kMaxTwoBytes   ? 2
+                          : codepoint <= kMaxThreeBytes ? 3
+                                                        : 4;
+    std::string out(length, '\0');
+    for (size_t i = length - 1; i > 0; --i) {
+        out[i] = static_cast<char>(kContinuationLow | (codepoint & kContinuationPayload));
+        codepoint >>= kContinuationBits;
     }
+    out[0] = static_cast<char>(kLeadMark[length] | codepoint);
     return out;
 }
 
