@@ -1,0 +1,86 @@
+// `dendro bench` on the CPU backend with a tiny random model: the llama-bench-style table and the JSON report
+// carry one line per test with positive rates, and bad flags fail with one clear error line.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "backend.h"
+#include "random_model_file.h"
+#include "run_command.h"
+
+namespace dendro {
+namespace {
+
+using test::run_command;
+using test::shell_quote;
+
+class BenchCli : public ::testing::Test {
+protected:
+    BenchCli() : model_(test::tiny_hparams_any_length(), GgmlType::F16) {}
+
+    test::CommandResult bench(const std::string& args) {
+        return run_command(std::string(DENDRO_EXE) + " bench -m " + shell_quote(model_.path()) + " " + args);
+    }
+
+    test::TempModelFile model_;
+};
+
+TEST_F(BenchCli, PrintsPromptAndGenerationRates) {
+    const auto result = bench("-p 16 -n 4 -r 2 -b 3 --device cpu -t 1");
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    EXPECT_NE(result.out.find("| pp16 |"), std::string::npos) << result.out;
+    EXPECT_NE(result.out.find("| tg4 b3 |"), std::string::npos) << result.out;
+    EXPECT_NE(result.out.find("| cpu |"), std::string::npos) << result.out;
+    EXPECT_NE(result.out.find("backend memory:"), std::string::npos) << result.out;
+    EXPECT_NE(result.out.find("sampling on the host"), std::string::npos) << result.out;
+}
+
+TEST_F(BenchCli, JsonReportHasOneResultPerTest) {
+    const auto result = bench("-p 8 -n 3 -r 3 --device cpu -t 1 --json");
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    const auto report = nlohmann::json::parse(result.out);
+    EXPECT_EQ(report["backend"], "cpu");
+    EXPECT_EQ(report["repetitions"], 3);
+    EXPECT_GT(report["device_memory_bytes"].get<uint64_t>(), 0u);
+    ASSERT_EQ(report["results"].size(), 2u);
+    EXPECT_EQ(report["results"][0]["test"], "pp8");
+    EXPECT_EQ(report["results"][1]["test"], "tg3");
+    for (const auto& row : report["results"]) {
+        EXPECT_GT(row["tokens_per_second"].get<double>(), 0.0) << row.dump();
+        EXPECT_GE(row["tokens_per_second_sd"].get<double>(), 0.0) << row.dump();
+    }
+    EXPECT_GT(report["results"][1]["weight_bandwidth_gb_per_s"].get<double>(), 0.0);
+}
+
+TEST_F(BenchCli, SkipsATestAskedForZeroTokens) {
+    const auto result = bench("-p 0 -n 2 -r 1 --device cpu -t 1 --json");
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    const auto report = nlohmann::json::parse(result.out);
+    ASSERT_EQ(report["results"].size(), 1u);
+    EXPECT_EQ(report["results"][0]["test"], "tg2");
+}
+
+TEST_F(BenchCli, RejectsBadArgumentsWithOneErrorLine) {
+    for (const std::string& args : {"-r 0", "-b 0", "-p 0 -n 0", "-p -1", "--device tpu", "--random-shape 130m"}) {
+        const auto result = bench(args + " --device cpu");
+        EXPECT_NE(result.exit_code, 0) << args;
+        EXPECT_NE(result.err.find("dendro: "), std::string::npos) << args << ": " << result.err;
+        EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << args << ": " << result.err;
+    }
+    const auto missing = run_command(std::string(DENDRO_EXE) + " bench -m /nonexistent/model.gguf --device cpu");
+    EXPECT_NE(missing.exit_code, 0);
+    EXPECT_NE(missing.err.find("/nonexistent/model.gguf"), std::string::npos) << missing.err;
+    const auto shape = run_command(std::string(DENDRO_EXE) + " bench --random-shape 7b --device cpu");
+    EXPECT_NE(shape.exit_code, 0);
+    EXPECT_NE(shape.err.find("unknown --random-shape '7b'"), std::string::npos) << shape.err;
+}
+
+TEST_F(BenchCli, CudaRequestWithoutCudaIsAClearError) {
+    if (cuda_available()) GTEST_SKIP() << "a CUDA device is present";
+    const auto result = bench("-p 4 -n 0 -r 1 --device cuda");
+    EXPECT_NE(result.exit_code, 0);
+    EXPECT_NE(result.err.find("CUDA"), std::string::npos) << result.err;
+}
+
+}  // namespace
+}  // namespace dendro
