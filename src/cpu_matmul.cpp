@@ -115,6 +115,7 @@ void tile(const uint8_t* const* row_ptrs, const float* const* x, int64_t length,
 
 struct Problem {
     const TensorView& w;
+    size_t row_bytes;
     ConstRows x;
     MutRows y;
 };
@@ -122,7 +123,7 @@ struct Problem {
 template <typename Row, int R, int T>
 void run_tile(const Problem& p, int64_t r0, int64_t t0) {
     const uint8_t* rows[R];
-    for (int r = 0; r < R; ++r) rows[r] = p.w.row(r0 + r);
+    for (int r = 0; r < R; ++r) rows[r] = p.w.data + static_cast<size_t>(r0 + r) * p.row_bytes;
     const float* x[T];
     float* y[T];
     for (int t = 0; t < T; ++t) {
@@ -189,7 +190,7 @@ void matmul_typed(const Problem& p, int64_t n_tokens, int n_threads) {
 
 void matmul(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, int n_threads) {
     if (n_tokens <= 0) return;
-    const Problem p{w, x, y};
+    const Problem p{w, w.row_bytes(), x, y};
     switch (w.type) {
         case GgmlType::F32: return matmul_typed<F32Row>(p, n_tokens, n_threads);
         case GgmlType::F16: return matmul_typed<F16Row>(p, n_tokens, n_threads);

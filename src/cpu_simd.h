@@ -4,6 +4,7 @@
 // makes a token's result independent of how many tokens or rows are computed together.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -47,6 +48,30 @@ inline F32x8 load8_bf16(const uint16_t* p) {
 }
 
 inline F32x8 broadcast8_f16(uint16_t bits) { return {_mm256_set1_ps(_cvtsh_ss(bits))}; }
+inline F32x8 add8(F32x8 a, F32x8 b) { return {_mm256_add_ps(a.v, b.v)}; }
+
+// e^x per lane, within 2 ulp of the correctly rounded value (Cephes' expf: x = n ln2 + r, |r| <= ln2/2,
+// a degree-6 polynomial for e^r, 2^n put in the exponent). Inputs are clamped to where e^x is a normal
+// float, so results below FLT_MIN come out as FLT_MIN-sized rather than 0 (harmless against any h).
+inline F32x8 exp8(F32x8 x) {
+    const __m256 clamped = _mm256_min_ps(_mm256_max_ps(x.v, _mm256_set1_ps(-87.33654f)), _mm256_set1_ps(88.37626f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(clamped, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    // r = x - n ln2, with ln2 split in two so that n * ln2_hi is exact.
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), clamped);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    const __m256 r2 = _mm256_mul_ps(r, r);
+    const __m256 er = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0f));
+    // 2^n: n + 127 in the exponent field; n is in [-126, 127] after the clamp.
+    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return {_mm256_mul_ps(er, _mm256_castsi256_ps(bits))};
+}
 
 inline F32x8 load8_q8(const int8_t* q, F32x8 scale) {
     int64_t bytes;
@@ -97,6 +122,14 @@ inline F32x8 load8_bf16(const uint16_t* p) {
     return r;
 }
 inline F32x8 broadcast8_f16(uint16_t bits) { return broadcast8(fp16_to_fp32(bits)); }
+inline F32x8 add8(F32x8 a, F32x8 b) {
+    for (int i = 0; i < kLanes; ++i) a.v[i] += b.v[i];
+    return a;
+}
+inline F32x8 exp8(F32x8 x) {
+    for (float& lane : x.v) lane = std::exp(lane);
+    return x;
+}
 
 inline F32x8 load8_q8(const int8_t* q, F32x8 scale) {
     F32x8 r;
@@ -111,6 +144,13 @@ inline F32x8 load8_partial(const float* p, int64_t n) {
     float padded[kLanes] = {};
     std::memcpy(padded, p, static_cast<size_t>(n) * sizeof(float));
     return load8(padded);
+}
+
+// Stores the first n < 8 lanes.
+inline void store8_partial(float* p, F32x8 a, int64_t n) {
+    float lanes[kLanes];
+    store8(lanes, a);
+    std::memcpy(p, lanes, static_cast<size_t>(n) * sizeof(float));
 }
 
 // Dot product of two fp32 vectors in the canonical order.

@@ -12,7 +12,8 @@
 namespace dendro::test {
 
 // Small shapes: any_length() has dimensions that are not multiples of 8 (exercising every row tail) and
-// inner_size != 2 * d_model; q8() has the multiples of 32 that Q8_0 rows need.
+// inner_size != 2 * d_model; q8() has the multiples of 32 that Q8_0 rows need, except dt_rank (so that a
+// Q8_0 file mixes in an F16 matrix).
 MambaHparams tiny_hparams_any_length();
 MambaHparams tiny_hparams_q8();
 

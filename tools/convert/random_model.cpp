@@ -44,14 +44,15 @@ float uniform01(uint64_t stream, uint64_t index) {
 }
 float uniform_pm1(uint64_t stream, uint64_t index) { return 2.0f * uniform01(stream, index) - 1.0f; }
 
-// Value of element `col` of row `row`, given the tensor's random stream.
-using ElementFn = std::function<float(uint64_t stream, int64_t row, int64_t col)>;
+// Fills the values of one row, given the tensor's random stream (one call per row keeps the per-element
+// cost to the hash itself).
+using RowFn = std::function<void(uint64_t stream, int64_t row, float* values, int64_t row_length)>;
 
 class RandomModelWriter {
 public:
     explicit RandomModelWriter(uint64_t seed) : seed_(seed) {}
 
-    void add(GgufWriter& writer, const std::string& name, GgmlType type, std::vector<int64_t> ne, ElementFn fn) {
+    void add(GgufWriter& writer, const std::string& name, GgmlType type, std::vector<int64_t> ne, RowFn fn) {
         const uint64_t stream = mix(seed_ ^ name_hash(name));
         const int64_t row_length = ne[0];
         int64_t n_rows = 1;
@@ -64,7 +65,7 @@ public:
                 std::vector<float> values(static_cast<size_t>(row_length));
 #pragma omp for schedule(static)
                 for (int64_t r = 0; r < n_rows; ++r) {
-                    for (int64_t c = 0; c < row_length; ++c) values[c] = fn(stream, r, c);
+                    fn(stream, r, values.data(), row_length);
                     quantize_row(type, values.data(), out.data() + r * row_bytes, row_length);
                 }
             }
@@ -75,14 +76,16 @@ private:
     uint64_t seed_;
 };
 
-ElementFn uniform(float amplitude, int64_t row_length) {
-    return [=](uint64_t stream, int64_t r, int64_t c) {
-        return amplitude * uniform_pm1(stream, static_cast<uint64_t>(r * row_length + c));
+RowFn uniform(float amplitude) {
+    return [=](uint64_t stream, int64_t r, float* values, int64_t n) {
+        for (int64_t c = 0; c < n; ++c) values[c] = amplitude * uniform_pm1(stream, static_cast<uint64_t>(r * n + c));
     };
 }
 
-ElementFn around_one(float jitter) {
-    return [=](uint64_t stream, int64_t, int64_t c) { return 1.0f + jitter * uniform_pm1(stream, c); };
+RowFn around_one(float jitter) {
+    return [=](uint64_t stream, int64_t, float* values, int64_t n) {
+        for (int64_t c = 0; c < n; ++c) values[c] = 1.0f + jitter * uniform_pm1(stream, c);
+    };
 }
 
 // The GPT-2 byte-to-character map: printable bytes stand for themselves, the others take code points from
@@ -144,13 +147,6 @@ void check_options(const MambaHparams& hp, GgmlType matrix_type, const RandomMod
         options.vector_type != GgmlType::BF16) {
         fail("random model: vector type ", ggml_type_name(options.vector_type), " is not F32, F16 or BF16");
     }
-    if (matrix_type == GgmlType::Q8_0) {
-        for (auto [value, what] : {std::pair{hp.d_model, "d_model"}, {hp.d_inner, "d_inner"}, {hp.dt_rank, "dt_rank"}}) {
-            if (value % kQ8_0BlockSize != 0) {
-                fail("random model: Q8_0 needs ", what, " to be a multiple of ", kQ8_0BlockSize, ", got ", value);
-            }
-        }
-    }
     if (options.byte_tokenizer && hp.n_vocab < kByteTokens) {
         fail("random model: a byte tokenizer needs n_vocab >= ", kByteTokens, ", got ", hp.n_vocab);
     }
@@ -179,38 +175,48 @@ void write_random_mamba_gguf(const std::string& path, const MambaHparams& hp, Gg
     if (options.byte_tokenizer) add_byte_tokenizer(writer, hp.n_vocab);
 
     const GgmlType vt = options.vector_type;
+    // As llama.cpp's quantizer does, a matrix whose rows cannot be cut into Q8_0 blocks (dt_proj of most
+    // Mamba sizes: dt_rank = d_model / 16) falls back to F16.
+    const auto matrix = [&](int64_t row_length) {
+        return matrix_type == GgmlType::Q8_0 && row_length % kQ8_0BlockSize != 0 ? GgmlType::F16 : matrix_type;
+    };
     const int64_t n_xdbc = hp.dt_rank + 2 * hp.d_state;
     const auto fan_in = [](int64_t n) { return 1.0f / std::sqrt(static_cast<float>(n)); };
     RandomModelWriter rw(seed);
-    rw.add(writer, "token_embd.weight", matrix_type, {hp.d_model, hp.n_vocab}, uniform(kEmbeddingScale, hp.d_model));
+    rw.add(writer, "token_embd.weight", matrix(hp.d_model), {hp.d_model, hp.n_vocab}, uniform(kEmbeddingScale));
     rw.add(writer, "output_norm.weight", vt, {hp.d_model}, around_one(kNormJitter));
     if (!tied) {
-        rw.add(writer, "output.weight", matrix_type, {hp.d_model, hp.n_vocab}, uniform(kEmbeddingScale, hp.d_model));
+        rw.add(writer, "output.weight", matrix(hp.d_model), {hp.d_model, hp.n_vocab}, uniform(kEmbeddingScale));
     }
-    const ElementFn dt_bias = [](uint64_t stream, int64_t, int64_t c) {
-        const double dt = std::exp(uniform01(stream, c) * (std::log(kDtMax) - std::log(kDtMin)) + std::log(kDtMin));
-        return static_cast<float>(dt + std::log(-std::expm1(-dt)));
+    const RowFn dt_bias = [](uint64_t stream, int64_t, float* values, int64_t n) {
+        for (int64_t c = 0; c < n; ++c) {
+            const double dt =
+                std::exp(uniform01(stream, c) * (std::log(kDtMax) - std::log(kDtMin)) + std::log(kDtMin));
+            values[c] = static_cast<float>(dt + std::log(-std::expm1(-dt)));
+        }
     };
-    const ElementFn a = [](uint64_t, int64_t, int64_t c) { return -static_cast<float>(c + 1); };
+    const RowFn a = [](uint64_t, int64_t, float* values, int64_t n) {
+        for (int64_t c = 0; c < n; ++c) values[c] = -static_cast<float>(c + 1);
+    };
     for (int64_t il = 0; il < hp.n_layer; ++il) {
         const std::string p = concat("blk.", il, ".");
         rw.add(writer, p + "attn_norm.weight", vt, {hp.d_model}, around_one(kNormJitter));
-        rw.add(writer, p + "ssm_in.weight", matrix_type, {hp.d_model, 2 * hp.d_inner},
-               uniform(fan_in(hp.d_model), hp.d_model));
-        if (options.proj_bias) rw.add(writer, p + "ssm_in.bias", vt, {2 * hp.d_inner}, uniform(kBiasScale, 2 * hp.d_inner));
+        rw.add(writer, p + "ssm_in.weight", matrix(hp.d_model), {hp.d_model, 2 * hp.d_inner},
+               uniform(fan_in(hp.d_model)));
+        if (options.proj_bias) rw.add(writer, p + "ssm_in.bias", vt, {2 * hp.d_inner}, uniform(kBiasScale));
         std::vector<int64_t> conv_shape = options.conv_3d ? std::vector<int64_t>{hp.d_conv, 1, hp.d_inner}
                                                           : std::vector<int64_t>{hp.d_conv, hp.d_inner};
-        rw.add(writer, p + "ssm_conv1d.weight", vt, std::move(conv_shape), uniform(fan_in(hp.d_conv), hp.d_conv));
-        if (options.conv_bias) rw.add(writer, p + "ssm_conv1d.bias", vt, {hp.d_inner}, uniform(kBiasScale, hp.d_inner));
-        rw.add(writer, p + "ssm_x.weight", matrix_type, {hp.d_inner, n_xdbc}, uniform(fan_in(hp.d_inner), hp.d_inner));
-        rw.add(writer, p + "ssm_dt.weight", matrix_type, {hp.dt_rank, hp.d_inner},
-               uniform(fan_in(hp.dt_rank), hp.dt_rank));
+        rw.add(writer, p + "ssm_conv1d.weight", vt, std::move(conv_shape), uniform(fan_in(hp.d_conv)));
+        if (options.conv_bias) rw.add(writer, p + "ssm_conv1d.bias", vt, {hp.d_inner}, uniform(kBiasScale));
+        rw.add(writer, p + "ssm_x.weight", matrix(hp.d_inner), {hp.d_inner, n_xdbc}, uniform(fan_in(hp.d_inner)));
+        rw.add(writer, p + "ssm_dt.weight", matrix(hp.dt_rank), {hp.dt_rank, hp.d_inner},
+               uniform(fan_in(hp.dt_rank)));
         rw.add(writer, p + "ssm_dt.bias", vt, {hp.d_inner}, dt_bias);
         rw.add(writer, p + "ssm_a", vt, {hp.d_state, hp.d_inner}, a);
         rw.add(writer, p + "ssm_d", vt, {hp.d_inner}, around_one(kSkipJitter));
-        rw.add(writer, p + "ssm_out.weight", matrix_type, {hp.d_inner, hp.d_model},
-               uniform(fan_in(hp.d_inner) / std::sqrt(static_cast<float>(hp.n_layer)), hp.d_inner));
-        if (options.proj_bias) rw.add(writer, p + "ssm_out.bias", vt, {hp.d_model}, uniform(kBiasScale, hp.d_model));
+        rw.add(writer, p + "ssm_out.weight", matrix(hp.d_inner), {hp.d_inner, hp.d_model},
+               uniform(fan_in(hp.d_inner) / std::sqrt(static_cast<float>(hp.n_layer))));
+        if (options.proj_bias) rw.add(writer, p + "ssm_out.bias", vt, {hp.d_model}, uniform(kBiasScale));
     }
     writer.write(path);
 }

@@ -23,7 +23,8 @@ struct RandomModelOptions {
 };
 
 // hp.n_vocab, d_model, n_layer, d_conv, d_inner, d_state, dt_rank, norm_eps and dt_b_c_rms are written;
-// matrix_type is F32, F16, BF16 or Q8_0 (row lengths must then be multiples of 32). `tied` leaves out
+// matrix_type is F32, F16, BF16 or Q8_0 (Q8_0 matrices whose row length is not a multiple of 32 are written
+// as F16, as llama.cpp's quantizer does). `tied` leaves out
 // output.weight so that the lm_head is token_embd. Throws dendro::Error on invalid shapes or I/O failure.
 void write_random_mamba_gguf(const std::string& path, const MambaHparams& hp, GgmlType matrix_type, uint64_t seed,
                              bool tied, const RandomModelOptions& options = {});
