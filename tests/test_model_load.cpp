@@ -10,6 +10,7 @@
 #include "gguf.h"
 #include "model.h"
 #include "random_model_file.h"
+#include "tokenizer.h"
 
 namespace dendro {
 namespace {
@@ -245,6 +246,22 @@ TEST_F(ModelLoad, UnsupportedTypeIsNamed) {
         return true;
     });
     EXPECT_NE(norm_i32.find("output_norm.weight"), std::string::npos) << norm_i32;
+}
+
+TEST_F(ModelLoad, RandomModelByteTokenizerEncodesBytes) {
+    RandomModelOptions options;
+    options.byte_tokenizer = true;
+    MambaHparams hp = hp_;
+    hp.n_vocab = 260;
+    const TempModelFile file(hp, GgmlType::F32, 1, true, options);
+    const auto model = MambaModel::load(file.path());
+    const auto tokenizer = Tokenizer::from_gguf(model->gguf());
+    EXPECT_EQ(tokenizer->n_vocab(), 260);
+    EXPECT_EQ(tokenizer->eos(), 259);
+    const std::string text = "Hi \xC3\xA9\n";  // bytes 'H' 'i' ' ' 0xC3 0xA9 '\n'
+    const std::vector<int32_t> ids = tokenizer->encode(text, false);
+    EXPECT_EQ(ids, (std::vector<int32_t>{'H', 'i', ' ', 0xC3, 0xA9, '\n'}));
+    EXPECT_EQ(tokenizer->decode(ids), text);
 }
 
 TEST_F(ModelLoad, NonexistentFileIsAnError) {
