@@ -34,7 +34,8 @@ void SamplingParams::validate() const {
     if (repeat_last_n < 0) fail("--repeat-last-n must be >= 0, got ", repeat_last_n);
 }
 
-Sampler::Sampler(const SamplingParams& params, int32_t n_vocab) : params_(params), n_vocab_(n_vocab), rng_(params.seed) {
+Sampler::Sampler(const SamplingParams& params, int32_t n_vocab)
+    : params_(params), n_vocab_(n_vocab), rng_(params.seed) {
     params_.validate();
     if (n_vocab <= 0) fail("sampler: vocabulary size must be positive, got ", n_vocab);
 }

@@ -145,7 +145,9 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
-bool same_state(const SequenceState& a, const SequenceState& b) { return same_bits(a.conv, b.conv) && same_bits(a.ssm, b.ssm); }
+bool same_state(const SequenceState& a, const SequenceState& b) {
+    return same_bits(a.conv, b.conv) && same_bits(a.ssm, b.ssm);
+}
 
 SequenceState state_of(const Backend& b, int seq) {
     SequenceState s;
@@ -270,7 +272,8 @@ TEST_P(CpuExactness, PrefillEqualsTokenByTokenDecode) {
     std::vector<float> last(hp_.n_vocab);
     auto c = cpu(*model_);
     c->prefill(0, tokens, last, false);
-    EXPECT_EQ(0, std::memcmp(last.data(), all.data() + (tokens.size() - 1) * hp_.n_vocab, hp_.n_vocab * sizeof(float)));
+    const float* last_row = all.data() + (tokens.size() - 1) * hp_.n_vocab;
+    EXPECT_EQ(0, std::memcmp(last.data(), last_row, hp_.n_vocab * sizeof(float)));
 }
 
 TEST_P(CpuExactness, PrefillInPiecesEqualsWhole) {
@@ -329,7 +332,8 @@ INSTANTIATE_TEST_SUITE_P(Types, CpuExactness,
 
 class CpuStates : public ::testing::Test {
 protected:
-    CpuStates() : hp_(test::tiny_hparams_any_length()), file_(hp_, GgmlType::F16), model_(MambaModel::load(file_.path())) {}
+    CpuStates()
+        : hp_(test::tiny_hparams_any_length()), file_(hp_, GgmlType::F16), model_(MambaModel::load(file_.path())) {}
     MambaHparams hp_;
     TempModelFile file_;
     std::unique_ptr<MambaModel> model_;
@@ -398,7 +402,9 @@ TEST_F(CpuStates, WeightBytesCountWhatADecodeStepReads) {
     auto b = cpu(*model_);
     const MambaWeights& w = model_->weights();
     uint64_t matrices = w.output.nbytes + w.token_embd.row_bytes();
-    for (const MambaLayerWeights& l : w.layers) matrices += l.ssm_in.nbytes + l.ssm_x.nbytes + l.ssm_dt_w.nbytes + l.ssm_out.nbytes;
+    for (const MambaLayerWeights& l : w.layers) {
+        matrices += l.ssm_in.nbytes + l.ssm_x.nbytes + l.ssm_dt_w.nbytes + l.ssm_out.nbytes;
+    }
     // Plus the fp32 vectors: norms, conv taps and bias, dt bias, A, D.
     const int64_t per_layer = hp_.d_model + hp_.d_conv * hp_.d_inner + 3 * hp_.d_inner + hp_.d_state * hp_.d_inner;
     EXPECT_EQ(b->weight_bytes_per_token(), matrices + 4 * (hp_.n_layer * per_layer + hp_.d_model));

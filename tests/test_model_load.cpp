@@ -178,7 +178,8 @@ TEST_F(ModelLoad, MissingArchitectureIsAnError) {
 }
 
 TEST_F(ModelLoad, MissingKeyIsNamed) {
-    for (const char* missing : {"mamba.ssm.inner_size", "mamba.attention.layer_norm_rms_epsilon", "mamba.block_count"}) {
+    for (const char* missing :
+         {"mamba.ssm.inner_size", "mamba.attention.layer_norm_rms_epsilon", "mamba.block_count"}) {
         const std::string message = load_error(
             [&](const std::string& key, const GgufValue& v) -> std::optional<GgufValue> {
                 if (key == missing) return std::nullopt;
