@@ -164,8 +164,9 @@ public:
     // Convenience: copies `bytes` (must match the size of the type and shape).
     void add_tensor(std::string name, GgmlType type, std::vector<int64_t> ne, std::vector<uint8_t> bytes);
 
-    // Validates names, shapes and duplicate keys/tensors, then writes atomically. `progress`, when given,
-    // is called after each tensor with (tensors written, total).
+    // Writes atomically. Keys, values, names, shapes and duplicates are validated as they are set/added
+    // (set and add_tensor throw dendro::Error), the size each producer delivers while writing. `progress`,
+    // when given, is called after each tensor with (tensors written, total).
     void write(const std::string& path, const std::function<void(size_t, size_t)>& progress = {}) const;
 
 private:

@@ -32,18 +32,18 @@ IntegerRange integer_range(GgufType type) {
     }
 }
 
-void check_integer(std::string_view key, GgufType type, int64_t v) {
+void check_integer(std::string_view subject, GgufType type, int64_t v) {
     const IntegerRange range = integer_range(type);
     if (v < range.min || (v > 0 && static_cast<uint64_t>(v) > range.max)) {
-        fail("key '", key, "': value ", v, " does not fit type ", gguf_type_name(type));
+        fail(subject, ": value ", v, " does not fit type ", gguf_type_name(type));
     }
 }
 
-void check_integer(std::string_view key, GgufType type, uint64_t v) {
-    if (v > integer_range(type).max) fail("key '", key, "': value ", v, " does not fit type ", gguf_type_name(type));
+void check_integer(std::string_view subject, GgufType type, uint64_t v) {
+    if (v > integer_range(type).max) fail(subject, ": value ", v, " does not fit type ", gguf_type_name(type));
 }
 
-// The variant alternative that holds a scalar of `type`, and the one that holds an array of it, must be `held`.
+// Whether `value` holds a Scalar (or, for an array, a std::vector<Element>).
 template <typename Scalar, typename Element>
 bool holds_expected(const GgufValue& value, bool array) {
     return array ? std::holds_alternative<std::vector<Element>>(value.data)
@@ -105,18 +105,18 @@ bool is_signed_integer_type(GgufType type) {
     return type == GgufType::INT8 || type == GgufType::INT16 || type == GgufType::INT32 || type == GgufType::INT64;
 }
 
-void check_value(std::string_view key, const GgufValue& value) {
+void check_value(std::string_view subject, const GgufValue& value) {
     if (!is_known_value_type(static_cast<uint32_t>(value.type))) {
-        fail("key '", key, "': unknown value type ", static_cast<uint32_t>(value.type));
+        fail(subject, ": unknown value type ", static_cast<uint32_t>(value.type));
     }
     const bool array = value.type == GgufType::ARRAY;
     const GgufType element_type = array ? value.array_type : value.type;
-    if (array && element_type == GgufType::ARRAY) fail("key '", key, "': nested arrays are not supported");
+    if (array && element_type == GgufType::ARRAY) fail(subject, ": nested arrays are not supported");
     if (array && !is_known_value_type(static_cast<uint32_t>(element_type))) {
-        fail("key '", key, "': unknown array element type ", static_cast<uint32_t>(element_type));
+        fail(subject, ": unknown array element type ", static_cast<uint32_t>(element_type));
     }
     if (!holds_representation(value, element_type, array)) {
-        fail("key '", key, "': value does not hold data of its declared type ",
+        fail(subject, ": value does not hold data of its declared type ",
              array ? concat("array of ", gguf_type_name(element_type)) : std::string(gguf_type_name(element_type)));
     }
     if (!is_integer_type(element_type)) return;
@@ -124,10 +124,10 @@ void check_value(std::string_view key, const GgufValue& value) {
         [&](const auto& held) {
             using Held = std::decay_t<decltype(held)>;
             if constexpr (std::is_same_v<Held, int64_t> || std::is_same_v<Held, uint64_t>) {
-                check_integer(key, element_type, held);
+                check_integer(subject, element_type, held);
             } else if constexpr (std::is_same_v<Held, std::vector<int64_t>> ||
                                  std::is_same_v<Held, std::vector<uint64_t>>) {
-                for (const auto v : held) check_integer(key, element_type, v);
+                for (const auto v : held) check_integer(subject, element_type, v);
             }
         },
         value.data);

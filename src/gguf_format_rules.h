@@ -20,8 +20,9 @@ bool is_integer_type(GgufType type);
 bool is_signed_integer_type(GgufType type);
 
 // Checks that the C++ representation of `value` agrees with its declared type (and element type), that
-// integers fit their declared width and that arrays are not nested. `key` names the value in the message.
-void check_value(std::string_view key, const GgufValue& value);
+// integers fit their declared width and that arrays are not nested. Messages start with `subject`
+// (e.g. "key 'general.name'").
+void check_value(std::string_view subject, const GgufValue& value);
 
 bool is_valid_alignment(uint64_t alignment);
 // `offset` rounded up to a multiple of `alignment` (a power of two); throws on overflow.

@@ -107,7 +107,7 @@ GgufValue GgufValue::array(GgufType element_type, decltype(data) values) {
     value.type = GgufType::ARRAY;
     value.array_type = element_type;
     value.data = std::move(values);
-    gguf_rules::check_value("(array)", value);
+    gguf_rules::check_value("GGUF array value", value);
     return value;
 }
 

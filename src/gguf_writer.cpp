@@ -106,7 +106,7 @@ GgufWriter::GgufWriter(size_t alignment) : alignment_(alignment) {
 void GgufWriter::set(std::string key, GgufValue value) {
     if (key.empty()) fail("GGUF writer: empty key");
     try {
-        gguf_rules::check_value(key, value);
+        gguf_rules::check_value(concat("key '", key, "'"), value);
     } catch (const Error& e) {
         fail("GGUF writer: ", e.what());
     }
