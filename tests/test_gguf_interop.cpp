@@ -8,6 +8,7 @@
 
 #include "ggml_types.h"
 #include "gguf.h"
+#include "temp_dir.h"
 
 namespace dendro {
 namespace {
@@ -85,6 +86,21 @@ TEST_F(GgufInterop, ConversionsMatchGgufPyByteForByte) {
             }
         }
     }
+}
+
+TEST_F(GgufInterop, RewritingTheContentReproducesGgufPysBytes) {
+    // Same keys in the same order, same tensors: Dendro's writer must lay the file out exactly as gguf-py
+    // does (encodings, padding of the header and after every tensor, offsets).
+    const test::TempDir dir;
+    const std::string path = dir.file("rewritten.gguf");
+    GgufWriter writer;
+    for (const GgufKeyValue& kv : file_->kvs()) writer.set(kv.key, kv.value);
+    for (const GgufTensorInfo& info : file_->tensors()) {
+        writer.add_tensor(info.name, info.type, info.ne, std::vector<uint8_t>(info.data, info.data + info.nbytes));
+    }
+    writer.write(path);
+    const std::vector<uint8_t> original(file_->bytes().begin(), file_->bytes().end());
+    EXPECT_EQ(test::read_file(path), original);
 }
 
 }  // namespace
