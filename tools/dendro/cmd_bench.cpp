@@ -165,6 +165,8 @@ void bench(const BenchOptions& opt) {
     if (opt.batch < 1) fail("-b must be >= 1, got ", opt.batch);
     if (opt.n_threads < 0) fail("-t must be >= 0, got ", opt.n_threads);
     const DeviceKind device = parse_device(opt.device);
+    // Before writing a random model of gigabytes for nothing.
+    if (device == DeviceKind::Cuda && !cuda_available()) fail("--device cuda: no usable CUDA device in this build/machine");
 
     std::unique_ptr<RandomModelFile> random_file;
     if (!opt.random_shape.empty()) random_file = std::make_unique<RandomModelFile>(opt);
