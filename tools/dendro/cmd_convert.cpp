@@ -9,7 +9,7 @@
 namespace dendro::cli {
 namespace {
 
-constexpr int kProgressBarWidth = 40;
+constexpr size_t kProgressBarWidth = 40;
 constexpr double kBytesPerMiB = 1024.0 * 1024.0;
 
 struct ConvertCommandOptions {
@@ -19,14 +19,25 @@ struct ConvertCommandOptions {
     std::string vocab_dir;
 };
 
-void draw_progress(size_t done, size_t total) {
-    const int filled = total ? static_cast<int>(kProgressBarWidth * done / total) : kProgressBarWidth;
-    const std::string bar = std::string(static_cast<size_t>(filled), '=') +
-                            std::string(static_cast<size_t>(kProgressBarWidth - filled), ' ');
-    std::fprintf(stderr, "\rconverting [%s] %zu/%zu tensors", bar.c_str(), done, total);
-    if (done == total) std::fputc('\n', stderr);
-    std::fflush(stderr);
-}
+// A one-line bar redrawn in place; an error mid-conversion first ends the line so the message stands alone.
+class ProgressBar {
+public:
+    void draw(size_t done, size_t total) {
+        const size_t filled = total ? kProgressBarWidth * done / total : kProgressBarWidth;
+        const std::string bar = std::string(filled, '=') + std::string(kProgressBarWidth - filled, ' ');
+        std::fprintf(stderr, "\rconverting [%s] %zu/%zu tensors", bar.c_str(), done, total);
+        open_ = done < total;
+        if (!open_) std::fputc('\n', stderr);
+        std::fflush(stderr);
+    }
+    void end_line() {
+        if (open_) std::fputc('\n', stderr);
+        open_ = false;
+    }
+
+private:
+    bool open_ = false;
+};
 
 void run(const ConvertCommandOptions& opt) {
     ConvertOptions options;
@@ -34,8 +45,15 @@ void run(const ConvertCommandOptions& opt) {
     options.output_path = opt.output_path;
     options.out_type = parse_out_type(opt.out_type);
     options.vocab_dir = opt.vocab_dir;
-    options.progress = draw_progress;
-    const ConvertSummary summary = convert_hf_to_gguf(options);
+    ProgressBar bar;
+    options.progress = [&bar](size_t done, size_t total) { bar.draw(done, total); };
+    ConvertSummary summary;
+    try {
+        summary = convert_hf_to_gguf(options);
+    } catch (...) {
+        bar.end_line();
+        throw;
+    }
     std::printf("wrote %s: %lld tensors, %.2f M parameters, %.2f MiB, outtype %s%s\n", opt.output_path.c_str(),
                 static_cast<long long>(summary.n_tensors), static_cast<double>(summary.n_params) / 1e6,
                 static_cast<double>(summary.output_bytes) / kBytesPerMiB, out_type_name(options.out_type),
