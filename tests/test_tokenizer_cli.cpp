@@ -85,6 +85,8 @@ TEST_F(TokenizeCommand, BadInputGivesOneErrorLine) {
     expect_failure(tokenize(model("neox.gguf") + " -f " + shell_quote(dir_->file("missing.txt"))), "missing.txt");
     expect_failure(tokenize(model("neox.gguf") + " -p hi -f " + shell_quote(dir_->file("text.txt"))), "excludes");
 
+    expect_failure(tokenize(model("neox.gguf") + " --bos -p hi"), "no BOS token");
+
     std::ofstream(dir_->file("not.gguf"), std::ios::binary) << "this is not a GGUF file";
     expect_failure(tokenize(model("not.gguf") + " -p hi"), "not.gguf");
 

@@ -37,6 +37,9 @@ void tokenize(const TokenizeOptions& opt) {
     const std::string model_path = opt.model_path.empty() ? default_model_path() : opt.model_path;
     const auto file = GgufFile::open(model_path);
     const auto tokenizer = Tokenizer::from_gguf(*file);
+    if (opt.add_bos.value_or(false) && tokenizer->bos() < 0) {
+        fail(model_path, ": --bos given but the vocabulary has no BOS token");
+    }
     const std::vector<int32_t> ids = tokenizer->encode(text, opt.add_bos.value_or(tokenizer->add_bos_default()));
     std::string line;
     for (size_t i = 0; i < ids.size(); ++i) {
@@ -60,7 +63,9 @@ void add_tokenize_command(CLI::App& app) {
         "--bos,!--no-bos", [opt](int64_t count) { opt->add_bos = count > 0; },
         "Add (or do not add) the BOS token (default: as the vocabulary says)");
     cmd->callback([opt, cmd] {
-        if (cmd->count("--prompt") == 0 && cmd->count("--file") == 0) fail("tokenize: give the text with -p TEXT or -f FILE");
+        if (cmd->count("--prompt") == 0 && cmd->count("--file") == 0) {
+            fail("tokenize: give the text with -p TEXT or -f FILE");
+        }
         tokenize(*opt);
     });
 }
