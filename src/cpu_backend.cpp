@@ -91,7 +91,7 @@ void CpuBackend::reserve_rows(int64_t n_rows) {
     if (n_rows <= capacity_rows_) return;
     const auto rows = static_cast<size_t>(n_rows);
     resid_.resize(rows * hp_.d_model);
-    normed_.resize(rows * hp_.d_model);
+    normed_.resize(static_cast<size_t>(n_threads_) * rows * hp_.d_model);
     xz_.resize(rows * 2 * hp_.d_inner);
     xc_.resize(rows * hp_.d_inner);
     xdbc_.resize(rows * (hp_.dt_rank + 2 * hp_.d_state));
@@ -156,33 +156,39 @@ void CpuBackend::decode(std::span<const int> seqs, std::span<const int32_t> toke
 }
 
 void CpuBackend::run_layers(std::span<const SeqSpan> spans, int64_t n_rows) {
-    for (int64_t il = 0; il < hp_.n_layer; ++il) run_mixer(il, spans, n_rows);
+    // One parallel region for all layers: each thread takes fixed shares of channels and rows, and the
+    // threads meet only where a step needs what others computed (four barriers a layer).
+#pragma omp parallel num_threads(n_threads_) if (n_threads_ > 1)
+    {
+        const int thread = omp_get_thread_num(), n_threads = omp_get_num_threads();
+        for (int64_t il = 0; il < hp_.n_layer; ++il) run_mixer(il, spans, n_rows, thread, n_threads);
+    }
 }
 
-void CpuBackend::run_mixer(int64_t il, std::span<const SeqSpan> spans, int64_t n_rows) {
+void CpuBackend::run_mixer(int64_t il, std::span<const SeqSpan> spans, int64_t n_rows, int thread, int n_threads) {
     const MambaLayerWeights& w = model_.weights().layers[il];
     const LayerVectors& v = layers_[il];
     const int64_t d_model = hp_.d_model, d_inner = hp_.d_inner, d_state = hp_.d_state, d_conv = hp_.d_conv;
     const int64_t dt_rank = hp_.dt_rank, n_xdbc = dt_rank + 2 * d_state, n_xz = 2 * d_inner;
-    const int nt = n_threads_;
+    // This thread's channels: its rows of in_proj (x and z halves) and dt_proj, its conv and scan channels.
+    const cpu::Range channels = cpu::thread_share(d_inner, thread, n_threads);
 
-#pragma omp parallel for num_threads(nt) if (nt > 1 && n_rows > 1)
+    // Every thread normalizes all tokens into its own buffer, which costs less than waiting for each other.
+    float* normed = normed_.data() + thread * capacity_rows_ * d_model;
     for (int64_t r = 0; r < n_rows; ++r) {
-        cpu::rms_norm(resid_.data() + r * d_model, v.attn_norm.data(), d_model, hp_.norm_eps,
-                      normed_.data() + r * d_model);
+        cpu::rms_norm(resid_.data() + r * d_model, v.attn_norm.data(), d_model, hp_.norm_eps, normed + r * d_model);
     }
-    cpu::matmul(w.ssm_in, {normed_.data(), d_model}, n_rows, {xz_.data(), n_xz}, nt);
-    if (!v.in_bias.empty()) {
-        for (int64_t r = 0; r < n_rows; ++r) {
-            for (int64_t i = 0; i < n_xz; ++i) xz_[r * n_xz + i] += v.in_bias[i];
+    for (const int64_t half : {int64_t{0}, d_inner}) {
+        cpu::matmul_rows(w.ssm_in, {normed, d_model}, n_rows, {xz_.data(), n_xz}, half + channels.begin,
+                         half + channels.end);
+        if (!v.in_bias.empty()) {
+            for (int64_t r = 0; r < n_rows; ++r) {
+                for (int64_t i = half + channels.begin; i < half + channels.end; ++i) xz_[r * n_xz + i] += v.in_bias[i];
+            }
         }
     }
-
-    const auto n_spans = static_cast<int64_t>(spans.size());
-#pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1)
-    for (int64_t si = 0; si < n_spans; ++si) {
-        for (int64_t c = 0; c < d_inner; ++c) {
-            const SeqSpan& s = spans[si];
+    for (const SeqSpan& s : spans) {
+        for (int64_t c = channels.begin; c < channels.end; ++c) {
             const float bias = v.conv_bias.empty() ? 0.0f : v.conv_bias[c];
             float* window = slots_[s.slot].conv_layer(il) + c;
             cpu::conv_silu_channel(v.conv_taps.data() + c * d_conv, d_conv, bias, {window, d_inner},
@@ -190,23 +196,25 @@ void CpuBackend::run_mixer(int64_t il, std::span<const SeqSpan> spans, int64_t n
                                    {xc_.data() + s.first_row * d_inner + c, d_inner}, s.n_tokens);
         }
     }
+#pragma omp barrier
 
-    cpu::matmul(w.ssm_x, {xc_.data(), d_inner}, n_rows, {xdbc_.data(), n_xdbc}, nt);
+    const cpu::Range xdbc_rows = cpu::thread_share(n_xdbc, thread, n_threads);
+    cpu::matmul_rows(w.ssm_x, {xc_.data(), d_inner}, n_rows, {xdbc_.data(), n_xdbc}, xdbc_rows.begin, xdbc_rows.end);
+#pragma omp barrier
     if (hp_.dt_b_c_rms) {
-        for (int64_t r = 0; r < n_rows; ++r) {
+        for (int64_t r = thread; r < n_rows; r += n_threads) {
             float* row = xdbc_.data() + r * n_xdbc;
             cpu::rms_norm(row, nullptr, dt_rank, hp_.mixer_rms_eps, row);
             cpu::rms_norm(row + dt_rank, nullptr, d_state, hp_.mixer_rms_eps, row + dt_rank);
             cpu::rms_norm(row + dt_rank + d_state, nullptr, d_state, hp_.mixer_rms_eps, row + dt_rank + d_state);
         }
+#pragma omp barrier
     }
-    cpu::matmul(w.ssm_dt_w, {xdbc_.data(), n_xdbc}, n_rows, {dt_.data(), d_inner}, nt);
 
-#pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1)
-    for (int64_t si = 0; si < n_spans; ++si) {
-        for (int64_t c = 0; c < d_inner; ++c) {
-            const SeqSpan& s = spans[si];
-            const int64_t r0 = s.first_row;
+    cpu::matmul_rows(w.ssm_dt_w, {xdbc_.data(), n_xdbc}, n_rows, {dt_.data(), d_inner}, channels.begin, channels.end);
+    for (const SeqSpan& s : spans) {
+        const int64_t r0 = s.first_row;
+        for (int64_t c = channels.begin; c < channels.end; ++c) {
             const cpu::ScanChannelInputs in{
                 {dt_.data() + r0 * d_inner + c, d_inner},
                 {xc_.data() + r0 * d_inner + c, d_inner},
@@ -219,17 +227,19 @@ void CpuBackend::run_mixer(int64_t il, std::span<const SeqSpan> spans, int64_t n
                               s.n_tokens);
         }
     }
+#pragma omp barrier
 
-    cpu::matmul(w.ssm_out, {y_.data(), d_inner}, n_rows, {out_.data(), d_model}, nt);
+    const cpu::Range model_rows = cpu::thread_share(d_model, thread, n_threads);
+    cpu::matmul_rows(w.ssm_out, {y_.data(), d_inner}, n_rows, {out_.data(), d_model}, model_rows.begin,
+                     model_rows.end);
     for (int64_t r = 0; r < n_rows; ++r) {
         float* resid = resid_.data() + r * d_model;
         const float* out = out_.data() + r * d_model;
-        if (v.out_bias.empty()) {
-            for (int64_t i = 0; i < d_model; ++i) resid[i] += out[i];
-        } else {
-            for (int64_t i = 0; i < d_model; ++i) resid[i] += out[i] + v.out_bias[i];
+        for (int64_t i = model_rows.begin; i < model_rows.end; ++i) {
+            resid[i] += v.out_bias.empty() ? out[i] : out[i] + v.out_bias[i];
         }
     }
+#pragma omp barrier
 }
 
 void CpuBackend::compute_logits(int64_t first_row, int64_t n_rows, float* logits) {

@@ -48,7 +48,8 @@ private:
     void reserve_rows(int64_t n_rows);
     void embed(std::span<const int32_t> tokens);
     void run_layers(std::span<const SeqSpan> spans, int64_t n_rows);
-    void run_mixer(int64_t il, std::span<const SeqSpan> spans, int64_t n_rows);
+    // Layer il, as run by thread `thread` of a team of n_threads (inside run_layers' parallel region).
+    void run_mixer(int64_t il, std::span<const SeqSpan> spans, int64_t n_rows, int thread, int n_threads);
     // Final norm and lm_head of batch rows [first_row, first_row + n_rows) into logits (n_rows * n_vocab).
     void compute_logits(int64_t first_row, int64_t n_rows, float* logits);
     uint64_t fp32_vector_bytes() const;
@@ -60,7 +61,7 @@ private:
     std::vector<float> output_norm_;
     std::vector<SequenceState> slots_;
 
-    // Activations of the current batch, one row per token.
+    // Activations of the current batch, one row per token (normed_: one such buffer per thread).
     int64_t capacity_rows_ = 0;
     std::vector<float> resid_, normed_, xz_, xc_, xdbc_, dt_, y_, out_;
 };

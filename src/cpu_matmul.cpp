@@ -6,6 +6,8 @@
 // depend on R, T or which thread computes it.
 #include "cpu_matmul.h"
 
+#include <omp.h>
+
 #include <algorithm>
 
 #include "cpu_simd.h"
@@ -19,6 +21,8 @@ constexpr int64_t kChunksPerBlock = kQ8_0BlockSize / kLanes;
 constexpr int kDecodeTileRows = 8;
 constexpr int kBatchTileRows = 4;
 constexpr int kBatchTileTokens = 3;
+static_assert(kShareAlignment % kDecodeTileRows == 0 && kShareAlignment % kBatchTileRows == 0,
+              "threads' shares must be whole tiles");
 // Tokens whose activations are kept hot in cache while every thread streams its share of the weights.
 constexpr int64_t kTokenBlock = 48;
 
@@ -155,19 +159,13 @@ void run_short_rows(int64_t rows, const Problem& p, int64_t r0, int64_t t_begin,
     }
 }
 
+// Rows [row_begin, row_end), R at a time, for every block of tokens.
 template <typename Row, int R, int T>
-void matmul_tiled(const Problem& p, int64_t n_tokens, int n_threads) {
-    const int64_t n_rows = p.w.n_rows();
-    const int64_t n_tiles = (n_rows + R - 1) / R;
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+void matmul_range(const Problem& p, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
     for (int64_t tb = 0; tb < n_tokens; tb += kTokenBlock) {
         const int64_t tb_end = std::min(n_tokens, tb + kTokenBlock);
-        // Static and nowait: each thread keeps the same rows for every token block, so its share of the
-        // weights stays in its cache, and no thread waits for another between blocks.
-#pragma omp for schedule(static) nowait
-        for (int64_t i = 0; i < n_tiles; ++i) {
-            const int64_t r0 = i * R;
-            const int64_t rows = std::min<int64_t>(R, n_rows - r0);
+        for (int64_t r0 = row_begin; r0 < row_end; r0 += R) {
+            const int64_t rows = std::min<int64_t>(R, row_end - r0);
             if (rows == R) {
                 run_rows<Row, R, T>(p, r0, tb, tb_end);
             } else {
@@ -178,26 +176,50 @@ void matmul_tiled(const Problem& p, int64_t n_tokens, int n_threads) {
 }
 
 template <typename Row>
-void matmul_typed(const Problem& p, int64_t n_tokens, int n_threads) {
+void matmul_typed(const Problem& p, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
     if (n_tokens == 1) {
-        matmul_tiled<Row, kDecodeTileRows, 1>(p, n_tokens, n_threads);
+        matmul_range<Row, kDecodeTileRows, 1>(p, n_tokens, row_begin, row_end);
     } else {
-        matmul_tiled<Row, kBatchTileRows, kBatchTileTokens>(p, n_tokens, n_threads);
+        matmul_range<Row, kBatchTileRows, kBatchTileTokens>(p, n_tokens, row_begin, row_end);
     }
 }
 
 }  // namespace
 
-void matmul(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, int n_threads) {
-    if (n_tokens <= 0) return;
+Range thread_share(int64_t n, int index, int count) {
+    const int64_t units = (n + kShareAlignment - 1) / kShareAlignment;
+    const int64_t per_thread = units / count, extra = units % count;
+    const int64_t begin = index * per_thread + std::min<int64_t>(index, extra);
+    const int64_t end = begin + per_thread + (index < extra ? 1 : 0);
+    return {std::min(n, begin * kShareAlignment), std::min(n, end * kShareAlignment)};
+}
+
+void matmul_rows(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, int64_t row_begin,
+                 int64_t row_end) {
+    if (n_tokens <= 0 || row_begin >= row_end) return;
     const Problem p{w, w.row_bytes(), x, y};
     switch (w.type) {
-        case GgmlType::F32: return matmul_typed<F32Row>(p, n_tokens, n_threads);
-        case GgmlType::F16: return matmul_typed<F16Row>(p, n_tokens, n_threads);
-        case GgmlType::BF16: return matmul_typed<BF16Row>(p, n_tokens, n_threads);
-        case GgmlType::Q8_0: return matmul_typed<Q8Row>(p, n_tokens, n_threads);
+        case GgmlType::F32: return matmul_typed<F32Row>(p, n_tokens, row_begin, row_end);
+        case GgmlType::F16: return matmul_typed<F16Row>(p, n_tokens, row_begin, row_end);
+        case GgmlType::BF16: return matmul_typed<BF16Row>(p, n_tokens, row_begin, row_end);
+        case GgmlType::Q8_0: return matmul_typed<Q8Row>(p, n_tokens, row_begin, row_end);
         default: fail("tensor ", w.name, ": type ", ggml_type_name(w.type), " is not supported by the CPU backend");
     }
+}
+
+void matmul(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, int n_threads) {
+    if (!supported_matrix_type(w.type)) {
+        fail("tensor ", w.name, ": type ", ggml_type_name(w.type), " is not supported by the CPU backend");
+    }
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+    {
+        const Range rows = thread_share(w.n_rows(), omp_get_thread_num(), omp_get_num_threads());
+        matmul_rows(w, x, n_tokens, y, rows.begin, rows.end);
+    }
+}
+
+bool supported_matrix_type(GgmlType type) {
+    return type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::BF16 || type == GgmlType::Q8_0;
 }
 
 }  // namespace dendro::cpu

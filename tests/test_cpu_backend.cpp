@@ -318,10 +318,12 @@ TEST_P(CpuExactness, BatchedDecodeEqualsSingleDecodes) {
 
 TEST_P(CpuExactness, ThreadCountDoesNotChangeResults) {
     const std::vector<int32_t> tokens = some_tokens(30, hp_.n_vocab, 2);
-    std::vector<float> one(tokens.size() * hp_.n_vocab), two(one.size());
+    std::vector<float> one(tokens.size() * hp_.n_vocab), three(one.size()), seven(one.size());
     cpu(*model_, 1, 1)->prefill(0, tokens, one, true);
-    cpu(*model_, 1, 3)->prefill(0, tokens, two, true);
-    EXPECT_TRUE(same_bits(one, two));
+    cpu(*model_, 1, 3)->prefill(0, tokens, three, true);
+    cpu(*model_, 1, 7)->prefill(0, tokens, seven, true);  // more threads than some steps have work for
+    EXPECT_TRUE(same_bits(one, three));
+    EXPECT_TRUE(same_bits(one, seven));
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, CpuExactness,
