@@ -354,6 +354,17 @@ TEST(Convert, ConfigWithInfinityAndNaNConverts) {
     EXPECT_EQ(MambaModel::load(tmp.file("out.gguf"))->hparams().d_state, 16);
 }
 
+TEST(Convert, AcceptsMambaSsmEmbeddingName) {
+    const test::TempDir tmp;
+    const std::string dir = copy_fixture("mamba_tied_bpe", tmp);
+    edit_weights(dir, [](test::SafetensorsBuilder& b) {
+        b.header()["backbone.embedding.weight"] = b.header()["backbone.embeddings.weight"];
+        b.header().erase("backbone.embeddings.weight");
+    });
+    ASSERT_EQ(convert(dir, tmp.file("out.gguf"), "--outtype f32").exit_code, 0);
+    EXPECT_EQ(MambaModel::load(tmp.file("out.gguf"))->hparams().n_vocab, 512);
+}
+
 TEST(Convert, UntiedHeadEqualToEmbeddingIsOmitted) {
     const test::TempDir tmp;
     const std::string dir = copy_fixture("mamba_untied_spm", tmp);
