@@ -1,6 +1,6 @@
 // The prompt cache through the CLI: `dendro run --prompt-cache / --cache-dir` gives the uncached output
 // while restoring what it can, warns (and computes) for foreign, corrupt or truncated files, several runs can
-// share a cache directory, and `dendro cache ls|info|rm|clear` inspect and prune it.
+// share a cache directory, `dendro cache ls|info|rm|clear` inspect and prune it, and `dendro cache bench` runs.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -223,6 +223,20 @@ TEST_F(CacheCliTest, CacheCommandsRefuseADirectoryThatIsNotACache) {
     EXPECT_EQ(run_there.exit_code, 1);
     EXPECT_NE(run_there.err.find("not a Dendro cache directory"), std::string::npos) << run_there.err;
     EXPECT_EQ(dendro("cache ls " + shell_quote(dir.file("missing"))).exit_code, 1);
+}
+
+TEST_F(CacheCliTest, CacheBenchReportsIdenticalLogitsAndCleansUp) {
+    const std::string scratch = dir.file("bench");
+    const CommandResult bench = dendro("cache bench " + shell_quote(scratch) + " -m " + shell_quote(model.path()) +
+                                       " --prefix 40 --new 8 --cache-every 16 -r 1 -t 1");
+    ASSERT_EQ(bench.exit_code, 0) << bench.err;
+    EXPECT_NE(bench.out.find("logits identical to the cold prefill's"), std::string::npos) << bench.out;
+    EXPECT_NE(bench.out.find("save one state"), std::string::npos) << bench.out;
+    EXPECT_FALSE(std::filesystem::exists(scratch));
+
+    std::filesystem::create_directories(scratch);  // never a directory that already exists
+    EXPECT_EQ(dendro("cache bench " + shell_quote(scratch) + " -m " + shell_quote(model.path())).exit_code, 1);
+    EXPECT_TRUE(std::filesystem::exists(scratch));
 }
 
 }  // namespace

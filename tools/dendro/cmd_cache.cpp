@@ -1,16 +1,24 @@
 // dendro cache ls|info|rm|clear DIR: inspect and prune a prefix cache directory (see `dendro run --cache-dir`).
+// dendro cache bench DIR -m MODEL: time to first token with a cached prompt prefix against a cold prefill, and
+// the time to save and restore one state, through a scratch cache in DIR.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
+#include "backend.h"
 #include "byte_size.h"
+#include "cached_prefill.h"
 #include "commands.h"
 #include "error.h"
+#include "model.h"
 #include "prefix_cache.h"
 #include "state_file.h"
 
@@ -93,6 +101,117 @@ void clear(const std::string& dir) {
     std::printf("removed %zu entries from %s\n", removed, dir.c_str());
 }
 
+struct CacheBenchOptions {
+    std::string dir;
+    std::string model_path;
+    int64_t n_prefix = 8000;
+    int64_t n_new = 32;
+    int64_t checkpoint_every = kDefaultCheckpointEvery;
+    int repetitions = 3;
+    int n_threads = 0;
+    std::string device = "auto";
+};
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// "mean ± sd s" over the repetitions.
+std::string mean_sd(const std::vector<double>& seconds) {
+    double mean = 0.0, sum_sq = 0.0;
+    for (double s : seconds) mean += s;
+    mean /= static_cast<double>(seconds.size());
+    for (double s : seconds) sum_sq += (s - mean) * (s - mean);
+    const double sd = seconds.size() > 1 ? std::sqrt(sum_sq / static_cast<double>(seconds.size() - 1)) : 0.0;
+    char text[64];
+    std::snprintf(text, sizeof text, "%.4f ± %.4f s", mean, sd);
+    return text;
+}
+
+void bench(const CacheBenchOptions& opt) {
+    if (opt.n_prefix < 1 || opt.n_new < 1) fail("--prefix and --new must be >= 1");
+    if (opt.repetitions < 1) fail("-r must be >= 1, got ", opt.repetitions);
+    if (opt.checkpoint_every < 0) fail("--cache-every must be >= 0, got ", opt.checkpoint_every);
+    std::error_code ec;
+    // The benchmark clears its cache between repetitions and deletes it at the end: never a user's directory.
+    if (std::filesystem::exists(opt.dir, ec)) fail(opt.dir, ": exists; give a new directory for the benchmark's cache");
+
+    const auto model = MambaModel::load(opt.model_path);
+    const MambaHparams& hp = model->hparams();
+    BackendOptions backend_options;
+    backend_options.n_threads = opt.n_threads;
+    const auto backend = make_backend(parse_device(opt.device), *model, backend_options);
+    const auto fingerprint_start = std::chrono::steady_clock::now();
+    const ModelFingerprint fingerprint = fingerprint_bytes(model->gguf().bytes());
+    const double fingerprint_seconds = seconds_since(fingerprint_start);
+
+    std::mt19937 rng(1);
+    std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(hp.n_vocab - 1));
+    std::vector<int32_t> prompt(static_cast<size_t>(opt.n_prefix + opt.n_new));
+    for (int32_t& t : prompt) t = token(rng);
+    const std::span<const int32_t> prefix = std::span<const int32_t>(prompt).first(static_cast<size_t>(opt.n_prefix));
+
+    std::vector<std::string> warnings;
+    PrefixCache cache(CacheDirectory::open(opt.dir, /*create=*/true), fingerprint, hp, UINT64_MAX,
+                      [&warnings](const std::string& message) { warnings.push_back(message); });
+    std::vector<float> cold_logits(static_cast<size_t>(hp.n_vocab)), logits(cold_logits.size());
+    std::vector<double> cold, fill, warm, save, restore;
+    bool identical = true;
+    uint64_t file_bytes = 0;
+    for (int r = 0; r < opt.repetitions; ++r) {
+        backend->reset(0);
+        auto start = std::chrono::steady_clock::now();
+        backend->prefill(0, prompt, cold_logits, false);
+        cold.push_back(seconds_since(start));
+
+        cache.directory().clear();
+        start = std::chrono::steady_clock::now();
+        prefill_with_cache(*backend, 0, prefix, &cache, opt.checkpoint_every, logits);
+        fill.push_back(seconds_since(start));
+
+        start = std::chrono::steady_clock::now();
+        const CachedPrefillStats stats = prefill_with_cache(*backend, 0, prompt, &cache, opt.checkpoint_every, logits);
+        warm.push_back(seconds_since(start));
+        if (stats.reused_tokens != opt.n_prefix) fail("cache bench: the cached prefix was not found");
+        identical = identical && std::memcmp(logits.data(), cold_logits.data(), logits.size() * sizeof(float)) == 0;
+
+        const StateSnapshot snapshot = take_snapshot(*backend, 0, prompt, logits);
+        file_bytes = state_file_size(snapshot);
+        cache.directory().clear();
+        start = std::chrono::steady_clock::now();
+        cache.store(snapshot, /*end_of_prompt=*/true);
+        save.push_back(seconds_since(start));
+
+        start = std::chrono::steady_clock::now();
+        const std::optional<StateSnapshot> hit = cache.longest_prefix(prompt);
+        if (!hit) fail("cache bench: the saved state was not found");
+        restore_snapshot(*backend, 0, *hit);
+        restore.push_back(seconds_since(start));
+    }
+    std::filesystem::remove_all(opt.dir, ec);
+    for (const std::string& w : warnings) std::fprintf(stderr, "dendro: warning: %s\n", w.c_str());
+
+    const SequenceState state = SequenceState::zeros(hp);
+    std::printf("model:        %s (n_layer %lld, d_inner %lld, d_state %lld, d_conv %lld, n_vocab %lld) on %s\n",
+                model->name().c_str(), static_cast<long long>(hp.n_layer), static_cast<long long>(hp.d_inner),
+                static_cast<long long>(hp.d_state), static_cast<long long>(hp.d_conv),
+                static_cast<long long>(hp.n_vocab), backend->name().c_str());
+    std::printf("state:        %s per sequence (%zu conv + %zu ssm floats); state file of %lld tokens: %s\n",
+                format_byte_size(state.bytes()).c_str(), state.conv.size(), state.ssm.size(),
+                static_cast<long long>(prompt.size()), format_byte_size(file_bytes).c_str());
+    std::printf("fingerprint:  %.4f s for %s (first run only; then memoized)\n", fingerprint_seconds,
+                format_byte_size(model->gguf().bytes().size()).c_str());
+    std::printf("cold prefill, %lld tokens:                      %s\n", static_cast<long long>(prompt.size()),
+                mean_sd(cold).c_str());
+    std::printf("prefill of the %lld-token prefix into the cache:   %s (checkpoints every %lld)\n",
+                static_cast<long long>(opt.n_prefix), mean_sd(fill).c_str(), static_cast<long long>(opt.checkpoint_every));
+    std::printf("cached prefix + %lld new tokens (time to first token): %s, logits %s the cold prefill's\n",
+                static_cast<long long>(opt.n_new), mean_sd(warm).c_str(), identical ? "identical to" : "DIFFERENT from");
+    std::printf("save one state:                                %s\n", mean_sd(save).c_str());
+    std::printf("look up, read and restore one state:           %s\n", mean_sd(restore).c_str());
+    std::printf("repetitions:  %d\n", opt.repetitions);
+}
+
 }  // namespace
 
 void add_cache_command(CLI::App& app) {
@@ -120,6 +239,20 @@ void add_cache_command(CLI::App& app) {
     CLI::App* clear_cmd = cmd->add_subcommand("clear", "Remove every entry");
     clear_cmd->add_option("DIR", *dir, "Cache directory")->required();
     clear_cmd->callback([dir] { clear(*dir); });
+
+    auto bench_opt = std::make_shared<CacheBenchOptions>();
+    CLI::App* bench_cmd = cmd->add_subcommand(
+        "bench", "Time to first token with a cached prompt prefix vs cold, and state save/restore times");
+    bench_cmd->add_option("DIR", bench_opt->dir, "New directory for the benchmark's scratch cache (deleted after)")
+        ->required();
+    bench_cmd->add_option("-m,--model", bench_opt->model_path, "GGUF model file")->required();
+    bench_cmd->add_option("--prefix", bench_opt->n_prefix, "Tokens of the cached prefix")->capture_default_str();
+    bench_cmd->add_option("--new", bench_opt->n_new, "Tokens after the prefix")->capture_default_str();
+    bench_cmd->add_option("--cache-every", bench_opt->checkpoint_every, "Checkpoint interval")->capture_default_str();
+    bench_cmd->add_option("-r,--repetitions", bench_opt->repetitions, "Repetitions")->capture_default_str();
+    bench_cmd->add_option("-t,--threads", bench_opt->n_threads, "CPU threads (0 = all)")->capture_default_str();
+    bench_cmd->add_option("--device", bench_opt->device, "auto, cpu or cuda")->capture_default_str();
+    bench_cmd->callback([bench_opt] { bench(*bench_opt); });
 }
 
 }  // namespace dendro::cli
