@@ -13,7 +13,8 @@ namespace dendro {
 namespace {
 
 // Prompt tokens run through the layers together: enough to read each weight row once per many tokens,
-// few enough that the activations stay small (about 40 KiB per token for the largest Mamba-1).
+// few enough that the activations stay small (about 130 KiB per token for Mamba-2.8B, plus a normalized
+// copy of the residual per thread).
 constexpr int64_t kPrefillChunk = 256;
 
 std::vector<float> to_f32(const TensorView& t) {
