@@ -159,6 +159,18 @@ TEST_F(CacheCliTest, ConcurrentRunsShareACacheDir) {
     const CommandResult ls = dendro("cache ls " + shell_quote(cache_dir));
     ASSERT_EQ(ls.exit_code, 0) << ls.err;
     EXPECT_EQ(ls.err, "");
+    // --cache-size 40K held: the prompt's 7 states (every 8 of 56 tokens) of ~7 KiB do not all fit, so least
+    // recently used ones were evicted.
+    constexpr uintmax_t kCacheSizeFlag = 40 * 1024;
+    uintmax_t total = 0;
+    size_t n_entries = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::path(cache_dir) / "entries")) {
+        total += entry.file_size();
+        ++n_entries;
+    }
+    EXPECT_LE(total, kCacheSizeFlag);
+    EXPECT_GT(n_entries, 0u);
+    EXPECT_LT(n_entries, 7u);
 }
 
 TEST_F(CacheCliTest, CacheSizeIsEnforcedAndValidated) {
