@@ -1,6 +1,8 @@
 #include "cached_prefill.h"
 
 #include <algorithm>
+#include <exception>
+#include <future>
 
 #include "error.h"
 
@@ -32,6 +34,19 @@ CachedPrefillStats prefill_with_cache(Backend& backend, int seq, std::span<const
 
     const bool checkpoints = store != nullptr && store->keeps_checkpoints() && checkpoint_every > 0;
     bool storing = store != nullptr;
+    // A checkpoint is written on another thread while the next chunk computes; one write at a time, so the
+    // store is never used by two threads at once and at most two snapshots are held.
+    std::future<void> writing;
+    const auto finish_writing = [&] {
+        if (!writing.valid()) return;
+        try {
+            writing.get();
+            ++stats.snapshots_stored;
+        } catch (const std::exception& e) {  // the cache is an optimization: its failures never fail a prefill
+            store->warn(concat(e.what(), "; not saving prompt states for this run"));
+            storing = false;
+        }
+    };
     int64_t pos = stats.reused_tokens;
     while (pos < n) {
         const int64_t end = checkpoints ? std::min(n, (pos / checkpoint_every + 1) * checkpoint_every) : n;
@@ -40,14 +55,14 @@ CachedPrefillStats prefill_with_cache(Backend& backend, int seq, std::span<const
         stats.computed_tokens += end - pos;
         pos = end;
         if (!storing || (pos < n && !checkpoints)) continue;
-        try {
-            store->store(take_snapshot(backend, seq, tokens.first(static_cast<size_t>(pos)), logits), pos == n);
-            ++stats.snapshots_stored;
-        } catch (const Error& e) {
-            store->warn(concat(e.what(), "; not saving prompt states for this run"));
-            storing = false;
-        }
+        StateSnapshot snapshot = take_snapshot(backend, seq, tokens.first(static_cast<size_t>(pos)), logits);
+        finish_writing();
+        if (!storing) continue;
+        writing = std::async(std::launch::async, [store, snapshot = std::move(snapshot), end_of_prompt = pos == n] {
+            store->store(snapshot, end_of_prompt);
+        });
     }
+    finish_writing();
     return stats;
 }
 

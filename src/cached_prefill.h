@@ -20,7 +20,8 @@ struct CachedPrefillStats {
 
 // Prefills `tokens` (non-empty) into sequence `seq`, whose previous state is discarded, and writes the last
 // position's logits (n_vocab floats). `store` may be null (plain prefill); checkpoint_every = 0 stores only
-// the end of the prompt. A store that fails to save is reported through its warning sink and not used
+// the end of the prompt. Checkpoints are written on a second thread while the prefill goes on; everything is
+// written when this returns. A store that fails to save is reported through its warning sink and not used
 // again for this prompt; the prefill itself never depends on it.
 CachedPrefillStats prefill_with_cache(Backend& backend, int seq, std::span<const int32_t> tokens, PrefixStore* store,
                                       int64_t checkpoint_every, std::span<float> logits);

@@ -15,7 +15,8 @@
 
 namespace dendro {
 
-// Receives one line of text per problem (the CLI prints it as "dendro: warning: ...").
+// Receives one line of text per problem (the CLI prints it as "dendro: warning: ..."). It may be called from
+// the thread that writes checkpoints (never from two threads at once).
 using WarningSink = std::function<void(const std::string& message)>;
 
 class PrefixStore {
