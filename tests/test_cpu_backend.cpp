@@ -330,6 +330,25 @@ INSTANTIATE_TEST_SUITE_P(Types, CpuExactness,
                          ::testing::Values(GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0),
                          [](const ::testing::TestParamInfo<GgmlType>& info) { return ggml_type_name(info.param); });
 
+TEST(CpuRandomModel, DeepModelsKeepActivationsFinite) {
+    // Mamba-2.8B's depth at a tiny width: the writer's scales must not blow up or vanish over 64 layers.
+    MambaHparams hp = test::tiny_hparams_any_length();
+    hp.n_layer = 64;
+    const TempModelFile file(hp, GgmlType::F16, 9, true);
+    const auto model = MambaModel::load(file.path());
+    const std::vector<int32_t> tokens = some_tokens(64, hp.n_vocab);
+    std::vector<float> logits(tokens.size() * hp.n_vocab);
+    cpu(*model)->prefill(0, tokens, logits, true);
+    float lowest = logits[0], highest = logits[0];
+    for (float v : logits) {
+        ASSERT_TRUE(std::isfinite(v));
+        lowest = std::min(lowest, v);
+        highest = std::max(highest, v);
+    }
+    EXPECT_GT(highest - lowest, 0.1f);
+    EXPECT_LT(highest - lowest, 100.0f);
+}
+
 // ---- State management ----
 
 class CpuStates : public ::testing::Test {

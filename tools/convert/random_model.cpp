@@ -20,6 +20,8 @@ constexpr float kSkipJitter = 0.1f;        // D in 1 +- 0.1
 constexpr float kBiasScale = 0.05f;        // optional biases
 constexpr double kDtMin = 1e-3, kDtMax = 1e-1;
 constexpr int kByteTokens = 256;
+// Tensors smaller than this are generated on one thread: waking the others would cost more.
+constexpr int64_t kParallelElements = int64_t{1} << 20;
 // llama.cpp's converter writes this context length for Mamba, which has no limit of its own.
 constexpr uint32_t kMambaContextLength = 1u << 20;
 
@@ -60,7 +62,7 @@ public:
         const size_t row_bytes = ggml_row_size(type, row_length);
         writer.add_tensor(name, type, std::move(ne), [=](std::vector<uint8_t>& out) {
             out.resize(row_bytes * static_cast<size_t>(n_rows));
-#pragma omp parallel
+#pragma omp parallel if (row_length * n_rows >= kParallelElements)
             {
                 std::vector<float> values(static_cast<size_t>(row_length));
 #pragma omp for schedule(static)
