@@ -271,8 +271,10 @@ std::optional<StateSnapshot> PrefixCache::longest_prefix(std::span<const int32_t
             dir_.remove({e});
             continue;
         }
-        const bool same_tokens = std::equal(snapshot.tokens.begin(), snapshot.tokens.end(), tokens.begin());
-        if (!same_tokens || !snapshot.fits(hparams_)) continue;  // a hash collision, or not for these shapes
+        // The file's own token count and ids decide, not its name: a hash collision or a renamed file misses.
+        const bool same_tokens = snapshot.n_tokens() == e.n_tokens &&
+                                 std::equal(snapshot.tokens.begin(), snapshot.tokens.end(), tokens.begin());
+        if (!same_tokens || !snapshot.fits(hparams_)) continue;
         dir_.touch(e.path);
         return snapshot;
     }

@@ -124,6 +124,18 @@ TEST_F(PrefixCacheTest, CorruptEntryIsReportedRemovedAndMissed) {
     EXPECT_FALSE(std::filesystem::exists(longest.path));
 }
 
+TEST_F(PrefixCacheTest, AnEntryIsJudgedByItsContentNotItsName) {
+    PrefixCache cache = open_cache();
+    cache.store(snapshot_of(20), true);
+    const CacheDirectory d = CacheDirectory::open(cache_dir, false);
+    // Renamed to claim it holds the first 8 tokens: the name matches a 10-token prompt, the content does not.
+    const std::filesystem::path renamed =
+        d.entry_path(kModel, 8, token_prefix_hash(std::span(prompt).first(8)));
+    std::filesystem::rename(d.find(kModel.hex()).path, renamed);
+    EXPECT_FALSE(cache.longest_prefix(std::span(prompt).first(10)));
+    EXPECT_FALSE(cache.longest_prefix(prompt));
+}
+
 TEST_F(PrefixCacheTest, StoringAnExistingPrefixKeepsOneEntry) {
     PrefixCache cache = open_cache();
     cache.store(snapshot_of(20), true);
