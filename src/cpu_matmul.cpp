@@ -1,14 +1,15 @@
 // Tiled weight-matrix products over F32/F16/BF16/Q8_0 rows (see cpu_matmul.h).
 //
 // A tile computes R weight rows against T token vectors with one 8-lane accumulator per (row, token),
-// walking the row in chunks of 8 elements in order; the weights of a chunk are dequantized once and used for
-// all T tokens. Because each output owns its accumulator and sees the same chunk sequence, its value does not
-// depend on R, T or which thread computes it.
+// walking the row in order; the weights are converted to fp32 once and used for all T tokens. Because each
+// output owns its accumulator and sees the same sequence of operations, its value does not depend on R, T
+// or which thread computes it.
 #include "cpu_matmul.h"
 
 #include <omp.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "cpu_simd.h"
 #include "error.h"
@@ -26,30 +27,21 @@ static_assert(kShareAlignment % kDecodeTileRows == 0 && kShareAlignment % kBatch
 // Tokens whose activations are kept hot in cache while every thread streams its share of the weights.
 constexpr int64_t kTokenBlock = 48;
 
-// Readers of one weight row. block() prepares what a 32-element block shares (the Q8_0 scale); chunk() then
-// gives its j-th 8 elements as fp32. Types whose rows may end inside a block (kAnyLength) also read the
-// chunks after the last whole block with at() and the zero-padded last one with partial().
+// Readers of one F32, F16 or BF16 weight row: at() gives the 8 elements from `off` as fp32, partial() the
+// last n < 8 followed by zeros.
 struct F32Row {
-    static constexpr bool kAnyLength = true;
     const float* p = nullptr;
-    struct Block {};
     F32Row() = default;
     explicit F32Row(const uint8_t* row) : p(reinterpret_cast<const float*>(row)) {}
-    Block block(int64_t) const { return {}; }
-    F32x8 chunk(Block, int64_t b, int64_t j) const { return load8(p + b * kQ8_0BlockSize + j * kLanes); }
     F32x8 at(int64_t off) const { return load8(p + off); }
     F32x8 partial(int64_t off, int64_t n) const { return load8_partial(p + off, n); }
 };
 
 template <F32x8 (*Load)(const uint16_t*)>
 struct Half16Row {
-    static constexpr bool kAnyLength = true;
     const uint16_t* p = nullptr;
-    struct Block {};
     Half16Row() = default;
     explicit Half16Row(const uint8_t* row) : p(reinterpret_cast<const uint16_t*>(row)) {}
-    Block block(int64_t) const { return {}; }
-    F32x8 chunk(Block, int64_t b, int64_t j) const { return Load(p + b * kQ8_0BlockSize + j * kLanes); }
     F32x8 at(int64_t off) const { return Load(p + off); }
     F32x8 partial(int64_t off, int64_t n) const {
         uint16_t padded[kLanes] = {};
@@ -60,59 +52,85 @@ struct Half16Row {
 using F16Row = Half16Row<load8_f16>;
 using BF16Row = Half16Row<load8_bf16>;
 
-struct Q8Row {
-    static constexpr bool kAnyLength = false;  // Q8_0 rows are whole blocks (checked when the file is read)
-    const BlockQ8_0* blocks = nullptr;
-    struct Block {
-        const BlockQ8_0* q;
-        F32x8 scale;
-    };
-    Q8Row() = default;
-    explicit Q8Row(const uint8_t* row) : blocks(reinterpret_cast<const BlockQ8_0*>(row)) {}
-    Block block(int64_t b) const { return {blocks + b, broadcast8_f16(blocks[b].d)}; }
-    F32x8 chunk(const Block& blk, int64_t, int64_t j) const { return load8_q8(blk.q->qs + j * kLanes, blk.scale); }
-};
+// The tiles' loops over rows, tokens and chunks are unrolled so that the accumulators live in registers.
 
+// Q8_0 rows are computed by tile_q8 (whole blocks only: the loader checks row lengths).
+struct Q8Row {};
+
+// R rows of a float type against T tokens: one accumulator per (row, token), chunks of 8 in order.
 template <typename Row, int R, int T>
 void tile(const uint8_t* const* row_ptrs, const float* const* x, int64_t length, float* const* y) {
     Row readers[R];
     F32x8 acc[R][T];
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
         readers[r] = Row(row_ptrs[r]);
+#pragma GCC unroll 16
         for (int t = 0; t < T; ++t) acc[r][t] = zero8();
     }
+    int64_t off = 0;
+    for (; off + kLanes <= length; off += kLanes) {
+        F32x8 xs[T];
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) xs[t] = load8(x[t] + off);
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) {
+            const F32x8 w = readers[r].at(off);
+#pragma GCC unroll 16
+            for (int t = 0; t < T; ++t) acc[r][t] = fma8(w, xs[t], acc[r][t]);
+        }
+    }
+    if (off < length) {
+        const int64_t n = length - off;
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) {
+            const F32x8 w = readers[r].partial(off, n);
+#pragma GCC unroll 16
+            for (int t = 0; t < T; ++t) acc[r][t] = fma8(w, load8_partial(x[t] + off, n), acc[r][t]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) y[t][r] = hsum8(acc[r][t]);
+    }
+}
 
+// R Q8_0 rows against T tokens. Per block, the int8 quants (converted once for all tokens) are dotted with
+// the token's 32 values in 4 chunks, and the block's scale is applied once to that partial sum:
+// acc = fma(d, q·x, acc), blocks in order.
+template <int R, int T>
+void tile_q8(const uint8_t* const* row_ptrs, const float* const* x, int64_t length, float* const* y) {
+    F32x8 acc[R][T];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) acc[r][t] = zero8();
+    }
     const int64_t n_blocks = length / kQ8_0BlockSize;
     for (int64_t b = 0; b < n_blocks; ++b) {
-        typename Row::Block blk[R];
-        for (int r = 0; r < R; ++r) blk[r] = readers[r].block(b);
-        for (int64_t j = 0; j < kChunksPerBlock; ++j) {
-            const int64_t off = b * kQ8_0BlockSize + j * kLanes;
-            F32x8 xs[T];
-            for (int t = 0; t < T; ++t) xs[t] = load8(x[t] + off);
-            for (int r = 0; r < R; ++r) {
-                const F32x8 w = readers[r].chunk(blk[r], b, j);
-                for (int t = 0; t < T; ++t) acc[r][t] = fma8(w, xs[t], acc[r][t]);
+        const int64_t off = b * kQ8_0BlockSize;
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) {
+            const BlockQ8_0& block = reinterpret_cast<const BlockQ8_0*>(row_ptrs[r])[b];
+            F32x8 q[kChunksPerBlock];
+#pragma GCC unroll 4
+            for (int64_t j = 0; j < kChunksPerBlock; ++j) q[j] = load8_i8(block.qs + j * kLanes);
+            const F32x8 scale = broadcast8_f16(block.d);
+#pragma GCC unroll 16
+            for (int t = 0; t < T; ++t) {
+                F32x8 part = mul8(q[0], load8(x[t] + off));
+#pragma GCC unroll 4
+                for (int64_t j = 1; j < kChunksPerBlock; ++j) {
+                    part = fma8(q[j], load8(x[t] + off + j * kLanes), part);
+                }
+                acc[r][t] = fma8(scale, part, acc[r][t]);
             }
         }
     }
-    if constexpr (Row::kAnyLength) {
-        int64_t off = n_blocks * kQ8_0BlockSize;
-        for (; off + kLanes <= length; off += kLanes) {
-            for (int r = 0; r < R; ++r) {
-                const F32x8 w = readers[r].at(off);
-                for (int t = 0; t < T; ++t) acc[r][t] = fma8(w, load8(x[t] + off), acc[r][t]);
-            }
-        }
-        if (off < length) {
-            const int64_t n = length - off;
-            for (int r = 0; r < R; ++r) {
-                const F32x8 w = readers[r].partial(off, n);
-                for (int t = 0; t < T; ++t) acc[r][t] = fma8(w, load8_partial(x[t] + off, n), acc[r][t]);
-            }
-        }
-    }
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 16
         for (int t = 0; t < T; ++t) y[t][r] = hsum8(acc[r][t]);
     }
 }
@@ -134,7 +152,11 @@ void run_tile(const Problem& p, int64_t r0, int64_t t0) {
         x[t] = p.x.data + (t0 + t) * p.x.stride;
         y[t] = p.y.data + (t0 + t) * p.y.stride + r0;
     }
-    tile<Row, R, T>(rows, x, p.w.row_length(), y);
+    if constexpr (std::is_same_v<Row, Q8Row>) {
+        tile_q8<R, T>(rows, x, p.w.row_length(), y);
+    } else {
+        tile<Row, R, T>(rows, x, p.w.row_length(), y);
+    }
 }
 
 // Tokens [t_begin, t_end) against R rows starting at r0, T tokens at a time, then the leftover tokens.

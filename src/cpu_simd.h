@@ -1,7 +1,7 @@
 // Eight-lane fp32 vectors for the CPU kernels: AVX2/FMA/F16C when the compiler targets them, otherwise a
 // portable fallback with the same lane semantics. Every reduction in the CPU backend goes through these
-// helpers in one fixed order (chunks of 8 in sequence, lanes combined by hsum8's fixed tree), which is what
-// makes a token's result independent of how many tokens or rows are computed together.
+// helpers in one fixed order (8-lane accumulators fed in sequence, lanes combined by hsum8's fixed tree),
+// which is what makes a token's result independent of how many tokens or rows are computed together.
 #pragma once
 
 #include <cmath>
@@ -73,11 +73,10 @@ inline F32x8 exp8(F32x8 x) {
     return {_mm256_mul_ps(er, _mm256_castsi256_ps(bits))};
 }
 
-inline F32x8 load8_q8(const int8_t* q, F32x8 scale) {
+inline F32x8 load8_i8(const int8_t* q) {
     int64_t bytes;
     std::memcpy(&bytes, q, sizeof(bytes));
-    const __m256i wide = _mm256_cvtepi8_epi32(_mm_cvtsi64_si128(bytes));
-    return {_mm256_mul_ps(_mm256_cvtepi32_ps(wide), scale.v)};
+    return {_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(bytes)))};
 }
 
 #else
@@ -131,9 +130,9 @@ inline F32x8 exp8(F32x8 x) {
     return x;
 }
 
-inline F32x8 load8_q8(const int8_t* q, F32x8 scale) {
+inline F32x8 load8_i8(const int8_t* q) {
     F32x8 r;
-    for (int i = 0; i < kLanes; ++i) r.v[i] = static_cast<float>(q[i]) * scale.v[i];
+    for (int i = 0; i < kLanes; ++i) r.v[i] = static_cast<float>(q[i]);
     return r;
 }
 
