@@ -156,8 +156,38 @@ TEST(HfTokenizerWriter, MissingAndCorruptFiles) {
 
 TEST(HfTokenizerWriter, VocabularyLargerThanTheModel) {
     expect_error(test::tokenizer_dir(test::kNeoxTokenizer), 50000,
-                 {"tokenizer.json", "50281 tokens", "only 50000 rows"});
+                 {"tokenizer.json", "50254 tokens", "only 50000 rows"});
     expect_error(test::tokenizer_dir(test::kMistralTokenizer), 1000, {"tokenizer.model.v3", "32768 tokens"});
+}
+
+// The state-spaces Mamba checkpoints have 50,280 embedding rows; this tokenizer.json adds four tokens past
+// them (ids 50277-50280 hold <|im_start|>, <|im_end|>, assistant, RWKV): those that do not fit are dropped
+// with a warning instead of refusing the checkpoint.
+TEST(HfTokenizerWriter, AddedTokensPastTheEmbeddingAreDropped) {
+    constexpr int64_t kMambaEmbeddingRows = 50280;
+    test::TempDir dir;
+    GgufWriter writer;
+    std::vector<std::string> warnings;
+    add_hf_tokenizer(test::tokenizer_dir(test::kNeoxTokenizer), kMambaEmbeddingRows, writer,
+                     [&warnings](const std::string& message) { warnings.push_back(message); });
+    ASSERT_EQ(warnings.size(), 1u);
+    EXPECT_NE(warnings[0].find("id 50280"), std::string::npos) << warnings[0];
+    writer.write(dir.file("vocab.gguf"));
+    const auto file = GgufFile::open(dir.file("vocab.gguf"));
+    expect_array(*file, "tokenizer.ggml.tokens", GgufType::STRING, kMambaEmbeddingRows);
+    const auto tokenizer = Tokenizer::from_gguf(*file);
+    const std::vector<int32_t> ids = tokenizer->encode("RWKV said hello", false);
+    for (int32_t id : ids) EXPECT_LT(id, kMambaEmbeddingRows);
+}
+
+TEST(HfTokenizerWriter, SpecialIdFromGenerationConfig) {
+    test::TempDir dir;
+    std::filesystem::create_symlink(test::tokenizer_dir(test::kNeoxTokenizer) + "/tokenizer.json",
+                                    dir.file("tokenizer.json"));
+    std::ofstream(dir.file("generation_config.json")) << R"({"pad_token_id": 1, "eos_token_id": [0, 2]})";
+    test::write_vocab_gguf(dir.file("vocab.gguf"), dir.path(), test::kNeoxPaddedVocab);
+    const auto file = GgufFile::open(dir.file("vocab.gguf"));
+    EXPECT_EQ(file->get_uint("tokenizer.ggml.padding_token_id"), 1u);
 }
 
 TEST(HfTokenizerWriter, SpecialIdOutOfRangeInConfig) {

@@ -294,7 +294,8 @@ ConvertSummary convert_hf_to_gguf(const ConvertOptions& options) {
 
     GgufWriter writer;
     set_metadata(config, options.out_type, model_name(options.model_dir), writer);
-    add_hf_tokenizer(options.vocab_dir.empty() ? options.model_dir : options.vocab_dir, config.vocab_size, writer);
+    add_hf_tokenizer(options.vocab_dir.empty() ? options.model_dir : options.vocab_dir, config.vocab_size, writer,
+                     options.warn);
     writer.set("general.quantization_version", GgufValue::u32(kQuantizationVersion));
 
     for (const TensorPlan& plan : planner.plans()) {

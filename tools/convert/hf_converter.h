@@ -32,6 +32,8 @@ struct ConvertOptions {
     std::string vocab_dir;  // tokenizer files; empty = model_dir
     // Called after each tensor is written with (tensors written, total).
     std::function<void(size_t, size_t)> progress;
+    // Called with each warning (a part of the input that is left out of the output).
+    std::function<void(const std::string&)> warn;
 };
 
 struct ConvertSummary {

@@ -1,6 +1,7 @@
 #include "hf_tokenizer.h"
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -25,6 +26,7 @@ using nlohmann::json;
 constexpr const char* kTokenizerJson = "tokenizer.json";
 constexpr const char* kTokenizerConfigJson = "tokenizer_config.json";
 constexpr const char* kConfigJson = "config.json";
+constexpr const char* kGenerationConfigJson = "generation_config.json";
 constexpr const char* kSpmFileNames[] = {"tokenizer.model", "tokenizer.model.v3"};
 
 constexpr std::string_view kBpePreGpt2 = "gpt-2";
@@ -136,8 +138,10 @@ void read_tokenizer_config(const json& config, const json* added_tokens, int64_t
     }
 }
 
-void read_config_json(const std::string& dir, int64_t n_tokens, SpecialTokens& special) {
-    const std::string path = path_in(dir, kConfigJson);
+// Special ids from config.json or generation_config.json (`*_token_id`); ids set earlier win, and lists
+// (several end ids in a generation config) carry no single id.
+void read_model_config_ids(const std::string& dir, const char* file_name, int64_t n_tokens, SpecialTokens& special) {
+    const std::string path = path_in(dir, file_name);
     if (!fs::is_regular_file(path)) return;
     const json config = read_hf_json_file(path);
     for (const char* kind : kSpecialKinds) {
@@ -212,7 +216,7 @@ void check_fits(int64_t n_tokens, int64_t n_vocab_padded, const std::string& sou
 }
 
 void add_bpe_tokenizer(const std::string& dir, const json& tokenizer, std::string_view pre, int64_t n_vocab_padded,
-                       GgufWriter& writer) {
+                       GgufWriter& writer, const std::function<void(const std::string&)>& warn) {
     const std::string source = path_in(dir, kTokenizerJson);
     const json& model = tokenizer["model"];
     const json* vocab_json = member(model, "vocab");
@@ -234,6 +238,13 @@ void add_bpe_tokenizer(const std::string& dir, const json& tokenizer, std::strin
             const json* is_special = member(token, "special");
             const std::string text = content->get<std::string>();
             const bool control = (is_special && *is_special == true) || looks_special(text);
+            if (id->is_number_integer() && id->get<int64_t>() >= n_vocab_padded) {
+                if (warn) {
+                    warn(concat(source, ": added token '", text, "' (id ", id->get<int64_t>(),
+                                ") lies past the model's ", n_vocab_padded, " embedding rows; dropped"));
+                }
+                continue;
+            }
             add(text, *id, control ? TokenType::Control : TokenType::UserDefined);
         }
     }
@@ -275,7 +286,8 @@ void add_bpe_tokenizer(const std::string& dir, const json& tokenizer, std::strin
     if (const std::optional<json> config = read_optional_json(dir, kTokenizerConfigJson)) {
         read_tokenizer_config(*config, added, n_vocab_padded, path_in(dir, kTokenizerConfigJson), special);
     }
-    read_config_json(dir, n_vocab_padded, special);
+    read_model_config_ids(dir, kConfigJson, n_vocab_padded, special);
+    read_model_config_ids(dir, kGenerationConfigJson, n_vocab_padded, special);
 
     write_vocab(writer, kBpeModelName, pre, std::move(vocab));
     writer.set(vocab_key::kMerges, GgufValue::string_array(std::move(merges)));
@@ -342,7 +354,8 @@ void add_spm_tokenizer(const std::string& dir, const std::string& model_path, in
 
     SpecialTokens special;
     if (config) read_tokenizer_config(*config, nullptr, n_vocab_padded, config_path, special);
-    read_config_json(dir, n_vocab_padded, special);
+    read_model_config_ids(dir, kConfigJson, n_vocab_padded, special);
+    read_model_config_ids(dir, kGenerationConfigJson, n_vocab_padded, special);
     const std::pair<const char*, int32_t> model_ids[] = {
         {"bos", model.bos_id}, {"eos", model.eos_id}, {"unk", model.unk_id}, {"pad", model.pad_id}};
     for (const auto& [kind, id] : model_ids) {
@@ -360,7 +373,8 @@ void add_spm_tokenizer(const std::string& dir, const std::string& model_path, in
 
 }  // namespace
 
-void add_hf_tokenizer(const std::string& tokenizer_dir, int64_t n_vocab_padded, GgufWriter& writer) {
+void add_hf_tokenizer(const std::string& tokenizer_dir, int64_t n_vocab_padded, GgufWriter& writer,
+                      const std::function<void(const std::string&)>& warn) {
     if (n_vocab_padded <= 0) fail("tokenizer: the model's vocabulary size ", n_vocab_padded, " is not positive");
     if (!fs::is_directory(tokenizer_dir)) fail(tokenizer_dir, ": not a directory");
 
@@ -369,7 +383,7 @@ void add_hf_tokenizer(const std::string& tokenizer_dir, int64_t n_vocab_padded, 
     if (fs::is_regular_file(json_path)) {
         const json tokenizer = read_hf_json_file(json_path);
         if (const std::optional<std::string_view> pre = byte_level_pre(tokenizer, not_byte_level)) {
-            add_bpe_tokenizer(tokenizer_dir, tokenizer, *pre, n_vocab_padded, writer);
+            add_bpe_tokenizer(tokenizer_dir, tokenizer, *pre, n_vocab_padded, writer, warn);
             return;
         }
     }

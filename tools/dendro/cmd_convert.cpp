@@ -3,6 +3,8 @@
 #include <memory>
 #include <string>
 
+#include <unistd.h>
+
 #include "commands.h"
 #include "hf_converter.h"
 
@@ -19,10 +21,12 @@ struct ConvertCommandOptions {
     std::string vocab_dir;
 };
 
-// A one-line bar redrawn in place; an error mid-conversion first ends the line so the message stands alone.
+// A one-line bar redrawn in place on a terminal (nothing when stderr is a file or pipe, which would only
+// collect the redraws); an error mid-conversion first ends the line so the message stands alone.
 class ProgressBar {
 public:
     void draw(size_t done, size_t total) {
+        if (!interactive_) return;
         const size_t filled = total ? kProgressBarWidth * done / total : kProgressBarWidth;
         const std::string bar = std::string(filled, '=') + std::string(kProgressBarWidth - filled, ' ');
         std::fprintf(stderr, "\rconverting [%s] %zu/%zu tensors", bar.c_str(), done, total);
@@ -36,6 +40,7 @@ public:
     }
 
 private:
+    bool interactive_ = isatty(STDERR_FILENO) != 0;
     bool open_ = false;
 };
 
@@ -47,6 +52,10 @@ void run(const ConvertCommandOptions& opt) {
     options.vocab_dir = opt.vocab_dir;
     ProgressBar bar;
     options.progress = [&bar](size_t done, size_t total) { bar.draw(done, total); };
+    options.warn = [&bar](const std::string& message) {
+        bar.end_line();
+        std::fprintf(stderr, "dendro: warning: %s\n", message.c_str());
+    };
     ConvertSummary summary;
     try {
         summary = convert_hf_to_gguf(options);
