@@ -13,8 +13,7 @@ namespace dendro {
 namespace {
 
 // Prompt tokens run through the layers together: enough to read each weight row once per many tokens,
-// few enough that the activations stay small (about 130 KiB per token for Mamba-2.8B, plus a normalized
-// copy of the residual per thread).
+// few enough that the activations stay small (about 130 KiB per token for Mamba-2.8B).
 constexpr int64_t kPrefillChunk = 256;
 
 std::vector<float> to_f32(const TensorView& t) {
@@ -92,7 +91,7 @@ void CpuBackend::reserve_rows(int64_t n_rows) {
     if (n_rows <= capacity_rows_) return;
     const auto rows = static_cast<size_t>(n_rows);
     resid_.resize(rows * hp_.d_model);
-    normed_.resize(static_cast<size_t>(n_threads_) * rows * hp_.d_model);
+    normed_.resize(rows * hp_.d_model);
     xz_.resize(rows * 2 * hp_.d_inner);
     xc_.resize(rows * hp_.d_inner);
     xdbc_.resize(rows * (hp_.dt_rank + 2 * hp_.d_state));
@@ -157,8 +156,8 @@ void CpuBackend::decode(std::span<const int> seqs, std::span<const int32_t> toke
 }
 
 void CpuBackend::run_layers(std::span<const SeqSpan> spans, int64_t n_rows) {
-    // One parallel region for all layers: each thread takes fixed shares of channels and rows, and the
-    // threads meet only where a step needs what others computed (four barriers a layer).
+    // One parallel region for all layers: each thread takes fixed shares of tokens, channels and rows, and
+    // the threads meet only where a step needs what others computed (five barriers a layer).
 #pragma omp parallel num_threads(n_threads_) if (n_threads_ > 1)
     {
         const int thread = omp_get_thread_num(), n_threads = omp_get_num_threads();
@@ -174,13 +173,13 @@ void CpuBackend::run_mixer(int64_t il, std::span<const SeqSpan> spans, int64_t n
     // This thread's channels: its rows of in_proj (x and z halves) and dt_proj, its conv and scan channels.
     const cpu::Range channels = cpu::thread_share(d_inner, thread, n_threads);
 
-    // Every thread normalizes all tokens into its own buffer, which costs less than waiting for each other.
-    float* normed = normed_.data() + thread * capacity_rows_ * d_model;
-    for (int64_t r = 0; r < n_rows; ++r) {
-        cpu::rms_norm(resid_.data() + r * d_model, v.attn_norm.data(), d_model, hp_.norm_eps, normed + r * d_model);
+    for (int64_t r = thread; r < n_rows; r += n_threads) {
+        cpu::rms_norm(resid_.data() + r * d_model, v.attn_norm.data(), d_model, hp_.norm_eps,
+                      normed_.data() + r * d_model);
     }
+#pragma omp barrier
     for (const int64_t half : {int64_t{0}, d_inner}) {
-        cpu::matmul_rows(w.ssm_in, {normed, d_model}, n_rows, {xz_.data(), n_xz}, half + channels.begin,
+        cpu::matmul_rows(w.ssm_in, {normed_.data(), d_model}, n_rows, {xz_.data(), n_xz}, half + channels.begin,
                          half + channels.end);
         if (!v.in_bias.empty()) {
             for (int64_t r = 0; r < n_rows; ++r) {

@@ -61,7 +61,7 @@ private:
     std::vector<float> output_norm_;
     std::vector<SequenceState> slots_;
 
-    // Activations of the current batch, one row per token (normed_: one such buffer per thread).
+    // Activations of the current batch, one row per token.
     int64_t capacity_rows_ = 0;
     std::vector<float> resid_, normed_, xz_, xc_, xdbc_, dt_, y_, out_;
 };
