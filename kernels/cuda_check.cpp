@@ -1,5 +1,6 @@
 #include "cuda_check.h"
 
+#include "cublas_library.h"
 #include "error.h"
 
 namespace dendro::cuda {
@@ -13,7 +14,7 @@ void check(cudaError_t status, const std::string& what) {
 
 void check(cublasStatus_t status, const std::string& what) {
     if (status != CUBLAS_STATUS_SUCCESS) {
-        fail("cuBLAS: ", what, ": ", cublasGetStatusName(status), " (", cublasGetStatusString(status), ")");
+        fail("cuBLAS: ", what, ": ", cublas().status_name(status), " (", cublas().status_string(status), ")");
     }
 }
 

@@ -1,5 +1,6 @@
 #include "gemm.h"
 
+#include "cublas_library.h"
 #include "cuda_check.h"
 #include "error.h"
 #include "gemm_operands.h"
@@ -7,18 +8,18 @@
 namespace dendro::cuda {
 
 Gemm::Gemm(cudaStream_t stream) : stream_(stream) {
-    check(cublasCreate(&handle_), "creating the cuBLAS handle");
+    check(cublas().create(&handle_), "creating the cuBLAS handle");
     try {
-        check(cublasSetStream(handle_, stream_), "binding cuBLAS to the backend's stream");
+        check(cublas().set_stream(handle_, stream_), "binding cuBLAS to the backend's stream");
         // Exact fp32 products for F32 weights: no silent TF32.
-        check(cublasSetMathMode(handle_, CUBLAS_DEFAULT_MATH), "setting the cuBLAS math mode");
+        check(cublas().set_math_mode(handle_, CUBLAS_DEFAULT_MATH), "setting the cuBLAS math mode");
     } catch (...) {
-        cublasDestroy(handle_);
+        cublas().destroy(handle_);
         throw;
     }
 }
 
-Gemm::~Gemm() { cublasDestroy(handle_); }
+Gemm::~Gemm() { cublas().destroy(handle_); }
 
 void* Gemm::activation_scratch(size_t bytes) {
     if (activations_.bytes() < bytes) {
@@ -65,7 +66,7 @@ void Gemm::run(const DeviceMatrix& w, const float* x, int64_t x_stride, int64_t 
         b = converted;
         ldb = w.cols;
     }
-    check(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(w.rows), static_cast<int>(n),
+    check(cublas().gemm_ex(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(w.rows), static_cast<int>(n),
                        static_cast<int>(w.cols), &alpha, a, type, static_cast<int>(w.cols), b, type,
                        static_cast<int>(ldb), &beta, y, CUDA_R_32F, static_cast<int>(y_stride), CUBLAS_COMPUTE_32F,
                        CUBLAS_GEMM_DEFAULT),
