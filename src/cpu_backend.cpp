@@ -15,6 +15,8 @@ namespace {
 // Prompt tokens run through the layers together: enough to read each weight row once per many tokens,
 // few enough that the activations stay small (about 130 KiB per token for Mamba-2.8B).
 constexpr int64_t kPrefillChunk = 256;
+// More threads than any machine this runs on has: a larger request is a mistake, not a wish.
+constexpr int kMaxThreads = 1024;
 
 std::vector<float> to_f32(const TensorView& t) {
     if (!t.present()) return {};
@@ -31,7 +33,9 @@ size_t vector_bytes(const std::vector<float>& v) { return v.size() * sizeof(floa
 
 CpuBackend::CpuBackend(const MambaModel& model, const BackendOptions& options)
     : model_(model), hp_(model.hparams()) {
-    if (options.n_threads < 0) fail("invalid thread count ", options.n_threads, " (0 means all cores)");
+    if (options.n_threads < 0 || options.n_threads > kMaxThreads) {
+        fail("invalid thread count ", options.n_threads, " (0 means all cores; at most ", kMaxThreads, ")");
+    }
     if (options.n_seq_max < 1) fail("invalid number of sequence slots ", options.n_seq_max);
     n_threads_ = options.n_threads > 0 ? options.n_threads : omp_get_max_threads();
 

@@ -416,6 +416,7 @@ TEST_F(CpuStates, BadRequestsAreErrors) {
     // Nothing was changed by the rejected calls.
     EXPECT_TRUE(same_state(state_of(*b, 0), SequenceState::zeros(hp_)));
     EXPECT_THROW(make_cpu_backend(*model_, BackendOptions{-1, 1}), Error);
+    EXPECT_THROW(make_cpu_backend(*model_, BackendOptions{1 << 20, 1}), Error);
     EXPECT_THROW(make_cpu_backend(*model_, BackendOptions{1, 0}), Error);
 }
 
