@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <unordered_set>
 
 #include "error.h"
@@ -55,8 +56,11 @@ int32_t Sampler::sample(std::span<const float> logits) {
     if (logits.size() != static_cast<size_t>(n_vocab_)) {
         fail("sampler: ", logits.size(), " logits for a vocabulary of ", n_vocab_);
     }
+    // A NaN logit would break the ordering that sorting relies on: it counts as impossible.
     candidates_.resize(logits.size());
-    for (int32_t id = 0; id < n_vocab_; ++id) candidates_[id] = {logits[id], id};
+    for (int32_t id = 0; id < n_vocab_; ++id) {
+        candidates_[id] = {std::isnan(logits[id]) ? -std::numeric_limits<float>::infinity() : logits[id], id};
+    }
 
     // llama.cpp's penalty: once per distinct recent token, dividing positive logits and multiplying others.
     if (params_.repeat_penalty != 1.0f) {
@@ -81,6 +85,7 @@ int32_t Sampler::sample(std::span<const float> logits) {
     }
 
     // Softmax of logit / temperature over the kept candidates (sorted: the first is the largest).
+    if (std::isinf(candidates_[0].first) && candidates_[0].first < 0) fail("sampler: no token has a finite logit");
     const float max_scaled = candidates_[0].first / params_.temperature;
     std::vector<double> probs(n);
     double total = 0.0;

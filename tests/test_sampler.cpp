@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <map>
 #include <set>
 #include <string>
@@ -177,6 +178,16 @@ TEST(Sampler, ValidationNamesTheFlag) {
     p = {};
     p.temperature = -1.0f;
     EXPECT_THROW(Sampler(p, 10), Error);
+}
+
+TEST(Sampler, NanLogitsAreNeverChosen) {
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    Sampler greedy(plain(0.0f), 4);
+    EXPECT_EQ(greedy.sample(std::vector<float>{nan, 1.0f, nan, 0.5f}), 1);
+    Sampler s(plain(), 4);
+    EXPECT_EQ(drawn(s, std::vector<float>{nan, 1.0f, nan, 0.5f}, 200), (std::set<int32_t>{1, 3}));
+    const float inf = std::numeric_limits<float>::infinity();
+    EXPECT_THROW(s.sample(std::vector<float>{nan, -inf, nan, -inf}), Error);
 }
 
 TEST(Sampler, WrongLogitCountIsAnError) {
