@@ -31,6 +31,7 @@ PINNED_PACKAGES = [
     "numpy==2.4.6",
     "safetensors==0.8.0",
 ]
+REEXEC_MARKER = "DENDRO_TRAIN_REEXECUTED"
 HELD_OUT_BYTES = 111_539  # the last 10 % of tinyshakespeare (1,115,394 bytes)
 
 # SentencePiece special ids; config.json carries the same ids.
@@ -51,15 +52,12 @@ def parse_args(argv):
     p.add_argument("--n-layer", type=int, default=4)
     p.add_argument("--d-state", type=int, default=16)
     p.add_argument("--expand", type=int, default=2)
-    p.add_argument("--scan", choices=["pscan", "sequential"], default="pscan",
-                   help="training scan: mambapy's parallel scan or HF's loop over time")
     p.add_argument("--seq-len", type=int, default=256, help="tokens per training crop (BOS included)")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--steps", type=int, default=2000,
-                   help="optimizer steps (the cosine schedule's length); see --time-budget-minutes")
+    p.add_argument("--steps", type=int, default=2000, help="optimizer steps (the cosine schedule's length)")
     p.add_argument("--time-budget-minutes", type=float, default=0,
-                   help="if > 0, at the end of warm-up set --steps to what fits this wall time at the speed "
-                        "measured so far (recorded in training.json, so the run can be repeated with --steps)")
+                   help="if > 0, train for this wall time instead of --steps, the cosine decay following "
+                        "the elapsed time")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--min-lr-ratio", type=float, default=0.1, help="cosine floor as a fraction of --lr")
     p.add_argument("--warmup-steps", type=int, default=100)
@@ -87,24 +85,24 @@ def have_packages():
 
 
 def reexec_with_packages(args):
-    """Re-runs this script under an interpreter with the pinned packages, creating a venv if needed."""
-    script_args = [a for a in sys.argv[1:]]
+    """Re-runs this script under --python, or under a virtual environment with the pinned packages (created
+    when the running interpreter lacks them). An environment variable marks the re-executed process."""
+    if os.environ.get(REEXEC_MARKER) == "1":
+        return
     if args.python:
-        if Path(args.python).resolve() != Path(sys.executable).resolve():
-            drop = script_args.index("--python")
-            del script_args[drop:drop + 2]
-            os.execv(args.python, [args.python, __file__, *script_args])
+        python = args.python
+    elif have_packages():
         return
-    if have_packages():
-        return
-    venv_dir = Path(args.venv)
-    python = venv_dir / "bin" / "python"
-    if not python.exists():
-        print(f"creating virtual environment {venv_dir}", flush=True)
-        venv.create(venv_dir, with_pip=True)
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet",
-                    "--extra-index-url", "https://download.pytorch.org/whl/cpu", *PINNED_PACKAGES], check=True)
-    os.execv(str(python), [str(python), __file__, *script_args, "--python", str(python)])
+    else:
+        venv_dir = Path(args.venv)
+        python = str(venv_dir / "bin" / "python")
+        if not Path(python).exists():
+            print(f"creating virtual environment {venv_dir}", flush=True)
+            venv.create(venv_dir, with_pip=True)
+        subprocess.run([python, "-m", "pip", "install", "--quiet",
+                        "--extra-index-url", "https://download.pytorch.org/whl/cpu", *PINNED_PACKAGES], check=True)
+    os.environ[REEXEC_MARKER] = "1"
+    os.execv(python, [python, os.path.abspath(__file__), *sys.argv[1:]])
 
 
 def split_text(data_path):
@@ -185,13 +183,15 @@ def sequential_scan(model):
 
 
 def build_model(args, vocab_size):
+    """use_mambapy: on the CPU, HF's training forward runs mambapy's parallel scan instead of its Python loop
+    over time steps."""
     from transformers import MambaConfig, MambaForCausalLM
 
     config = MambaConfig(
         vocab_size=vocab_size, hidden_size=args.d_model, state_size=args.d_state,
         num_hidden_layers=args.n_layer, expand=args.expand, conv_kernel=4,
         bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=PAD_ID,
-        use_mambapy=args.scan == "pscan", tie_word_embeddings=True)
+        use_mambapy=True, tie_word_embeddings=True)
     return MambaForCausalLM(config)
 
 
@@ -209,12 +209,36 @@ def save_checkpoint(model, out_dir):
     shutil.rmtree(tmp)
 
 
-def lr_at(step, args):
-    if step < args.warmup_steps:
-        return args.lr * (step + 1) / args.warmup_steps
-    progress = (step - args.warmup_steps) / max(1, args.steps - args.warmup_steps)
+def cosine_lr(progress, args):
+    """Cosine decay from --lr to --lr * --min-lr-ratio as progress goes from 0 to 1."""
     floor = args.lr * args.min_lr_ratio
-    return floor + (args.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return floor + (args.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class Schedule:
+    """Linear warm-up, then cosine decay over either a fixed number of steps or a wall-time budget. With a
+    budget the decay follows the elapsed time (the run adapts to the CPU time it actually gets on a shared
+    machine) and training stops when the budget is spent; the steps taken are recorded."""
+
+    def __init__(self, args):
+        self.args = args
+        self.budget = args.time_budget_minutes * 60
+        self.warmup_end_time = None
+
+    def lr(self, step, elapsed):
+        args = self.args
+        if step < args.warmup_steps:
+            return args.lr * (step + 1) / args.warmup_steps
+        if not self.budget:
+            return cosine_lr((step - args.warmup_steps) / max(1, args.steps - args.warmup_steps), args)
+        if self.warmup_end_time is None:
+            self.warmup_end_time = elapsed
+        return cosine_lr((elapsed - self.warmup_end_time) / max(1e-9, self.budget - self.warmup_end_time), args)
+
+    def finished(self, steps_done, elapsed):
+        if self.budget:
+            return elapsed >= self.budget
+        return steps_done >= self.args.steps
 
 
 def train(args, model, train_ids, out_dir, log):
@@ -228,14 +252,15 @@ def train(args, model, train_ids, out_dir, log):
     data = torch.tensor(train_ids, dtype=torch.long)
     gen = torch.Generator().manual_seed(args.seed)
     body = args.seq_len - 1  # each crop is BOS + seq_len-1 training tokens, as evaluation chunks start
-    n_steps = args.bench_steps or args.steps
+    schedule = Schedule(args)
     model.train()
     start = time.time()
     running = None
-    step = 0
-    while step < n_steps:
+    done = 0
+    while True:
+        lr = schedule.lr(done, time.time() - start)
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, args)
+            group["lr"] = lr
         offsets = torch.randint(0, len(data) - body, (args.batch_size,), generator=gen)
         crops = torch.stack([data[o:o + body] for o in offsets.tolist()])
         batch = torch.cat([torch.full((args.batch_size, 1), BOS_ID, dtype=torch.long), crops], dim=1)
@@ -246,22 +271,17 @@ def train(args, model, train_ids, out_dir, log):
         optimizer.step()
         loss_value = loss.item()
         running = loss_value if running is None else 0.95 * running + 0.05 * loss_value
-        done = step + 1
-        if args.time_budget_minutes > 0 and done == args.warmup_steps and not args.bench_steps:
-            per_step = (time.time() - start) / done
-            args.steps = max(done + 1, int(args.time_budget_minutes * 60 / per_step))
-            n_steps = args.steps
-            log(f"{per_step:.2f}s/step during warm-up: training for {args.steps} steps "
-                f"to fit {args.time_budget_minutes} minutes")
-        if done % args.log_every == 0 or done == n_steps:
-            elapsed = time.time() - start
-            log(f"step {done}/{n_steps} loss {loss_value:.4f} smooth {running:.4f} "
-                f"lr {lr_at(step, args):.2e} {elapsed:.0f}s {elapsed / done:.3f}s/step")
-        if not args.bench_steps and (done % args.checkpoint_every == 0 or done == n_steps):
+        done += 1
+        elapsed = time.time() - start
+        last = schedule.finished(done, elapsed) or (args.bench_steps and done >= args.bench_steps)
+        if done % args.log_every == 0 or last:
+            log(f"step {done} loss {loss_value:.4f} smooth {running:.4f} lr {lr:.2e} "
+                f"{elapsed:.0f}s {elapsed / done:.3f}s/step")
+        if not args.bench_steps and (done % args.checkpoint_every == 0 or last):
             save_checkpoint(model, out_dir)
             log(f"checkpoint saved at step {done}")
-        step = done
-    return time.time() - start
+        if last:
+            return done, elapsed
 
 
 def main():
@@ -292,8 +312,6 @@ def main():
         sp = spm.SentencePieceProcessor(model_file=str(out_dir / "tokenizer.model"))
         from transformers import MambaForCausalLM
         model = MambaForCausalLM.from_pretrained(out_dir)
-        record = json.loads((out_dir / "training.json").read_text())
-        train_seconds = record["training_seconds"]
     else:
         sp = train_tokenizer(train_text, out_dir, args.vocab_size)
         train_ids = sp.encode(train_text)
@@ -303,7 +321,7 @@ def main():
         n_params = sum(p.numel() for p in model.parameters())
         log(f"model: {n_params} parameters, d_model {args.d_model}, n_layer {args.n_layer}, "
             f"d_state {args.d_state}, threads {torch.get_num_threads()}")
-        train_seconds = train(args, model, train_ids, out_dir, log)
+        steps_done, train_seconds = train(args, model, train_ids, out_dir, log)
         if args.bench_steps:
             return
         record = {
@@ -311,7 +329,9 @@ def main():
             "hyper_parameters": {k: v for k, v in vars(args).items()
                                  if k not in ("python", "venv", "eval_only")},
             "n_parameters": n_params,
-            "training_tokens": len(train_ids),
+            "training_split_tokens": len(train_ids),
+            "steps_done": steps_done,
+            "tokens_seen": steps_done * args.batch_size * args.seq_len,
             "training_seconds": round(train_seconds, 1),
             "hardware": f"{platform.processor() or platform.machine()}, {args.threads} torch thread(s)",
             "torch": torch.__version__,
