@@ -20,14 +20,19 @@ double negative_log_likelihood(std::span<const float> logits, int32_t target) {
 
 }  // namespace
 
-PerplexityResult compute_perplexity(Backend& backend, std::span<const int32_t> tokens,
-                                    const PerplexityOptions& options, const PerplexityProgress& progress) {
+void check_perplexity_input(size_t n_tokens, const PerplexityOptions& options) {
     const int64_t n_ctx = options.n_ctx;
     if (n_ctx < kMinPerplexityCtx) fail("perplexity context must be at least ", kMinPerplexityCtx, " tokens, got ", n_ctx);
-    if (static_cast<int64_t>(tokens.size()) < 2 * n_ctx) {
+    if (static_cast<int64_t>(n_tokens) < 2 * n_ctx) {
         fail("perplexity with a context of ", n_ctx, " needs at least ", 2 * n_ctx, " tokens; the text has ",
-             tokens.size());
+             n_tokens);
     }
+}
+
+PerplexityResult compute_perplexity(Backend& backend, std::span<const int32_t> tokens,
+                                    const PerplexityOptions& options, const PerplexityProgress& progress) {
+    check_perplexity_input(tokens.size(), options);
+    const int64_t n_ctx = options.n_ctx;
     const int64_t n_vocab = backend.hparams().n_vocab;
     for (const int32_t token : tokens) {
         if (token < 0 || token >= n_vocab) fail("token id ", token, " is outside the vocabulary of ", n_vocab);

@@ -4,6 +4,7 @@
 // half of each chunk is scored (positions n_ctx/2 + 1 .. n_ctx - 1, each predicted from its prefix).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -31,8 +32,11 @@ struct PerplexityResult {
 // Called after each chunk with its 0-based index and the running perplexity estimate.
 using PerplexityProgress = std::function<void(int32_t chunk, double running_ppl)>;
 
-// Throws dendro::Error when n_ctx is below kMinPerplexityCtx or `tokens` holds fewer than 2 * n_ctx tokens
-// (llama.cpp's requirement), or when a token id is outside the model's vocabulary.
+// Throws dendro::Error when n_ctx is below kMinPerplexityCtx or there are fewer than 2 * n_ctx tokens
+// (llama.cpp's requirement).
+void check_perplexity_input(size_t n_tokens, const PerplexityOptions& options);
+
+// Throws dendro::Error as check_perplexity_input does, or when a token id is outside the model's vocabulary.
 PerplexityResult compute_perplexity(Backend& backend, std::span<const int32_t> tokens,
                                     const PerplexityOptions& options, const PerplexityProgress& progress = {});
 

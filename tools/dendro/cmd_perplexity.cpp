@@ -45,17 +45,18 @@ void run_perplexity(const PerplexityCommandOptions& opt) {
     const bool add_bos = tokenizer->add_bos_default() && tokenizer->bos() >= 0;
     const std::vector<int32_t> tokens = tokenizer->encode(text, add_bos);
 
-    BackendOptions backend_options;
-    backend_options.n_threads = opt.n_threads;
-    const auto backend = make_backend(parse_device(opt.device), *model, backend_options);
-
     PerplexityOptions options;
     options.n_ctx = opt.n_ctx;
     options.max_chunks = opt.max_chunks;
     options.bos = add_bos ? tokenizer->bos() : -1;
     options.n_threads = opt.n_threads;
-    std::fprintf(stderr, "dendro: %s: %zu tokens, %zu chunks of %d, %s\n", opt.text_path.c_str(), tokens.size(),
-                 tokens.size() / static_cast<size_t>(opt.n_ctx), opt.n_ctx, backend->name().c_str());
+    check_perplexity_input(tokens.size(), options);
+
+    BackendOptions backend_options;
+    backend_options.n_threads = opt.n_threads;
+    const auto backend = make_backend(parse_device(opt.device), *model, backend_options);
+    std::fprintf(stderr, "dendro: %s: %zu tokens in chunks of %d, %s\n", opt.text_path.c_str(), tokens.size(),
+                 opt.n_ctx, backend->name().c_str());
 
     const auto start = std::chrono::steady_clock::now();
     const PerplexityResult result = compute_perplexity(*backend, tokens, options, [](int32_t chunk, double ppl) {
