@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <random>
 #include <vector>
@@ -137,22 +138,35 @@ TEST_P(CudaBackendParity, AllLogitsMatchCpu) {
     }
 }
 
+// Whether the CPU's best logit beats its runner-up by more than the logits tolerance (a clear choice that the
+// CUDA backend must make too).
+bool clear_winner(std::span<const float> logits, float tolerance) {
+    std::vector<float> sorted(logits.begin(), logits.end());
+    std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
+    float scale = 1.0f;
+    for (float l : logits) scale = std::max(scale, std::fabs(l));
+    return sorted[0] - sorted[1] > 2.0f * tolerance * scale;
+}
+
 TEST_P(CudaBackendParity, GreedyGenerationMatchesCpu) {
     const auto prompt = random_tokens(20, n_vocab_, 2);
     cpu_->reset(2);
     cuda_->reset(2);
-    int32_t cpu_token = argmax(prefill(*cpu_, 2, prompt));
-    int32_t cuda_token = argmax(prefill(*cuda_, 2, prompt));
-    std::vector<float> cpu_logits(n_vocab_), cuda_logits(n_vocab_);
+    std::vector<float> cpu_logits = prefill(*cpu_, 2, prompt), cuda_logits = prefill(*cuda_, 2, prompt);
     const int seq = 2;
+    int clear_choices = 0;
     for (int step = 0; step < 32; ++step) {
-        ASSERT_EQ(cuda_token, cpu_token) << "step " << step;
-        cpu_->decode({&seq, 1}, {&cpu_token, 1}, cpu_logits);
-        cuda_->decode({&seq, 1}, {&cuda_token, 1}, cuda_logits);
+        int32_t token = argmax(cpu_logits);
+        if (clear_winner(cpu_logits, tolerance_)) {
+            ASSERT_EQ(argmax(cuda_logits), token) << "step " << step;
+            ++clear_choices;
+        }
+        // Both continue with the CPU's choice, so a near tie cannot make the sequences diverge.
+        cpu_->decode({&seq, 1}, {&token, 1}, cpu_logits);
+        cuda_->decode({&seq, 1}, {&token, 1}, cuda_logits);
         expect_logits_near(cuda_logits, cpu_logits, tolerance_, concat("decode step ", step));
-        cpu_token = argmax(cpu_logits);
-        cuda_token = argmax(cuda_logits);
     }
+    EXPECT_GT(clear_choices, 16) << "too many near ties for the comparison to mean anything";
 }
 
 TEST_P(CudaBackendParity, BatchedDecodeOverScatteredSlotsMatchesCpu) {
@@ -228,10 +242,12 @@ TEST_P(CudaBackendParity, ResumedPrefillEqualsUninterruptedPrefill) {
         cuda_->reset(split);
         cuda_->write_state(split, saved);
         const auto logits = prefill(*cuda_, split, std::vector<int32_t>(tokens.begin() + cut, tokens.end()));
-        expect_logits_near(logits, expected, 1e-3f, concat("cut at ", cut));
+        // Short pieces take the GEMV path (fp32 activations), long ones the GEMM (16-bit activations for 16-bit
+        // weights), hence the type's tolerance.
+        expect_logits_near(logits, expected, tolerance_, concat("cut at ", cut));
         SequenceState state;
         cuda_->read_state(split, state);
-        expect_states_near(state, expected_state, 1e-3f, concat("state, cut at ", cut));
+        expect_states_near(state, expected_state, tolerance_, concat("state, cut at ", cut));
     }
 }
 

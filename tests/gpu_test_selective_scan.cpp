@@ -152,8 +152,9 @@ TEST_F(SelectiveScan, ResumedScanEqualsUninterruptedScan) {
         auto y = device_scan(in, 0, split, state, stream_);
         const auto rest = device_scan(in, split, in.n_tokens - split, state, stream_);
         y.insert(y.end(), rest.begin(), rest.end());
-        expect_close(y, whole, 1e-5f, concat("split at ", split, " outputs"));
-        expect_close(state, whole_state, 1e-5f, concat("split at ", split, " final state"));
+        // Only the grouping of the parallel composition changes with the split point.
+        expect_close(y, whole, 5e-5f, concat("split at ", split, " outputs"));
+        expect_close(state, whole_state, 5e-5f, concat("split at ", split, " final state"));
     }
 }
 
