@@ -2,14 +2,45 @@
 
 #include <algorithm>
 #include <exception>
-#include <future>
 
 #include "error.h"
 
 namespace dendro {
+namespace {
 
-CachedPrefillStats prefill_with_cache(Backend& backend, int seq, std::span<const int32_t> tokens, PrefixStore* store,
-                                      int64_t checkpoint_every, std::span<float> logits) {
+// Waits for a write; false (after a warning) when it failed. The cache is an optimization: its failures
+// never fail a prefill.
+bool finish_write(std::future<void>& writing, PrefixStore* store) {
+    if (!writing.valid()) return true;
+    try {
+        writing.get();
+        return true;
+    } catch (const std::exception& e) {
+        store->warn(concat(e.what(), "; not saving prompt states for this run"));
+        return false;
+    }
+}
+
+}  // namespace
+
+CachedPrefill::CachedPrefill(PrefixStore* store, const CachedPrefillStats& stats, std::future<void> writing)
+    : store_(store), stats_(stats), writing_(std::move(writing)) {}
+
+CachedPrefill::~CachedPrefill() {
+    try {
+        finish();
+    } catch (...) {
+        // A throwing warning sink must not end the program from a destructor.
+    }
+}
+
+const CachedPrefillStats& CachedPrefill::finish() {
+    if (writing_.valid() && finish_write(writing_, store_)) ++stats_.snapshots_stored;
+    return stats_;
+}
+
+CachedPrefill prefill_with_cache(Backend& backend, int seq, std::span<const int32_t> tokens, PrefixStore* store,
+                                 int64_t checkpoint_every, std::span<float> logits) {
     const MambaHparams& hp = backend.hparams();
     const auto n = static_cast<int64_t>(tokens.size());
     if (n == 0) fail("prefill: the prompt has no tokens");
@@ -27,26 +58,16 @@ CachedPrefillStats prefill_with_cache(Backend& backend, int seq, std::span<const
         stats.reused_tokens = hit->n_tokens();
         if (stats.reused_tokens == n) {
             std::copy(hit->last_logits.begin(), hit->last_logits.end(), logits.begin());
-            return stats;
+            return CachedPrefill(store, stats, {});
         }
         hit.reset();  // its state lives in the backend now
     }
 
     const bool checkpoints = store != nullptr && store->keeps_checkpoints() && checkpoint_every > 0;
     bool storing = store != nullptr;
-    // A checkpoint is written on another thread while the next chunk computes; one write at a time, so the
-    // store is never used by two threads at once and at most two snapshots are held.
+    // One write at a time, so the store is never used by two threads at once and at most two snapshots
+    // are held; the last one is left running for the caller.
     std::future<void> writing;
-    const auto finish_writing = [&] {
-        if (!writing.valid()) return;
-        try {
-            writing.get();
-            ++stats.snapshots_stored;
-        } catch (const std::exception& e) {  // the cache is an optimization: its failures never fail a prefill
-            store->warn(concat(e.what(), "; not saving prompt states for this run"));
-            storing = false;
-        }
-    };
     int64_t pos = stats.reused_tokens;
     while (pos < n) {
         const int64_t end = checkpoints ? std::min(n, (pos / checkpoint_every + 1) * checkpoint_every) : n;
@@ -56,14 +77,16 @@ CachedPrefillStats prefill_with_cache(Backend& backend, int seq, std::span<const
         pos = end;
         if (!storing || (pos < n && !checkpoints)) continue;
         StateSnapshot snapshot = take_snapshot(backend, seq, tokens.first(static_cast<size_t>(pos)), logits);
-        finish_writing();
+        if (writing.valid()) {
+            storing = finish_write(writing, store);
+            if (storing) ++stats.snapshots_stored;
+        }
         if (!storing) continue;
         writing = std::async(std::launch::async, [store, snapshot = std::move(snapshot), end_of_prompt = pos == n] {
             store->store(snapshot, end_of_prompt);
         });
     }
-    finish_writing();
-    return stats;
+    return CachedPrefill(store, stats, std::move(writing));
 }
 
 }  // namespace dendro

@@ -322,7 +322,7 @@ protected:
 
     CachedPrefillStats cached(std::span<const int32_t> tokens, PrefixStore* store, std::vector<float>& logits) {
         logits.assign(static_cast<size_t>(hp.n_vocab), 0.0f);
-        return prefill_with_cache(*backend, 0, tokens, store, kEvery, logits);
+        return prefill_with_cache(*backend, 0, tokens, store, kEvery, logits).finish();
     }
 
     void expect_matches_plain(std::span<const int32_t> tokens, std::span<const float> logits) {
@@ -435,8 +435,13 @@ TEST_F(CachedPrefillTest, PromptCacheFileSavesRestoresAndRefusesAnotherModel) {
     PromptCacheFile store(file, fingerprint, hp, sink);
     std::vector<float> logits;
     const std::span<const int32_t> first = std::span(prompt).first(60);
-    EXPECT_EQ(cached(first, &store, logits).snapshots_stored, 1);
+    {
+        logits.resize(static_cast<size_t>(hp.n_vocab));
+        CachedPrefill prefill = prefill_with_cache(*backend, 0, first, &store, kEvery, logits);
+        EXPECT_EQ(prefill.reused_tokens(), 0);
+    }  // not finished explicitly: the destructor waits for the write
     ASSERT_TRUE(std::filesystem::exists(file));
+    EXPECT_EQ(read_state_file(file, fingerprint).n_tokens(), 60);
 
     const CachedPrefillStats longer = cached(prompt, &store, logits);
     EXPECT_EQ(longer.reused_tokens, 60);

@@ -71,7 +71,7 @@ void run(RunOptions& opt) {
 
     std::vector<float> logits(static_cast<size_t>(model->hparams().n_vocab));
     const auto prefill_start = std::chrono::steady_clock::now();
-    const CachedPrefillStats cache_stats =
+    CachedPrefill cached_prefill =
         prefill_with_cache(*backend, seq, prompt_tokens, prefix_store.get(), opt.cache.checkpoint_every, logits);
     const double prefill_seconds = seconds_since(prefill_start);
 
@@ -96,6 +96,7 @@ void run(RunOptions& opt) {
                  result.decode_seconds, decode_rate, weight_gbps, backend->name().c_str(),
                  static_cast<unsigned long long>(opt.sampling.seed));
     if (prefix_store) {
+        const CachedPrefillStats& cache_stats = cached_prefill.finish();  // the prompt's state is saved by now
         std::fprintf(stderr, "dendro: prompt cache: %lld of %zu prompt tokens restored, %lld computed, %lld states saved\n",
                      static_cast<long long>(cache_stats.reused_tokens), prompt_tokens.size(),
                      static_cast<long long>(cache_stats.computed_tokens),
