@@ -69,8 +69,8 @@ __global__ void conv1d_window_update_kernel(ConvWeights conv, const float* __res
 }
 
 __global__ void conv1d_decode_kernel(ConvWeights conv, const float* __restrict__ x, int64_t x_stride,
-                                     float* __restrict__ windows, int64_t slot_stride, const int32_t* __restrict__ slots,
-                                     float* __restrict__ out) {
+                                     float* __restrict__ windows, int64_t slot_stride,
+                                     const int32_t* __restrict__ slots, float* __restrict__ out) {
     const int64_t c = static_cast<int64_t>(blockIdx.x) * kConvThreads + threadIdx.x;
     const int b = blockIdx.y;
     if (c >= conv.d_inner) return;

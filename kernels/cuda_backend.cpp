@@ -105,8 +105,8 @@ private:
     // Issues one decode step of n sequences whose inputs are in pinned_inputs_; with `sample`, ends with the
     // sampled tokens in pinned_tokens_, else with the logits in pinned_logits_.
     void issue_decode_step(int n, bool sample);
-    void run_decode_step(std::span<const int> seqs, std::span<const int32_t> tokens, const cuda::SamplingConfig& sampling,
-                         bool sample);
+    void run_decode_step(std::span<const int> seqs, std::span<const int32_t> tokens,
+                         const cuda::SamplingConfig& sampling, bool sample);
     void synchronize(const char* what) const;
 
     MambaHparams hp_;
@@ -152,8 +152,8 @@ CudaBackend::CudaBackend(const MambaModel& model, const BackendOptions& options)
     dt_ = cuda::DeviceBuffer(rows * hp_.d_inner * f, "dt_proj outputs");
     y_ = cuda::DeviceBuffer(rows * hp_.d_inner * f, "SSM outputs");
     out_ = cuda::DeviceBuffer(rows * hp_.d_model * f, "out_proj outputs");
-    logits_ = cuda::DeviceBuffer(static_cast<size_t>(std::max<int64_t>(kLogitsChunk, kMaxDecodeBatch)) * hp_.n_vocab * f,
-                                 "logits");
+    const auto logit_rows = static_cast<size_t>(std::max<int64_t>(kLogitsChunk, kMaxDecodeBatch));
+    logits_ = cuda::DeviceBuffer(logit_rows * hp_.n_vocab * f, "logits");
     decode_inputs_ = cuda::DeviceBuffer(sizeof(DecodeInputs), "decode inputs");
     sampled_tokens_ = cuda::DeviceBuffer(kMaxDecodeBatch * sizeof(int32_t), "sampled tokens");
     pinned_inputs_ = cuda::PinnedBuffer(sizeof(DecodeInputs), "decode inputs");
@@ -209,7 +209,8 @@ void CudaBackend::read_state(int seq, SequenceState& out) const {
     check_slot(seq, "read_state");
     out = SequenceState::zeros(hp_);
     cudaStream_t s = stream_.get();
-    check(cudaMemcpyAsync(out.conv.data(), conv_state(seq, 0), conv_per_slot_ * sizeof(float), cudaMemcpyDeviceToHost, s),
+    check(cudaMemcpyAsync(out.conv.data(), conv_state(seq, 0), conv_per_slot_ * sizeof(float),
+                          cudaMemcpyDeviceToHost, s),
           "reading a conv state");
     check(cudaMemcpyAsync(out.ssm.data(), ssm_state(seq, 0), ssm_per_slot_ * sizeof(float), cudaMemcpyDeviceToHost, s),
           "reading an SSM state");
@@ -224,7 +225,8 @@ void CudaBackend::write_state(int seq, const SequenceState& in) {
              ", d_inner ", hp_.d_inner, ", d_state ", hp_.d_state, ")");
     }
     cudaStream_t s = stream_.get();
-    check(cudaMemcpyAsync(conv_state(seq, 0), in.conv.data(), conv_per_slot_ * sizeof(float), cudaMemcpyHostToDevice, s),
+    check(cudaMemcpyAsync(conv_state(seq, 0), in.conv.data(), conv_per_slot_ * sizeof(float),
+                          cudaMemcpyHostToDevice, s),
           "writing a conv state");
     check(cudaMemcpyAsync(ssm_state(seq, 0), in.ssm.data(), ssm_per_slot_ * sizeof(float), cudaMemcpyHostToDevice, s),
           "writing an SSM state");

@@ -8,7 +8,8 @@ namespace {
 
 constexpr int kEmbeddingThreads = 256;
 
-__global__ void embedding_gather_kernel(DeviceMatrix embd, const int32_t* __restrict__ tokens, float* __restrict__ out) {
+__global__ void embedding_gather_kernel(DeviceMatrix embd, const int32_t* __restrict__ tokens,
+                                        float* __restrict__ out) {
     const int64_t token = tokens[blockIdx.x];
     for (int64_t i = threadIdx.x; i < embd.cols; i += kEmbeddingThreads) {
         out[blockIdx.x * embd.cols + i] = weight_at(embd, token, i);

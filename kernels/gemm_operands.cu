@@ -31,8 +31,8 @@ __global__ void convert_activations_kernel(const float* __restrict__ src, int64_
     }
 }
 
-__global__ void dequantize_q8_0_kernel(const signed char* __restrict__ quants, const unsigned short* __restrict__ scales,
-                                       int64_t n, __half* __restrict__ dst) {
+__global__ void dequantize_q8_0_kernel(const signed char* __restrict__ quants,
+                                       const unsigned short* __restrict__ scales, int64_t n, __half* __restrict__ dst) {
     const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= n) return;
     // Quants and scales are both row-major and rows hold whole blocks, so element i's scale is i / 32.

@@ -18,7 +18,8 @@ constexpr float kLog2e = 1.4426950408889634f;
 
 size_t decode_shared_bytes(const SsmDecodeParams& p) {
     const int64_t row = p.dt_rank + 2 * p.d_state;
-    return (static_cast<size_t>(p.n_batch) * row + static_cast<size_t>(kMaxGemvBatch) * kDecodeChannels) * sizeof(float);
+    const size_t floats = static_cast<size_t>(p.n_batch) * row + static_cast<size_t>(kMaxGemvBatch) * kDecodeChannels;
+    return floats * sizeof(float);
 }
 
 __global__ void __launch_bounds__(kDecodeWarps* kWarpSize) ssm_decode_kernel(SsmDecodeParams p) {

@@ -33,7 +33,8 @@ __device__ __forceinline__ float weight_at(const DeviceMatrix& w, int64_t row, i
         return bf16_bits_to_float(__ldg(static_cast<const unsigned short*>(w.data) + index));
     } else {
         static_assert(T == GgmlType::Q8_0);
-        const float scale = half_bits_to_float(__ldg(w.scales + row * (w.cols / kQ8_0BlockSize) + col / kQ8_0BlockSize));
+        const int64_t block = row * (w.cols / kQ8_0BlockSize) + col / kQ8_0BlockSize;
+        const float scale = half_bits_to_float(__ldg(w.scales + block));
         return scale * static_cast<float>(__ldg(static_cast<const signed char*>(w.data) + index));
     }
 }
@@ -81,7 +82,8 @@ __device__ __forceinline__ void load_weight_vector(const DeviceMatrix& w, int64_
         static_assert(T == GgmlType::Q8_0);
         // 16 quants lie inside one 32-quant block: one scale.
         const int64_t first = vector * kVectorElements<T>;
-        const float scale = half_bits_to_float(__ldg(w.scales + row * (w.cols / kQ8_0BlockSize) + first / kQ8_0BlockSize));
+        const int64_t block = row * (w.cols / kQ8_0BlockSize) + first / kQ8_0BlockSize;
+        const float scale = half_bits_to_float(__ldg(w.scales + block));
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
 #pragma unroll

@@ -111,7 +111,8 @@ TEST_F(NormConv, ConvPrefillMatchesReferenceAndCarriesTheWindow) {
         const int64_t past = c.d_conv - 1;
         auto x = random_vector(c.n_tokens * x_stride, rng), taps = random_vector(c.d_inner * c.d_conv, rng);
         auto bias = random_vector(c.d_inner, rng), window = random_vector(past * c.d_inner, rng);
-        DeviceBuffer x_d = to_device(x), taps_d = to_device(taps), bias_d = to_device(bias), window_d = to_device(window);
+        DeviceBuffer x_d = to_device(x), taps_d = to_device(taps), bias_d = to_device(bias);
+        DeviceBuffer window_d = to_device(window);
         DeviceBuffer out_d(c.n_tokens * c.d_inner * sizeof(float), "out");
         const ConvWeights conv{c.d_inner, c.d_conv, taps_d.as<float>(), bias_d.as<float>()};
         launch_conv1d_prefill(conv, x_d.as<float>(), x_stride, c.n_tokens, window_d.as<float>(), out_d.as<float>(),
@@ -119,8 +120,9 @@ TEST_F(NormConv, ConvPrefillMatchesReferenceAndCarriesTheWindow) {
         sync();
         std::vector<float> expected_out(c.n_tokens * c.d_inner), expected_window(window);
         for (int64_t ch = 0; ch < c.d_inner; ++ch) {
-            cpu::conv_silu_channel(taps.data() + ch * c.d_conv, c.d_conv, bias[ch], {expected_window.data() + ch, c.d_inner},
-                                   {x.data() + ch, x_stride}, {expected_out.data() + ch, c.d_inner}, c.n_tokens);
+            cpu::conv_silu_channel(taps.data() + ch * c.d_conv, c.d_conv, bias[ch],
+                                   {expected_window.data() + ch, c.d_inner}, {x.data() + ch, x_stride},
+                                   {expected_out.data() + ch, c.d_inner}, c.n_tokens);
         }
         const std::string what = concat("d_inner ", c.d_inner, " d_conv ", c.d_conv, " tokens ", c.n_tokens);
         expect_near(to_host(out_d, expected_out.size()), expected_out, kTolerance, what + " outputs");

@@ -128,7 +128,8 @@ TEST_P(Projection, EmbeddingGatherCopiesRows) {
     const std::vector<int32_t> tokens = {0, 49, 7, 7, 23};
     const DeviceBuffer tokens_d = upload(tokens.data(), tokens.size() * sizeof(int32_t), "tokens");
     DeviceBuffer out_d(tokens.size() * d_model * sizeof(float), "embeddings");
-    launch_embedding_gather(embd, tokens_d.as<int32_t>(), static_cast<int64_t>(tokens.size()), out_d.as<float>(), stream_);
+    launch_embedding_gather(embd, tokens_d.as<int32_t>(), static_cast<int64_t>(tokens.size()), out_d.as<float>(),
+                            stream_);
     check(cudaStreamSynchronize(stream_), "embedding");
     std::vector<float> out(tokens.size() * d_model);
     download(out_d.get(), out.data(), out.size() * sizeof(float), "embeddings");

@@ -138,7 +138,9 @@ TEST_F(Sampling, FrequenciesFollowTheDistribution) {
     std::vector<uint64_t> counters(kRows);
     std::iota(counters.begin(), counters.end(), 0);  // independent draws
     const auto tokens = sample(logits, n_vocab, SamplingConfig{1.0f, 0, 1.0f, 99}, counters);
-    const auto count = [&](int32_t id) { return static_cast<double>(std::count(tokens.begin(), tokens.end(), id)) / kRows; };
+    const auto count = [&](int32_t id) {
+        return static_cast<double>(std::count(tokens.begin(), tokens.end(), id)) / kRows;
+    };
     EXPECT_NEAR(count(3), 0.6, 0.04);
     EXPECT_NEAR(count(40), 0.3, 0.04);
     EXPECT_NEAR(count(63), 0.1, 0.03);

@@ -107,7 +107,9 @@ TEST_P(SsmDecode, MatchesOneStepOfTheReferenceScan) {
             for (int b = 0; b < n_batch; ++b) {
                 for (int64_t c = 0; c < d_inner; ++c) {
                     double dt_proj = 0.0;
-                    for (int64_t k = 0; k < dt_rank; ++k) dt_proj += static_cast<double>(w[c * dt_rank + k]) * x_dbl[b * row + k];
+                    for (int64_t k = 0; k < dt_rank; ++k) {
+                        dt_proj += static_cast<double>(w[c * dt_rank + k]) * x_dbl[b * row + k];
+                    }
                     const float dt_value = static_cast<float>(dt_proj);
                     const float* bc = x_dbl.data() + b * row + dt_rank;
                     const cpu::ScanChannelInputs in{{&dt_value, 1}, {u.data() + b * d_inner + c, 1},

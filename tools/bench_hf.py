@@ -94,15 +94,17 @@ def main():
 
                 times = timed(torch, generate, args.reps)
                 mean, sd = stats([batch * args.decode / t for t in times])
-                results.append({"model": f"random-{shape}", "test": f"tg{args.decode}" + (f" b{batch}" if batch > 1 else ""),
-                                "batch": batch, "tokens_per_second": mean, "tokens_per_second_sd": sd})
+                test = f"tg{args.decode}" + (f" b{batch}" if batch > 1 else "")
+                results.append({"model": f"random-{shape}", "test": test, "batch": batch,
+                                "tokens_per_second": mean, "tokens_per_second_sd": sd})
         del model
         torch.cuda.empty_cache()
 
     backend = f"hf {transformers.__version__} {args.dtype} {'fast kernels' if fast else 'slow path'} ({device_name})"
     print("| model | backend | test | t/s |\n| --- | --- | --- | ---: |")
     for r in results:
-        print(f"| {r['model']} | {backend} | {r['test']} | {r['tokens_per_second']:.2f} ± {r['tokens_per_second_sd']:.2f} |")
+        rate = f"{r['tokens_per_second']:.2f} ± {r['tokens_per_second_sd']:.2f}"
+        print(f"| {r['model']} | {backend} | {r['test']} | {rate} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"backend": backend, "fast_kernels": fast, "results": results}, f, indent=2)

@@ -37,8 +37,10 @@ deb_packages=(nlohmann-json3-dev libcli11-dev libsentencepiece-dev libsentencepi
 
 step_deps() {
   mkdir -p "$root/.debs"
-  grep -qxF '/.debs/' "$root/.git/info/exclude" 2>/dev/null || echo '/.debs/' >>"$root/.git/info/exclude"
-  grep -qxF '/gpu-session-out/' "$root/.git/info/exclude" 2>/dev/null || echo '/gpu-session-out/' >>"$root/.git/info/exclude"
+  local exclude="$root/.git/info/exclude" entry
+  for entry in /.debs/ /.debs-root/ /gpu-session-out/; do
+    grep -qxF "$entry" "$exclude" 2>/dev/null || echo "$entry" >>"$exclude"
+  done
   (cd "$root/.debs" && apt-get download "${deb_packages[@]}")
 }
 

@@ -166,7 +166,9 @@ void bench(const BenchOptions& opt) {
     if (opt.n_threads < 0) fail("-t must be >= 0, got ", opt.n_threads);
     const DeviceKind device = parse_device(opt.device);
     // Before writing a random model of gigabytes for nothing.
-    if (device == DeviceKind::Cuda && !cuda_available()) fail("--device cuda: no usable CUDA device in this build/machine");
+    if (device == DeviceKind::Cuda && !cuda_available()) {
+        fail("--device cuda: no usable CUDA device in this build or on this machine");
+    }
 
     std::unique_ptr<RandomModelFile> random_file;
     if (!opt.random_shape.empty()) random_file = std::make_unique<RandomModelFile>(opt);
@@ -191,7 +193,9 @@ void bench(const BenchOptions& opt) {
         std::vector<float> logits(static_cast<size_t>(n_vocab));
         time_prefill(*backend, tokens, logits);  // warm-up
         std::vector<double> rates;
-        for (int r = 0; r < opt.repetitions; ++r) rates.push_back(opt.n_prompt / time_prefill(*backend, tokens, logits));
+        for (int r = 0; r < opt.repetitions; ++r) {
+            rates.push_back(opt.n_prompt / time_prefill(*backend, tokens, logits));
+        }
         results.push_back({concat("pp", opt.n_prompt), stats(rates), 0.0, ""});
     }
     if (opt.n_gen > 0) {
@@ -205,12 +209,14 @@ void bench(const BenchOptions& opt) {
             rates.push_back(static_cast<double>(opt.n_gen) * opt.batch / seconds);
             steps_per_second.push_back(opt.n_gen / seconds);
         }
-        const double bandwidth = stats(steps_per_second).mean * static_cast<double>(backend->weight_bytes_per_token()) / 1e9;
+        const double bytes_per_step = static_cast<double>(backend->weight_bytes_per_token());
+        const double bandwidth = stats(steps_per_second).mean * bytes_per_step / 1e9;
         results.push_back({concat("tg", opt.n_gen, opt.batch > 1 ? concat(" b", opt.batch) : std::string()),
                            stats(rates), bandwidth, on_device ? "device" : "host"});
     }
 
-    const std::string model_name = random_file ? concat("random-", opt.random_shape, "-", opt.random_type) : model->name();
+    const std::string model_name =
+        random_file ? concat("random-", opt.random_shape, "-", opt.random_type) : model->name();
     if (opt.json) {
         nlohmann::json out;
         out["model"] = model_name;
