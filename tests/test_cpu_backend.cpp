@@ -324,6 +324,19 @@ TEST_P(CpuExactness, ThreadCountDoesNotChangeResults) {
     cpu(*model_, 1, 7)->prefill(0, tokens, seven, true);  // more threads than some steps have work for
     EXPECT_TRUE(same_bits(one, three));
     EXPECT_TRUE(same_bits(one, seven));
+
+    // Batched decode too, where each thread's share of the work is a few rows and channels.
+    std::vector<std::vector<float>> step_logits;
+    for (const int n_threads : {1, 3}) {
+        auto b = cpu(*model_, 2, n_threads);
+        std::vector<float> scratch(hp_.n_vocab), logits(2 * hp_.n_vocab);
+        b->prefill(1, tokens, scratch, false);
+        const int seqs[] = {1, 0};
+        const int32_t toks[] = {5, 6};
+        b->decode(seqs, toks, logits);
+        step_logits.push_back(logits);
+    }
+    EXPECT_TRUE(same_bits(step_logits[0], step_logits[1]));
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, CpuExactness,
