@@ -20,10 +20,20 @@ GenerationResult generate(Backend& backend, const Tokenizer& tokenizer, int seq,
     StreamDecoder stream(tokenizer);
     std::vector<float> current(logits.begin(), logits.end());
 
+    // Settings the backend can sample with on its own device, so that only token ids cross to the host;
+    // min-p and the repetition penalty need the host Sampler. The first token comes from the prompt's
+    // logits, which are on the host already.
+    const bool try_device_sampling = params.min_p == 0.0f && params.repeat_penalty == 1.0f;
+    DeviceSampling device_sampling;
+    device_sampling.temperature = params.temperature;
+    device_sampling.top_k = params.top_k;
+    device_sampling.top_p = params.top_p;
+    device_sampling.seed = params.seed;
+
     GenerationResult result;
     const auto start = std::chrono::steady_clock::now();
+    int32_t token = sampler.sample(current);
     for (int32_t i = 0; i < max_new_tokens; ++i) {
-        const int32_t token = sampler.sample(current);
         if (stop_at_eog && tokenizer.is_end_of_generation(token)) {
             result.stopped_at_eog = true;
             break;
@@ -34,8 +44,14 @@ GenerationResult generate(Backend& backend, const Tokenizer& tokenizer, int seq,
         if (i + 1 == max_new_tokens) break;  // the budget is spent: no need to compute logits we won't use
         const int seqs[] = {seq};
         const int32_t tokens[] = {token};
-        backend.decode(seqs, tokens, current);
+        int32_t next[] = {0};
         ++result.decode_steps;
+        if (try_device_sampling && backend.decode_sample(seqs, tokens, device_sampling, next)) {
+            token = next[0];
+        } else {
+            backend.decode(seqs, tokens, current);
+            token = sampler.sample(current);
+        }
     }
     result.decode_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (const std::string rest = stream.flush(); !rest.empty()) on_text(rest);
