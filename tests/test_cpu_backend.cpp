@@ -343,6 +343,19 @@ INSTANTIATE_TEST_SUITE_P(Types, CpuExactness,
                          ::testing::Values(GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0),
                          [](const ::testing::TestParamInfo<GgmlType>& info) { return ggml_type_name(info.param); });
 
+TEST(BackendFactory, ParsesDevicesAndRefusesMissingCuda) {
+    EXPECT_EQ(parse_device("cpu"), DeviceKind::Cpu);
+    EXPECT_EQ(parse_device("cuda"), DeviceKind::Cuda);
+    EXPECT_EQ(parse_device("auto"), cuda_available() ? DeviceKind::Cuda : DeviceKind::Cpu);
+    EXPECT_THROW(parse_device("gpu"), Error);
+    EXPECT_THROW(parse_device(""), Error);
+
+    const TempModelFile file(test::tiny_hparams_any_length(), GgmlType::F32);
+    const auto model = MambaModel::load(file.path());
+    EXPECT_EQ(make_backend(DeviceKind::Cpu, *model, BackendOptions{1, 1})->name(), "cpu");
+    if (!cuda_available()) EXPECT_THROW(make_backend(DeviceKind::Cuda, *model, BackendOptions{1, 1}), Error);
+}
+
 TEST(CpuRandomModel, DeepModelsKeepActivationsFinite) {
     // Mamba-2.8B's depth at a tiny width: the writer's scales must not blow up or vanish over 64 layers.
     MambaHparams hp = test::tiny_hparams_any_length();
