@@ -52,7 +52,14 @@ CachedPrefill prefill_with_cache(Backend& backend, int seq, std::span<const int3
     CachedPrefillStats stats;
     // A reset even before a restore: it also restarts whatever else the slot keeps (its sampling stream).
     backend.reset(seq);
-    std::optional<StateSnapshot> hit = store != nullptr ? store->longest_prefix(tokens) : std::nullopt;
+    std::optional<StateSnapshot> hit;
+    if (store != nullptr) {
+        try {
+            hit = store->longest_prefix(tokens);
+        } catch (const std::exception& e) {  // e.g. the cache's lock cannot be taken: compute the prompt
+            store->warn(concat(e.what(), "; computing the whole prompt"));
+        }
+    }
     if (hit) {
         restore_snapshot(backend, seq, *hit);
         stats.reused_tokens = hit->n_tokens();

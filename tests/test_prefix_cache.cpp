@@ -469,6 +469,27 @@ TEST_F(CachedPrefillTest, PromptCacheFileSavesRestoresAndRefusesAnotherModel) {
     EXPECT_EQ(warnings.size(), 2u);
 }
 
+// A store whose directory has become unusable: every operation fails.
+class BrokenStore : public PrefixStore {
+public:
+    using PrefixStore::PrefixStore;
+    std::optional<StateSnapshot> longest_prefix(std::span<const int32_t>) override { fail("lookup broke"); }
+    void store(const StateSnapshot&, bool) override { fail("store broke"); }
+    bool keeps_checkpoints() const override { return true; }
+};
+
+TEST_F(CachedPrefillTest, AStoreThatFailsEverywhereOnlyWarns) {
+    BrokenStore broken([this](const std::string& message) { warnings.push_back(message); });
+    std::vector<float> logits;
+    const CachedPrefillStats stats = cached(prompt, &broken, logits);
+    EXPECT_EQ(stats.reused_tokens, 0);
+    EXPECT_EQ(stats.snapshots_stored, 0);
+    ASSERT_EQ(warnings.size(), 2u);
+    EXPECT_NE(warnings[0].find("lookup broke"), std::string::npos);
+    EXPECT_NE(warnings[1].find("store broke"), std::string::npos);
+    expect_matches_plain(prompt, logits);
+}
+
 TEST_F(CachedPrefillTest, AStoreThatCannotWriteOnlyWarns) {
     PrefixCache cache = open_cache();
     const std::filesystem::path entries = std::filesystem::path(dir.file("cache")) / "entries";
