@@ -3,6 +3,7 @@
 // Also the model fingerprint it is keyed on, and its memo.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <iterator>
@@ -177,6 +178,22 @@ TEST(ModelFingerprint, DependsOnEveryByteAndTheLength) {
     }
     EXPECT_NE(fingerprint_bytes(std::span(bytes).first(999)), base);
     EXPECT_NE(fingerprint_bytes({}), base);
+}
+
+TEST(ModelFingerprint, EveryChunkOfALargeFileCounts) {
+    std::vector<uint8_t> bytes(kFingerprintChunkBytes + 100, 7);
+    const ModelFingerprint base = fingerprint_bytes(bytes);
+    for (size_t i : {size_t{10}, kFingerprintChunkBytes - 1, kFingerprintChunkBytes, bytes.size() - 1}) {
+        bytes[i] ^= 1;
+        EXPECT_NE(fingerprint_bytes(bytes), base) << "byte " << i;
+        bytes[i] ^= 1;
+    }
+    // Swapping two chunks' contents changes it too (the chunk digests are hashed in order).
+    std::vector<uint8_t> two_chunks(2 * kFingerprintChunkBytes, 1);
+    std::fill(two_chunks.begin(), two_chunks.begin() + kFingerprintChunkBytes, 2);
+    const ModelFingerprint ordered = fingerprint_bytes(two_chunks);
+    std::rotate(two_chunks.begin(), two_chunks.begin() + kFingerprintChunkBytes, two_chunks.end());
+    EXPECT_NE(fingerprint_bytes(two_chunks), ordered);
 }
 
 // A small GGUF file whose single tensor holds `fill`.
