@@ -47,6 +47,8 @@ bool is_byte_level_token(TokenType type) { return type == TokenType::Normal || t
 
 }  // namespace
 
+std::string gpt2_byte_token_text(uint8_t byte) { return utf8::encode_codepoint(byte_to_codepoint_table()[byte]); }
+
 // The compiled split pattern (JIT when the platform has it). Matching needs per-call match data, so one
 // compiled pattern serves concurrent encodes.
 class Gpt2Regex {

@@ -23,6 +23,10 @@ namespace dendro {
 
 class Gpt2Regex;
 
+// The vocabulary entry of byte-level BPE that stands for one byte (GPT-2's reversible byte -> character map),
+// UTF-8 encoded: for writers of byte-level vocabularies.
+std::string gpt2_byte_token_text(uint8_t byte);
+
 class BpeTokenizer final : public Tokenizer {
 public:
     // `vocab` was read from `file`; the merges and the pre-tokenizer type are read here.

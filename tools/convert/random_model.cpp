@@ -10,6 +10,7 @@
 #include "error.h"
 #include "gguf.h"
 #include "tokenizer.h"
+#include "tokenizer_bpe.h"
 
 namespace dendro {
 namespace {
@@ -90,34 +91,11 @@ RowFn around_one(float jitter) {
     };
 }
 
-// The GPT-2 byte-to-character map: printable bytes stand for themselves, the others take code points from
-// U+0100 on, in byte order.
-bool stands_for_itself(int byte) {
-    return (byte >= '!' && byte <= '~') || (byte >= 0xA1 && byte <= 0xAC) || byte >= 0xAE;
-}
-
-std::string byte_token_text(int byte) {
-    char32_t cp = static_cast<char32_t>(byte);
-    if (!stands_for_itself(byte)) {
-        int rank = 0;
-        for (int b = 0; b < byte; ++b) rank += stands_for_itself(b) ? 0 : 1;
-        cp = static_cast<char32_t>(kByteTokens + rank);
-    }
-    std::string text;
-    if (cp < 0x80) {
-        text += static_cast<char>(cp);
-    } else {
-        text += static_cast<char>(0xC0 | (cp >> 6));
-        text += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-    return text;
-}
-
 void add_byte_tokenizer(GgufWriter& writer, int64_t n_vocab) {
     std::vector<std::string> tokens;
     std::vector<int32_t> types;
     for (int b = 0; b < kByteTokens; ++b) {
-        tokens.push_back(byte_token_text(b));
+        tokens.push_back(gpt2_byte_token_text(static_cast<uint8_t>(b)));
         types.push_back(static_cast<int32_t>(TokenType::Normal));
     }
     for (int64_t id = kByteTokens; id < n_vocab; ++id) {
