@@ -1,8 +1,6 @@
 // dendro perplexity: perplexity of a model over a text file, reported as llama.cpp's perplexity tool does.
 #include <chrono>
 #include <cstdio>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -10,6 +8,7 @@
 #include "backend.h"
 #include "bundled_model.h"
 #include "commands.h"
+#include "text_input.h"
 #include "error.h"
 #include "model.h"
 #include "perplexity.h"
@@ -26,14 +25,6 @@ struct PerplexityCommandOptions {
     int n_threads = 0;
     std::string device = "auto";
 };
-
-std::string read_text_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail(path, ": cannot open text file");
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (in.bad()) fail(path, ": read error");
-    return text;
-}
 
 void run_perplexity(const PerplexityCommandOptions& opt) {
     if (opt.n_threads < 0) fail("-t must be >= 0, got ", opt.n_threads);

@@ -1,8 +1,6 @@
 // dendro run: generate text from a prompt, streaming tokens to stdout as they are produced.
 #include <chrono>
 #include <cstdio>
-#include <fstream>
-#include <iterator>
 #include <random>
 #include <string>
 
@@ -11,6 +9,7 @@
 #include "byte_size.h"
 #include "cached_prefill.h"
 #include "commands.h"
+#include "text_input.h"
 #include "error.h"
 #include "generation.h"
 #include "model.h"
@@ -32,14 +31,6 @@ struct RunOptions {
     PromptCacheOptions cache;
 };
 
-std::string read_prompt_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail(path, ": cannot open prompt file");
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (in.bad()) fail(path, ": read error");
-    return text;
-}
-
 double seconds_since(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -47,7 +38,7 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 double per_second(double count, double seconds) { return seconds > 0 ? count / seconds : 0.0; }
 
 void run(RunOptions& opt) {
-    const std::string prompt = opt.prompt_file.empty() ? opt.prompt : read_prompt_file(opt.prompt_file);
+    const std::string prompt = opt.prompt_file.empty() ? opt.prompt : read_text_file(opt.prompt_file);
     if (prompt.empty()) fail("the prompt is empty: give text with -p TEXT or -f FILE");
     if (opt.n_predict < 0) fail("-n must be >= 0, got ", opt.n_predict);
     if (opt.n_threads < 0) fail("-t must be >= 0, got ", opt.n_threads);

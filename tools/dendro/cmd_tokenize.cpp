@@ -2,14 +2,13 @@
 // An empty text prints an empty line (or just the BOS id when BOS is added): unlike `run`, there is nothing
 // wrong with asking how "" tokenizes.
 #include <cstdio>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "bundled_model.h"
 #include "commands.h"
+#include "text_input.h"
 #include "error.h"
 #include "gguf.h"
 #include "tokenizer.h"
@@ -23,14 +22,6 @@ struct TokenizeOptions {
     std::string text_file;
     std::optional<bool> add_bos;  // unset: as the vocabulary says
 };
-
-std::string read_text_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail(path, ": cannot open the text file");
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (in.bad()) fail(path, ": read error");
-    return text;
-}
 
 void tokenize(const TokenizeOptions& opt) {
     const std::string text = opt.text_file.empty() ? opt.text : read_text_file(opt.text_file);
