@@ -29,12 +29,13 @@ constexpr std::string_view kTempMarker = ".dstate.tmp-";
 // A temp file this old belongs to a writer that died: no live writer takes an hour to write one state.
 constexpr auto kStaleTempAge = std::chrono::hours(1);
 constexpr size_t kPrefixHashHexDigits = 16;
+constexpr mode_t kLockFileMode = 0666;  // narrowed by the umask, like any file the user creates
 
 // flock(LOCK_EX) on DIR/dendro-cache.lock for the lifetime of the object.
 class DirectoryLock {
 public:
     explicit DirectoryLock(const fs::path& lock_path) {
-        fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, kLockFileMode);
         if (fd_ < 0) fail(lock_path.string(), ": cannot open the cache lock: ", std::strerror(errno));
         while (::flock(fd_, LOCK_EX) != 0) {
             if (errno != EINTR) {
@@ -131,7 +132,7 @@ CacheDirectory CacheDirectory::open(const std::string& dir, bool create) {
                  create ? "; give a new or empty directory" : "");
         }
         // The lock file is made first so a concurrent opener sees either an empty directory or a cache.
-        const int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        const int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, kLockFileMode);
         if (fd < 0) fail(lock.string(), ": cannot create: ", std::strerror(errno));
         ::close(fd);
     }

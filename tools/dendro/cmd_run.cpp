@@ -124,19 +124,23 @@ void add_run_command(CLI::App& app) {
     cmd->add_option("--device", opt->device, "auto, cpu or cuda")->capture_default_str();
     auto* prompt_cache = cmd->add_option("--prompt-cache", opt->cache.prompt_cache_file,
                                          "Resume from the prompt state saved in FILE when it holds a prefix of this "
-                                         "prompt; save this prompt's state there otherwise");
+                                         "prompt; save this prompt's state there otherwise")
+                            ->type_name("FILE");
     auto* cache_dir = cmd->add_option("--cache-dir", opt->cache.cache_dir,
                                       "Automatic prefix cache directory, shareable between runs and processes "
-                                      "(inspect it with `dendro cache`)");
+                                      "(inspect it with `dendro cache`)")
+                         ->type_name("DIR");
     cache_dir->excludes(prompt_cache);
     cmd->add_option("--cache-every", opt->cache.checkpoint_every,
                     "With --cache-dir: save a checkpoint every N prompt tokens (0 = only the prompt's end)")
+        ->type_name("N")
         ->capture_default_str()
         ->needs(cache_dir);
     cmd->add_option_function<std::string>(
            "--cache-size", [opt](const std::string& text) { opt->cache.max_bytes = parse_byte_size(text); },
            concat("With --cache-dir: its size bound, least recently used entries evicted beyond it (default ",
                   format_byte_size(kDefaultPrefixCacheBytes), ")"))
+        ->type_name("SIZE")
         ->needs(cache_dir);
     cmd->callback([opt] { run(*opt); });
 }
