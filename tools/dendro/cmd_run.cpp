@@ -77,13 +77,17 @@ void run(RunOptions& opt) {
     std::fputc('\n', stdout);
     std::fflush(stdout);
 
+    // Prompt speed counts the tokens actually run through the model: restored ones cost no compute.
+    const int64_t restored_tokens = cached_prefill.reused_tokens();
+    const int64_t computed_tokens = static_cast<int64_t>(prompt_tokens.size()) - restored_tokens;
+    const std::string restored_note = restored_tokens > 0 ? concat(", ", restored_tokens, " restored") : "";
     const double decode_rate = per_second(static_cast<double>(result.decode_steps), result.decode_seconds);
     const double weight_gbps = decode_rate * static_cast<double>(backend->weight_bytes_per_token()) / 1e9;
     std::fprintf(stderr,
-                 "dendro: prompt %zu tok in %.3f s (%.1f tok/s) | generated %zu tok in %.3f s (%.1f tok/s, "
+                 "dendro: prompt %zu tok%s in %.3f s (%.1f tok/s) | generated %zu tok in %.3f s (%.1f tok/s, "
                  "%.2f GB/s of weights) | %s, seed %llu\n",
-                 prompt_tokens.size(), prefill_seconds,
-                 per_second(static_cast<double>(prompt_tokens.size()), prefill_seconds), result.tokens.size(),
+                 prompt_tokens.size(), restored_note.c_str(), prefill_seconds,
+                 per_second(static_cast<double>(computed_tokens), prefill_seconds), result.tokens.size(),
                  result.decode_seconds, decode_rate, weight_gbps, backend->name().c_str(),
                  static_cast<unsigned long long>(opt.sampling.seed));
     if (prefix_store) {
