@@ -6,7 +6,8 @@
 #   build  configures build-gpu/ with the CUDA backend for sm_90 and builds everything
 #   test   runs the gpu-labelled tests (ctest -L gpu) and test_bench_cli
 #   bench  dendro bench on random mamba-130m and mamba-2.8b models (f16; 2.8b also q8_0): prefill 2048 at
-#          batch 1, decode 128 at batch 1 and 16, and the llama-bench-style pp512/tg128 table
+#          batch 1, decode 128 at batch 1 and 16, the llama-bench-style pp512/tg128 table, and the prompt
+#          cache's time to first token (8,000 cached + 32 new tokens) against cold
 #   hf     tools/bench_hf.py: HF transformers on the same shapes, for comparison
 #   all    build test bench hf
 # Each step fits one 10-minute device call; build outputs persist between calls on a warm machine.
@@ -108,7 +109,8 @@ step_bench() {
       "$dendro" bench -m "$model" -p 2048 -n 0 -r 5 --device cuda --json >"$out/bench-$tag-pp2048.json" &&
         "$dendro" bench -m "$model" -p 0 -n 128 -r 5 -b 1 --device cuda --json >"$out/bench-$tag-tg128-b1.json" &&
         "$dendro" bench -m "$model" -p 0 -n 128 -r 5 -b 16 --device cuda --json >"$out/bench-$tag-tg128-b16.json" &&
-        "$dendro" bench -m "$model" -p 512 -n 128 -r 5 --device cuda
+        "$dendro" bench -m "$model" -p 512 -n 128 -r 5 --device cuda &&
+        "$dendro" cache bench "$models/cache-bench-$tag" -m "$model" --prefix 8000 --new 32 -r 3 --device cuda
     } >>"$out/bench.md" 2>>"$out/bench.log" || status=1
   done
   cat "$out/bench.md"
