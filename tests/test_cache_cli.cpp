@@ -18,32 +18,15 @@ using test::CommandResult;
 using test::run_command;
 using test::shell_quote;
 
-// A byte-level vocabulary, so that any text is a prompt: one token per byte.
-MambaHparams byte_vocab_hparams() {
-    MambaHparams hp;
-    hp.n_vocab = 260;
-    hp.d_model = 32;
-    hp.n_layer = 2;
-    hp.d_conv = 4;
-    hp.d_inner = 64;
-    hp.d_state = 8;
-    hp.dt_rank = 4;
-    return hp;
-}
-
-RandomModelOptions byte_tokenizer() {
-    RandomModelOptions options;
-    options.byte_tokenizer = true;
-    return options;
-}
-
 const std::string kPrompt = "The quick brown fox jumps over the lazy dog, twice over.";  // 56 bytes
 const std::string kLongerPrompt = kPrompt + " Then it sleeps.";
 
 class CacheCliTest : public ::testing::Test {
 protected:
-    test::TempModelFile model{byte_vocab_hparams(), GgmlType::F32, /*seed=*/3, /*tied=*/true, byte_tokenizer()};
-    test::TempModelFile other_model{byte_vocab_hparams(), GgmlType::F32, /*seed=*/4, /*tied=*/true, byte_tokenizer()};
+    test::TempModelFile model{test::tiny_hparams_byte_vocab(), GgmlType::F32, /*seed=*/3, /*tied=*/true,
+                              test::byte_tokenizer_options()};
+    test::TempModelFile other_model{test::tiny_hparams_byte_vocab(), GgmlType::F32, /*seed=*/4, /*tied=*/true,
+                                    test::byte_tokenizer_options()};
     test::TempDir dir;
     std::string cache_dir = dir.file("cache");
 

@@ -18,27 +18,10 @@ using test::CommandResult;
 using test::run_command;
 using test::shell_quote;
 
-MambaHparams byte_vocab_hparams() {
-    MambaHparams hp;
-    hp.n_vocab = 300;
-    hp.d_model = 24;
-    hp.n_layer = 2;
-    hp.d_conv = 4;
-    hp.d_inner = 40;
-    hp.d_state = 4;
-    hp.dt_rank = 3;
-    return hp;
-}
-
-RandomModelOptions with_byte_tokenizer() {
-    RandomModelOptions options;
-    options.byte_tokenizer = true;
-    return options;
-}
-
 class RunCliTest : public ::testing::Test {
 protected:
-    test::TempModelFile model{byte_vocab_hparams(), GgmlType::F16, /*seed=*/11, /*tied=*/false, with_byte_tokenizer()};
+    test::TempModelFile model{test::tiny_hparams_byte_vocab(), GgmlType::F16, /*seed=*/11, /*tied=*/false,
+                              test::byte_tokenizer_options()};
     test::TempDir dir;
 
     static CommandResult dendro(const std::string& args) { return run_command(shell_quote(DENDRO_EXE) + " " + args); }

@@ -29,6 +29,24 @@ MambaHparams tiny_hparams_q8() {
     return hp;
 }
 
+MambaHparams tiny_hparams_byte_vocab() {
+    MambaHparams hp;
+    hp.n_vocab = 260;
+    hp.d_model = 32;
+    hp.n_layer = 2;
+    hp.d_conv = 4;
+    hp.d_inner = 64;
+    hp.d_state = 8;
+    hp.dt_rank = 4;
+    return hp;
+}
+
+RandomModelOptions byte_tokenizer_options() {
+    RandomModelOptions options;
+    options.byte_tokenizer = true;
+    return options;
+}
+
 TempModelFile::TempModelFile(const MambaHparams& hp, GgmlType matrix_type, uint64_t seed, bool tied,
                              const RandomModelOptions& options)
     : path_(dir_.file("random-mamba.gguf")) {

@@ -16,6 +16,10 @@ namespace dendro::test {
 // Q8_0 file mixes in an F16 matrix).
 MambaHparams tiny_hparams_any_length();
 MambaHparams tiny_hparams_q8();
+// A small model with room for a byte-level vocabulary (256 byte tokens and a few more), for CLI tests where
+// any text must be a prompt: use with byte_tokenizer_options().
+MambaHparams tiny_hparams_byte_vocab();
+RandomModelOptions byte_tokenizer_options();
 
 // Writes a random model into a fresh temporary directory, removed at destruction.
 class TempModelFile {
