@@ -7,6 +7,7 @@
 #include <map>
 #include <utility>
 
+#include "backend_arguments.h"
 #include "conv1d.h"
 #include "cuda_check.h"
 #include "cuda_graph.h"
@@ -93,9 +94,6 @@ private:
         int prefill_slot = -1;  // >= 0: prefill of this slot; < 0: decode, slots in decode_inputs_
     };
 
-    void check_slot(int seq, const char* operation) const;
-    void check_tokens(std::span<const int32_t> tokens) const;
-    void check_batch(std::span<const int> seqs, std::span<const int32_t> tokens, const char* operation) const;
     float* conv_state(int slot, int64_t layer) const;
     float* ssm_state(int slot, int64_t layer) const;
     void run_layers(const Rows& rows);
@@ -164,31 +162,6 @@ CudaBackend::CudaBackend(const MambaModel& model, const BackendOptions& options)
 
 void CudaBackend::synchronize(const char* what) const { check(cudaStreamSynchronize(stream_.get()), what); }
 
-void CudaBackend::check_slot(int seq, const char* operation) const {
-    if (seq < 0 || seq >= n_seq_max_) {
-        fail(operation, ": sequence slot ", seq, " does not exist (the backend has ", n_seq_max_, " slots)");
-    }
-}
-
-void CudaBackend::check_tokens(std::span<const int32_t> tokens) const {
-    for (int32_t token : tokens) {
-        if (token < 0 || token >= hp_.n_vocab) {
-            fail("token id ", token, " is outside the model's vocabulary of ", hp_.n_vocab, " tokens");
-        }
-    }
-}
-
-void CudaBackend::check_batch(std::span<const int> seqs, std::span<const int32_t> tokens, const char* operation) const {
-    if (seqs.size() != tokens.size()) fail(operation, ": ", seqs.size(), " sequences but ", tokens.size(), " tokens");
-    for (size_t i = 0; i < seqs.size(); ++i) {
-        check_slot(seqs[i], operation);
-        for (size_t j = 0; j < i; ++j) {
-            if (seqs[j] == seqs[i]) fail(operation, ": sequence slot ", seqs[i], " appears twice in one batch");
-        }
-    }
-    check_tokens(tokens);
-}
-
 float* CudaBackend::conv_state(int slot, int64_t layer) const {
     return conv_states_.as<float>() + slot * conv_per_slot_ + layer * (hp_.d_conv - 1) * hp_.d_inner;
 }
@@ -198,7 +171,7 @@ float* CudaBackend::ssm_state(int slot, int64_t layer) const {
 }
 
 void CudaBackend::reset(int seq) {
-    check_slot(seq, "reset");
+    check_sequence_slot(seq, n_seq_max_, "reset");
     cudaStream_t s = stream_.get();
     check(cudaMemsetAsync(conv_state(seq, 0), 0, conv_per_slot_ * sizeof(float), s), "clearing a conv state");
     check(cudaMemsetAsync(ssm_state(seq, 0), 0, ssm_per_slot_ * sizeof(float), s), "clearing an SSM state");
@@ -206,7 +179,7 @@ void CudaBackend::reset(int seq) {
 }
 
 void CudaBackend::read_state(int seq, SequenceState& out) const {
-    check_slot(seq, "read_state");
+    check_sequence_slot(seq, n_seq_max_, "read_state");
     out = SequenceState::zeros(hp_);
     cudaStream_t s = stream_.get();
     check(cudaMemcpyAsync(out.conv.data(), conv_state(seq, 0), conv_per_slot_ * sizeof(float),
@@ -218,12 +191,8 @@ void CudaBackend::read_state(int seq, SequenceState& out) const {
 }
 
 void CudaBackend::write_state(int seq, const SequenceState& in) {
-    check_slot(seq, "write_state");
-    if (!in.matches(hp_)) {
-        fail("write_state: the state (", in.n_layer, " layers, d_conv ", in.d_conv, ", d_inner ", in.d_inner,
-             ", d_state ", in.d_state, ") does not fit this model (", hp_.n_layer, " layers, d_conv ", hp_.d_conv,
-             ", d_inner ", hp_.d_inner, ", d_state ", hp_.d_state, ")");
-    }
+    check_sequence_slot(seq, n_seq_max_, "write_state");
+    check_state_fits(hp_, in, "write_state");
     cudaStream_t s = stream_.get();
     check(cudaMemcpyAsync(conv_state(seq, 0), in.conv.data(), conv_per_slot_ * sizeof(float),
                           cudaMemcpyHostToDevice, s),
@@ -234,8 +203,8 @@ void CudaBackend::write_state(int seq, const SequenceState& in) {
 }
 
 void CudaBackend::copy_state(int src, int dst) {
-    check_slot(src, "copy_state");
-    check_slot(dst, "copy_state");
+    check_sequence_slot(src, n_seq_max_, "copy_state");
+    check_sequence_slot(dst, n_seq_max_, "copy_state");
     if (src == dst) return;
     cudaStream_t s = stream_.get();
     check(cudaMemcpyAsync(conv_state(dst, 0), conv_state(src, 0), conv_per_slot_ * sizeof(float),
@@ -336,12 +305,8 @@ void CudaBackend::compute_logits(int64_t first, int64_t n) {
 }
 
 void CudaBackend::prefill(int seq, std::span<const int32_t> tokens, std::span<float> logits, bool all_logits) {
-    check_slot(seq, "prefill");
-    if (tokens.empty()) fail("prefill: no tokens given");
-    check_tokens(tokens);
+    check_prefill_arguments(hp_, n_seq_max_, seq, tokens, logits.size(), all_logits);
     const auto n_tokens = static_cast<int64_t>(tokens.size());
-    const size_t needed = static_cast<size_t>((all_logits ? n_tokens : 1) * hp_.n_vocab);
-    if (logits.size() < needed) fail("prefill: logits buffer holds ", logits.size(), " floats, needs ", needed);
     cudaStream_t s = stream_.get();
     const size_t vocab_bytes = static_cast<size_t>(hp_.n_vocab) * sizeof(float);
 
@@ -407,12 +372,10 @@ void CudaBackend::run_decode_step(std::span<const int> seqs, std::span<const int
 }
 
 void CudaBackend::decode(std::span<const int> seqs, std::span<const int32_t> tokens, std::span<float> logits) {
-    check_batch(seqs, tokens, "decode");
+    check_batch_arguments(hp_, n_seq_max_, seqs, tokens, "decode");
     if (seqs.empty()) return;
     const size_t n_vocab = static_cast<size_t>(hp_.n_vocab);
-    if (logits.size() < seqs.size() * n_vocab) {
-        fail("decode: logits buffer holds ", logits.size(), " floats, needs ", seqs.size() * n_vocab);
-    }
+    check_logits_room(logits.size(), seqs.size() * n_vocab, "decode");
     for (size_t first = 0; first < seqs.size(); first += kMaxDecodeBatch) {
         const size_t n = std::min<size_t>(kMaxDecodeBatch, seqs.size() - first);
         run_decode_step(seqs.subspan(first, n), tokens.subspan(first, n), cuda::SamplingConfig{}, false);
@@ -422,7 +385,7 @@ void CudaBackend::decode(std::span<const int> seqs, std::span<const int32_t> tok
 
 bool CudaBackend::decode_sample(std::span<const int> seqs, std::span<const int32_t> tokens,
                                 const DeviceSampling& sampling, std::span<int32_t> next_tokens) {
-    check_batch(seqs, tokens, "decode_sample");
+    check_batch_arguments(hp_, n_seq_max_, seqs, tokens, "decode_sample");
     if (next_tokens.size() < seqs.size()) {
         fail("decode_sample: room for ", next_tokens.size(), " tokens, needs ", seqs.size());
     }

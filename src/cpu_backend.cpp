@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "backend_arguments.h"
 #include "cpu_matmul.h"
 #include "cpu_ops.h"
 #include "error.h"
@@ -50,44 +51,26 @@ CpuBackend::CpuBackend(const MambaModel& model, const BackendOptions& options)
     slots_.assign(static_cast<size_t>(options.n_seq_max), SequenceState::zeros(hp_));
 }
 
-void CpuBackend::check_slot(int seq, const char* operation) const {
-    if (seq < 0 || seq >= n_seq_max()) {
-        fail(operation, ": sequence slot ", seq, " does not exist (the backend has ", n_seq_max(), " slots)");
-    }
-}
-
-void CpuBackend::check_tokens(std::span<const int32_t> tokens) const {
-    for (int32_t token : tokens) {
-        if (token < 0 || token >= hp_.n_vocab) {
-            fail("token id ", token, " is outside the model's vocabulary of ", hp_.n_vocab, " tokens");
-        }
-    }
-}
-
 void CpuBackend::reset(int seq) {
-    check_slot(seq, "reset");
+    check_sequence_slot(seq, n_seq_max(), "reset");
     std::fill(slots_[seq].conv.begin(), slots_[seq].conv.end(), 0.0f);
     std::fill(slots_[seq].ssm.begin(), slots_[seq].ssm.end(), 0.0f);
 }
 
 void CpuBackend::read_state(int seq, SequenceState& out) const {
-    check_slot(seq, "read_state");
+    check_sequence_slot(seq, n_seq_max(), "read_state");
     out = slots_[seq];
 }
 
 void CpuBackend::write_state(int seq, const SequenceState& in) {
-    check_slot(seq, "write_state");
-    if (!in.matches(hp_)) {
-        fail("write_state: the state (", in.n_layer, " layers, d_conv ", in.d_conv, ", d_inner ", in.d_inner,
-             ", d_state ", in.d_state, ") does not fit this model (", hp_.n_layer, " layers, d_conv ", hp_.d_conv,
-             ", d_inner ", hp_.d_inner, ", d_state ", hp_.d_state, ")");
-    }
+    check_sequence_slot(seq, n_seq_max(), "write_state");
+    check_state_fits(hp_, in, "write_state");
     slots_[seq] = in;
 }
 
 void CpuBackend::copy_state(int src, int dst) {
-    check_slot(src, "copy_state");
-    check_slot(dst, "copy_state");
+    check_sequence_slot(src, n_seq_max(), "copy_state");
+    check_sequence_slot(dst, n_seq_max(), "copy_state");
     if (src != dst) slots_[dst] = slots_[src];
 }
 
@@ -113,12 +96,8 @@ void CpuBackend::embed(std::span<const int32_t> tokens) {
 }
 
 void CpuBackend::prefill(int seq, std::span<const int32_t> tokens, std::span<float> logits, bool all_logits) {
-    check_slot(seq, "prefill");
-    if (tokens.empty()) fail("prefill: no tokens given");
-    check_tokens(tokens);
+    check_prefill_arguments(hp_, n_seq_max(), seq, tokens, logits.size(), all_logits);
     const auto n_tokens = static_cast<int64_t>(tokens.size());
-    const size_t needed = static_cast<size_t>((all_logits ? n_tokens : 1) * hp_.n_vocab);
-    if (logits.size() < needed) fail("prefill: logits buffer holds ", logits.size(), " floats, needs ", needed);
 
     reserve_rows(std::min(n_tokens, kPrefillChunk));
     for (int64_t start = 0; start < n_tokens; start += kPrefillChunk) {
@@ -135,21 +114,10 @@ void CpuBackend::prefill(int seq, std::span<const int32_t> tokens, std::span<flo
 }
 
 void CpuBackend::decode(std::span<const int> seqs, std::span<const int32_t> tokens, std::span<float> logits) {
-    if (seqs.size() != tokens.size()) {
-        fail("decode: ", seqs.size(), " sequences but ", tokens.size(), " tokens");
-    }
+    check_batch_arguments(hp_, n_seq_max(), seqs, tokens, "decode");
     if (seqs.empty()) return;
-    for (size_t i = 0; i < seqs.size(); ++i) {
-        check_slot(seqs[i], "decode");
-        for (size_t j = 0; j < i; ++j) {
-            if (seqs[j] == seqs[i]) fail("decode: sequence slot ", seqs[i], " appears twice in one batch");
-        }
-    }
-    check_tokens(tokens);
     const auto n = static_cast<int64_t>(seqs.size());
-    if (logits.size() < static_cast<size_t>(n * hp_.n_vocab)) {
-        fail("decode: logits buffer holds ", logits.size(), " floats, needs ", n * hp_.n_vocab);
-    }
+    check_logits_room(logits.size(), static_cast<size_t>(n * hp_.n_vocab), "decode");
     reserve_rows(n);
     embed(tokens);
     std::vector<SeqSpan> spans;

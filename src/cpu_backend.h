@@ -43,8 +43,6 @@ private:
         int64_t n_tokens;
     };
 
-    void check_slot(int seq, const char* operation) const;
-    void check_tokens(std::span<const int32_t> tokens) const;
     void reserve_rows(int64_t n_rows);
     void embed(std::span<const int32_t> tokens);
     void run_layers(std::span<const SeqSpan> spans, int64_t n_rows);
