@@ -15,17 +15,15 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
-import venv
 from pathlib import Path
+
+from pinned_python import ensure_pinned_interpreter
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT_PATH = REPO_ROOT / "tests" / "data" / "gguf" / "gguf_py_written.gguf"
 VENV_DIR = REPO_ROOT / "build" / "gguf-fixture-venv"
 PINNED_PACKAGES = ["gguf==0.19.0", "numpy==2.4.6"]
-CHILD_ENV = "DENDRO_GGUF_FIXTURES_CHILD"
 ALIGNMENT = 64
 SEED = 20261122
 
@@ -95,18 +93,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--python", help="interpreter that has the pinned packages (skips the venv)")
     args = parser.parse_args()
-    if os.environ.get(CHILD_ENV):
-        OUT_PATH.parent.mkdir(parents=True, exist_ok=True)
-        build(OUT_PATH)
-        print(f"wrote {OUT_PATH} ({OUT_PATH.stat().st_size} bytes)")
-        return 0
-    python = args.python
-    if python is None:
-        if not VENV_DIR.exists():
-            venv.create(VENV_DIR, with_pip=True)
-        python = str(VENV_DIR / "bin" / "python")
-        subprocess.run([python, "-m", "pip", "install", "--quiet", *PINNED_PACKAGES], check=True)
-    return subprocess.run([python, __file__], env={**os.environ, CHILD_ENV: "1"}).returncode
+    ensure_pinned_interpreter(Path(__file__), PINNED_PACKAGES, VENV_DIR, args.python)
+    OUT_PATH.parent.mkdir(parents=True, exist_ok=True)
+    build(OUT_PATH)
+    print(f"wrote {OUT_PATH} ({OUT_PATH.stat().st_size} bytes)")
+    return 0
 
 
 if __name__ == "__main__":

@@ -22,10 +22,9 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
-import venv
 from pathlib import Path
+
+from pinned_python import TORCH_CPU_INDEX, ensure_pinned_interpreter
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO_ROOT / "tests" / "data" / "hf"
@@ -43,8 +42,6 @@ PINNED_PACKAGES = [
     "safetensors==0.8.0",
     "numpy==2.4.6",
 ]
-TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-CHILD_ENV = "DENDRO_HF_FIXTURES_CHILD"
 
 BPE_VOCAB_SIZE = 512
 SPM_VOCAB_SIZE = 500          # deliberately not a multiple of 8
@@ -109,27 +106,6 @@ def parse_args() -> argparse.Namespace:
                         help="directory holding the GPT-NeoX-20B tokenizer.json")
     parser.add_argument("--only", nargs="*", help="build only these fixtures")
     return parser.parse_args()
-
-
-def reexec(python: str) -> None:
-    env = dict(os.environ, **{CHILD_ENV: "1"})
-    sys.exit(subprocess.call([python, str(Path(__file__).resolve()), *sys.argv[1:]], env=env))
-
-
-def ensure_environment(args: argparse.Namespace) -> None:
-    """Runs the script under an interpreter that has the pinned packages."""
-    if os.environ.get(CHILD_ENV):
-        return
-    if args.python:
-        reexec(args.python)
-    venv_dir = Path(args.venv)
-    python = venv_dir / "bin" / "python"
-    if not python.exists():
-        print(f"make_hf_fixtures: creating {venv_dir} and installing {' '.join(PINNED_PACKAGES)}", file=sys.stderr)
-        venv.create(venv_dir, with_pip=True)
-        subprocess.check_call([str(python), "-m", "pip", "install", "--quiet",
-                               "--extra-index-url", TORCH_CPU_INDEX, *PINNED_PACKAGES])
-    reexec(str(python))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -371,7 +347,7 @@ def make_fixture(name: str, spec, neox_dir: Path) -> None:
 
 def main() -> None:
     args = parse_args()
-    ensure_environment(args)
+    ensure_pinned_interpreter(Path(__file__), PINNED_PACKAGES, Path(args.venv), args.python, TORCH_CPU_INDEX)
     import torch
     torch.set_num_threads(1)
     if args.retrain_tokenizers:

@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import struct
-import subprocess
-import sys
-import venv
 from pathlib import Path
+
+from pinned_python import ensure_pinned_interpreter
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "tests" / "data"
@@ -37,7 +35,6 @@ NEOX_JSON = DATA_DIR / "tokenizers" / "gpt-neox-20b" / "tokenizer.json"
 MISTRAL_MODEL = DATA_DIR / "tokenizers" / "mistral-v3" / "tokenizer.model.v3"
 
 PINNED_PACKAGES = ["tokenizers==0.23.3", "sentencepiece==0.2.3"]
-CHILD_ENV = "DENDRO_TOKENIZER_FIXTURES_CHILD"
 
 # The SentencePiece fixture covers the head of tinyshakespeare only: sentencepiece is the same library
 # Dendro links, so the whole corpus would add size, not coverage.
@@ -63,25 +60,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--venv", default=str(REPO_ROOT / "build" / "tokenizer-fixture-venv"),
                         help="where to create the venv when --python is not given")
     return parser.parse_args()
-
-
-def reexec(python: str) -> None:
-    env = dict(os.environ, **{CHILD_ENV: "1"})
-    sys.exit(subprocess.call([python, str(Path(__file__).resolve()), *sys.argv[1:]], env=env))
-
-
-def ensure_environment(args: argparse.Namespace) -> None:
-    if os.environ.get(CHILD_ENV):
-        return
-    if args.python:
-        reexec(args.python)
-    venv_dir = Path(args.venv)
-    python = venv_dir / "bin" / "python"
-    if not python.exists():
-        print(f"make_tokenizer_fixtures: creating {venv_dir} with {' '.join(PINNED_PACKAGES)}", file=sys.stderr)
-        venv.create(venv_dir, with_pip=True)
-        subprocess.check_call([str(python), "-m", "pip", "install", "--quiet", *PINNED_PACKAGES])
-    reexec(str(python))
 
 
 # SentencePiece piece types (sentencepiece_model.proto), read from the wire format: the Python package
@@ -179,7 +157,7 @@ class MistralReference:
 
 def main() -> None:
     args = parse_args()
-    ensure_environment(args)
+    ensure_pinned_interpreter(Path(__file__), PINNED_PACKAGES, Path(args.venv), args.python)
     import sentencepiece
     import tokenizers
 

@@ -17,11 +17,11 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import time
-import venv
 from pathlib import Path
+
+from pinned_python import TORCH_CPU_INDEX, ensure_pinned_interpreter
 
 PINNED_PACKAGES = [
     "torch==2.15.0",
@@ -31,7 +31,8 @@ PINNED_PACKAGES = [
     "numpy==2.4.6",
     "safetensors==0.8.0",
 ]
-REEXEC_MARKER = "DENDRO_TRAIN_REEXECUTED"
+# The running interpreter is kept when it has these; otherwise the script re-runs under --python or a venv.
+REQUIRED_MODULES = ["mambapy.pscan", "sentencepiece", "torch", "transformers"]
 HELD_OUT_BYTES = 111_539  # the last 10 % of tinyshakespeare (1,115,394 bytes)
 
 # SentencePiece special ids; config.json carries the same ids.
@@ -71,38 +72,6 @@ def parse_args(argv):
     p.add_argument("--eval-only", action="store_true",
                    help="skip training; evaluate the checkpoint already in --out-dir")
     return p.parse_args(argv)
-
-
-def have_packages():
-    try:
-        import mambapy.pscan  # noqa: F401
-        import sentencepiece  # noqa: F401
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def reexec_with_packages(args):
-    """Re-runs this script under --python, or under a virtual environment with the pinned packages (created
-    when the running interpreter lacks them). An environment variable marks the re-executed process."""
-    if os.environ.get(REEXEC_MARKER) == "1":
-        return
-    if args.python:
-        python = args.python
-    elif have_packages():
-        return
-    else:
-        venv_dir = Path(args.venv)
-        python = str(venv_dir / "bin" / "python")
-        if not Path(python).exists():
-            print(f"creating virtual environment {venv_dir}", flush=True)
-            venv.create(venv_dir, with_pip=True)
-        subprocess.run([python, "-m", "pip", "install", "--quiet",
-                        "--extra-index-url", "https://download.pytorch.org/whl/cpu", *PINNED_PACKAGES], check=True)
-    os.environ[REEXEC_MARKER] = "1"
-    os.execv(python, [python, os.path.abspath(__file__), *sys.argv[1:]])
 
 
 def split_text(data_path):
@@ -286,7 +255,8 @@ def train(args, model, train_ids, out_dir, log):
 
 def main():
     args = parse_args(sys.argv[1:])
-    reexec_with_packages(args)
+    ensure_pinned_interpreter(Path(__file__), PINNED_PACKAGES, Path(args.venv), args.python, TORCH_CPU_INDEX,
+                              run_here_if_importable=REQUIRED_MODULES)
 
     import platform
 
