@@ -127,7 +127,9 @@ CacheDirectory CacheDirectory::open(const std::string& dir, bool create) {
     if (!fs::is_directory(root, ec)) fail(dir, ": not a directory");
     const fs::path lock = root / kCacheLockFile;
     if (!fs::exists(lock, ec)) {
-        if (!create || !is_directory_empty(root)) {
+        // Every opener makes the lock file before anything else, so a directory that has filled since the
+        // first look holds the lock by now when a concurrent opener filled it: look again before refusing.
+        if (!create || (!is_directory_empty(root) && !fs::exists(lock, ec))) {
             fail(dir, ": not a Dendro cache directory (it has no ", kCacheLockFile, ")",
                  create ? "; give a new or empty directory" : "");
         }
