@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
 """HF transformers baseline for `dendro bench`: MambaForCausalLM with random weights at the published
-mamba-130m / mamba-2.8b shapes, on CUDA, in fp16 (or --dtype), timing a prefill of --prefill tokens at batch 1
-and --decode greedy tokens at each --batches size, mean and sample standard deviation over --reps runs after
-one warm-up. Prints a table comparable to dendro bench's and optionally writes JSON.
+mamba-130m / mamba-2.8b shapes, on CUDA (fp16 by default) or the CPU (--device cpu, fp32 by default), timing a
+prefill of --prefill tokens at batch 1 and --decode greedy tokens at each --batches size, mean and sample
+standard deviation over --reps runs after one warm-up. Prints a table comparable to dendro bench's and
+optionally writes JSON.
 
-Needs a Python with torch (CUDA build) and transformers, e.g. `--python` of tools/gpu_session.sh. Whether HF
-used its fast CUDA kernels (the mamba-ssm and causal-conv1d packages) or its slow PyTorch path is reported:
-HF picks the fast path only when both are importable.
+Measured like dendro bench: the prefill computes the logits of the last position only (as Dendro's prefill
+does), and decoding is `generate` from a one-token prompt, each step fed one token and the recurrent state
+(conv + SSM cache); the warm-up run checks that every step after the first really used that cache.
+
+Needs a Python with torch (a CUDA build for --device cuda) and transformers, e.g. `--python` of
+tools/gpu_session.sh. On CUDA, whether HF used its fast kernels (the mamba-ssm and causal-conv1d packages) or
+its slow PyTorch path is reported: HF picks the fast path only when both are importable. On the CPU HF always
+runs its PyTorch path.
 """
 import argparse
 import importlib.util
 import json
+import platform
 import statistics
 import sys
 import time
@@ -20,6 +27,7 @@ SHAPES = {  # d_model, n_layer; d_inner = 2 d_model, d_state 16, d_conv 4, dt_ra
     "2.8b": (2560, 64),
 }
 N_VOCAB = 50280
+DEFAULT_DTYPE = {"cuda": "float16", "cpu": "float32"}  # half-precision matmuls on the CPU are not HF's use case
 
 
 def parse_args():
@@ -29,11 +37,21 @@ def parse_args():
     p.add_argument("--decode", type=int, default=128, help="generated tokens of the decode tests (0 = skip)")
     p.add_argument("--batches", default="1,16", help="comma-separated batch sizes of the decode tests")
     p.add_argument("--reps", type=int, default=3, help="timed repetitions of each test")
-    p.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    p.add_argument("--dtype", choices=["float16", "bfloat16", "float32"],
+                   help="weight and activation type (default: float16 on cuda, float32 on cpu)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for torch (torch.set_num_threads; 0 = torch's default; --device cpu only)")
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args()
     if args.reps < 1:
         p.error("--reps must be >= 1")
+    if args.threads < 0:
+        p.error("--threads must be >= 0")
+    if args.threads > 0 and args.device != "cpu":
+        p.error("--threads applies to --device cpu only")
+    if args.dtype is None:
+        args.dtype = DEFAULT_DTYPE[args.device]
     for shape in args.shapes.split(","):
         if shape not in SHAPES:
             p.error(f"unknown shape '{shape}': expected one of {', '.join(SHAPES)}")
@@ -44,16 +62,47 @@ def stats(values):
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def timed(torch, fn, reps):
-    fn()  # warm-up
-    torch.cuda.synchronize()
+def timed(synchronize, fn, reps, warm_up=None):
+    (warm_up or fn)()
+    synchronize()
     times = []
     for _ in range(reps):
         start = time.perf_counter()
         fn()
-        torch.cuda.synchronize()
+        synchronize()
         times.append(time.perf_counter() - start)
     return times
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class CacheUseCheck:
+    """Records the forward calls of one generate() and fails unless every call after the first was fed one
+    token per sequence and the recurrent cache; a run without the cache would recompute the whole sequence."""
+
+    def __init__(self, model):
+        self.calls = []
+        self.handle = model.register_forward_pre_hook(self.record, with_kwargs=True)
+
+    def record(self, module, args, kwargs):
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        self.calls.append((input_ids.shape[1], kwargs.get("cache_params") is not None))
+
+    def verify(self, n_decode):
+        self.handle.remove()
+        steps = self.calls[1:]
+        if len(self.calls) != n_decode or any(width != 1 or not cached for width, cached in steps):
+            sys.exit(f"bench_hf.py: error: generate() did not decode token by token with the recurrent cache "
+                     f"(forward calls as (tokens, cache given): {self.calls})")
 
 
 def main():
@@ -62,11 +111,22 @@ def main():
     import transformers
     from transformers import MambaConfig, MambaForCausalLM
 
-    if not torch.cuda.is_available():
-        sys.exit("bench_hf.py: error: torch sees no CUDA device")
+    device = args.device
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            sys.exit("bench_hf.py: error: torch sees no CUDA device")
+        fast = all(importlib.util.find_spec(m) is not None for m in ("mamba_ssm", "causal_conv1d"))
+        device_name = torch.cuda.get_device_name(0)
+        synchronize = torch.cuda.synchronize
+    else:
+        if args.threads > 0:
+            torch.set_num_threads(args.threads)
+        fast = False
+        device_name = f"{cpu_name()}, {torch.get_num_threads()} threads"
+
+        def synchronize():
+            pass
     dtype = getattr(torch, args.dtype)
-    fast = all(importlib.util.find_spec(m) is not None for m in ("mamba_ssm", "causal_conv1d"))
-    device_name = torch.cuda.get_device_name(0)
     results = []
     for shape in args.shapes.split(","):
         d_model, n_layer = SHAPES[shape]
@@ -74,33 +134,40 @@ def main():
                              intermediate_size=2 * d_model, state_size=16, conv_kernel=4,
                              time_step_rank=(d_model + 15) // 16, tie_word_embeddings=True)
         torch.manual_seed(0)
-        with torch.device("cuda"):
+        with torch.device(device):
             model = MambaForCausalLM(config).to(dtype).eval()
-        gen = torch.Generator(device="cuda").manual_seed(0)
+        gen = torch.Generator(device=device).manual_seed(0)
         with torch.inference_mode():
             if args.prefill > 0:
-                ids = torch.randint(0, N_VOCAB, (1, args.prefill), device="cuda", generator=gen)
-                times = timed(torch, lambda: model(ids, use_cache=False), args.reps)
+                ids = torch.randint(0, N_VOCAB, (1, args.prefill), device=device, generator=gen)
+                times = timed(synchronize, lambda: model(ids, use_cache=False, logits_to_keep=1), args.reps)
                 mean, sd = stats([args.prefill / t for t in times])
                 results.append({"model": f"random-{shape}", "test": f"pp{args.prefill}", "batch": 1,
                                 "tokens_per_second": mean, "tokens_per_second_sd": sd})
             for batch in (int(b) for b in args.batches.split(",")) if args.decode > 0 else ():
-                ids = torch.randint(0, N_VOCAB, (batch, 1), device="cuda", generator=gen)
+                ids = torch.randint(0, N_VOCAB, (batch, 1), device=device, generator=gen)
 
                 def generate():
                     model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=args.decode,
                                    min_new_tokens=args.decode, do_sample=False,
                                    pad_token_id=0)
 
-                times = timed(torch, generate, args.reps)
+                def checked_generate():
+                    cache_check = CacheUseCheck(model)
+                    generate()
+                    cache_check.verify(args.decode)
+
+                times = timed(synchronize, generate, args.reps, warm_up=checked_generate)
                 mean, sd = stats([batch * args.decode / t for t in times])
                 test = f"tg{args.decode}" + (f" b{batch}" if batch > 1 else "")
                 results.append({"model": f"random-{shape}", "test": test, "batch": batch,
                                 "tokens_per_second": mean, "tokens_per_second_sd": sd})
         del model
-        torch.cuda.empty_cache()
+        if device == "cuda":
+            torch.cuda.empty_cache()
 
-    backend = f"hf {transformers.__version__} {args.dtype} {'fast kernels' if fast else 'slow path'} ({device_name})"
+    path = "fast kernels" if fast else ("slow path" if device == "cuda" else "torch path")
+    backend = f"hf {transformers.__version__} {device} {args.dtype} {path} ({device_name})"
     print("| model | backend | test | t/s |\n| --- | --- | --- | ---: |")
     for r in results:
         rate = f"{r['tokens_per_second']:.2f} ± {r['tokens_per_second_sd']:.2f}"
