@@ -141,9 +141,11 @@ def main():
             if args.prefill > 0:
                 ids = torch.randint(0, N_VOCAB, (1, args.prefill), device=device, generator=gen)
                 times = timed(synchronize, lambda: model(ids, use_cache=False, logits_to_keep=1), args.reps)
-                mean, sd = stats([args.prefill / t for t in times])
+                rates = [args.prefill / t for t in times]
+                mean, sd = stats(rates)
                 results.append({"model": f"random-{shape}", "test": f"pp{args.prefill}", "batch": 1,
-                                "tokens_per_second": mean, "tokens_per_second_sd": sd})
+                                "tokens_per_second": mean, "tokens_per_second_sd": sd,
+                                "tokens_per_second_reps": rates})
             for batch in (int(b) for b in args.batches.split(",")) if args.decode > 0 else ():
                 ids = torch.randint(0, N_VOCAB, (batch, 1), device=device, generator=gen)
 
@@ -158,10 +160,12 @@ def main():
                     cache_check.verify(args.decode)
 
                 times = timed(synchronize, generate, args.reps, warm_up=checked_generate)
-                mean, sd = stats([batch * args.decode / t for t in times])
+                rates = [batch * args.decode / t for t in times]
+                mean, sd = stats(rates)
                 test = f"tg{args.decode}" + (f" b{batch}" if batch > 1 else "")
                 results.append({"model": f"random-{shape}", "test": test, "batch": batch,
-                                "tokens_per_second": mean, "tokens_per_second_sd": sd})
+                                "tokens_per_second": mean, "tokens_per_second_sd": sd,
+                                "tokens_per_second_reps": rates})
         del model
         if device == "cuda":
             torch.cuda.empty_cache()
