@@ -20,6 +20,7 @@
 #include "prefix_cache.h"
 #include "prompt_cache_file.h"
 #include "random_model.h"
+#include "random_model_file.h"
 #include "state_file.h"
 #include "state_snapshot_fixture.h"
 #include "temp_dir.h"
@@ -273,18 +274,6 @@ TEST(ByteSize, ParsesUnitsAndRejectsNonsense) {
 
 // ---- prefill through a store, on the CPU backend ----
 
-MambaHparams tiny_model_hparams() {
-    MambaHparams hp;
-    hp.n_vocab = 96;
-    hp.d_model = 32;
-    hp.n_layer = 2;
-    hp.d_conv = 4;
-    hp.d_inner = 64;
-    hp.d_state = 8;
-    hp.dt_rank = 4;
-    return hp;
-}
-
 bool same_floats(std::span<const float> a, std::span<const float> b) {
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size_bytes()) == 0;
 }
@@ -296,7 +285,7 @@ protected:
 
     void SetUp() override {
         model_path = dir.file("model.gguf");
-        write_random_mamba_gguf(model_path, tiny_model_hparams(), GgmlType::F32, /*seed=*/5, /*tied=*/false);
+        write_random_mamba_gguf(model_path, test::tiny_hparams_byte_vocab(), GgmlType::F32, /*seed=*/5, /*tied=*/false);
         model = MambaModel::load(model_path);
         hp = model->hparams();
         BackendOptions options;
