@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "gpu_test_support.h"
 #include "conv1d.h"
 #include "cpu_ops.h"
 #include "cuda_check.h"
@@ -36,25 +37,9 @@ std::vector<float> to_host(const DeviceBuffer& b, size_t n) {
     return v;
 }
 
-void expect_near(const std::vector<float>& actual, const std::vector<float>& expected, float tolerance,
-                 const std::string& what) {
-    ASSERT_EQ(actual.size(), expected.size()) << what;
-    for (size_t i = 0; i < actual.size(); ++i) {
-        ASSERT_NEAR(actual[i], expected[i], tolerance * (1.0f + std::fabs(expected[i]))) << what << " element " << i;
-    }
-}
-
-class NormConv : public ::testing::Test {
+class NormConv : public CudaStreamTest<> {
 protected:
-    void SetUp() override {
-        if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
-        check(cudaStreamCreate(&stream_), "creating a test stream");
-    }
-    void TearDown() override {
-        if (stream_ != nullptr) cudaStreamDestroy(stream_);
-    }
     void sync() { check(cudaStreamSynchronize(stream_), "test kernels"); }
-    cudaStream_t stream_ = nullptr;
 };
 
 TEST_F(NormConv, ResidualRmsNormAddsThenNormalises) {
@@ -72,15 +57,15 @@ TEST_F(NormConv, ResidualRmsNormAddsThenNormalises) {
         for (int64_t r = 0; r < rows; ++r) {
             cpu::rms_norm(expected_h.data() + r * d, weight.data(), d, 1e-5f, expected_out.data() + r * d);
         }
-        expect_near(to_host(h_d, h.size()), expected_h, kTolerance, "residual");
-        expect_near(to_host(out_d, expected_out.size()), expected_out, 1e-4f, "norm");
+        expect_all_near(to_host(h_d, h.size()), expected_h, kTolerance, "residual");
+        expect_all_near(to_host(out_d, expected_out.size()), expected_out, 1e-4f, "norm");
 
         // Without a delta the residual stays as it is.
         launch_residual_rms_norm(h_d.as<float>(), nullptr, weight_d.as<float>(), out_d.as<float>(), rows, d, 1e-5f,
                                  stream_);
         sync();
-        expect_near(to_host(h_d, h.size()), expected_h, kTolerance, "residual without delta");
-        expect_near(to_host(out_d, expected_out.size()), expected_out, 1e-4f, "norm without delta");
+        expect_all_near(to_host(h_d, h.size()), expected_h, kTolerance, "residual without delta");
+        expect_all_near(to_host(out_d, expected_out.size()), expected_out, 1e-4f, "norm without delta");
     }
 }
 
@@ -96,7 +81,7 @@ TEST_F(NormConv, SegmentNormTouchesOnlyItsSegment) {
         float* seg = expected.data() + r * stride + offset;
         cpu::rms_norm(seg, nullptr, n, 1e-6f, seg);
     }
-    expect_near(to_host(x_d, x.size()), expected, 1e-5f, "segment norm");
+    expect_all_near(to_host(x_d, x.size()), expected, 1e-5f, "segment norm");
 }
 
 struct ConvCase {
@@ -125,8 +110,8 @@ TEST_F(NormConv, ConvPrefillMatchesReferenceAndCarriesTheWindow) {
                                    {expected_out.data() + ch, c.d_inner}, c.n_tokens);
         }
         const std::string what = concat("d_inner ", c.d_inner, " d_conv ", c.d_conv, " tokens ", c.n_tokens);
-        expect_near(to_host(out_d, expected_out.size()), expected_out, kTolerance, what + " outputs");
-        expect_near(to_host(window_d, window.size()), expected_window, 0.0f, what + " window");
+        expect_all_near(to_host(out_d, expected_out.size()), expected_out, kTolerance, what + " outputs");
+        expect_all_near(to_host(window_d, window.size()), expected_window, 0.0f, what + " window");
     }
 }
 
@@ -154,8 +139,8 @@ TEST_F(NormConv, ConvDecodeAdvancesEachSlotsWindow) {
                                    {expected_out.data() + b * d_inner + ch, d_inner}, 1);
         }
     }
-    expect_near(to_host(out_d, expected_out.size()), expected_out, kTolerance, "decode outputs");
-    expect_near(to_host(windows_d, windows.size()), expected_windows, 0.0f, "decode windows");
+    expect_all_near(to_host(out_d, expected_out.size()), expected_out, kTolerance, "decode outputs");
+    expect_all_near(to_host(windows_d, windows.size()), expected_windows, 0.0f, "decode windows");
 }
 
 }  // namespace

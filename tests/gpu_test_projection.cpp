@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "gpu_test_support.h"
 #include "cuda_check.h"
 #include "device_buffer.h"
 #include "error.h"
@@ -56,17 +57,7 @@ double product_tolerance(GgmlType type, int64_t n) {
     return type == GgmlType::BF16 ? 1.0 / 128.0 : 1.0 / 1024.0;
 }
 
-class Projection : public ::testing::TestWithParam<GgmlType> {
-protected:
-    void SetUp() override {
-        if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
-        check(cudaStreamCreate(&stream_), "creating a test stream");
-    }
-    void TearDown() override {
-        if (stream_ != nullptr) cudaStreamDestroy(stream_);
-    }
-    cudaStream_t stream_ = nullptr;
-};
+using Projection = CudaStreamTest<::testing::TestWithParam<GgmlType>>;
 
 TEST_P(Projection, MatchesReferenceForEveryBatchAndShape) {
     const GgmlType type = GetParam();

@@ -13,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "gpu_test_support.h"
 #include "cuda_check.h"
 #include "device_buffer.h"
 #include "error.h"
@@ -21,15 +22,8 @@
 namespace dendro::cuda {
 namespace {
 
-class Sampling : public ::testing::Test {
+class Sampling : public CudaStreamTest<> {
 protected:
-    void SetUp() override {
-        if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
-        check(cudaStreamCreate(&stream_), "creating a test stream");
-    }
-    void TearDown() override {
-        if (stream_ != nullptr) cudaStreamDestroy(stream_);
-    }
 
     // Samples every row of `logits` (n_rows x n_vocab) once with `config`, counters starting at `counters`.
     std::vector<int32_t> sample(const std::vector<float>& logits, int64_t n_vocab, const SamplingConfig& config,
@@ -47,8 +41,6 @@ protected:
         download(counters_d.get(), counters.data(), counters.size() * sizeof(uint64_t), "counters");
         return tokens;
     }
-
-    cudaStream_t stream_ = nullptr;
 };
 
 std::vector<float> random_logits(int n_rows, int64_t n_vocab, std::mt19937& rng) {

@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "gpu_test_support.h"
 #include "cpu_ops.h"
 #include "cuda_check.h"
 #include "device_buffer.h"
@@ -103,25 +104,7 @@ std::vector<float> reference_scan(const ScanInputs& in, std::vector<float>& stat
     return y;
 }
 
-void expect_close(const std::vector<float>& actual, const std::vector<float>& expected, float tolerance,
-                  const std::string& what) {
-    ASSERT_EQ(actual.size(), expected.size()) << what;
-    for (size_t i = 0; i < actual.size(); ++i) {
-        ASSERT_NEAR(actual[i], expected[i], tolerance * (1.0f + std::fabs(expected[i]))) << what << " element " << i;
-    }
-}
-
-class SelectiveScan : public ::testing::Test {
-protected:
-    void SetUp() override {
-        if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
-        check(cudaStreamCreate(&stream_), "creating a test stream");
-    }
-    void TearDown() override {
-        if (stream_ != nullptr) cudaStreamDestroy(stream_);
-    }
-    cudaStream_t stream_ = nullptr;
-};
+using SelectiveScan = CudaStreamTest<>;
 
 constexpr float kScanTolerance = 2e-4f;
 
@@ -137,8 +120,8 @@ TEST_F(SelectiveScan, MatchesSequentialReference) {
         const auto y = device_scan(in, 0, c.n_tokens, device_state, stream_);
         const auto expected = reference_scan(in, reference_state);
         const std::string what = concat("d_inner ", c.d_inner, " d_state ", c.d_state, " tokens ", c.n_tokens);
-        expect_close(y, expected, kScanTolerance, what + " outputs");
-        expect_close(device_state, reference_state, kScanTolerance, what + " final state");
+        expect_all_near(y, expected, kScanTolerance, what + " outputs");
+        expect_all_near(device_state, reference_state, kScanTolerance, what + " final state");
     }
 }
 
@@ -153,8 +136,8 @@ TEST_F(SelectiveScan, ResumedScanEqualsUninterruptedScan) {
         const auto rest = device_scan(in, split, in.n_tokens - split, state, stream_);
         y.insert(y.end(), rest.begin(), rest.end());
         // Only the grouping of the parallel composition changes with the split point.
-        expect_close(y, whole, 5e-5f, concat("split at ", split, " outputs"));
-        expect_close(state, whole_state, 5e-5f, concat("split at ", split, " final state"));
+        expect_all_near(y, whole, 5e-5f, concat("split at ", split, " outputs"));
+        expect_all_near(state, whole_state, 5e-5f, concat("split at ", split, " final state"));
     }
 }
 

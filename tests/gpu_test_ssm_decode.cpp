@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "gpu_test_support.h"
 #include "cpu_ops.h"
 #include "cuda_check.h"
 #include "device_buffer.h"
@@ -22,17 +23,7 @@
 namespace dendro::cuda {
 namespace {
 
-class SsmDecode : public ::testing::TestWithParam<GgmlType> {
-protected:
-    void SetUp() override {
-        if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
-        check(cudaStreamCreate(&stream_), "creating a test stream");
-    }
-    void TearDown() override {
-        if (stream_ != nullptr) cudaStreamDestroy(stream_);
-    }
-    cudaStream_t stream_ = nullptr;
-};
+using SsmDecode = CudaStreamTest<::testing::TestWithParam<GgmlType>>;
 
 TEST_P(SsmDecode, MatchesOneStepOfTheReferenceScan) {
     const GgmlType type = GetParam();
