@@ -13,9 +13,35 @@ namespace {
 constexpr double kMiB = 1024.0 * 1024.0;
 }
 
-DeviceBuffer::DeviceBuffer(size_t bytes, const std::string& purpose) : bytes_(bytes) {
-    if (bytes == 0) return;
-    const cudaError_t status = cudaMalloc(&data_, bytes);
+CudaAllocation::~CudaAllocation() { release(); }
+
+CudaAllocation::CudaAllocation(CudaAllocation&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)),
+      bytes_(std::exchange(other.bytes_, 0)),
+      free_(std::exchange(other.free_, nullptr)) {}
+
+CudaAllocation& CudaAllocation::operator=(CudaAllocation&& other) noexcept {
+    if (this != &other) {
+        release();
+        data_ = std::exchange(other.data_, nullptr);
+        bytes_ = std::exchange(other.bytes_, 0);
+        free_ = std::exchange(other.free_, nullptr);
+    }
+    return *this;
+}
+
+void CudaAllocation::release() {
+    if (data_ != nullptr) free_(data_);  // a destructor cannot throw; a failed free only leaks
+    data_ = nullptr;
+    bytes_ = 0;
+}
+
+namespace {
+
+void* allocate_device(size_t bytes, const std::string& purpose) {
+    void* data = nullptr;
+    if (bytes == 0) return data;
+    const cudaError_t status = cudaMalloc(&data, bytes);
     if (status == cudaErrorMemoryAllocation) {
         cudaGetLastError();
         size_t free_bytes = 0, total_bytes = 0;
@@ -24,52 +50,23 @@ DeviceBuffer::DeviceBuffer(size_t bytes, const std::string& purpose) : bytes_(by
              " MiB free of ", total_bytes / kMiB, " MiB)");
     }
     check(status, concat("allocating ", bytes, " bytes for ", purpose));
+    return data;
 }
 
-DeviceBuffer::~DeviceBuffer() { release(); }
-
-DeviceBuffer::DeviceBuffer(DeviceBuffer&& other) noexcept
-    : data_(std::exchange(other.data_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
-
-DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
-    if (this != &other) {
-        release();
-        data_ = std::exchange(other.data_, nullptr);
-        bytes_ = std::exchange(other.bytes_, 0);
-    }
-    return *this;
+void* allocate_pinned(size_t bytes, const std::string& purpose) {
+    void* data = nullptr;
+    if (bytes == 0) return data;
+    check(cudaMallocHost(&data, bytes), concat("allocating ", bytes, " bytes of pinned host memory for ", purpose));
+    return data;
 }
 
-void DeviceBuffer::release() {
-    if (data_ != nullptr) cudaFree(data_);  // a destructor cannot throw; a failed free only leaks
-    data_ = nullptr;
-    bytes_ = 0;
-}
+}  // namespace
 
-PinnedBuffer::PinnedBuffer(size_t bytes, const std::string& purpose) : bytes_(bytes) {
-    if (bytes == 0) return;
-    check(cudaMallocHost(&data_, bytes), concat("allocating ", bytes, " bytes of pinned host memory for ", purpose));
-}
+DeviceBuffer::DeviceBuffer(size_t bytes, const std::string& purpose)
+    : CudaAllocation(allocate_device(bytes, purpose), bytes, [](void* data) { cudaFree(data); }) {}
 
-PinnedBuffer::~PinnedBuffer() { release(); }
-
-PinnedBuffer::PinnedBuffer(PinnedBuffer&& other) noexcept
-    : data_(std::exchange(other.data_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
-
-PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& other) noexcept {
-    if (this != &other) {
-        release();
-        data_ = std::exchange(other.data_, nullptr);
-        bytes_ = std::exchange(other.bytes_, 0);
-    }
-    return *this;
-}
-
-void PinnedBuffer::release() {
-    if (data_ != nullptr) cudaFreeHost(data_);
-    data_ = nullptr;
-    bytes_ = 0;
-}
+PinnedBuffer::PinnedBuffer(size_t bytes, const std::string& purpose)
+    : CudaAllocation(allocate_pinned(bytes, purpose), bytes, [](void* data) { cudaFreeHost(data); }) {}
 
 DeviceBuffer upload(const void* host, size_t bytes, const std::string& purpose) {
     DeviceBuffer buffer(bytes, purpose);

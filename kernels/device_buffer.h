@@ -7,47 +7,44 @@
 
 namespace dendro::cuda {
 
-class DeviceBuffer {
+// One CUDA allocation, freed by the function that matches how it was made; movable, not copyable.
+class CudaAllocation {
+public:
+    CudaAllocation() = default;
+    ~CudaAllocation();
+    CudaAllocation(CudaAllocation&& other) noexcept;
+    CudaAllocation& operator=(CudaAllocation&& other) noexcept;
+    CudaAllocation(const CudaAllocation&) = delete;
+    CudaAllocation& operator=(const CudaAllocation&) = delete;
+
+    void* get() const { return data_; }
+    template <typename T>
+    T* as() const { return static_cast<T*>(data_); }
+    size_t bytes() const { return bytes_; }
+
+protected:
+    using FreeFunction = void (*)(void*);
+    CudaAllocation(void* data, size_t bytes, FreeFunction free) : data_(data), bytes_(bytes), free_(free) {}
+
+private:
+    void release();
+    void* data_ = nullptr;
+    size_t bytes_ = 0;
+    FreeFunction free_ = nullptr;
+};
+
+// Device memory (cudaMalloc).
+class DeviceBuffer : public CudaAllocation {
 public:
     DeviceBuffer() = default;
     DeviceBuffer(size_t bytes, const std::string& purpose);
-    ~DeviceBuffer();
-    DeviceBuffer(DeviceBuffer&& other) noexcept;
-    DeviceBuffer& operator=(DeviceBuffer&& other) noexcept;
-    DeviceBuffer(const DeviceBuffer&) = delete;
-    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-
-    void* get() const { return data_; }
-    template <typename T>
-    T* as() const { return static_cast<T*>(data_); }
-    size_t bytes() const { return bytes_; }
-
-private:
-    void release();
-    void* data_ = nullptr;
-    size_t bytes_ = 0;
 };
 
-// Page-locked host memory: the only host memory a captured CUDA graph may copy to and from.
-class PinnedBuffer {
+// Page-locked host memory (cudaMallocHost): the only host memory a captured CUDA graph may copy to and from.
+class PinnedBuffer : public CudaAllocation {
 public:
     PinnedBuffer() = default;
     PinnedBuffer(size_t bytes, const std::string& purpose);
-    ~PinnedBuffer();
-    PinnedBuffer(PinnedBuffer&& other) noexcept;
-    PinnedBuffer& operator=(PinnedBuffer&& other) noexcept;
-    PinnedBuffer(const PinnedBuffer&) = delete;
-    PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-
-    void* get() const { return data_; }
-    template <typename T>
-    T* as() const { return static_cast<T*>(data_); }
-    size_t bytes() const { return bytes_; }
-
-private:
-    void release();
-    void* data_ = nullptr;
-    size_t bytes_ = 0;
 };
 
 // Synchronous copies between host memory and a new or existing device buffer (uploads of weights, tests).
