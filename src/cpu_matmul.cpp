@@ -135,6 +135,10 @@ void tile_q8(const uint8_t* const* row_ptrs, const float* const* x, int64_t leng
     }
 }
 
+[[noreturn]] void fail_unsupported_type(const TensorView& w) {
+    fail("tensor ", w.name, ": type ", ggml_type_name(w.type), " is not supported by the CPU backend");
+}
+
 struct Problem {
     const TensorView& w;
     size_t row_bytes;
@@ -225,14 +229,13 @@ void matmul_rows(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, 
         case GgmlType::F16: return matmul_typed<F16Row>(p, n_tokens, row_begin, row_end);
         case GgmlType::BF16: return matmul_typed<BF16Row>(p, n_tokens, row_begin, row_end);
         case GgmlType::Q8_0: return matmul_typed<Q8Row>(p, n_tokens, row_begin, row_end);
-        default: fail("tensor ", w.name, ": type ", ggml_type_name(w.type), " is not supported by the CPU backend");
+        default: fail_unsupported_type(w);
     }
 }
 
 void matmul(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, int n_threads) {
-    if (!supported_matrix_type(w.type)) {
-        fail("tensor ", w.name, ": type ", ggml_type_name(w.type), " is not supported by the CPU backend");
-    }
+    // Checked before the parallel region: an exception must not leave an OpenMP thread.
+    if (!supported_matrix_type(w.type)) fail_unsupported_type(w);
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
     {
         const Range rows = thread_share(w.n_rows(), omp_get_thread_num(), omp_get_num_threads());
