@@ -62,6 +62,11 @@ BodyCounts body_counts(const StateFileHeader& h) {
             checked_mul(checked_mul(n_layer, d_inner), static_cast<uint64_t>(h.d_state))};
 }
 
+// Every size of a state is at least 1: the reader and the writer refuse anything else.
+bool has_positive_sizes(const StateFileHeader& h) {
+    return h.n_layer >= 1 && h.d_conv >= 1 && h.d_inner >= 1 && h.d_state >= 1 && h.n_vocab >= 1 && h.n_tokens >= 1;
+}
+
 void encode_header(const StateFileHeader& h, uint8_t* out) {
     uint8_t* p = out;
     const auto put = [&p](const void* value, size_t size) {
@@ -126,7 +131,7 @@ public:
         if (h.dtype != GgmlType::F32) {
             fail("state file ", path_, ": unsupported element type ", static_cast<uint32_t>(h.dtype));
         }
-        if (h.n_layer < 1 || h.d_conv < 1 || h.d_inner < 1 || h.d_state < 1 || h.n_vocab < 1 || h.n_tokens < 1) {
+        if (!has_positive_sizes(h)) {
             fail("state file ", path_, ": invalid sizes (n_layer ", h.n_layer, ", d_conv ", h.d_conv, ", d_inner ",
                  h.d_inner, ", d_state ", h.d_state, ", n_vocab ", h.n_vocab, ", n_tokens ", h.n_tokens, ")");
         }
@@ -199,7 +204,7 @@ uint64_t state_file_size(const StateSnapshot& snapshot) { return state_file_head
 uint64_t write_state_file(const std::string& path, const ModelFingerprint& model, const StateSnapshot& snapshot) {
     const SequenceState& s = snapshot.state;
     const StateFileHeader h = state_file_header(model, snapshot);
-    if (h.n_tokens < 1 || h.n_vocab < 1 || h.n_layer < 1 || h.d_conv < 1 || h.d_inner < 1 || h.d_state < 1) {
+    if (!has_positive_sizes(h)) {
         fail("state file ", path, ": refusing to save an empty or shapeless snapshot");
     }
     const BodyCounts counts = body_counts(h);
