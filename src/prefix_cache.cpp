@@ -93,6 +93,18 @@ bool is_directory_empty(const fs::path& dir) {
     return fs::directory_iterator(dir, ec) == fs::directory_iterator() && !ec;
 }
 
+// Removes the state files being written in `dir` that were last written before `written_before`.
+void remove_temp_files(const fs::path& dir, fs::file_time_type written_before) {
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        std::error_code item_ec;
+        if (it->path().filename().string().find(kTempMarker) != std::string::npos &&
+            fs::last_write_time(it->path(), item_ec) < written_before && !item_ec) {
+            fs::remove(it->path(), item_ec);
+        }
+    }
+}
+
 // Hashes of tokens[0..n) for each n in `lengths` (any order), in one pass over the tokens.
 std::map<int64_t, uint64_t> prefix_hashes(std::span<const int32_t> tokens, std::vector<int64_t> lengths) {
     std::sort(lengths.begin(), lengths.end());
@@ -189,15 +201,7 @@ void CacheDirectory::touch(const fs::path& entry) const {
 
 size_t CacheDirectory::evict_to(uint64_t max_bytes) const {
     DirectoryLock lock(root_ / kCacheLockFile);
-    std::error_code ec;
-    const auto stale_before = fs::file_time_type::clock::now() - kStaleTempAge;
-    for (fs::directory_iterator it(entries_dir(), ec), end; !ec && it != end; it.increment(ec)) {
-        std::error_code item_ec;
-        if (it->path().filename().string().find(kTempMarker) != std::string::npos &&
-            fs::last_write_time(it->path(), item_ec) < stale_before && !item_ec) {
-            fs::remove(it->path(), item_ec);
-        }
-    }
+    remove_temp_files(entries_dir(), fs::file_time_type::clock::now() - kStaleTempAge);
     std::vector<CacheEntry> all = entries();
     uint64_t total = 0;
     for (const CacheEntry& e : all) total += e.bytes;
@@ -230,11 +234,8 @@ size_t CacheDirectory::clear() const {
         std::error_code ec;
         if (fs::remove(e.path, ec)) ++removed;
     }
+    remove_temp_files(entries_dir(), fs::file_time_type::max());
     std::error_code ec;
-    for (fs::directory_iterator it(entries_dir(), ec), end; !ec && it != end; it.increment(ec)) {
-        std::error_code item_ec;
-        if (it->path().filename().string().find(kTempMarker) != std::string::npos) fs::remove(it->path(), item_ec);
-    }
     for (fs::directory_iterator it(fingerprint_memo_dir(), ec), end; !ec && it != end; it.increment(ec)) {
         std::error_code item_ec;
         if (it->path().extension() == ".txt") fs::remove(it->path(), item_ec);
