@@ -120,10 +120,9 @@ void CpuBackend::decode(std::span<const int> seqs, std::span<const int32_t> toke
     check_logits_room(logits.size(), static_cast<size_t>(n * hp_.n_vocab), "decode");
     reserve_rows(n);
     embed(tokens);
-    std::vector<SeqSpan> spans;
-    spans.reserve(seqs.size());
-    for (int64_t i = 0; i < n; ++i) spans.push_back(SeqSpan{seqs[i], i, 1});
-    run_layers(spans, n);
+    decode_spans_.clear();
+    for (int64_t i = 0; i < n; ++i) decode_spans_.push_back(SeqSpan{seqs[i], i, 1});
+    run_layers(decode_spans_, n);
     compute_logits(0, n, logits.data());
 }
 

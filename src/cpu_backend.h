@@ -62,6 +62,8 @@ private:
     // Activations of the current batch, one row per token.
     int64_t capacity_rows_ = 0;
     std::vector<float> resid_, normed_, xz_, xc_, xdbc_, dt_, y_, out_;
+    // decode()'s one-token spans, kept so that a decode step allocates nothing once warm.
+    std::vector<SeqSpan> decode_spans_;
 };
 
 }  // namespace dendro
