@@ -20,6 +20,11 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& file) {
     return std::make_unique<SpmTokenizer>(file, std::move(vocab));
 }
 
+const std::string& Tokenizer::token_text(int32_t id) const {
+    check_token_id(vocab_, id, "token_text");
+    return vocab_.tokens[static_cast<size_t>(id)];
+}
+
 StreamDecoder::StreamDecoder(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
 
 std::string StreamDecoder::push(int32_t id) {

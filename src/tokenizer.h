@@ -6,9 +6,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "gguf.h"
@@ -29,6 +31,17 @@ enum class TokenType : int32_t {
 // Key under which Dendro stores the serialized SentencePiece ModelProto (a UINT8 array).
 inline constexpr const char* kSpmModelKey = "dendro.tokenizer.spm_model";
 
+// The token list of a GGUF vocabulary with its types and special ids (read by read_vocabulary, tokenizer_vocab.h).
+struct Vocabulary {
+    std::string source;  // the file, for error messages
+    std::vector<std::string> tokens;
+    std::vector<TokenType> types;
+    int32_t bos = -1, eos = -1, unknown = -1, padding = -1;
+    std::optional<bool> add_bos;  // absent when the file does not say
+
+    int32_t size() const { return static_cast<int32_t>(tokens.size()); }
+};
+
 class Tokenizer {
 public:
     virtual ~Tokenizer() = default;
@@ -36,7 +49,7 @@ public:
     static std::unique_ptr<Tokenizer> from_gguf(const GgufFile& file);
 
     virtual std::string model_name() const = 0;  // "gpt2" or "llama"
-    virtual int32_t n_vocab() const = 0;
+    int32_t n_vocab() const { return vocab_.size(); }
     // Encodes text; special/added tokens written literally in the text are matched before splitting.
     // add_bos prepends BOS when the vocabulary has one.
     virtual std::vector<int32_t> encode(std::string_view text, bool add_bos) const = 0;
@@ -44,7 +57,7 @@ public:
     virtual std::string token_bytes(int32_t id) const = 0;
     // Decodes a whole sequence (for SentencePiece, drops the leading space of the dummy prefix).
     virtual std::string decode(std::span<const int32_t> ids) const = 0;
-    virtual const std::string& token_text(int32_t id) const = 0;  // the vocabulary entry as stored
+    const std::string& token_text(int32_t id) const;  // the vocabulary entry as stored
 
     int32_t bos() const { return bos_; }  // -1 when none
     int32_t eos() const { return eos_; }
@@ -52,6 +65,9 @@ public:
     bool is_end_of_generation(int32_t id) const { return id >= 0 && id == eos_; }
 
 protected:
+    explicit Tokenizer(Vocabulary vocab) : vocab_(std::move(vocab)) {}
+
+    Vocabulary vocab_;
     int32_t bos_ = -1, eos_ = -1;
     bool add_bos_ = false;
 };

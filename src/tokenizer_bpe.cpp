@@ -100,7 +100,7 @@ private:
 };
 
 BpeTokenizer::BpeTokenizer(const GgufFile& file, Vocabulary vocab)
-    : vocab_(std::move(vocab)), regex_(std::make_unique<Gpt2Regex>()), specials_(vocab_) {
+    : Tokenizer(std::move(vocab)), regex_(std::make_unique<Gpt2Regex>()), specials_(vocab_) {
     const std::optional<std::string> pre = file.get_string_opt(vocab_key::kPre);
     const PreTokenizerRule* rule = nullptr;
     for (const PreTokenizerRule& candidate : kPreTokenizerRules) {
@@ -295,11 +295,6 @@ std::string BpeTokenizer::decode(std::span<const int32_t> ids) const {
         out += decoded_[static_cast<size_t>(id)];
     }
     return out;
-}
-
-const std::string& BpeTokenizer::token_text(int32_t id) const {
-    check_token_id(vocab_, id, "token_text");
-    return vocab_.tokens[static_cast<size_t>(id)];
 }
 
 }  // namespace dendro

@@ -34,11 +34,9 @@ public:
     ~BpeTokenizer() override;
 
     std::string model_name() const override;
-    int32_t n_vocab() const override { return vocab_.size(); }
     std::vector<int32_t> encode(std::string_view text, bool add_bos) const override;
     std::string token_bytes(int32_t id) const override;
     std::string decode(std::span<const int32_t> ids) const override;
-    const std::string& token_text(int32_t id) const override;
 
 private:
     struct Merge {
@@ -52,7 +50,6 @@ private:
     void encode_word(std::string_view word, std::vector<int32_t>& out) const;
     const Merge* find_merge(int32_t left, int32_t right) const;
 
-    Vocabulary vocab_;
     bool normalize_nfc_ = false;
     std::unique_ptr<Gpt2Regex> regex_;
     SpecialTokenMatcher specials_;

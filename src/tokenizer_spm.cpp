@@ -71,7 +71,7 @@ void check_spm_model_loads(std::string_view serialized, std::string_view source)
 }
 
 SpmTokenizer::SpmTokenizer(const GgufFile& file, Vocabulary vocab)
-    : vocab_(std::move(vocab)),
+    : Tokenizer(std::move(vocab)),
       processor_(std::make_unique<sentencepiece::SentencePieceProcessor>()),
       specials_(vocab_) {
     if (file.find(kSpmModelKey)) {
@@ -217,11 +217,6 @@ std::string SpmTokenizer::decode(std::span<const int32_t> ids) const {
         out += bytes;
     }
     return out;
-}
-
-const std::string& SpmTokenizer::token_text(int32_t id) const {
-    check_token_id(vocab_, id, "token_text");
-    return vocab_.tokens[static_cast<size_t>(id)];
 }
 
 }  // namespace dendro

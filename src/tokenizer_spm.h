@@ -29,17 +29,14 @@ public:
     ~SpmTokenizer() override;
 
     std::string model_name() const override;
-    int32_t n_vocab() const override { return vocab_.size(); }
     std::vector<int32_t> encode(std::string_view text, bool add_bos) const override;
     std::string token_bytes(int32_t id) const override;
     std::string decode(std::span<const int32_t> ids) const override;
-    const std::string& token_text(int32_t id) const override;
 
 private:
     void load_stored_model(const GgufFile& file);
     void load_rebuilt_model(const GgufFile& file);
 
-    Vocabulary vocab_;
     std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
     SpecialTokenMatcher specials_;
     std::vector<std::string> decoded_;  // token_bytes of every token

@@ -1,9 +1,9 @@
-// The parts of a GGUF vocabulary every tokenizer shares: the llama.cpp key names, the token list with its types
-// and special ids (read and checked), and the matcher that finds special tokens written literally in a text.
+// The parts of a GGUF vocabulary every tokenizer shares: the llama.cpp key names, the reading and checking of
+// the token list with its types and special ids (struct Vocabulary, tokenizer.h), and the matcher that finds
+// special tokens written literally in a text.
 #pragma once
 
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,16 +34,6 @@ inline constexpr const char* kRemoveExtraWhitespaces = "tokenizer.ggml.remove_ex
 // tokenizer.ggml.model values.
 inline constexpr std::string_view kBpeModelName = "gpt2";
 inline constexpr std::string_view kSpmModelName = "llama";
-
-struct Vocabulary {
-    std::string source;  // the file, for error messages
-    std::vector<std::string> tokens;
-    std::vector<TokenType> types;
-    int32_t bos = -1, eos = -1, unknown = -1, padding = -1;
-    std::optional<bool> add_bos;  // absent when the file does not say
-
-    int32_t size() const { return static_cast<int32_t>(tokens.size()); }
-};
 
 // Reads tokens, token types (NORMAL for all when the key is absent) and special ids; throws dendro::Error
 // naming the file and key when one is missing, of the wrong type, of the wrong length or out of range.
