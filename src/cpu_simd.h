@@ -48,7 +48,6 @@ inline F32x8 load8_bf16(const uint16_t* p) {
 }
 
 inline F32x8 broadcast8_f16(uint16_t bits) { return {_mm256_set1_ps(_cvtsh_ss(bits))}; }
-inline F32x8 add8(F32x8 a, F32x8 b) { return {_mm256_add_ps(a.v, b.v)}; }
 
 // e^x per lane, within 2 ulp of the correctly rounded value (Cephes' expf: x = n ln2 + r, |r| <= ln2/2,
 // a degree-6 polynomial for e^r, 2^n put in the exponent). Inputs are clamped to where e^x is a normal
@@ -121,10 +120,6 @@ inline F32x8 load8_bf16(const uint16_t* p) {
     return r;
 }
 inline F32x8 broadcast8_f16(uint16_t bits) { return broadcast8(fp16_to_fp32(bits)); }
-inline F32x8 add8(F32x8 a, F32x8 b) {
-    for (int i = 0; i < kLanes; ++i) a.v[i] += b.v[i];
-    return a;
-}
 inline F32x8 exp8(F32x8 x) {
     for (float& lane : x.v) lane = std::exp(lane);
     return x;
