@@ -3,6 +3,7 @@
 // share a cache directory, `dendro cache ls|info|rm|clear` inspect and prune it, and `dendro cache bench` runs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <sstream>
 #include <string>
@@ -232,6 +233,18 @@ TEST_F(CacheCliTest, CacheBenchReportsIdenticalLogitsAndCleansUp) {
     std::filesystem::create_directories(scratch);  // never a directory that already exists
     EXPECT_EQ(dendro("cache bench " + shell_quote(scratch) + " -m " + shell_quote(model.path())).exit_code, 1);
     EXPECT_TRUE(std::filesystem::exists(scratch));
+}
+
+TEST_F(CacheCliTest, CacheBenchRejectsBadFlagsWithOneErrorLineAndNoScratchDirectory) {
+    const std::string scratch = dir.file("bench");
+    for (const std::string& flags : {"--prefix 0", "--new 0", "-r 0", "--cache-every -1", "--device tpu"}) {
+        const CommandResult bench =
+            dendro("cache bench " + shell_quote(scratch) + " -m " + shell_quote(model.path()) + " " + flags);
+        EXPECT_EQ(bench.exit_code, 1) << flags;
+        EXPECT_NE(bench.err.find("dendro: "), std::string::npos) << flags << ": " << bench.err;
+        EXPECT_EQ(std::count(bench.err.begin(), bench.err.end(), '\n'), 1) << flags << ": " << bench.err;
+        EXPECT_FALSE(std::filesystem::exists(scratch)) << flags;
+    }
 }
 
 }  // namespace
