@@ -20,6 +20,11 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& file) {
     return std::make_unique<SpmTokenizer>(file, std::move(vocab));
 }
 
+std::string Tokenizer::token_bytes(int32_t id) const {
+    check_token_id(vocab_, id, "token_bytes");
+    return decoded_[static_cast<size_t>(id)];
+}
+
 const std::string& Tokenizer::token_text(int32_t id) const {
     check_token_id(vocab_, id, "token_text");
     return vocab_.tokens[static_cast<size_t>(id)];

@@ -54,7 +54,7 @@ public:
     // add_bos prepends BOS when the vocabulary has one.
     virtual std::vector<int32_t> encode(std::string_view text, bool add_bos) const = 0;
     // The bytes a token stands for, as they appear inside a decoded text (control tokens give "").
-    virtual std::string token_bytes(int32_t id) const = 0;
+    std::string token_bytes(int32_t id) const;
     // Decodes a whole sequence (for SentencePiece, drops the leading space of the dummy prefix).
     virtual std::string decode(std::span<const int32_t> ids) const = 0;
     const std::string& token_text(int32_t id) const;  // the vocabulary entry as stored
@@ -68,6 +68,7 @@ protected:
     explicit Tokenizer(Vocabulary vocab) : vocab_(std::move(vocab)) {}
 
     Vocabulary vocab_;
+    std::vector<std::string> decoded_;  // token_bytes of every token, filled by the subclass's constructor
     int32_t bos_ = -1, eos_ = -1;
     bool add_bos_ = false;
 };

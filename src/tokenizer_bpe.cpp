@@ -283,11 +283,6 @@ std::vector<int32_t> BpeTokenizer::encode(std::string_view text, bool add_bos) c
     return out;
 }
 
-std::string BpeTokenizer::token_bytes(int32_t id) const {
-    check_token_id(vocab_, id, "token_bytes");
-    return decoded_[static_cast<size_t>(id)];
-}
-
 std::string BpeTokenizer::decode(std::span<const int32_t> ids) const {
     std::string out;
     for (const int32_t id : ids) {

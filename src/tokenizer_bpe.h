@@ -35,7 +35,6 @@ public:
 
     std::string model_name() const override;
     std::vector<int32_t> encode(std::string_view text, bool add_bos) const override;
-    std::string token_bytes(int32_t id) const override;
     std::string decode(std::span<const int32_t> ids) const override;
 
 private:
@@ -53,7 +52,6 @@ private:
     bool normalize_nfc_ = false;
     std::unique_ptr<Gpt2Regex> regex_;
     SpecialTokenMatcher specials_;
-    std::vector<std::string> decoded_;           // token_bytes of every token
     std::array<int32_t, 256> byte_token_{};      // the token of each single byte, -1 when it has none
     std::unordered_map<uint64_t, Merge> merges_;  // (left id << 32 | right id) -> merge
 };

@@ -189,11 +189,6 @@ std::vector<int32_t> SpmTokenizer::encode(std::string_view text, bool add_bos) c
     return out;
 }
 
-std::string SpmTokenizer::token_bytes(int32_t id) const {
-    check_token_id(vocab_, id, "token_bytes");
-    return decoded_[static_cast<size_t>(id)];
-}
-
 // As SentencePiece decodes: byte tokens give their bytes; the first text piece loses the space the dummy
 // prefix put before it (every leading text piece does when extra whitespace was removed on encoding).
 std::string SpmTokenizer::decode(std::span<const int32_t> ids) const {

@@ -30,7 +30,6 @@ public:
 
     std::string model_name() const override;
     std::vector<int32_t> encode(std::string_view text, bool add_bos) const override;
-    std::string token_bytes(int32_t id) const override;
     std::string decode(std::span<const int32_t> ids) const override;
 
 private:
@@ -39,7 +38,6 @@ private:
 
     std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
     SpecialTokenMatcher specials_;
-    std::vector<std::string> decoded_;  // token_bytes of every token
     // Whether decode() drops the space SentencePiece put before the text (the dummy prefix), and whether it
     // drops every leading space (when the model also removed extra whitespace on encoding).
     bool strip_leading_space_ = true;
