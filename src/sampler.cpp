@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <unordered_set>
 
 #include "error.h"
 
@@ -64,8 +63,10 @@ int32_t Sampler::sample(std::span<const float> logits) {
 
     // llama.cpp's penalty: once per distinct recent token, dividing positive logits and multiplying others.
     if (params_.repeat_penalty != 1.0f) {
-        const std::unordered_set<int32_t> seen(recent_.begin(), recent_.end());
-        for (int32_t id : seen) {
+        distinct_recent_.assign(recent_.begin(), recent_.end());
+        std::sort(distinct_recent_.begin(), distinct_recent_.end());
+        distinct_recent_.erase(std::unique(distinct_recent_.begin(), distinct_recent_.end()), distinct_recent_.end());
+        for (int32_t id : distinct_recent_) {
             if (id < 0 || id >= n_vocab_) continue;
             float& logit = candidates_[id].first;
             logit = logit > 0.0f ? logit / params_.repeat_penalty : logit * params_.repeat_penalty;
@@ -87,7 +88,8 @@ int32_t Sampler::sample(std::span<const float> logits) {
     // Softmax of logit / temperature over the kept candidates (sorted: the first is the largest).
     if (std::isinf(candidates_[0].first) && candidates_[0].first < 0) fail("sampler: no token has a finite logit");
     const float max_scaled = candidates_[0].first / params_.temperature;
-    std::vector<double> probs(n);
+    std::vector<double>& probs = probs_;
+    probs.resize(n);
     double total = 0.0;
     for (size_t i = 0; i < n; ++i) {
         probs[i] = std::exp(static_cast<double>(candidates_[i].first / params_.temperature - max_scaled));

@@ -36,7 +36,10 @@ private:
     int32_t n_vocab_;
     std::mt19937_64 rng_;
     std::deque<int32_t> recent_;
-    std::vector<std::pair<float, int32_t>> candidates_;  // scratch
+    // Scratch kept between calls, so that sampling a token allocates nothing once warm.
+    std::vector<std::pair<float, int32_t>> candidates_;
+    std::vector<double> probs_;
+    std::vector<int32_t> distinct_recent_;
 };
 
 }  // namespace dendro
