@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include "byte_size.h"
 #include "commands.h"
 #include "hf_converter.h"
 
@@ -12,7 +13,6 @@ namespace dendro::cli {
 namespace {
 
 constexpr size_t kProgressBarWidth = 40;
-constexpr double kBytesPerMiB = 1024.0 * 1024.0;
 
 struct ConvertCommandOptions {
     std::string model_dir;
@@ -63,9 +63,9 @@ void run(const ConvertCommandOptions& opt) {
         bar.end_line();
         throw;
     }
-    std::printf("wrote %s: %lld tensors, %.2f M parameters, %.2f MiB, outtype %s%s\n", opt.output_path.c_str(),
+    std::printf("wrote %s: %lld tensors, %.2f M parameters, %s, outtype %s%s\n", opt.output_path.c_str(),
                 static_cast<long long>(summary.n_tensors), static_cast<double>(summary.n_params) / 1e6,
-                static_cast<double>(summary.output_bytes) / kBytesPerMiB, out_type_name(options.out_type),
+                format_byte_size(summary.output_bytes).c_str(), out_type_name(options.out_type),
                 summary.tied_output ? ", output tied to token_embd" : "");
 }
 
