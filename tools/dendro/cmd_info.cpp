@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "error.h"
 #include "gguf.h"
+#include "tokenizer_vocab.h"
 
 namespace dendro::cli {
 namespace {
@@ -17,20 +18,16 @@ namespace {
 constexpr std::string_view kGeneralPrefix = "general.";
 constexpr std::string_view kTokenizerPrefix = "tokenizer.";
 constexpr const char* kArchitectureKey = "general.architecture";
-constexpr const char* kTokenizerModelKey = "tokenizer.ggml.model";
-constexpr const char* kTokensKey = "tokenizer.ggml.tokens";
-constexpr const char* kBosKey = "tokenizer.ggml.bos_token_id";
-constexpr const char* kEosKey = "tokenizer.ggml.eos_token_id";
 // Longest array shown element by element; longer ones (vocabularies, merges) are summarized.
 constexpr size_t kShownArrayElements = 8;
 
-bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+void print_key_value(const GgufKeyValue& kv) {
+    std::printf("  %-40s = %s\n", kv.key.c_str(), gguf_value_to_string(kv.value, kShownArrayElements).c_str());
+}
 
 void print_keys_with_prefix(const GgufFile& file, std::string_view prefix) {
     for (const GgufKeyValue& kv : file.kvs()) {
-        if (starts_with(kv.key, prefix)) {
-            std::printf("  %-40s = %s\n", kv.key.c_str(), gguf_value_to_string(kv.value, kShownArrayElements).c_str());
-        }
+        if (kv.key.starts_with(prefix)) print_key_value(kv);
     }
 }
 
@@ -41,31 +38,31 @@ std::string optional_uint(const GgufFile& file, const char* key) {
 
 void print_tokenizer(const GgufFile& file) {
     std::printf("\ntokenizer:\n");
-    const auto model = file.get_string_opt(kTokenizerModelKey);
+    const auto model = file.get_string_opt(vocab_key::kModel);
     std::printf("  %-40s %s\n", "model", model ? model->c_str() : "(none)");
-    const GgufValue* tokens = file.find(kTokensKey);
+    const GgufValue* tokens = file.find(vocab_key::kTokens);
     std::printf("  %-40s %s\n", "vocab size", tokens ? std::to_string(tokens->array_size()).c_str() : "(none)");
-    std::printf("  %-40s %s\n", "bos token id", optional_uint(file, kBosKey).c_str());
-    std::printf("  %-40s %s\n", "eos token id", optional_uint(file, kEosKey).c_str());
+    std::printf("  %-40s %s\n", "bos token id", optional_uint(file, vocab_key::kBosId).c_str());
+    std::printf("  %-40s %s\n", "eos token id", optional_uint(file, vocab_key::kEosId).c_str());
     for (const GgufKeyValue& kv : file.kvs()) {
-        if (!starts_with(kv.key, kTokenizerPrefix) || kv.key == kTokenizerModelKey || kv.key == kTokensKey ||
-            kv.key == kBosKey || kv.key == kEosKey) {
+        if (!kv.key.starts_with(kTokenizerPrefix) || kv.key == vocab_key::kModel || kv.key == vocab_key::kTokens ||
+            kv.key == vocab_key::kBosId || kv.key == vocab_key::kEosId) {
             continue;
         }
-        std::printf("  %-40s = %s\n", kv.key.c_str(), gguf_value_to_string(kv.value, kShownArrayElements).c_str());
+        print_key_value(kv);
     }
 }
 
 void print_other_keys(const GgufFile& file, std::string_view arch_prefix) {
     bool header_printed = false;
     for (const GgufKeyValue& kv : file.kvs()) {
-        if (starts_with(kv.key, kGeneralPrefix) || starts_with(kv.key, kTokenizerPrefix) ||
-            (!arch_prefix.empty() && starts_with(kv.key, arch_prefix))) {
+        if (kv.key.starts_with(kGeneralPrefix) || kv.key.starts_with(kTokenizerPrefix) ||
+            (!arch_prefix.empty() && kv.key.starts_with(arch_prefix))) {
             continue;
         }
         if (!header_printed) std::printf("\nother keys:\n");
         header_printed = true;
-        std::printf("  %-40s = %s\n", kv.key.c_str(), gguf_value_to_string(kv.value, kShownArrayElements).c_str());
+        print_key_value(kv);
     }
 }
 
