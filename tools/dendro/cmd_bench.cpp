@@ -19,6 +19,7 @@
 #include "backend.h"
 #include "byte_size.h"
 #include "commands.h"
+#include "measure.h"
 #include "error.h"
 #include "ggml_types.h"
 #include "model.h"
@@ -98,26 +99,6 @@ private:
     bool keep_ = false;
 };
 
-struct Stats {
-    double mean = 0.0, sd = 0.0;
-};
-
-Stats stats(const std::vector<double>& values) {
-    Stats s;
-    for (double v : values) s.mean += v;
-    s.mean /= static_cast<double>(values.size());
-    if (values.size() > 1) {
-        double sum_sq = 0.0;
-        for (double v : values) sum_sq += (v - s.mean) * (v - s.mean);
-        s.sd = std::sqrt(sum_sq / static_cast<double>(values.size() - 1));
-    }
-    return s;
-}
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 std::vector<int32_t> random_tokens(size_t n, int64_t n_vocab) {
     std::mt19937 rng(1234);
     std::uniform_int_distribution<int32_t> dist(0, static_cast<int32_t>(n_vocab - 1));
@@ -182,7 +163,7 @@ void bench(const BenchOptions& opt) {
 
     struct Result {
         std::string test;
-        Stats tokens_per_second;
+        MeanSd tokens_per_second;
         double bandwidth_gbs = 0.0;  // tg only
         std::string sampling;         // tg only
     };
@@ -196,7 +177,7 @@ void bench(const BenchOptions& opt) {
         for (int r = 0; r < opt.repetitions; ++r) {
             rates.push_back(opt.n_prompt / time_prefill(*backend, tokens, logits));
         }
-        results.push_back({concat("pp", opt.n_prompt), stats(rates), 0.0, ""});
+        results.push_back({concat("pp", opt.n_prompt), mean_and_sd(rates), 0.0, ""});
     }
     if (opt.n_gen > 0) {
         std::vector<int> seqs(static_cast<size_t>(opt.batch));
@@ -210,9 +191,9 @@ void bench(const BenchOptions& opt) {
             steps_per_second.push_back(opt.n_gen / seconds);
         }
         const double bytes_per_step = static_cast<double>(backend->weight_bytes_per_token());
-        const double bandwidth = stats(steps_per_second).mean * bytes_per_step / 1e9;
+        const double bandwidth = mean_and_sd(steps_per_second).mean * bytes_per_step / 1e9;
         results.push_back({concat("tg", opt.n_gen, opt.batch > 1 ? concat(" b", opt.batch) : std::string()),
-                           stats(rates), bandwidth, on_device ? "device" : "host"});
+                           mean_and_sd(rates), bandwidth, on_device ? "device" : "host"});
     }
 
     const std::string model_name =

@@ -17,6 +17,7 @@
 #include "byte_size.h"
 #include "cached_prefill.h"
 #include "commands.h"
+#include "measure.h"
 #include "error.h"
 #include "model.h"
 #include "prefix_cache.h"
@@ -112,19 +113,11 @@ struct CacheBenchOptions {
     std::string device = "auto";
 };
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 // "mean ± sd s" over the repetitions.
 std::string mean_sd(const std::vector<double>& seconds) {
-    double mean = 0.0, sum_sq = 0.0;
-    for (double s : seconds) mean += s;
-    mean /= static_cast<double>(seconds.size());
-    for (double s : seconds) sum_sq += (s - mean) * (s - mean);
-    const double sd = seconds.size() > 1 ? std::sqrt(sum_sq / static_cast<double>(seconds.size() - 1)) : 0.0;
+    const MeanSd m = mean_and_sd(seconds);
     char text[64];
-    std::snprintf(text, sizeof text, "%.4f ± %.4f s", mean, sd);
+    std::snprintf(text, sizeof text, "%.4f ± %.4f s", m.mean, m.sd);
     return text;
 }
 

@@ -9,6 +9,7 @@
 #include "byte_size.h"
 #include "cached_prefill.h"
 #include "commands.h"
+#include "measure.h"
 #include "text_input.h"
 #include "error.h"
 #include "generation.h"
@@ -30,10 +31,6 @@ struct RunOptions {
     std::string device = "auto";
     PromptCacheOptions cache;
 };
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 double per_second(double count, double seconds) { return seconds > 0 ? count / seconds : 0.0; }
 
