@@ -1,13 +1,12 @@
 // The CPU backend's forward pass (HF MambaForCausalLM in fp32) and sequence-slot management.
 #include "cpu_backend.h"
 
-#include <omp.h>
-
 #include <algorithm>
 
 #include "backend_arguments.h"
 #include "cpu_matmul.h"
 #include "cpu_ops.h"
+#include "cpu_topology.h"
 #include "error.h"
 
 namespace dendro {
@@ -30,17 +29,31 @@ std::vector<float> to_f32(const TensorView& t) {
 
 size_t vector_bytes(const std::vector<float>& v) { return v.size() * sizeof(float); }
 
+int resolve_thread_count(int requested) {
+    if (requested < 0 || requested > kMaxThreads) {
+        fail("invalid thread count ", requested, " (0 means one per core; at most ", kMaxThreads, ")");
+    }
+    return requested > 0 ? requested : default_thread_count();
+}
+
 }  // namespace
 
 CpuBackend::CpuBackend(const MambaModel& model, const BackendOptions& options)
-    : model_(model), hp_(model.hparams()) {
-    if (options.n_threads < 0 || options.n_threads > kMaxThreads) {
-        fail("invalid thread count ", options.n_threads, " (0 means all cores; at most ", kMaxThreads, ")");
-    }
+    : model_(model), hp_(model.hparams()), pool_(resolve_thread_count(options.n_threads)) {
     if (options.n_seq_max < 1) fail("invalid number of sequence slots ", options.n_seq_max);
-    n_threads_ = options.n_threads > 0 ? options.n_threads : omp_get_max_threads();
 
     const MambaWeights& w = model.weights();
+    // Checked here, before any pass: a thread that threw inside the pool's task would leave the others
+    // waiting at a barrier.
+    const auto check_matrix = [](const TensorView& m) {
+        if (m.present() && !cpu::supported_matrix_type(m.type)) {
+            fail("tensor ", m.name, ": the CPU backend cannot compute with weight matrices of type ", ggml_type_name(m.type));
+        }
+    };
+    check_matrix(w.output);
+    for (const MambaLayerWeights& l : w.layers) {
+        for (const TensorView* m : {&l.ssm_in, &l.ssm_x, &l.ssm_dt_w, &l.ssm_out}) check_matrix(*m);
+    }
     layers_.reserve(w.layers.size());
     for (const MambaLayerWeights& l : w.layers) {
         layers_.push_back(LayerVectors{to_f32(l.attn_norm), to_f32(l.ssm_in_b), to_f32(l.conv1d_w),
@@ -104,12 +117,13 @@ void CpuBackend::prefill(int seq, std::span<const int32_t> tokens, std::span<flo
         const int64_t n = std::min(kPrefillChunk, n_tokens - start);
         embed(tokens.subspan(static_cast<size_t>(start), static_cast<size_t>(n)));
         const SeqSpan span{seq, 0, n};
-        run_layers({&span, 1}, n);
+        LogitRows wanted;  // none for a chunk before the last unless every position's logits are asked for
         if (all_logits) {
-            compute_logits(0, n, logits.data() + start * hp_.n_vocab);
+            wanted = {0, n, logits.data() + start * hp_.n_vocab};
         } else if (start + n == n_tokens) {
-            compute_logits(n - 1, 1, logits.data());
+            wanted = {n - 1, 1, logits.data()};
         }
+        forward({&span, 1}, n, wanted);
     }
 }
 
@@ -122,18 +136,16 @@ void CpuBackend::decode(std::span<const int> seqs, std::span<const int32_t> toke
     embed(tokens);
     decode_spans_.clear();
     for (int64_t i = 0; i < n; ++i) decode_spans_.push_back(SeqSpan{seqs[i], i, 1});
-    run_layers(decode_spans_, n);
-    compute_logits(0, n, logits.data());
+    forward(decode_spans_, n, {0, n, logits.data()});
 }
 
-void CpuBackend::run_layers(std::span<const SeqSpan> spans, int64_t n_rows) {
-    // One parallel region for all layers: each thread takes fixed shares of tokens, channels and rows, and
-    // the threads meet only where a step needs what others computed (five barriers a layer).
-#pragma omp parallel num_threads(n_threads_) if (n_threads_ > 1)
-    {
-        const int thread = omp_get_thread_num(), n_threads = omp_get_num_threads();
+void CpuBackend::forward(std::span<const SeqSpan> spans, int64_t n_rows, const LogitRows& wanted) {
+    // One task for the whole pass: each thread takes fixed shares of tokens, channels and rows, and the
+    // threads meet only where a step needs what others computed (five barriers a layer, one more for the logits).
+    pool_.run([&](int thread, int n_threads) {
         for (int64_t il = 0; il < hp_.n_layer; ++il) run_mixer(il, spans, n_rows, thread, n_threads);
-    }
+        if (wanted.n_rows > 0) compute_logits(wanted, thread, n_threads);
+    });
 }
 
 void CpuBackend::run_mixer(int64_t il, std::span<const SeqSpan> spans, int64_t n_rows, int thread, int n_threads) {
@@ -148,7 +160,7 @@ void CpuBackend::run_mixer(int64_t il, std::span<const SeqSpan> spans, int64_t n
         cpu::rms_norm(resid_.data() + r * d_model, v.attn_norm.data(), d_model, hp_.norm_eps,
                       normed_.data() + r * d_model);
     }
-#pragma omp barrier
+    pool_.barrier();
     for (const int64_t half : {int64_t{0}, d_inner}) {
         cpu::matmul_rows(w.ssm_in, {normed_.data(), d_model}, n_rows, {xz_.data(), n_xz}, half + channels.begin,
                          half + channels.end);
@@ -167,11 +179,11 @@ void CpuBackend::run_mixer(int64_t il, std::span<const SeqSpan> spans, int64_t n
                                    {xc_.data() + s.first_row * d_inner + c, d_inner}, s.n_tokens);
         }
     }
-#pragma omp barrier
+    pool_.barrier();
 
     const cpu::Range xdbc_rows = cpu::thread_share(n_xdbc, thread, n_threads);
     cpu::matmul_rows(w.ssm_x, {xc_.data(), d_inner}, n_rows, {xdbc_.data(), n_xdbc}, xdbc_rows.begin, xdbc_rows.end);
-#pragma omp barrier
+    pool_.barrier();
     if (hp_.dt_b_c_rms) {
         for (int64_t r = thread; r < n_rows; r += n_threads) {
             float* row = xdbc_.data() + r * n_xdbc;
@@ -179,7 +191,7 @@ void CpuBackend::run_mixer(int64_t il, std::span<const SeqSpan> spans, int64_t n
             cpu::rms_norm(row + dt_rank, nullptr, d_state, hp_.mixer_rms_eps, row + dt_rank);
             cpu::rms_norm(row + dt_rank + d_state, nullptr, d_state, hp_.mixer_rms_eps, row + dt_rank + d_state);
         }
-#pragma omp barrier
+        pool_.barrier();
     }
 
     cpu::matmul_rows(w.ssm_dt_w, {xdbc_.data(), n_xdbc}, n_rows, {dt_.data(), d_inner}, channels.begin, channels.end);
@@ -198,7 +210,7 @@ void CpuBackend::run_mixer(int64_t il, std::span<const SeqSpan> spans, int64_t n
                               s.n_tokens);
         }
     }
-#pragma omp barrier
+    pool_.barrier();
 
     const cpu::Range model_rows = cpu::thread_share(d_model, thread, n_threads);
     cpu::matmul_rows(w.ssm_out, {y_.data(), d_inner}, n_rows, {out_.data(), d_model}, model_rows.begin,
@@ -210,16 +222,19 @@ void CpuBackend::run_mixer(int64_t il, std::span<const SeqSpan> spans, int64_t n
             resid[i] += v.out_bias.empty() ? out[i] : out[i] + v.out_bias[i];
         }
     }
-#pragma omp barrier
+    pool_.barrier();
 }
 
-void CpuBackend::compute_logits(int64_t first_row, int64_t n_rows, float* logits) {
+void CpuBackend::compute_logits(const LogitRows& wanted, int thread, int n_threads) {
     const int64_t d_model = hp_.d_model;
-    for (int64_t r = 0; r < n_rows; ++r) {
-        cpu::rms_norm(resid_.data() + (first_row + r) * d_model, output_norm_.data(), d_model, hp_.norm_eps,
+    for (int64_t r = thread; r < wanted.n_rows; r += n_threads) {
+        cpu::rms_norm(resid_.data() + (wanted.first_row + r) * d_model, output_norm_.data(), d_model, hp_.norm_eps,
                       normed_.data() + r * d_model);
     }
-    cpu::matmul(model_.weights().output, {normed_.data(), d_model}, n_rows, {logits, hp_.n_vocab}, n_threads_);
+    pool_.barrier();
+    const cpu::Range vocab_rows = cpu::thread_share(hp_.n_vocab, thread, n_threads);
+    cpu::matmul_rows(model_.weights().output, {normed_.data(), d_model}, wanted.n_rows, {wanted.logits, hp_.n_vocab},
+                     vocab_rows.begin, vocab_rows.end);
 }
 
 uint64_t CpuBackend::fp32_vector_bytes() const {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "thread_pool.h"
 
 namespace dendro {
 
@@ -20,7 +21,7 @@ public:
     std::string name() const override { return "cpu"; }
     const MambaHparams& hparams() const override { return hp_; }
     int n_seq_max() const override { return static_cast<int>(slots_.size()); }
-    int n_threads() const { return n_threads_; }
+    int n_threads() const { return pool_.size(); }
 
     void reset(int seq) override;
     void prefill(int seq, std::span<const int32_t> tokens, std::span<float> logits, bool all_logits) override;
@@ -45,16 +46,24 @@ private:
 
     void reserve_rows(int64_t n_rows);
     void embed(std::span<const int32_t> tokens);
-    void run_layers(std::span<const SeqSpan> spans, int64_t n_rows);
-    // Layer il, as run by thread `thread` of a team of n_threads (inside run_layers' parallel region).
+    // Batch rows [first_row, first_row + n_rows) whose logits a pass writes to `logits` (n_rows * n_vocab).
+    struct LogitRows {
+        int64_t first_row = 0;
+        int64_t n_rows = 0;  // 0: no logits
+        float* logits = nullptr;
+    };
+
+    // Every layer over the batch, then the logits of `wanted`, in one task of the thread pool.
+    void forward(std::span<const SeqSpan> spans, int64_t n_rows, const LogitRows& wanted);
+    // Layer il, as run by thread `thread` of the pool's n_threads (inside forward's task).
     void run_mixer(int64_t il, std::span<const SeqSpan> spans, int64_t n_rows, int thread, int n_threads);
-    // Final norm and lm_head of batch rows [first_row, first_row + n_rows) into logits (n_rows * n_vocab).
-    void compute_logits(int64_t first_row, int64_t n_rows, float* logits);
+    // Final norm and lm_head of the wanted rows, as run by thread `thread` (inside forward's task).
+    void compute_logits(const LogitRows& wanted, int thread, int n_threads);
     uint64_t fp32_vector_bytes() const;
 
     const MambaModel& model_;
     MambaHparams hp_;
-    int n_threads_;
+    ThreadPool pool_;
     std::vector<LayerVectors> layers_;
     std::vector<float> output_norm_;
     std::vector<SequenceState> slots_;

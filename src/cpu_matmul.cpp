@@ -6,7 +6,6 @@
 // or which thread computes it.
 #include "cpu_matmul.h"
 
-#include <omp.h>
 
 #include <algorithm>
 #include <type_traits>
@@ -230,16 +229,6 @@ void matmul_rows(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, 
         case GgmlType::BF16: return matmul_typed<BF16Row>(p, n_tokens, row_begin, row_end);
         case GgmlType::Q8_0: return matmul_typed<Q8Row>(p, n_tokens, row_begin, row_end);
         default: fail_unsupported_type(w);
-    }
-}
-
-void matmul(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, int n_threads) {
-    // Checked before the parallel region: an exception must not leave an OpenMP thread.
-    if (!supported_matrix_type(w.type)) fail_unsupported_type(w);
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
-    {
-        const Range rows = thread_share(w.n_rows(), omp_get_thread_num(), omp_get_num_threads());
-        matmul_rows(w, x, n_tokens, y, rows.begin, rows.end);
     }
 }
 

@@ -33,11 +33,8 @@ Range thread_share(int64_t n, int index, int count);
 bool supported_matrix_type(GgmlType type);  // F32, F16, BF16, Q8_0
 
 // y[t][r] = dot(W row r, x[t]) for t < n_tokens and rows row_begin <= r < row_end of W, on the calling thread
-// (for use inside a parallel region); x rows have W.row_length() elements.
+// (each thread of a pool takes its share of the rows); x rows have W.row_length() elements.
 void matmul_rows(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, int64_t row_begin,
                  int64_t row_end);
-
-// The same for every row of W, shared among n_threads OpenMP threads.
-void matmul(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, int n_threads);
 
 }  // namespace dendro::cpu

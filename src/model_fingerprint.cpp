@@ -12,8 +12,10 @@
 #include <vector>
 
 #include "atomic_file.h"
+#include "cpu_topology.h"
 #include "error.h"
 #include "gguf.h"
+#include "thread_pool.h"
 
 namespace dendro {
 namespace {
@@ -107,13 +109,19 @@ ModelFingerprint fingerprint_bytes(std::span<const uint8_t> bytes) {
     const size_t n_chunks = (bytes.size() + kFingerprintChunkBytes - 1) / kFingerprintChunkBytes;
     // digests: one (high, low) pair per chunk, then the total length, hashed together at the end.
     std::vector<uint64_t> digests(2 * n_chunks + 1);
-#pragma omp parallel for schedule(dynamic, 1)
-    for (size_t c = 0; c < n_chunks; ++c) {
+    const auto hash_chunk = [&](int64_t chunk) {
+        const auto c = static_cast<size_t>(chunk);
         const size_t begin = c * kFingerprintChunkBytes;
         const size_t size = std::min(kFingerprintChunkBytes, bytes.size() - begin);
         const XXH128_hash_t h = XXH3_128bits(bytes.data() + begin, size);
         digests[2 * c] = h.high64;
         digests[2 * c + 1] = h.low64;
+    };
+    if (n_chunks > 1) {
+        ThreadPool pool(static_cast<int>(std::min<size_t>(n_chunks, static_cast<size_t>(default_thread_count()))));
+        pool.for_each_index(static_cast<int64_t>(n_chunks), hash_chunk);
+    } else if (n_chunks == 1) {
+        hash_chunk(0);
     }
     digests.back() = bytes.size();
     return from_xxh128(XXH3_128bits(digests.data(), digests.size() * sizeof(uint64_t)));

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
-#include <omp.h>
-
+#include "cpu_topology.h"
 #include "error.h"
+#include "thread_pool.h"
 
 namespace dendro {
 namespace {
@@ -51,6 +51,7 @@ PerplexityResult compute_perplexity(Backend& backend, std::span<const int32_t> t
     std::vector<float> logits(static_cast<size_t>(n_scored_per_chunk * n_vocab));
     std::vector<double> token_nll(static_cast<size_t>(n_scored_per_chunk));
 
+    ThreadPool scoring_pool(options.n_threads > 0 ? options.n_threads : default_thread_count());
     PerplexityResult result;
     double nll_sum = 0.0, nll2_sum = 0.0;
     const int seq = 0;
@@ -63,11 +64,12 @@ PerplexityResult compute_perplexity(Backend& backend, std::span<const int32_t> t
         backend.prefill(seq, chunk_span.subspan(static_cast<size_t>(first), static_cast<size_t>(n_scored_per_chunk)),
                         logits, /*all_logits=*/true);
 
-#pragma omp parallel for num_threads(options.n_threads > 0 ? options.n_threads : omp_get_max_threads())
-        for (int64_t i = 0; i < n_scored_per_chunk; ++i) {
-            const std::span<const float> row(logits.data() + i * n_vocab, static_cast<size_t>(n_vocab));
-            token_nll[static_cast<size_t>(i)] = negative_log_likelihood(row, chunk[first + 1 + i]);
-        }
+        scoring_pool.run([&](int thread, int n_threads) {
+            for (int64_t i = thread; i < n_scored_per_chunk; i += n_threads) {
+                const std::span<const float> row(logits.data() + i * n_vocab, static_cast<size_t>(n_vocab));
+                token_nll[static_cast<size_t>(i)] = negative_log_likelihood(row, chunk[first + 1 + i]);
+            }
+        });
         // Summed in order so that the result does not depend on the thread count.
         for (const double v : token_nll) {
             nll_sum += v;

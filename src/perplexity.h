@@ -18,7 +18,7 @@ struct PerplexityOptions {
     int32_t n_ctx = 512;      // tokens per chunk
     int32_t max_chunks = -1;  // evaluate at most this many chunks; -1 = all
     int32_t bos = -1;         // token put at the start of every chunk; -1 = keep the text's token
-    int n_threads = 0;        // threads for the log-softmax scoring; 0 = OpenMP's default
+    int n_threads = 0;        // threads for the log-softmax scoring; 0 = one per core
 };
 
 struct PerplexityResult {

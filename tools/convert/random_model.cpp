@@ -5,11 +5,14 @@
 
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <vector>
 
+#include "cpu_topology.h"
 #include "error.h"
 #include "gguf.h"
 #include "tokenizer.h"
+#include "thread_pool.h"
 #include "tokenizer_bpe.h"
 
 namespace dendro {
@@ -53,7 +56,8 @@ using RowFn = std::function<void(uint64_t stream, int64_t row, float* values, in
 
 class RandomModelWriter {
 public:
-    explicit RandomModelWriter(uint64_t seed) : seed_(seed) {}
+    explicit RandomModelWriter(uint64_t seed)
+        : seed_(seed), pool_(std::make_shared<ThreadPool>(default_thread_count())) {}
 
     void add(GgufWriter& writer, const std::string& name, GgmlType type, std::vector<int64_t> ne, RowFn fn) {
         const uint64_t stream = mix(seed_ ^ name_hash(name));
@@ -61,22 +65,27 @@ public:
         int64_t n_rows = 1;
         for (size_t i = 1; i < ne.size(); ++i) n_rows *= ne[i];
         const size_t row_bytes = ggml_row_size(type, row_length);
-        writer.add_tensor(name, type, std::move(ne), [=](std::vector<uint8_t>& out) {
+        // The tensor is filled when the writer streams it out, after add() has returned: the pool is shared.
+        writer.add_tensor(name, type, std::move(ne), [=, pool = pool_](std::vector<uint8_t>& out) {
             out.resize(row_bytes * static_cast<size_t>(n_rows));
-#pragma omp parallel if (row_length * n_rows >= kParallelElements)
-            {
+            const auto fill_rows = [&](int thread, int n_threads) {
                 std::vector<float> values(static_cast<size_t>(row_length));
-#pragma omp for schedule(static)
-                for (int64_t r = 0; r < n_rows; ++r) {
+                for (int64_t r = thread; r < n_rows; r += n_threads) {
                     fn(stream, r, values.data(), row_length);
                     quantize_row(type, values.data(), out.data() + r * row_bytes, row_length);
                 }
+            };
+            if (row_length * n_rows >= kParallelElements) {
+                pool->run(fill_rows);
+            } else {
+                fill_rows(0, 1);
             }
         });
     }
 
 private:
     uint64_t seed_;
+    std::shared_ptr<ThreadPool> pool_;
 };
 
 RowFn uniform(float amplitude) {

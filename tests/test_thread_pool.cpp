@@ -1,0 +1,151 @@
+// The CPU backend's thread pool: every thread runs each task once, barriers separate phases, errors reach
+// the caller, and it keeps working when there are more threads than cores.
+#include "thread_pool.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <stdexcept>
+#include <vector>
+
+#include "adaptive_team_size.h"
+#include "cpu_topology.h"
+#include "error.h"
+
+namespace dendro {
+namespace {
+
+TEST(ThreadPool, RunsTheTaskOnceOnEachThreadOfTheTeam) {
+    for (const int n : {1, 2, 3, 8}) {
+        ThreadPool pool(n);
+        EXPECT_EQ(pool.size(), n);
+        for (int round = 0; round < 100; ++round) {
+            std::vector<std::atomic<int>> calls(static_cast<size_t>(n));
+            std::atomic<int> team{0};
+            pool.run([&](int thread, int n_threads) {
+                team = n_threads;
+                ++calls[static_cast<size_t>(thread)];
+            });
+            // The first task gets the whole pool; later ones fewer threads if this busy machine stalled them.
+            if (round == 0) EXPECT_EQ(team.load(), n);
+            ASSERT_GE(team.load(), 1);
+            ASSERT_LE(team.load(), n);
+            for (int t = 0; t < n; ++t) {
+                EXPECT_EQ(calls[static_cast<size_t>(t)].load(), t < team ? 1 : 0)
+                    << "thread " << t << " of a team of " << team << ", round " << round;
+            }
+        }
+    }
+}
+
+// A task whose thread 1 is held up far longer than any barrier takes (as when another process has its core)
+// makes the next task run on a smaller team.
+TEST(ThreadPool, AStalledTaskShrinksTheNextTeam) {
+    ThreadPool pool(2);
+    pool.run([&](int thread, int) {
+        if (thread == 1) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        pool.barrier();
+    });
+    std::atomic<int> team{0};
+    pool.run([&](int, int n_threads) { team = n_threads; });
+    EXPECT_EQ(team.load(), 1);
+}
+
+// Each phase reads what every thread wrote in the phase before: a barrier that let one thread through early
+// would make it read a stale value. Eight threads on this 2-core machine also exercise the sleeping path.
+TEST(ThreadPool, BarrierSeparatesPhases) {
+    constexpr int kThreads = 8, kPhases = 2000;
+    ThreadPool pool(kThreads);
+    std::vector<std::atomic<int>> slots(kThreads);
+    std::atomic<int> stale{0};
+    pool.run([&](int thread, int n_threads) {
+        for (int phase = 1; phase <= kPhases; ++phase) {
+            slots[static_cast<size_t>(thread)].store(phase, std::memory_order_relaxed);
+            pool.barrier();
+            for (int other = 0; other < n_threads; ++other) {
+                if (slots[static_cast<size_t>(other)].load(std::memory_order_relaxed) != phase) ++stale;
+            }
+            pool.barrier();
+        }
+    });
+    EXPECT_EQ(stale.load(), 0);
+}
+
+TEST(ThreadPool, ForEachIndexVisitsEveryIndexOnce) {
+    ThreadPool pool(3);
+    for (const int64_t n : {0, 1, 2, 1000}) {
+        std::vector<std::atomic<int>> visits(static_cast<size_t>(n));
+        pool.for_each_index(n, [&](int64_t i) { ++visits[static_cast<size_t>(i)]; });
+        for (int64_t i = 0; i < n; ++i) EXPECT_EQ(visits[static_cast<size_t>(i)].load(), 1) << "index " << i;
+    }
+}
+
+TEST(ThreadPool, RethrowsTheFirstErrorAfterAllThreadsFinish) {
+    ThreadPool pool(4);
+    std::atomic<int> finished{0};
+    EXPECT_THROW(pool.run([&](int thread, int) {
+        if (thread == 2) throw std::runtime_error("worker failed");
+        ++finished;
+    }),
+                 std::runtime_error);
+    EXPECT_EQ(finished.load(), 3);
+    // The pool is still usable.
+    std::atomic<int> ran{0};
+    pool.run([&](int, int) { ++ran; });
+    EXPECT_EQ(ran.load(), 4);
+}
+
+TEST(ThreadPool, RefusesAnEmptyTeam) {
+    EXPECT_THROW(ThreadPool{0}, Error);
+    EXPECT_THROW(ThreadPool{-1}, Error);
+}
+
+// The team-size rule on a made-up clock.
+TEST(AdaptiveTeamSize, ShrinksOnStallsAndProbesAgainWithBackoff) {
+    using Clock = AdaptiveTeamSize::Clock;
+    const Clock::duration first = AdaptiveTeamSize::kFirstProbeInterval;
+    Clock::time_point now{};
+    AdaptiveTeamSize team(4);
+    EXPECT_EQ(team.next(now), 4);
+    team.finished(false, now);
+    EXPECT_EQ(team.next(now), 4);  // no stall: the whole pool again
+    team.finished(true, now);
+    EXPECT_EQ(team.next(now), 3);  // a stall: one fewer
+    team.finished(true, now);
+    EXPECT_EQ(team.next(now), 2);
+    team.finished(false, now);
+    EXPECT_EQ(team.next(now + first / 2), 2);  // no probe before the interval has passed
+    team.finished(false, now + first / 2);
+    now += first;
+    EXPECT_EQ(team.next(now), 3);  // the probe
+    team.finished(true, now);      // stalled: back to 2, and the next probe waits twice as long
+    EXPECT_EQ(team.next(now + first + first / 2), 2);
+    team.finished(false, now + first + first / 2);
+    now += 2 * first;
+    EXPECT_EQ(team.next(now), 3);
+    team.finished(false, now);     // the probe ran clean: keep it, and probe again soon
+    now += first;
+    EXPECT_EQ(team.next(now), 4);
+    team.finished(false, now);
+    EXPECT_EQ(team.next(now + 10 * first), 4);  // never above the pool
+}
+
+TEST(AdaptiveTeamSize, BackoffIsBoundedAndOneThreadNeverStalls) {
+    using Clock = AdaptiveTeamSize::Clock;
+    Clock::time_point now{};
+    AdaptiveTeamSize team(2);
+    for (int i = 0; i < 40; ++i) {  // a machine that stays busy: every probe stalls
+        const int size = team.next(now);
+        team.finished(size > 1, now);
+        now += AdaptiveTeamSize::kLongestProbeInterval;
+    }
+    EXPECT_EQ(team.next(now), 2) << "a probe is still made after the longest interval";
+    EXPECT_EQ(AdaptiveTeamSize(0).max_threads(), 1);
+}
+
+TEST(ThreadPool, DefaultThreadCountIsAtLeastOne) { EXPECT_GE(default_thread_count(), 1); }
+
+}  // namespace
+}  // namespace dendro
