@@ -338,6 +338,17 @@ TEST(ConvertErrors, ExistingOutputLeftAloneOnFailure) {
     EXPECT_EQ(test::read_file(out), original);
 }
 
+// An added_tokens_decoder id whose + 1 overflows int64 once passed the range check and wrote the vocabulary
+// arrays out of bounds (heap corruption); it is one clear error naming the file and the id.
+TEST(ConvertErrors, AddedTokenIdNearInt64MaxIsAnError) {
+    const test::TempDir tmp;
+    const std::string dir = copy_fixture("mamba_f16_spm", tmp);
+    std::ofstream(dir + "/tokenizer_config.json")
+        << R"({"added_tokens_decoder": {"9223372036854775807": {"content": "<x>", "special": true}}})";
+    expect_failure(dir, {"tokenizer_config.json", "added_tokens_decoder entry '9223372036854775807'",
+                         "lies past the model's 500 vocabulary rows"});
+}
+
 TEST(Convert, ConfigWithInfinityAndNaNConverts) {
     const test::TempDir tmp;
     const std::string dir = copy_fixture("mamba_tied_bpe", tmp);
