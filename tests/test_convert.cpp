@@ -349,6 +349,23 @@ TEST(ConvertErrors, AddedTokenIdNearInt64MaxIsAnError) {
                          "lies past the model's 500 vocabulary rows"});
 }
 
+// intermediate_size is trusted whatever expand says, and a fractional expand without it gives
+// expand * hidden_size when that is a whole number (1.5 * 32 = 48 would not match these weights).
+TEST(Convert, FractionalExpandWithIntermediateSizeConverts) {
+    const test::TempDir tmp;
+    const std::string dir = copy_fixture("mamba_tied_bpe", tmp);
+    edit_config(dir, [](nlohmann::json& c) { c["expand"] = 1.5; });
+    const test::CommandResult r = convert(dir, tmp.file("out.gguf"), "--outtype f32");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(MambaModel::load(tmp.file("out.gguf"))->hparams().d_inner, 64);
+
+    edit_config(dir, [](nlohmann::json& c) { c.erase("intermediate_size"); });
+    expect_failure(dir, {"in_proj.weight", "expected [96, 32]"});
+    edit_config(dir, [](nlohmann::json& c) { c["expand"] = 2.0; });
+    ASSERT_EQ(convert(dir, tmp.file("out2.gguf"), "--outtype f32").exit_code, 0);
+    EXPECT_EQ(MambaModel::load(tmp.file("out2.gguf"))->hparams().d_inner, 64);
+}
+
 TEST(Convert, ConfigWithInfinityAndNaNConverts) {
     const test::TempDir tmp;
     const std::string dir = copy_fixture("mamba_tied_bpe", tmp);
