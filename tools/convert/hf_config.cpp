@@ -131,7 +131,9 @@ int64_t intermediate_size_from_expand(const ConfigReader& reader, int64_t hidden
         if (!factor || *factor == 0) fail(source, ": key 'expand' = ", expand.dump(), " is not positive");
         const std::optional<uint64_t> product = try_mul(*factor, static_cast<uint64_t>(hidden_size));
         if (!product) fail(product_text, " overflows");
-        if (std::cmp_greater(*product, kMaxDimension)) fail(product_text, " = ", *product, " is more than ", kMaxDimension);
+        if (std::cmp_greater(*product, kMaxDimension)) {
+            fail(product_text, " = ", *product, " is more than ", kMaxDimension);
+        }
         return static_cast<int64_t>(*product);
     }
     const double factor = expand.get<double>();

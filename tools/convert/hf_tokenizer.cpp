@@ -258,7 +258,8 @@ void add_bpe_tokenizer(const std::string& dir, const json& tokenizer, std::strin
             const json* is_special = member(token, "special");
             const std::string text = content->get<std::string>();
             const bool control = (is_special && *is_special == true) || looks_special(text);
-            if (const std::optional<uint64_t> past = json_unsigned(*id); past && !is_index_below(*past, n_vocab_padded)) {
+            const std::optional<uint64_t> past = json_unsigned(*id);
+            if (past && !is_index_below(*past, n_vocab_padded)) {
                 if (warn) {
                     warn(concat(source, ": added token '", text, "' (id ", *past, ") lies past the model's ",
                                 n_vocab_padded, " embedding rows; dropped"));
