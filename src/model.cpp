@@ -190,7 +190,8 @@ std::unique_ptr<MambaModel> MambaModel::from_gguf(std::unique_ptr<GgufFile> file
     w.output = loader.optional_tensor("output.weight", {hp.d_model, hp.n_vocab}, true);
     w.tied_output = !w.output.present();
     if (w.tied_output) w.output = w.token_embd;
-    w.layers.reserve(static_cast<size_t>(hp.n_layer));
+    // Not reserved by block_count: a count the file cannot hold fails on its first missing layer tensor, and
+    // the list grows only with layers that exist.
     for (int64_t il = 0; il < hp.n_layer; ++il) w.layers.push_back(load_layer(loader, hp, il));
 
     model->hparams_ = hp;

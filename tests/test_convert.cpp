@@ -338,6 +338,34 @@ TEST(ConvertErrors, ExistingOutputLeftAloneOnFailure) {
     EXPECT_EQ(test::read_file(out), original);
 }
 
+// An added_tokens_decoder id whose + 1 overflows int64 once passed the range check and wrote the vocabulary
+// arrays out of bounds (heap corruption); it is one clear error naming the file and the id.
+TEST(ConvertErrors, AddedTokenIdNearInt64MaxIsAnError) {
+    const test::TempDir tmp;
+    const std::string dir = copy_fixture("mamba_f16_spm", tmp);
+    std::ofstream(dir + "/tokenizer_config.json")
+        << R"({"added_tokens_decoder": {"9223372036854775807": {"content": "<x>", "special": true}}})";
+    expect_failure(dir, {"tokenizer_config.json", "added_tokens_decoder entry '9223372036854775807'",
+                         "lies past the model's 500 vocabulary rows"});
+}
+
+// intermediate_size is trusted whatever expand says, and a fractional expand without it gives
+// expand * hidden_size when that is a whole number (1.5 * 32 = 48 would not match these weights).
+TEST(Convert, FractionalExpandWithIntermediateSizeConverts) {
+    const test::TempDir tmp;
+    const std::string dir = copy_fixture("mamba_tied_bpe", tmp);
+    edit_config(dir, [](nlohmann::json& c) { c["expand"] = 1.5; });
+    const test::CommandResult r = convert(dir, tmp.file("out.gguf"), "--outtype f32");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(MambaModel::load(tmp.file("out.gguf"))->hparams().d_inner, 64);
+
+    edit_config(dir, [](nlohmann::json& c) { c.erase("intermediate_size"); });
+    expect_failure(dir, {"in_proj.weight", "expected [96, 32]"});
+    edit_config(dir, [](nlohmann::json& c) { c["expand"] = 2.0; });
+    ASSERT_EQ(convert(dir, tmp.file("out2.gguf"), "--outtype f32").exit_code, 0);
+    EXPECT_EQ(MambaModel::load(tmp.file("out2.gguf"))->hparams().d_inner, 64);
+}
+
 TEST(Convert, ConfigWithInfinityAndNaNConverts) {
     const test::TempDir tmp;
     const std::string dir = copy_fixture("mamba_tied_bpe", tmp);

@@ -155,6 +155,13 @@ TEST_F(GgufMalformed, HugeArrays) {
     GgufBytes long_element;
     long_element.header(0, 1).str("a").u32(kTypeArray).u32(kTypeString).u64(1).u64(kHuge);
     expect_rejected(long_element, {"array string has length", "key 'a'"});
+    // 2^40 strings claimed in a 1 KB file: refused by the bytes left, before anything is allocated.
+    constexpr uint64_t kTerastrings = uint64_t{1} << 40;
+    constexpr size_t kKilobyte = 1024;
+    GgufBytes kilobyte;
+    kilobyte.header(0, 1).str("a").u32(kTypeArray).u32(kTypeString).u64(kTerastrings);
+    kilobyte.zeros(kKilobyte - kilobyte.size());
+    expect_rejected(kilobyte, {"array length is 1099511627776", "can hold at most", "key 'a'"});
 }
 
 TEST_F(GgufMalformed, ValueTypes) {

@@ -132,7 +132,40 @@ TEST(HfConfig, RefusesMissingOrInvalidValues) {
     EXPECT_NE(error_of(head + R"("vocab_size": 8, "hidden_size": 8, "num_hidden_layers": 1, "use_bias": 1})")
                   .find("'use_bias' must be true or false"),
               std::string::npos);
+    // Integers above INT64_MAX were reported wrapped to negative numbers.
+    const std::string huge = error_of(head + R"("vocab_size": 18446744073709551615, "hidden_size": 8,
+        "num_hidden_layers": 1})");
+    EXPECT_NE(huge.find("'vocab_size' = 18446744073709551615 is out of range"), std::string::npos) << huge;
     EXPECT_NE(error_of(R"([1])").find("not a JSON object"), std::string::npos);
+}
+
+// expand * hidden_size was computed unchecked: it could overflow int64 and was never range-checked.
+TEST(HfConfig, ExpandTimesHiddenSizeIsChecked) {
+    const std::string head = R"({"architectures": ["MambaForCausalLM"], "vocab_size": 8, "num_hidden_layers": 1, )";
+    const std::string overflow = error_of(head + R"("hidden_size": 4294967295, "expand": 4294967295})");
+    EXPECT_NE(overflow.find("config.json"), std::string::npos) << overflow;
+    EXPECT_NE(overflow.find("expand"), std::string::npos) << overflow;
+    const std::string wraps = error_of(head + R"("hidden_size": 16, "expand": 4611686018427387904})");
+    EXPECT_NE(wraps.find("'expand' 4611686018427387904 * hidden_size 16 overflows"), std::string::npos) << wraps;
+    const std::string too_large = error_of(head + R"("hidden_size": 4, "expand": 2147483648})");
+    EXPECT_NE(too_large.find("intermediate_size"), std::string::npos) << too_large;
+    EXPECT_NE(too_large.find("8589934592"), std::string::npos) << too_large;
+}
+
+// A fractional expand: intermediate_size wins when present; without it, expand * hidden_size must be whole.
+TEST(HfConfig, FractionalExpand) {
+    const std::string head = R"({"architectures": ["MambaForCausalLM"], "vocab_size": 8, "num_hidden_layers": 1, )";
+    EXPECT_EQ(parse(head + R"("hidden_size": 16, "expand": 1.5, "intermediate_size": 40})").intermediate_size, 40);
+    EXPECT_EQ(parse(head + R"("hidden_size": 16, "expand": 1.5})").intermediate_size, 24);
+    EXPECT_EQ(parse(head + R"("hidden_size": 16, "expand": 2.0})").intermediate_size, 32);
+    const std::string not_whole = error_of(head + R"("hidden_size": 7, "expand": 1.5})");
+    EXPECT_NE(not_whole.find("config.json"), std::string::npos) << not_whole;
+    EXPECT_NE(not_whole.find("'expand'"), std::string::npos) << not_whole;
+    EXPECT_NE(not_whole.find("intermediate_size"), std::string::npos) << not_whole;
+    for (const char* bad : {"0", "-1.5", "0.0", "\"2\""}) {
+        const std::string message = error_of(head + R"("hidden_size": 16, "expand": )" + bad + "}");
+        EXPECT_NE(message.find("'expand'"), std::string::npos) << bad << ": " << message;
+    }
 }
 
 TEST(HfConfig, ReadsConfigFileFromDirectory) {

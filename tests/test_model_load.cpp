@@ -219,6 +219,19 @@ TEST_F(ModelLoad, MissingTensorIsNamed) {
     }
 }
 
+// block_count sized the layer list before any tensor was looked at: 2^31 layers asked for terabytes and
+// failed as "out of memory". Now the first layer the file lacks is named.
+TEST_F(ModelLoad, BlockCountBeyondTheFileNamesTheFirstMissingTensor) {
+    constexpr uint32_t kHugeBlockCount = uint32_t{1} << 31;
+    const std::string message = load_error(
+        [](const std::string& key, const GgufValue& v) {
+            return key == "mamba.block_count" ? GgufValue::u32(kHugeBlockCount) : v;
+        },
+        {});
+    EXPECT_NE(message.find(concat("blk.", hp_.n_layer, ".attn_norm.weight is missing")), std::string::npos)
+        << message;
+}
+
 TEST_F(ModelLoad, WrongShapeIsNamed) {
     const std::string message = load_error({}, [&](const std::string& name, TensorEdit& e) {
         if (name == "blk.1.ssm_x.weight") e.ne = {hp_.d_inner, hp_.dt_rank + 2 * hp_.d_state + 1};

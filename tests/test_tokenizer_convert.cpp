@@ -156,7 +156,7 @@ TEST(HfTokenizerWriter, MissingAndCorruptFiles) {
 
 TEST(HfTokenizerWriter, VocabularyLargerThanTheModel) {
     expect_error(test::tokenizer_dir(test::kNeoxTokenizer), 50000,
-                 {"tokenizer.json", "50254 tokens", "only 50000 rows"});
+                 {"tokenizer.json", "has id 5", "only 50000 rows"});
     expect_error(test::tokenizer_dir(test::kMistralTokenizer), 1000, {"tokenizer.model.v3", "32768 tokens"});
 }
 
@@ -196,6 +196,98 @@ TEST(HfTokenizerWriter, SpecialIdOutOfRangeInConfig) {
                                     dir.file("tokenizer.json"));
     std::ofstream(dir.file("config.json")) << R"({"eos_token_id": 90000})";
     expect_error(dir.path(), test::kNeoxPaddedVocab, {"config.json", "eos token id 90000 is out of range"});
+}
+
+constexpr const char* kInt64Max = "9223372036854775807";
+constexpr const char* kUint64Max = "18446744073709551615";
+constexpr int64_t kSmallVocabRows = 16;
+constexpr int64_t kSpmShakespeareRows = 512;  // the model's padded vocabulary (its tokenizer has 500 pieces)
+
+// A tokenizer directory holding the committed SentencePiece model and the given tokenizer_config.json.
+void write_spm_dir(const test::TempDir& dir, const std::string& tokenizer_config) {
+    const std::string model = test::test_data_path("hf/tokenizers/spm-shakespeare/tokenizer.model");
+    if (!std::filesystem::exists(dir.file("tokenizer.model"))) {
+        std::filesystem::create_symlink(model, dir.file("tokenizer.model"));
+    }
+    std::ofstream(dir.file("tokenizer_config.json")) << tokenizer_config;
+}
+
+// A byte-level BPE tokenizer.json with the given model.vocab and added_tokens (JSON text).
+void write_bpe_dir(const test::TempDir& dir, const std::string& vocab, const std::string& added_tokens = "[]") {
+    std::ofstream(dir.file("tokenizer.json"))
+        << concat(R"({"normalizer": null, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false},)",
+                  R"( "added_tokens": )", added_tokens, R"(, "model": {"type": "BPE", "vocab": )", vocab,
+                  R"(, "merges": []}})");
+}
+
+// An added_tokens_decoder key is an id written in decimal; id + 1 once overflowed for INT64_MAX, passed the
+// range check and wrote past the vocabulary arrays, and std::stoll took "5x", " 5" and "+5" for 5.
+TEST(HfTokenizerWriter, AddedTokensDecoderIdsAreCheckedWithoutOverflow) {
+    test::TempDir dir;
+    for (const std::string key : {std::string(kInt64Max), std::string("512"), std::string("-1"),
+                                  std::string(kUint64Max), std::string("5x"), std::string(" 5"), std::string("+5"),
+                                  std::string("")}) {
+        write_spm_dir(dir, R"({"added_tokens_decoder": {")" + key + R"(": {"content": "<x>", "special": true}}})");
+        expect_error(dir.path(), kSpmShakespeareRows,
+                     {"tokenizer_config.json", "added_tokens_decoder", "'" + key + "'"});
+    }
+    write_spm_dir(dir, R"({"added_tokens_decoder": {"511": {"content": "<x>", "special": true}}})");
+    GgufWriter writer;
+    add_hf_tokenizer(dir.path(), kSpmShakespeareRows, writer);
+    writer.write(dir.file("v.gguf"));
+    const auto file = GgufFile::open(dir.file("v.gguf"));
+    EXPECT_EQ(file->get_string_array("tokenizer.ggml.tokens")[511], "<x>");
+    EXPECT_EQ(type_of(*file, 511), static_cast<int64_t>(TokenType::Control));
+}
+
+// A model.vocab id past the model's rows once went through by_id.rbegin() + 1: INT64_MAX overflowed and the
+// token was silently dropped; ids above INT64_MAX read back negative. Each names the token and its id.
+TEST(HfTokenizerWriter, VocabIdsOutOfRangeAreNamed) {
+    test::TempDir dir;
+    for (const std::string id : {std::string(kInt64Max), std::string(kUint64Max), std::string("16"),
+                                 std::string("-1")}) {
+        write_bpe_dir(dir, R"({"a": 0, "b": )" + id + "}");
+        expect_error(dir.path(), kSmallVocabRows, {"tokenizer.json", "'b'", id});
+    }
+}
+
+// Two vocabulary entries with one id: one of them would silently vanish.
+TEST(HfTokenizerWriter, DuplicateVocabIdsAreAnError) {
+    test::TempDir dir;
+    write_bpe_dir(dir, R"({"a": 0, "b": 1, "c": 1})");
+    expect_error(dir.path(), kSmallVocabRows, {"tokenizer.json", "'b'", "'c'", "id 1"});
+}
+
+// Added tokens past the model's rows are dropped with a warning, however large the id (ids above INT64_MAX
+// once read back negative and were refused as invalid); negative ids are an error.
+TEST(HfTokenizerWriter, HugeAddedTokenIdsAreDropped) {
+    test::TempDir dir;
+    write_bpe_dir(dir, R"({"a": 0, "b": 1})",
+                  concat(R"([{"id": )", kInt64Max, R"(, "content": "<big>"}, {"id": )", kUint64Max,
+                         R"(, "content": "<bigger>"}])"));
+    GgufWriter writer;
+    std::vector<std::string> warnings;
+    add_hf_tokenizer(dir.path(), kSmallVocabRows, writer,
+                     [&warnings](const std::string& message) { warnings.push_back(message); });
+    ASSERT_EQ(warnings.size(), 2u);
+    EXPECT_NE(warnings[0].find(kInt64Max), std::string::npos) << warnings[0];
+    EXPECT_NE(warnings[1].find(kUint64Max), std::string::npos) << warnings[1];
+    writer.write(dir.file("v.gguf"));
+    EXPECT_EQ(GgufFile::open(dir.file("v.gguf"))->get_string_array("tokenizer.ggml.tokens").size(),
+              static_cast<size_t>(kSmallVocabRows));
+
+    write_bpe_dir(dir, R"({"a": 0, "b": 1})", R"([{"id": -3, "content": "<neg>"}])");
+    expect_error(dir.path(), kSmallVocabRows, {"tokenizer.json", "'<neg>'", "-3"});
+}
+
+// Special ids above INT64_MAX were reported as negative numbers.
+TEST(HfTokenizerWriter, HugeSpecialIdsAreReportedAsWritten) {
+    test::TempDir dir;
+    write_bpe_dir(dir, R"({"a": 0, "b": 1})");
+    for (const char* id : {kInt64Max, kUint64Max}) {
+        std::ofstream(dir.file("config.json")) << concat(R"({"eos_token_id": )", id, "}");
+        expect_error(dir.path(), kSmallVocabRows, {"config.json", concat("eos token id ", id, " is out of range")});
+    }
 }
 
 }  // namespace

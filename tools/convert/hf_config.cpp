@@ -6,7 +6,9 @@
 #include <limits>
 #include <optional>
 #include <string_view>
+#include <utility>
 
+#include "checked_int.h"
 #include "error.h"
 #include "hf_json.h"
 
@@ -47,9 +49,11 @@ public:
             return *fallback;
         }
         if (!value->is_number_integer()) fail(source_, ": key '", key, "' must be an integer, got ", value->dump());
-        const int64_t v = value->get<int64_t>();
-        if (v <= 0 || v > kMaxDimension) fail(source_, ": key '", key, "' = ", v, " is out of range");
-        return v;
+        const std::optional<uint64_t> v = json_unsigned(*value);
+        if (!v || !in_closed_range(*v, int64_t{1}, kMaxDimension)) {
+            fail(source_, ": key '", key, "' = ", value->dump(), " is out of range");
+        }
+        return static_cast<int64_t>(*v);
     }
 
     double epsilon(std::string_view key, double fallback) const {
@@ -112,6 +116,38 @@ void read_architecture(const ConfigReader& reader, HfMambaConfig& config) {
     config.dt_b_c_rms = config.architecture == kHfFalconMambaArchitecture || model_type == "falcon_mamba";
 }
 
+// intermediate_size when config.json leaves it out: expand * hidden_size, as transformers computes it. expand
+// may be fractional (1.5), so long as the product is a whole number of channels.
+int64_t intermediate_size_from_expand(const ConfigReader& reader, int64_t hidden_size) {
+    const std::string& source = reader.source();
+    std::string_view key;
+    const nlohmann::json* given = reader.find({"expand"}, key);
+    const nlohmann::json expand = given ? *given : nlohmann::json(kDefaultExpand);
+    if (!expand.is_number()) fail(source, ": key 'expand' must be a number, got ", expand.dump());
+    const std::string product_text =
+        concat(source, ": no intermediate_size, and 'expand' ", expand.dump(), " * hidden_size ", hidden_size);
+    if (expand.is_number_integer()) {
+        const std::optional<uint64_t> factor = json_unsigned(expand);
+        if (!factor || *factor == 0) fail(source, ": key 'expand' = ", expand.dump(), " is not positive");
+        const std::optional<uint64_t> product = try_mul(*factor, static_cast<uint64_t>(hidden_size));
+        if (!product) fail(product_text, " overflows");
+        if (std::cmp_greater(*product, kMaxDimension)) {
+            fail(product_text, " = ", *product, " is more than ", kMaxDimension);
+        }
+        return static_cast<int64_t>(*product);
+    }
+    const double factor = expand.get<double>();
+    if (!(factor > 0) || !std::isfinite(factor)) fail(source, ": key 'expand' = ", expand.dump(), " is not positive");
+    const double product = factor * static_cast<double>(hidden_size);
+    if (product > static_cast<double>(kMaxDimension)) {
+        fail(product_text, " = ", product, " is more than ", kMaxDimension);
+    }
+    if (product != std::floor(product)) {
+        fail(product_text, " = ", product, " is not a whole number; set intermediate_size");
+    }
+    return static_cast<int64_t>(product);
+}
+
 }  // namespace
 
 HfMambaConfig parse_hf_mamba_config(const nlohmann::json& json, const std::string& source) {
@@ -127,8 +163,10 @@ HfMambaConfig parse_hf_mamba_config(const nlohmann::json& json, const std::strin
     config.vocab_size = reader.dimension({"vocab_size"}, std::nullopt);
     config.hidden_size = reader.dimension({"hidden_size", "d_model"}, std::nullopt);
     config.n_layer = reader.dimension({"num_hidden_layers", "n_layer", "n_layers", "num_layers"}, std::nullopt);
-    const int64_t expand = reader.dimension({"expand"}, kDefaultExpand);
-    config.intermediate_size = reader.dimension({"intermediate_size", "d_inner"}, expand * config.hidden_size);
+    std::string_view inner_key;
+    config.intermediate_size = reader.find({"intermediate_size", "d_inner"}, inner_key)
+                                   ? reader.dimension({"intermediate_size", "d_inner"}, std::nullopt)
+                                   : intermediate_size_from_expand(reader, config.hidden_size);
     config.state_size = reader.dimension({"state_size", "d_state"}, kDefaultStateSize);
     config.conv_kernel = reader.dimension({"conv_kernel", "d_conv"}, kDefaultConvKernel);
 

@@ -72,6 +72,12 @@ nlohmann::json parse_hf_json(std::string_view json_text, const std::string& sour
     }
 }
 
+std::optional<uint64_t> json_unsigned(const nlohmann::json& value) {
+    if (value.is_number_unsigned()) return value.get<uint64_t>();
+    if (value.is_number_integer() && value.get<int64_t>() >= 0) return static_cast<uint64_t>(value.get<int64_t>());
+    return std::nullopt;
+}
+
 nlohmann::json read_hf_json_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) fail(path, ": cannot open");

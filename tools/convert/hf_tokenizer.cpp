@@ -1,5 +1,6 @@
 #include "hf_tokenizer.h"
 
+#include <charconv>
 #include <filesystem>
 #include <functional>
 #include <fstream>
@@ -9,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "checked_int.h"
 #include "error.h"
 #include "hf_json.h"
 #include "spm_model_proto.h"
@@ -84,11 +86,12 @@ std::optional<std::string> special_token_content(const json& entry) {
 void set_special_id(SpecialTokens& special, const std::string& kind, const json& value, int64_t n_tokens,
                     const std::string& source) {
     if (!value.is_number_integer()) return;  // absent, null, or a list (several ids): not a single id
-    const auto id = value.get<int64_t>();
-    if (id < 0 || id >= n_tokens) {
-        fail(source, ": the ", kind, " token id ", id, " is out of range for a vocabulary of ", n_tokens, " tokens");
+    const std::optional<uint64_t> id = json_unsigned(value);
+    if (!id || !is_index_below(*id, n_tokens)) {
+        fail(source, ": the ", kind, " token id ", value.dump(), " is out of range for a vocabulary of ", n_tokens,
+             " tokens");
     }
-    special.ids.try_emplace(kind, id);
+    special.ids.try_emplace(kind, static_cast<int64_t>(*id));
 }
 
 // add_bos/add_eos from a TemplateProcessing (or RobertaProcessing) post-processor: a template for a single
@@ -208,6 +211,14 @@ void write_special(GgufWriter& writer, const SpecialTokens& special) {
     if (special.add_eos) writer.set(vocab_key::kAddEos, GgufValue::boolean(*special.add_eos));
 }
 
+// An added_tokens_decoder key: a token id in decimal digits, nothing else.
+std::optional<uint64_t> parse_decimal_id(std::string_view key) {
+    uint64_t id = 0;
+    const auto [end, error] = std::from_chars(key.data(), key.data() + key.size(), id);
+    if (error != std::errc() || end != key.data() + key.size()) return std::nullopt;
+    return id;
+}
+
 void check_fits(int64_t n_tokens, int64_t n_vocab_padded, const std::string& source) {
     if (n_tokens > n_vocab_padded) {
         fail(source, ": the tokenizer has ", n_tokens, " tokens but the model's vocabulary has only ", n_vocab_padded,
@@ -222,12 +233,21 @@ void add_bpe_tokenizer(const std::string& dir, const json& tokenizer, std::strin
     const json* vocab_json = member(model, "vocab");
     if (!vocab_json || !vocab_json->is_object()) fail(source, ": model.vocab is missing or not an object");
 
+    // Ids are checked against the model's rows as they are read, so no arithmetic is done on a hostile one.
     std::map<int64_t, std::pair<std::string, TokenType>> by_id;
-    const auto add = [&](const std::string& text, const json& id, TokenType type) {
-        if (!id.is_number_integer() || id.get<int64_t>() < 0) fail(source, ": token '", text, "' has no valid id");
-        by_id[id.get<int64_t>()] = {text, type};
+    const auto checked_id = [&](const std::string& text, const json& id) {
+        const std::optional<uint64_t> value = json_unsigned(id);
+        if (!value) fail(source, ": token '", text, "' has no valid id (", id.dump(), ")");
+        if (!is_index_below(*value, n_vocab_padded)) {
+            fail(source, ": token '", text, "' has id ", *value, " but the model's vocabulary has only ",
+                 n_vocab_padded, " rows");
+        }
+        return static_cast<int64_t>(*value);
     };
-    for (const auto& [text, id] : vocab_json->items()) add(text, id, TokenType::Normal);
+    for (const auto& [text, id] : vocab_json->items()) {
+        const auto [existing, added] = by_id.try_emplace(checked_id(text, id), text, TokenType::Normal);
+        if (!added) fail(source, ": tokens '", existing->second.first, "' and '", text, "' both have id ", id.dump());
+    }
     const json* added = member(tokenizer, "added_tokens");
     if (added && !added->is_array()) fail(source, ": added_tokens is not a list");
     if (added) {
@@ -238,19 +258,19 @@ void add_bpe_tokenizer(const std::string& dir, const json& tokenizer, std::strin
             const json* is_special = member(token, "special");
             const std::string text = content->get<std::string>();
             const bool control = (is_special && *is_special == true) || looks_special(text);
-            if (id->is_number_integer() && id->get<int64_t>() >= n_vocab_padded) {
+            const std::optional<uint64_t> past = json_unsigned(*id);
+            if (past && !is_index_below(*past, n_vocab_padded)) {
                 if (warn) {
-                    warn(concat(source, ": added token '", text, "' (id ", id->get<int64_t>(),
-                                ") lies past the model's ", n_vocab_padded, " embedding rows; dropped"));
+                    warn(concat(source, ": added token '", text, "' (id ", *past, ") lies past the model's ",
+                                n_vocab_padded, " embedding rows; dropped"));
                 }
                 continue;
             }
-            add(text, *id, control ? TokenType::Control : TokenType::UserDefined);
+            // An added token may restate a vocabulary id (with its raw text): it takes that id over.
+            by_id[checked_id(text, *id)] = {text, control ? TokenType::Control : TokenType::UserDefined};
         }
     }
     if (by_id.empty()) fail(source, ": the vocabulary is empty");
-    const int64_t n_tokens = by_id.rbegin()->first + 1;
-    check_fits(n_tokens, n_vocab_padded, source);
 
     Vocab vocab;
     vocab.tokens.reserve(static_cast<size_t>(n_vocab_padded));
@@ -329,15 +349,15 @@ void add_spm_tokenizer(const std::string& dir, const std::string& model_path, in
         if (const json* decoder = member(*config, "added_tokens_decoder"); decoder && decoder->is_object()) {
             for (const auto& [key, entry] : decoder->items()) {
                 const json* content = member(entry, "content");
-                int64_t id = -1;
-                try {
-                    id = std::stoll(key);
-                } catch (const std::exception&) {
-                }
-                if (id < 0 || !content || !content->is_string()) {
+                const std::optional<uint64_t> parsed = parse_decimal_id(key);
+                if (!parsed || !content || !content->is_string()) {
                     fail(config_path, ": added_tokens_decoder entry '", key, "' is not an id with a content");
                 }
-                check_fits(id + 1, n_vocab_padded, config_path);
+                if (!is_index_below(*parsed, n_vocab_padded)) {
+                    fail(config_path, ": added_tokens_decoder entry '", key, "' lies past the model's ",
+                         n_vocab_padded, " vocabulary rows");
+                }
+                const auto id = static_cast<int64_t>(*parsed);
                 const std::string text = content->get<std::string>();
                 const json* is_special = member(entry, "special");
                 const bool control = (is_special && *is_special == true) || looks_special(text);

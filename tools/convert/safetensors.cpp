@@ -7,6 +7,7 @@
 #include <optional>
 #include <set>
 
+#include "checked_int.h"
 #include "error.h"
 #include "hf_json.h"
 #include "mapped_file.h"
@@ -64,9 +65,11 @@ SafetensorsTensor parse_tensor_entry(const std::string& path, const std::string&
     for (const nlohmann::json& dim : *shape_it) {
         if (!dim.is_number_unsigned()) fail(where, ": shape must hold non-negative integers");
         const uint64_t d = dim.get<uint64_t>();
-        if (d > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) || __builtin_mul_overflow(n_bytes, d, &n_bytes)) {
+        const std::optional<uint64_t> bytes = try_mul(n_bytes, d);
+        if (!bytes || d > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
             fail(where, ": shape ", shape_it->dump(), " overflows");
         }
+        n_bytes = *bytes;
         tensor.shape.push_back(static_cast<int64_t>(d));
     }
 
