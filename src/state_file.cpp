@@ -107,9 +107,12 @@ public:
 
     StateFileHeader header() {
         uint8_t bytes[kStateFileHeaderBytes];
-        if (size_ < kPreambleBytes) fail("state file ", path_, ": truncated (", size_, " bytes)");
-        read(bytes, kPreambleBytes);
+        // Shorter than the magic is no state file at all, not a truncated one.
+        if (size_ < kMagicBytes) fail("state file ", path_, ": not a Dendro state file (", size_, " bytes)");
+        read(bytes, kMagicBytes);
         if (std::memcmp(bytes, kStateFileMagic, kMagicBytes) != 0) fail("state file ", path_, ": not a Dendro state file");
+        if (size_ < kPreambleBytes) fail("state file ", path_, ": truncated (", size_, " bytes)");
+        read(bytes + kMagicBytes, kPreambleBytes - kMagicBytes);
         uint32_t version = 0;
         std::memcpy(&version, bytes + kVersionOffset, sizeof version);
         if (version != kStateFileVersion) {
