@@ -2,12 +2,15 @@
 #include "atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
-#include <filesystem>
+#include <optional>
 #include <random>
 
 #include "error.h"
@@ -16,20 +19,55 @@ namespace dendro {
 namespace {
 
 constexpr mode_t kNewFileMode = 0666;  // narrowed by the umask, like any file the user creates
+// A temp file is named <target><kTempMarker><pid>-<kSuffixHexDigits lowercase hex digits>.
+constexpr std::string_view kTempMarker = ".tmp-";
+constexpr size_t kSuffixHexDigits = 16;
 
 std::string random_suffix() {
     std::random_device entropy;
     const uint64_t value = (static_cast<uint64_t>(entropy()) << 32) ^ entropy();
-    char buffer[17];
+    char buffer[kSuffixHexDigits + 1];
     std::snprintf(buffer, sizeof(buffer), "%016llx", static_cast<unsigned long long>(value));
     return buffer;
 }
 
+struct TempFileName {
+    std::string_view target;
+    pid_t writer;
+};
+
+// "<target>.tmp-<pid>-<16 hex digits>" -> its parts; nullopt for any other name.
+std::optional<TempFileName> parse_temp_file_name(std::string_view name) {
+    const auto is_hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); };
+    if (name.size() < kSuffixHexDigits + 1) return std::nullopt;
+    const std::string_view hex = name.substr(name.size() - kSuffixHexDigits);
+    if (!std::all_of(hex.begin(), hex.end(), is_hex) || name[name.size() - kSuffixHexDigits - 1] != '-') {
+        return std::nullopt;
+    }
+    const std::string_view head = name.substr(0, name.size() - kSuffixHexDigits - 1);  // <target>.tmp-<pid>
+    const size_t marker = head.rfind(kTempMarker);
+    if (marker == std::string_view::npos || marker == 0) return std::nullopt;
+    const std::string_view pid = head.substr(marker + kTempMarker.size());
+    TempFileName parsed{head.substr(0, marker), 0};
+    const auto [end, ec] = std::from_chars(pid.data(), pid.data() + pid.size(), parsed.writer);
+    // Digits only (from_chars takes a '-'): kill() treats pids of 0 and below as process groups.
+    if (ec != std::errc() || end != pid.data() + pid.size() || pid.front() == '-' || parsed.writer < 1) {
+        return std::nullopt;
+    }
+    return parsed;
+}
+
+// Conservative: a process we may not signal (another user's) is alive.
+bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
+
+std::filesystem::path directory_of(const std::string& path) {
+    const std::filesystem::path directory = std::filesystem::path(path).parent_path();
+    return directory.empty() ? std::filesystem::path(".") : directory;
+}
+
 // Makes the rename itself durable. Failure here is not fatal: the data is already safe in the file.
 void sync_directory_of(const std::string& path) {
-    std::filesystem::path directory = std::filesystem::path(path).parent_path();
-    if (directory.empty()) directory = std::filesystem::path(".");
-    const int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const int fd = ::open(directory_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return;
     ::fsync(fd);
     ::close(fd);
@@ -37,10 +75,29 @@ void sync_directory_of(const std::string& path) {
 
 }  // namespace
 
+size_t remove_stale_temp_files(const std::filesystem::path& dir,
+                               const std::function<bool(std::string_view target_name)>& is_target) {
+    size_t removed = 0;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        const std::optional<TempFileName> temp = parse_temp_file_name(name);
+        std::error_code item_ec;
+        if (!temp || !is_target(temp->target) || process_exists(temp->writer) ||
+            !std::filesystem::is_regular_file(it->symlink_status(item_ec))) {
+            continue;
+        }
+        if (std::filesystem::remove(it->path(), item_ec)) ++removed;
+    }
+    return removed;
+}
+
 AtomicFileWriter::AtomicFileWriter(std::string target_path) : target_(std::move(target_path)) {
+    const std::string target_name = std::filesystem::path(target_).filename().string();
+    remove_stale_temp_files(directory_of(target_), [&target_name](std::string_view name) { return name == target_name; });
     constexpr int kAttempts = 8;  // a clash of two random 64-bit names is all but impossible; retry anyway
     for (int attempt = 0; attempt < kAttempts && file_ == nullptr; ++attempt) {
-        temp_ = concat(target_, ".tmp-", ::getpid(), "-", random_suffix());
+        temp_ = concat(target_, kTempMarker, ::getpid(), "-", random_suffix());
         const int fd = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kNewFileMode);
         if (fd < 0) {
             if (errno == EEXIST) continue;

@@ -8,12 +8,12 @@
 namespace dendro {
 namespace {
 
-// Waits for a write; false (after a warning) when it failed. The cache is an optimization: its failures
-// never fail a prefill.
-bool finish_write(std::future<void>& writing, PrefixStore* store) {
+// Waits for a write and counts the snapshot when it was written; false (after a warning) when the write
+// failed. The cache is an optimization: its failures never fail a prefill.
+bool finish_write(std::future<bool>& writing, PrefixStore* store, CachedPrefillStats& stats) {
     if (!writing.valid()) return true;
     try {
-        writing.get();
+        if (writing.get()) ++stats.snapshots_stored;
         return true;
     } catch (const std::exception& e) {
         store->warn(concat(e.what(), "; not saving prompt states for this run"));
@@ -23,7 +23,7 @@ bool finish_write(std::future<void>& writing, PrefixStore* store) {
 
 }  // namespace
 
-CachedPrefill::CachedPrefill(PrefixStore* store, const CachedPrefillStats& stats, std::future<void> writing)
+CachedPrefill::CachedPrefill(PrefixStore* store, const CachedPrefillStats& stats, std::future<bool> writing)
     : store_(store), stats_(stats), writing_(std::move(writing)) {}
 
 CachedPrefill::~CachedPrefill() {
@@ -35,7 +35,7 @@ CachedPrefill::~CachedPrefill() {
 }
 
 const CachedPrefillStats& CachedPrefill::finish() {
-    if (writing_.valid() && finish_write(writing_, store_)) ++stats_.snapshots_stored;
+    finish_write(writing_, store_, stats_);
     return stats_;
 }
 
@@ -74,7 +74,7 @@ CachedPrefill prefill_with_cache(Backend& backend, int seq, std::span<const int3
     bool storing = store != nullptr;
     // One write at a time, so the store is never used by two threads at once and at most two snapshots
     // are held; the last one is left running for the caller.
-    std::future<void> writing;
+    std::future<bool> writing;
     int64_t pos = stats.reused_tokens;
     while (pos < n) {
         const int64_t end = checkpoints ? std::min(n, (pos / checkpoint_every + 1) * checkpoint_every) : n;
@@ -84,13 +84,10 @@ CachedPrefill prefill_with_cache(Backend& backend, int seq, std::span<const int3
         pos = end;
         if (!storing || (pos < n && !checkpoints)) continue;
         StateSnapshot snapshot = take_snapshot(backend, seq, tokens.first(static_cast<size_t>(pos)), logits);
-        if (writing.valid()) {
-            storing = finish_write(writing, store);
-            if (storing) ++stats.snapshots_stored;
-        }
+        storing = finish_write(writing, store, stats);
         if (!storing) continue;
         writing = std::async(std::launch::async, [store, snapshot = std::move(snapshot), end_of_prompt = pos == n] {
-            store->store(snapshot, end_of_prompt);
+            return store->store(snapshot, end_of_prompt);
         });
     }
     return CachedPrefill(store, stats, std::move(writing));

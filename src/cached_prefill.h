@@ -16,14 +16,14 @@ namespace dendro {
 struct CachedPrefillStats {
     int64_t reused_tokens = 0;     // restored from the store
     int64_t computed_tokens = 0;   // run through the model
-    int64_t snapshots_stored = 0;  // checkpoints and the end-of-prompt state written
+    int64_t snapshots_stored = 0;  // checkpoints and the end-of-prompt state written (not those already stored)
 };
 
 // What a cached prefill did. Its last write (the end-of-prompt state) may still be going on in the
 // background, so that generation need not wait for the disk; finish() waits for it, as does destruction.
 class CachedPrefill {
 public:
-    CachedPrefill(PrefixStore* store, const CachedPrefillStats& stats, std::future<void> writing);
+    CachedPrefill(PrefixStore* store, const CachedPrefillStats& stats, std::future<bool> writing);
     CachedPrefill(CachedPrefill&&) = default;
     CachedPrefill& operator=(CachedPrefill&&) = delete;
     ~CachedPrefill();
@@ -36,7 +36,7 @@ public:
 private:
     PrefixStore* store_;
     CachedPrefillStats stats_;
-    std::future<void> writing_;
+    std::future<bool> writing_;
 };
 
 // Prefills `tokens` (non-empty) into sequence `seq`, whose previous state is discarded, and writes the last

@@ -1,4 +1,4 @@
-// Read-only memory mapping of a whole file (RAII).
+// Read-only memory mapping of a whole regular file (RAII); opened as regular_file.h says, so never blocking.
 #pragma once
 
 #include <cstdint>

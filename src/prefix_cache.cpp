@@ -9,10 +9,10 @@
 #include <cctype>
 #include <cerrno>
 #include <charconv>
-#include <chrono>
 #include <cstring>
 #include <map>
 
+#include "atomic_file.h"
 #include "error.h"
 #include "state_file.h"
 
@@ -24,10 +24,6 @@ namespace {
 constexpr const char* kEntriesDir = "entries";
 constexpr const char* kFingerprintsDir = "fingerprints";
 constexpr std::string_view kEntrySuffix = ".dstate";
-// AtomicFileWriter writes PATH.tmp-<pid>-<random> beside PATH.
-constexpr std::string_view kTempMarker = ".dstate.tmp-";
-// A temp file this old belongs to a writer that died: no live writer takes an hour to write one state.
-constexpr auto kStaleTempAge = std::chrono::hours(1);
 constexpr size_t kPrefixHashHexDigits = 16;
 constexpr mode_t kLockFileMode = 0666;  // narrowed by the umask, like any file the user creates
 
@@ -93,16 +89,9 @@ bool is_directory_empty(const fs::path& dir) {
     return fs::directory_iterator(dir, ec) == fs::directory_iterator() && !ec;
 }
 
-// Removes the state files being written in `dir` that were last written before `written_before`.
-void remove_temp_files(const fs::path& dir, fs::file_time_type written_before) {
-    std::error_code ec;
-    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-        std::error_code item_ec;
-        if (it->path().filename().string().find(kTempMarker) != std::string::npos &&
-            fs::last_write_time(it->path(), item_ec) < written_before && !item_ec) {
-            fs::remove(it->path(), item_ec);
-        }
-    }
+// Removes the temp files that killed writers of entries left in `dir` (those of live writers are kept).
+void remove_stale_entry_temp_files(const fs::path& dir) {
+    remove_stale_temp_files(dir, [](std::string_view target) { return parse_entry_name(std::string(target)).has_value(); });
 }
 
 // Hashes of tokens[0..n) for each n in `lengths` (any order), in one pass over the tokens.
@@ -201,7 +190,7 @@ void CacheDirectory::touch(const fs::path& entry) const {
 
 size_t CacheDirectory::evict_to(uint64_t max_bytes) const {
     DirectoryLock lock(root_ / kCacheLockFile);
-    remove_temp_files(entries_dir(), fs::file_time_type::clock::now() - kStaleTempAge);
+    remove_stale_entry_temp_files(entries_dir());
     std::vector<CacheEntry> all = entries();
     uint64_t total = 0;
     for (const CacheEntry& e : all) total += e.bytes;
@@ -234,7 +223,7 @@ size_t CacheDirectory::clear() const {
         std::error_code ec;
         if (fs::remove(e.path, ec)) ++removed;
     }
-    remove_temp_files(entries_dir(), fs::file_time_type::max());
+    remove_stale_entry_temp_files(entries_dir());  // a live run's state being written is its own
     std::error_code ec;
     for (fs::directory_iterator it(fingerprint_memo_dir(), ec), end; !ec && it != end; it.increment(ec)) {
         std::error_code item_ec;
@@ -285,12 +274,12 @@ std::optional<StateSnapshot> PrefixCache::longest_prefix(std::span<const int32_t
     return std::nullopt;
 }
 
-void PrefixCache::store(const StateSnapshot& snapshot, bool /*end_of_prompt*/) {
+bool PrefixCache::store(const StateSnapshot& snapshot, bool /*end_of_prompt*/) {
     const fs::path path = dir_.entry_path(model_, snapshot.n_tokens(), token_prefix_hash(snapshot.tokens));
     std::error_code ec;
     if (fs::exists(path, ec)) {  // the same prefix of the same model: the same state
         dir_.touch(path);
-        return;
+        return false;
     }
     const uint64_t bytes = state_file_size(snapshot);
     if (bytes > max_bytes_) {
@@ -299,11 +288,12 @@ void PrefixCache::store(const StateSnapshot& snapshot, bool /*end_of_prompt*/) {
                         " bytes; nothing is cached"));
             warned_too_large_ = true;
         }
-        return;
+        return false;
     }
     fs::create_directories(path.parent_path(), ec);  // `cache clear` keeps it, but a user may have removed it
     write_state_file(path.string(), model_, snapshot);
     dir_.evict_to(max_bytes_);
+    return true;
 }
 
 }  // namespace dendro

@@ -54,10 +54,11 @@ public:
     // Marks an entry as just used (for LRU); a vanished entry is ignored.
     void touch(const std::filesystem::path& entry) const;
 
-    // Under the lock: removes least recently used entries until they total at most max_bytes, and temp
-    // files that writers left behind long ago. Returns the number of entries removed.
+    // Under the lock: removes least recently used entries until they total at most max_bytes, and the temp
+    // files of writers that were killed (remove_stale_temp_files). Returns the number of entries removed.
     size_t evict_to(uint64_t max_bytes) const;
-    // Under the lock: removes the given entries / every entry, temp file and fingerprint memo.
+    // Under the lock: removes the given entries / every entry, fingerprint memo and killed writer's temp
+    // file (a running writer's is left to it, as in eviction).
     size_t remove(const std::vector<CacheEntry>& victims) const;
     size_t clear() const;
 
@@ -73,7 +74,7 @@ public:
                 WarningSink warn);
 
     std::optional<StateSnapshot> longest_prefix(std::span<const int32_t> tokens) override;
-    void store(const StateSnapshot& snapshot, bool end_of_prompt) override;
+    bool store(const StateSnapshot& snapshot, bool end_of_prompt) override;
     bool keeps_checkpoints() const override { return true; }
 
     const CacheDirectory& directory() const { return dir_; }

@@ -26,9 +26,10 @@ public:
 
     // The snapshot of the longest stored prefix of `tokens` (1 to tokens.size() tokens), or nullopt.
     virtual std::optional<StateSnapshot> longest_prefix(std::span<const int32_t> tokens) = 0;
-    // Keeps a snapshot; `end_of_prompt` is false for a checkpoint taken inside a prompt. Throws
-    // dendro::Error when it cannot be written.
-    virtual void store(const StateSnapshot& snapshot, bool end_of_prompt) = 0;
+    // Keeps a snapshot; `end_of_prompt` is false for a checkpoint taken inside a prompt. Returns whether it
+    // was written (false when the store holds it already or does not keep it). Throws dendro::Error when it
+    // cannot be written.
+    virtual bool store(const StateSnapshot& snapshot, bool end_of_prompt) = 0;
     // Whether checkpoints inside a prompt are worth storing here.
     virtual bool keeps_checkpoints() const = 0;
 

@@ -1,18 +1,15 @@
 #include "state_file.h"
 
-#include <sys/stat.h>
 #include <xxhash.h>
 
 #include <bit>
-#include <cerrno>
-#include <cstdio>
 #include <cstring>
-#include <memory>
 #include <new>
 #include <vector>
 
 #include "atomic_file.h"
 #include "error.h"
+#include "regular_file.h"
 
 namespace dendro {
 
@@ -106,20 +103,16 @@ StateFileHeader decode_header(const uint8_t* in) {
 // An open state file being read front to back, feeding the checksum as it goes.
 class StateFileReader {
 public:
-    explicit StateFileReader(const std::string& path) : path_(path), file_(std::fopen(path.c_str(), "rb")) {
-        if (!file_) fail("state file ", path, ": cannot open: ", std::strerror(errno));
-        struct stat st {};
-        if (::fstat(::fileno(file_.get()), &st) != 0 || !S_ISREG(st.st_mode)) {
-            fail("state file ", path, ": not a regular file");
-        }
-        size_ = static_cast<uint64_t>(st.st_size);
-    }
+    explicit StateFileReader(const std::string& path) : path_(path), file_(path), size_(file_.size()) {}
 
     StateFileHeader header() {
         uint8_t bytes[kStateFileHeaderBytes];
-        if (size_ < kPreambleBytes) fail("state file ", path_, ": truncated (", size_, " bytes)");
-        read(bytes, kPreambleBytes);
+        // Shorter than the magic is no state file at all, not a truncated one.
+        if (size_ < kMagicBytes) fail("state file ", path_, ": not a Dendro state file (", size_, " bytes)");
+        read(bytes, kMagicBytes);
         if (std::memcmp(bytes, kStateFileMagic, kMagicBytes) != 0) fail("state file ", path_, ": not a Dendro state file");
+        if (size_ < kPreambleBytes) fail("state file ", path_, ": truncated (", size_, " bytes)");
+        read(bytes + kMagicBytes, kPreambleBytes - kMagicBytes);
         uint32_t version = 0;
         std::memcpy(&version, bytes + kVersionOffset, sizeof version);
         if (version != kStateFileVersion) {
@@ -155,7 +148,7 @@ public:
     void verify_checksum() {
         const uint64_t computed = checksum_.digest();
         uint64_t stored = 0;
-        if (std::fread(&stored, sizeof stored, 1, file_.get()) != 1) fail("state file ", path_, ": read error");
+        file_.read(&stored, sizeof stored);
         if (stored != computed) fail("state file ", path_, ": checksum mismatch (the file is corrupt)");
     }
 
@@ -163,15 +156,12 @@ public:
 
 private:
     void read(void* out, size_t size) {
-        if (size > 0 && std::fread(out, 1, size, file_.get()) != size) fail("state file ", path_, ": read error");
+        file_.read(out, size);
         checksum_.update(out, size);
     }
 
-    struct Closer {
-        void operator()(std::FILE* f) const { std::fclose(f); }
-    };
     std::string path_;
-    std::unique_ptr<std::FILE, Closer> file_;
+    RegularFile file_;
     uint64_t size_ = 0;
     XxhState checksum_;
 };
@@ -229,6 +219,18 @@ uint64_t write_state_file(const std::string& path, const ModelFingerprint& model
     writer.write(&digest, sizeof digest);
     writer.commit();
     return h.file_size();
+}
+
+bool starts_with_state_file_magic(const std::string& path) {
+    try {
+        RegularFile file(path);
+        char magic[kMagicBytes];
+        if (file.size() < kMagicBytes) return false;
+        file.read(magic, sizeof magic);
+        return std::memcmp(magic, kStateFileMagic, kMagicBytes) == 0;
+    } catch (const Error&) {
+        return false;  // missing, unreadable or not a regular file: not one of ours
+    }
 }
 
 StateFileHeader read_state_file_header(const std::string& path) {

@@ -38,6 +38,10 @@ uint64_t state_file_size(const StateSnapshot& snapshot);
 // Saves `snapshot` for the model `model` (atomic: temp file + rename). Returns the bytes written.
 uint64_t write_state_file(const std::string& path, const ModelFingerprint& model, const StateSnapshot& snapshot);
 
+// Whether `path` is a regular file that starts with kStateFileMagic: a state file of any version, intact or
+// not, and so a file Dendro may replace. False for anything else (never blocks: see regular_file.h).
+bool starts_with_state_file_magic(const std::string& path);
+
 // Reads and validates the header only (magic, version, dtype, shapes, size against the file's length);
 // does not verify the checksum.
 StateFileHeader read_state_file_header(const std::string& path);

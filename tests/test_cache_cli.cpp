@@ -1,13 +1,19 @@
 // The prompt cache through the CLI: `dendro run --prompt-cache / --cache-dir` gives the uncached output
-// while restoring what it can, warns (and computes) for foreign, corrupt or truncated files, several runs can
-// share a cache directory, `dendro cache ls|info|rm|clear` inspect and prune it, and `dendro cache bench` runs.
+// while restoring what it can, warns (and computes) for foreign, corrupt or truncated files, never writes over
+// a path that is not a Dendro state file nor blocks on a FIFO, several runs can share a cache directory,
+// `dendro cache ls|info|rm|clear` inspect and prune it (sparing live writers' files), and `dendro cache bench` runs.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <sstream>
 #include <string>
 
+#include "exited_process.h"
 #include "random_model_file.h"
 #include "run_command.h"
 #include "temp_dir.h"
@@ -31,7 +37,12 @@ protected:
     test::TempDir dir;
     std::string cache_dir = dir.file("cache");
 
-    static CommandResult dendro(const std::string& args) { return run_command(shell_quote(DENDRO_EXE) + " " + args); }
+    // Bounded, so that a run that blocks (on a FIFO, say) fails the test instead of hanging the suite.
+    static CommandResult dendro(const std::string& args) {
+        return run_command("timeout " + std::to_string(kTimeoutSeconds) + " " + shell_quote(DENDRO_EXE) + " " + args);
+    }
+    static constexpr int kTimeoutSeconds = 30;
+    static constexpr int kTimedOut = 124;  // timeout(1)'s exit status
 
     // Greedy generation, so the text depends only on the logits.
     CommandResult run(const std::string& prompt, const std::string& cache_flags, const std::string& model_path = "") {
@@ -106,6 +117,119 @@ TEST_F(CacheCliTest, ForeignCorruptOrTruncatedPromptCacheWarnsAndComputes) {
     ASSERT_EQ(truncated.exit_code, 0) << truncated.err;
     EXPECT_NE(truncated.err.find("truncated"), std::string::npos) << truncated.err;
     EXPECT_EQ(truncated.out, plain.out);
+}
+
+// A --prompt-cache path that exists and is not a Dendro state file belongs to the user: one warning saying
+// it is left alone, the prompt computed, nothing written there (nor beside it).
+class PromptCacheOnAForeignPathTest : public CacheCliTest {
+protected:
+    std::string plain_out = run(kPrompt, "").out;
+
+    void expect_left_alone(const CommandResult& r, const std::string& path) {
+        EXPECT_NE(r.exit_code, kTimedOut) << "blocked on " << path;
+        EXPECT_EQ(r.exit_code, 0) << r.err;
+        EXPECT_EQ(r.out, plain_out);
+        EXPECT_EQ(count(r.err, "dendro: warning: "), 1u) << r.err;
+        EXPECT_NE(r.err.find(path), std::string::npos) << r.err;
+        EXPECT_NE(r.err.find("will not be overwritten"), std::string::npos) << r.err;
+        EXPECT_NE(r.err.find("0 states saved"), std::string::npos) << r.err;
+        for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::path(path).parent_path())) {
+            EXPECT_EQ(entry.path().string().find(".tmp-"), std::string::npos) << "left behind: " << entry.path();
+        }
+    }
+};
+
+TEST_F(PromptCacheOnAForeignPathTest, ThePromptFileItself) {
+    const std::string prompt_file = dir.file("prompt.txt");
+    test::write_file(prompt_file, std::vector<uint8_t>(kPrompt.begin(), kPrompt.end()));
+    const CommandResult r = dendro("run -m " + shell_quote(model.path()) + " -f " + shell_quote(prompt_file) +
+                                   " -n 16 --temp 0 -s 1 -t 1 --prompt-cache " + shell_quote(prompt_file));
+    expect_left_alone(r, prompt_file);
+    EXPECT_EQ(test::read_file(prompt_file), std::vector<uint8_t>(kPrompt.begin(), kPrompt.end()));
+}
+
+TEST_F(PromptCacheOnAForeignPathTest, TheModelFile) {
+    const std::vector<uint8_t> before = test::read_file(other_model.path());
+    expect_left_alone(run(kPrompt, "--prompt-cache " + shell_quote(other_model.path())), other_model.path());
+    EXPECT_EQ(test::read_file(other_model.path()), before);
+}
+
+TEST_F(PromptCacheOnAForeignPathTest, AnEmptyFileADirectoryAndSymlinks) {
+    const std::string empty = dir.file("empty");
+    test::write_file(empty, {});
+    expect_left_alone(run(kPrompt, "--prompt-cache " + shell_quote(empty)), empty);
+    EXPECT_TRUE(test::read_file(empty).empty());
+
+    const std::string directory = dir.file("a-directory");
+    std::filesystem::create_directories(directory);
+    expect_left_alone(run(kPrompt, "--prompt-cache " + shell_quote(directory)), directory);
+    EXPECT_TRUE(std::filesystem::is_directory(directory));
+
+    const std::string text = dir.file("notes.txt"), link = dir.file("link-to-notes");
+    test::write_file(text, std::vector<uint8_t>{'n'});
+    std::filesystem::create_symlink(text, link);
+    expect_left_alone(run(kPrompt, "--prompt-cache " + shell_quote(link)), link);
+    EXPECT_TRUE(std::filesystem::is_symlink(link));
+    EXPECT_EQ(test::read_file(text), std::vector<uint8_t>{'n'});
+
+    const std::string dangling = dir.file("dangling");
+    std::filesystem::create_symlink(dir.file("nowhere"), dangling);
+    expect_left_alone(run(kPrompt, "--prompt-cache " + shell_quote(dangling)), dangling);
+    EXPECT_TRUE(std::filesystem::is_symlink(dangling));
+    EXPECT_FALSE(std::filesystem::exists(dir.file("nowhere")));
+}
+
+TEST_F(PromptCacheOnAForeignPathTest, AFifoNeitherBlocksNorIsReplaced) {
+    const std::string fifo = dir.file("fifo");
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    expect_left_alone(run(kPrompt, "--prompt-cache " + shell_quote(fifo)), fifo);
+    EXPECT_TRUE(std::filesystem::is_fifo(fifo));
+}
+
+// A node of /dev/null's device (rather than /dev/null itself, which a regression would destroy for the whole
+// machine). Making one needs root.
+TEST_F(PromptCacheOnAForeignPathTest, ADeviceIsNotReplaced) {
+    const std::string device = dir.file("null");
+    constexpr unsigned kMemMajor = 1, kNullMinor = 3;  // Linux's /dev/null
+    if (::mknod(device.c_str(), S_IFCHR | 0666, makedev(kMemMajor, kNullMinor)) != 0) {
+        GTEST_SKIP() << "cannot make a device node (needs root)";
+    }
+    expect_left_alone(run(kPrompt, "--prompt-cache " + shell_quote(device)), device);
+    EXPECT_TRUE(std::filesystem::is_character_file(device));
+}
+
+// A symlink to a state file: the file it names is updated and the link kept.
+TEST_F(CacheCliTest, PromptCacheThroughASymlinkUpdatesTheFileItNames) {
+    const std::string file = dir.file("prompt.dstate"), link = dir.file("link.dstate");
+    ASSERT_EQ(run(kPrompt, "--prompt-cache " + shell_quote(file)).exit_code, 0);
+    std::filesystem::create_symlink(file, link);
+    const CommandResult longer = run(kLongerPrompt, "--prompt-cache " + shell_quote(link));
+    ASSERT_EQ(longer.exit_code, 0) << longer.err;
+    EXPECT_EQ(count(longer.err, "warning"), 0u) << longer.err;
+    EXPECT_NE(longer.err.find("1 states saved"), std::string::npos) << longer.err;
+    EXPECT_TRUE(std::filesystem::is_symlink(link));
+    const CommandResult again = run(kLongerPrompt, "--prompt-cache " + shell_quote(file));
+    EXPECT_EQ(restored(again), prompt_tokens(again)) << again.err;
+}
+
+TEST_F(CacheCliTest, APromptFromAPipe) {
+    const CommandResult piped = run_command("printf %s " + shell_quote(kPrompt) + " | timeout " +
+                                            std::to_string(kTimeoutSeconds) + " " + shell_quote(DENDRO_EXE) +
+                                            " run -m " + shell_quote(model.path()) +
+                                            " -f /dev/stdin -n 16 --temp 0 -s 1 -t 1");
+    ASSERT_EQ(piped.exit_code, 0) << piped.err;
+    EXPECT_EQ(piped.out, run(kPrompt, "").out);
+}
+
+TEST_F(CacheCliTest, ARunRemovesTheTemporaryFilesOfKilledWritersOfItsPromptCache) {
+    const std::string file = dir.file("prompt.dstate");
+    const std::string stale = dir.file(test::temp_file_name("prompt.dstate", test::exited_process_id()));
+    const std::string live = dir.file(test::temp_file_name("prompt.dstate", ::getpid()));
+    test::write_file(stale, std::vector<uint8_t>{'s'});
+    test::write_file(live, std::vector<uint8_t>{'l'});
+    ASSERT_EQ(run(kPrompt, "--prompt-cache " + shell_quote(file)).exit_code, 0);
+    EXPECT_FALSE(std::filesystem::exists(stale));
+    EXPECT_TRUE(std::filesystem::exists(live));
 }
 
 TEST_F(CacheCliTest, CacheDirResumesFromACheckpoint) {
@@ -203,6 +327,52 @@ TEST_F(CacheCliTest, CacheCommandsListDescribeRemoveAndClear) {
     ASSERT_EQ(clear.exit_code, 0) << clear.err;
     EXPECT_NE(clear.out.find("removed 3 entries"), std::string::npos) << clear.out;
     EXPECT_NE(dendro("cache ls " + d).out.find("0 entries"), std::string::npos);
+}
+
+// `cache clear` while other runs write: their temporary files are theirs; only those of dead writers go.
+TEST_F(CacheCliTest, CacheClearKeepsTheTemporaryFilesOfLiveWriters) {
+    ASSERT_EQ(run(kPrompt, "--cache-dir " + shell_quote(cache_dir)).exit_code, 0);
+    const std::filesystem::path entries = std::filesystem::path(cache_dir) / "entries";
+    const std::string entry = std::filesystem::directory_iterator(entries)->path().filename().string();
+    const std::filesystem::path live = entries / test::temp_file_name(entry, ::getpid());
+    const std::filesystem::path stale = entries / test::temp_file_name(entry, test::exited_process_id());
+    test::write_file(live.string(), std::vector<uint8_t>{'l'});
+    test::write_file(stale.string(), std::vector<uint8_t>{'s'});
+
+    const CommandResult clear = dendro("cache clear " + shell_quote(cache_dir));
+    ASSERT_EQ(clear.exit_code, 0) << clear.err;
+    EXPECT_NE(clear.out.find("removed 1 entries"), std::string::npos) << clear.out;
+    EXPECT_TRUE(std::filesystem::exists(live));
+    EXPECT_FALSE(std::filesystem::exists(stale));
+}
+
+// "N states saved" counts the states written, not the checkpoints found already in the cache.
+TEST_F(CacheCliTest, StatesSavedCountsOnlyTheStatesWritten) {
+    const std::string flags = "--cache-dir " + shell_quote(cache_dir) + " --cache-every 16";
+    const CommandResult first = run(kPrompt, flags);
+    ASSERT_EQ(first.exit_code, 0) << first.err;
+    ASSERT_NE(first.err.find("4 states saved"), std::string::npos) << first.err;
+    // Entry names are "<fingerprint>-<n_tokens>-<hash>...": by prefix length.
+    std::map<int64_t, std::filesystem::path> by_length;
+    for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::path(cache_dir) / "entries")) {
+        std::istringstream fields(entry.path().filename().string());
+        std::string fingerprint, n_tokens;
+        std::getline(fields, fingerprint, '-');
+        std::getline(fields, n_tokens, '-');
+        by_length[std::stoll(n_tokens)] = entry.path();
+    }
+    ASSERT_EQ(by_length.size(), 4u);
+    const auto at = [&by_length](size_t i) { return std::next(by_length.begin(), static_cast<long>(i))->second; };
+    // The checkpoint at 48 holds the one at 32 (as if renamed): it matches by name but not by tokens, so it is
+    // no hit but is there. Without the end-of-prompt entry the next run resumes at 32, finds 48 already
+    // stored, and writes only the end of the prompt.
+    std::filesystem::copy_file(at(1), at(2), std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::remove(at(3));
+    const CommandResult again = run(kPrompt, flags);
+    ASSERT_EQ(again.exit_code, 0) << again.err;
+    EXPECT_EQ(restored(again), "32") << again.err;
+    EXPECT_NE(again.err.find("1 states saved"), std::string::npos) << again.err;
+    EXPECT_EQ(again.out, first.out);
 }
 
 TEST_F(CacheCliTest, CacheCommandsRefuseADirectoryThatIsNotACache) {

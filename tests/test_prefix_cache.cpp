@@ -95,6 +95,15 @@ TEST_F(PrefixCacheTest, PartialHitResumesFromTheLongestStoredPrefix) {
     EXPECT_TRUE(warnings.empty());
 }
 
+TEST_F(PrefixCacheTest, StoreSaysWhetherItWrote) {
+    PrefixCache cache = open_cache();
+    EXPECT_TRUE(cache.store(snapshot_of(20), true));
+    EXPECT_FALSE(cache.store(snapshot_of(20), true));  // the entry exists: nothing written
+    EXPECT_EQ(n_entries(), 1u);
+    PrefixCache too_small = open_cache(state_file_size(snapshot_of(8)) - 1);
+    EXPECT_FALSE(too_small.store(snapshot_of(8), true));
+}
+
 TEST_F(PrefixCacheTest, AnotherModelNeverHits) {
     open_cache().store(snapshot_of(20), true);
     PrefixCache other = open_cache(kDefaultPrefixCacheBytes, kOtherModel);
@@ -463,7 +472,7 @@ class BrokenStore : public PrefixStore {
 public:
     using PrefixStore::PrefixStore;
     std::optional<StateSnapshot> longest_prefix(std::span<const int32_t>) override { fail("lookup broke"); }
-    void store(const StateSnapshot&, bool) override { fail("store broke"); }
+    bool store(const StateSnapshot&, bool) override { fail("store broke"); }
     bool keeps_checkpoints() const override { return true; }
 };
 

@@ -142,6 +142,23 @@ TEST_F(StateFileTest, NotAStateFileAndMissingFileAreErrors) {
     EXPECT_NE(read_error(path).find("not a Dendro state file"), std::string::npos);
     EXPECT_NE(read_error(dir.file("missing.dstate")).find("cannot open"), std::string::npos);
     EXPECT_NE(read_error(dir.path()), "");  // a directory
+    test::write_file(path, std::vector<uint8_t>{'T', 'o', ' ', 'b', 'e', '\n'});  // shorter than the magic
+    EXPECT_NE(read_error(path).find("not a Dendro state file"), std::string::npos) << read_error(path);
+}
+
+// Which files the prompt cache may replace: those that start with the magic, whatever follows.
+TEST_F(StateFileTest, StartsWithTheMagic) {
+    std::vector<uint8_t> bytes(std::begin(kStateFileMagic), std::end(kStateFileMagic));
+    test::write_file(path, bytes);  // a truncated state file is still ours
+    EXPECT_TRUE(starts_with_state_file_magic(path));
+    bytes.back() ^= 1;
+    test::write_file(path, bytes);
+    EXPECT_FALSE(starts_with_state_file_magic(path));
+    bytes.pop_back();
+    test::write_file(path, bytes);
+    EXPECT_FALSE(starts_with_state_file_magic(path));
+    EXPECT_FALSE(starts_with_state_file_magic(dir.file("missing")));
+    EXPECT_FALSE(starts_with_state_file_magic(dir.path()));
 }
 
 TEST_F(StateFileTest, RewritingReplacesTheWholeFile) {

@@ -2,10 +2,9 @@
 
 #include <array>
 #include <cctype>
-#include <fstream>
-#include <sstream>
 
 #include "error.h"
+#include "regular_file.h"
 
 namespace dendro {
 namespace {
@@ -78,13 +77,6 @@ std::optional<uint64_t> json_unsigned(const nlohmann::json& value) {
     return std::nullopt;
 }
 
-nlohmann::json read_hf_json_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail(path, ": cannot open");
-    std::ostringstream text;
-    text << in.rdbuf();
-    if (in.bad()) fail(path, ": read error");
-    return parse_hf_json(text.str(), path);
-}
+nlohmann::json read_hf_json_file(const std::string& path) { return parse_hf_json(read_whole_file(path), path); }
 
 }  // namespace dendro

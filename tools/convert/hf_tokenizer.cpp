@@ -3,8 +3,6 @@
 #include <charconv>
 #include <filesystem>
 #include <functional>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <optional>
 
@@ -13,6 +11,7 @@
 #include "checked_int.h"
 #include "error.h"
 #include "hf_json.h"
+#include "regular_file.h"
 #include "spm_model_proto.h"
 #include "tokenizer.h"
 #include "tokenizer_spm.h"
@@ -314,13 +313,7 @@ void add_bpe_tokenizer(const std::string& dir, const json& tokenizer, std::strin
     write_special(writer, special);
 }
 
-std::string read_binary_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail(path, ": cannot open the file");
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (in.bad()) fail(path, ": read error");
-    return bytes;
-}
+std::string read_binary_file(const std::string& path) { return read_whole_file(path); }
 
 void add_spm_tokenizer(const std::string& dir, const std::string& model_path, int64_t n_vocab_padded,
                        GgufWriter& writer) {
