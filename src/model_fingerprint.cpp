@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 #include <vector>
 
@@ -15,12 +14,14 @@
 #include "cpu_topology.h"
 #include "error.h"
 #include "gguf.h"
+#include "regular_file.h"
 #include "thread_pool.h"
 
 namespace dendro {
 namespace {
 
 constexpr const char* kMemoHeader = "dendro-fingerprint-memo 1";
+constexpr uint64_t kMaxMemoBytes = 64 << 10;  // a memo is four short lines
 
 ModelFingerprint from_xxh128(XXH128_hash_t hash) { return {hash.high64, hash.low64}; }
 
@@ -58,7 +59,13 @@ std::filesystem::path memo_path(const std::string& memo_dir, const FileIdentity&
 }
 
 std::optional<ModelFingerprint> read_memo(const std::filesystem::path& path, const FileIdentity& id) {
-    std::ifstream in(path);
+    // A memo is a few lines; anything else at its path (a FIFO, a device, a huge file) is no memo.
+    std::istringstream in;
+    try {
+        in.str(read_whole_file(path.string(), kMaxMemoBytes));
+    } catch (const Error&) {
+        return std::nullopt;
+    }
     std::string header, file_path, identity, hex;
     if (!std::getline(in, header) || !std::getline(in, file_path) || !std::getline(in, identity) ||
         !std::getline(in, hex)) {

@@ -3,9 +3,16 @@
 // Also the model fingerprint it is keyed on, and its memo.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <iterator>
 
 #include "error.h"
@@ -244,6 +251,29 @@ TEST(ModelFingerprint, MemoIsUsedForTheSameFileAndMissedWhenItChanges) {
     const ModelFingerprint second = fingerprint_model_file(*file, memo_dir);
     EXPECT_NE(second, first);
     EXPECT_EQ(second, fingerprint_bytes(file->bytes()));
+}
+
+// A FIFO planted where the memo would be neither blocks the fingerprint nor answers for it.
+TEST(ModelFingerprint, AFifoInPlaceOfTheMemoIsIgnoredWithoutBlocking) {
+    TempDir dir;
+    const std::string model_path = dir.file("model.gguf");
+    const std::string memo_dir = dir.file("memo");
+    write_tiny_gguf(model_path, 1);
+    const auto file = GgufFile::open(model_path);
+    const ModelFingerprint expected = fingerprint_model_file(*file, memo_dir);
+    const std::filesystem::path memo = std::filesystem::directory_iterator(memo_dir)->path();
+    std::filesystem::remove(memo);
+    ASSERT_EQ(::mkfifo(memo.c_str(), 0600), 0);
+    // A writer keeps the FIFO open, so that a reader that opened it would wait for data, not for a writer.
+    const int writer = ::open(memo.c_str(), O_RDWR | O_NONBLOCK);
+    ASSERT_GE(writer, 0);
+    auto fingerprint = std::async(std::launch::async, [&] { return fingerprint_model_file(*file, memo_dir); });
+    if (fingerprint.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+        ADD_FAILURE() << "fingerprint_model_file blocked on a FIFO memo";
+        std::_Exit(1);  // the blocked thread cannot be joined
+    }
+    EXPECT_EQ(fingerprint.get(), expected);
+    ::close(writer);
 }
 
 }  // namespace
