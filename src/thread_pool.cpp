@@ -1,5 +1,7 @@
 #include "thread_pool.h"
 
+#include <sys/resource.h>
+
 #include <chrono>
 
 #include "error.h"
@@ -22,6 +24,15 @@ constexpr int kPausesPerClockCheck = 64;
 // machine the threads of a pass reach a barrier within microseconds, and a sleeping one wakes in well under
 // this).
 constexpr std::chrono::microseconds kStallWait{1000};
+
+// How many times the scheduler has taken the calling thread off its core against its will.
+long involuntary_switches() {
+#ifdef RUSAGE_THREAD
+    rusage usage{};
+    if (getrusage(RUSAGE_THREAD, &usage) == 0) return usage.ru_nivcsw;
+#endif
+    return -1;  // unknown: every long wait then counts as a stall
+}
 
 void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -66,7 +77,7 @@ void ThreadPool::wait_for_change(Signal& signal, uint32_t seen, bool inside_task
     }
     signal.sleepers.fetch_sub(1, std::memory_order_relaxed);
     if (inside_task && std::chrono::steady_clock::now() - start > kStallWait) {
-        stalled_.store(true, std::memory_order_relaxed);
+        waited_long_.store(true, std::memory_order_relaxed);
     }
 }
 
@@ -76,11 +87,15 @@ void ThreadPool::publish_change(Signal& signal) {
 }
 
 void ThreadPool::run_task(int thread) {
+    const long switches_before = team_ > 1 ? involuntary_switches() : 0;
     try {
         (*task_)(thread, team_);
     } catch (...) {
         const std::lock_guard lock(error_mutex_);
         if (!first_error_) first_error_ = std::current_exception();
+    }
+    if (team_ > 1 && (switches_before < 0 || involuntary_switches() != switches_before)) {
+        preempted_.store(true, std::memory_order_relaxed);
     }
 }
 
@@ -99,14 +114,17 @@ void ThreadPool::run(const std::function<void(int thread, int n_threads)>& task)
     first_error_ = nullptr;
     team_ = team_size_.next(std::chrono::steady_clock::now());
     if (team_ > 1) {
-        stalled_.store(false, std::memory_order_relaxed);
+        waited_long_.store(false, std::memory_order_relaxed);
+        preempted_.store(false, std::memory_order_relaxed);
         unfinished_.store(team_ - 1, std::memory_order_relaxed);
         const uint32_t finished_seen = finished_.generation.load(std::memory_order_relaxed);
         // Publishing also hands over task_, team_ and unfinished_ (release).
         for (int thread = 1; thread < team_; ++thread) publish_change(task_signals_[thread]);
         run_task(0);
         wait_for_change(finished_, finished_seen, /*inside_task=*/true);
-        team_size_.finished(stalled_.load(std::memory_order_relaxed), std::chrono::steady_clock::now());
+        // A long wait alone may be uneven work; with a preemption it was another process taking a core.
+        const bool stalled = waited_long_.load(std::memory_order_relaxed) && preempted_.load(std::memory_order_relaxed);
+        team_size_.finished(stalled, std::chrono::steady_clock::now());
     } else {
         run_task(0);
         team_size_.finished(false, std::chrono::steady_clock::now());

@@ -5,8 +5,9 @@
 // so with one other busy process on a 2-core machine every barrier waited out a scheduler time slice and
 // `-t 2` decoded ~160x slower than `-t 1`. Here a waiting thread spins only for a short, bounded time
 // (the few microseconds a barrier takes when every thread is running) and then sleeps on a futex, giving its
-// core to the thread it waits for; and a wait that lasts longer than any barrier on a free machine marks
-// the task as stalled, so that the next tasks run on a smaller team (adaptive_team_size.h).
+// core to the thread it waits for. A task in which a thread waited longer than a barrier on a free machine
+// takes and a thread was preempted (taken off its core by the scheduler) is stalled: another process is
+// competing for the cores, and the next tasks run on a smaller team (adaptive_team_size.h).
 #pragma once
 
 #include <atomic>
@@ -53,8 +54,8 @@ private:
         std::atomic<uint32_t> generation{0};
         std::atomic<int> sleepers{0};
     };
-    // Waits until `signal` advances past `seen`: spins briefly, then sleeps until notified. A wait inside a
-    // task that took longer than a barrier on a free machine can marks the task stalled.
+    // Waits until `signal` advances past `seen`: spins briefly, then sleeps until notified. Notes a wait inside
+    // a task that took longer than a barrier on a free machine can.
     void wait_for_change(Signal& signal, uint32_t seen, bool inside_task);
     // Advances `signal` and wakes its sleepers, if any.
     static void publish_change(Signal& signal);
@@ -75,7 +76,8 @@ private:
     Signal barrier_;
 
     AdaptiveTeamSize team_size_;
-    std::atomic<bool> stalled_{false};
+    std::atomic<bool> waited_long_{false};  // in the current task
+    std::atomic<bool> preempted_{false};    // a thread of the current task, while running it
 
     std::mutex error_mutex_;
     std::exception_ptr first_error_;

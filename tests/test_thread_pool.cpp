@@ -3,6 +3,7 @@
 #include "thread_pool.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include <atomic>
 #include <chrono>
@@ -40,37 +41,45 @@ TEST(ThreadPool, RunsTheTaskOnceOnEachThreadOfTheTeam) {
     }
 }
 
-// A task whose thread 1 is held up far longer than any barrier takes (as when another process has its core)
-// makes the next task run on a smaller team.
-TEST(ThreadPool, AStalledTaskShrinksTheNextTeam) {
+// Spins on the calling thread for `duration` (work that needs the core, unlike a sleep).
+void spin_for(std::chrono::milliseconds duration) {
+    const auto end = std::chrono::steady_clock::now() + duration;
+    while (std::chrono::steady_clock::now() < end) {
+    }
+}
+
+bool pin_to_cpu(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(0, sizeof set, &set) == 0;
+}
+
+// Another process taking a core, made here: thread 1 of the task and a busy thread share one CPU, so the
+// scheduler preempts thread 1 while thread 0 waits for it at a barrier. The next task runs on a smaller team.
+TEST(ThreadPool, ATaskStalledByCompetitionForACoreShrinksTheNextTeam) {
+    cpu_set_t allowed;
+    ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+    int cpu = 0;
+    while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &allowed)) ++cpu;
     ThreadPool pool(2);
+    std::atomic<bool> pinned{true};
     pool.run([&](int thread, int) {
-        if (thread == 1) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        if (thread == 1) {
+            pinned = pin_to_cpu(cpu);
+            std::thread competitor([&] {
+                pin_to_cpu(cpu);
+                spin_for(std::chrono::milliseconds(60));
+            });
+            spin_for(std::chrono::milliseconds(60));
+            competitor.join();
+        }
         pool.barrier();
     });
+    ASSERT_TRUE(pinned.load());
     std::atomic<int> team{0};
     pool.run([&](int, int n_threads) { team = n_threads; });
     EXPECT_EQ(team.load(), 1);
-}
-
-// Each phase reads what every thread wrote in the phase before: a barrier that let one thread through early
-// would make it read a stale value. Eight threads on this 2-core machine also exercise the sleeping path.
-TEST(ThreadPool, BarrierSeparatesPhases) {
-    constexpr int kThreads = 8, kPhases = 2000;
-    ThreadPool pool(kThreads);
-    std::vector<std::atomic<int>> slots(kThreads);
-    std::atomic<int> stale{0};
-    pool.run([&](int thread, int n_threads) {
-        for (int phase = 1; phase <= kPhases; ++phase) {
-            slots[static_cast<size_t>(thread)].store(phase, std::memory_order_relaxed);
-            pool.barrier();
-            for (int other = 0; other < n_threads; ++other) {
-                if (slots[static_cast<size_t>(other)].load(std::memory_order_relaxed) != phase) ++stale;
-            }
-            pool.barrier();
-        }
-    });
-    EXPECT_EQ(stale.load(), 0);
 }
 
 TEST(ThreadPool, ForEachIndexVisitsEveryIndexOnce) {
