@@ -174,8 +174,11 @@ void add_run_command(CLI::App& app) {
     cache_dir->excludes(prompt_cache);
     // Restored prompt tokens have no logits to report, so the prompt caches are off with --logprobs.
     cmd->add_option("--logprobs", opt->logprobs,
-                    "Print JSON lines instead of text, one per prompt and generated token: its id, text and "
-                    "log-probability under the raw logits, with the N most likely alternatives (see README)")
+                    "Print JSON lines instead of text (stdout then carries nothing else), one per prompt and "
+                    "generated token: {pos, id, text, [bytes], logprob, top: [{id, text, logprob}] x N, source: "
+                    "prompt|generated}; log-probabilities of the raw logits, null for the first prompt token; "
+                    "\"bytes\" lists a token's bytes when they are not UTF-8 on their own (\"text\" has U+FFFD). "
+                    "Not with --prompt-cache/--cache-dir: restored tokens have no logits")
         ->type_name("N")
         ->check(CLI::NonNegativeNumber)
         ->excludes(prompt_cache)
