@@ -8,7 +8,8 @@ namespace dendro {
 
 GenerationResult generate(Backend& backend, const Tokenizer& tokenizer, int seq, std::span<const float> logits,
                           std::span<const int32_t> history, const SamplingParams& params, int32_t max_new_tokens,
-                          const std::function<void(std::string_view)>& on_text, bool stop_at_eog) {
+                          const std::function<void(std::string_view)>& on_text, bool stop_at_eog,
+                          const TokenObserver& on_token) {
     const int64_t n_vocab = backend.hparams().n_vocab;
     if (static_cast<int64_t>(logits.size()) != n_vocab) {
         fail("generate: expected ", n_vocab, " logits, got ", logits.size());
@@ -17,13 +18,13 @@ GenerationResult generate(Backend& backend, const Tokenizer& tokenizer, int seq,
 
     Sampler sampler(params, static_cast<int32_t>(n_vocab));
     for (int32_t id : history) sampler.accept(id);
-    StreamDecoder stream(tokenizer);
+    StreamDecoder stream(tokenizer, history);
     std::vector<float> current(logits.begin(), logits.end());
 
     // Settings the backend can sample with on its own device, so that only token ids cross to the host;
     // min-p and the repetition penalty need the host Sampler. The first token comes from the prompt's
     // logits, which are on the host already.
-    const bool try_device_sampling = params.min_p == 0.0f && params.repeat_penalty == 1.0f;
+    const bool try_device_sampling = params.min_p == 0.0f && params.repeat_penalty == 1.0f && !on_token;
     DeviceSampling device_sampling;
     device_sampling.temperature = params.temperature;
     device_sampling.top_k = params.top_k;
@@ -33,7 +34,9 @@ GenerationResult generate(Backend& backend, const Tokenizer& tokenizer, int seq,
     GenerationResult result;
     const auto start = std::chrono::steady_clock::now();
     int32_t token = sampler.sample(current);
+    result.first_token_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     for (int32_t i = 0; i < max_new_tokens; ++i) {
+        if (on_token) on_token(token, current);
         if (stop_at_eog && tokenizer.is_end_of_generation(token)) {
             result.stopped_at_eog = true;
             break;

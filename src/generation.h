@@ -20,13 +20,21 @@ struct GenerationResult {
     bool stopped_at_eog = false;
     int64_t decode_steps = 0;     // backend decode calls (the last sampled token is never fed back)
     double decode_seconds = 0.0;  // wall time spent in those calls and sampling
+    double first_token_seconds = 0.0;  // wall time to pick the first token from the prompt's logits
 };
 
+// Sees each sampled token with the raw logits it was drawn from (before the repetition penalty and every
+// other sampling transform), the end-of-generation token included.
+using TokenObserver = std::function<void(int32_t token, std::span<const float> logits)>;
+
 // `logits` are the last position's logits of sequence `seq` (n_vocab floats); `history` the tokens already
-// in the sequence, seen by the repetition penalty. `on_text` receives text pieces as soon as they are
-// complete UTF-8. stop_at_eog=false keeps sampling past the end-of-generation token (benchmarks).
+// in the sequence (the prompt): seen by the repetition penalty, and the text the streamed text continues.
+// `on_text` receives text pieces as soon as they are complete UTF-8; they add up to
+// decode(history + generated) minus decode(history). stop_at_eog=false keeps sampling past the
+// end-of-generation token (benchmarks). An `on_token` observer keeps sampling on the host, where the logits are.
 GenerationResult generate(Backend& backend, const Tokenizer& tokenizer, int seq, std::span<const float> logits,
                           std::span<const int32_t> history, const SamplingParams& params, int32_t max_new_tokens,
-                          const std::function<void(std::string_view)>& on_text, bool stop_at_eog = true);
+                          const std::function<void(std::string_view)>& on_text, bool stop_at_eog = true,
+                          const TokenObserver& on_token = {});
 
 }  // namespace dendro

@@ -15,7 +15,7 @@ struct SamplingParams {
     int32_t top_k = 40;          // 0 = off
     float top_p = 0.95f;         // 1 = off
     float min_p = 0.05f;         // 0 = off
-    float repeat_penalty = 1.1f; // 1 = off
+    float repeat_penalty = 1.0f; // 1 = off (the default, so that temperature 0 is plain argmax)
     int32_t repeat_last_n = 64;  // window for the penalty
     uint64_t seed = 0;
 

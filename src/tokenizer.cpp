@@ -30,12 +30,17 @@ const std::string& Tokenizer::token_text(int32_t id) const {
     return vocab_.tokens[static_cast<size_t>(id)];
 }
 
-StreamDecoder::StreamDecoder(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
+StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, std::span<const int32_t> context)
+    : tokenizer_(tokenizer), leading_ids_(context.begin(), context.end()) {
+    // Once the context has text, nothing later is at the start of the text: each id adds its bytes.
+    text_started_ = !tokenizer_.decode(leading_ids_).empty();
+    if (text_started_) leading_ids_.clear();
+}
 
 std::string StreamDecoder::push(int32_t id) {
     if (!text_started_) {
         leading_ids_.push_back(id);
-        const std::string text = tokenizer_.decode(leading_ids_);
+        const std::string text = tokenizer_.decode(leading_ids_);  // the context's part decodes to nothing
         if (text.empty()) return {};
         text_started_ = true;
         leading_ids_.clear();

@@ -75,18 +75,20 @@ protected:
 
 // Turns a stream of token ids into printable text without ever emitting half a UTF-8 character: bytes of
 // an incomplete sequence are held until the next token completes them (or flush() at the end); bytes that
-// can no longer become a character come out as U+FFFD. The pieces add up to decode() of all the ids
-// (with ill-formed bytes replaced), the start-of-text rule of SentencePiece included.
+// can no longer become a character come out as U+FFFD. The ids follow `context` (the prompt, already shown
+// by the caller): the pieces add up to decode(context + ids) minus decode(context), with ill-formed bytes
+// replaced. So SentencePiece's start-of-text rule (the dummy-prefix space dropped) applies only when the
+// context decodes to nothing, as it does in a decode of the whole sequence.
 class StreamDecoder {
 public:
-    explicit StreamDecoder(const Tokenizer& tokenizer);
+    explicit StreamDecoder(const Tokenizer& tokenizer, std::span<const int32_t> context = {});
     std::string push(int32_t id);  // text ready to print now (possibly empty)
     std::string flush();           // whatever is held, invalid bytes replaced by U+FFFD
 
 private:
     const Tokenizer& tokenizer_;
-    // Until some text comes out, the ids so far are decoded together (decode() treats the start of a text
-    // specially); after that each token adds its token_bytes.
+    // Until the sequence's text starts, the ids so far (context included) are decoded together (decode()
+    // treats the start of a text specially); after that each token adds its token_bytes.
     std::vector<int32_t> leading_ids_;
     bool text_started_ = false;
     std::string held_;  // the start of a character whose remaining bytes have not arrived yet

@@ -75,6 +75,19 @@ TEST_F(BenchCli, RejectsBadArgumentsWithOneErrorLine) {
     EXPECT_NE(shape.err.find("unknown --random-shape '7b'"), std::string::npos) << shape.err;
 }
 
+// A bad --type or --random-out is reported before anything is written (no "writing a random model" line).
+TEST_F(BenchCli, RandomModelFlagsAreCheckedBeforeWriting) {
+    const test::TempDir dir;
+    for (const std::string& args : {std::string("--type q4"), "--random-out " + dir.path(),
+                                    "--random-out " + dir.file("missing/model.gguf"), std::string("--random-shape 7b")}) {
+        const auto result = run_command(std::string(DENDRO_EXE) + " bench --random-shape 130m --device cpu " + args);
+        EXPECT_NE(result.exit_code, 0) << args;
+        EXPECT_EQ(result.err.find("writing"), std::string::npos) << args << ": " << result.err;
+        EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << args << ": " << result.err;
+    }
+    EXPECT_TRUE(dir.entries().empty());
+}
+
 TEST_F(BenchCli, CudaRequestWithoutCudaIsAClearError) {
     if (cuda_available()) GTEST_SKIP() << "a CUDA device is present";
     const auto result = bench("-p 4 -n 0 -r 1 --device cuda");

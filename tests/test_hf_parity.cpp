@@ -8,17 +8,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
-#include <fstream>
 #include <span>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "backend.h"
+#include "hf_reference.h"
 #include "model.h"
-#include "run_command.h"
 #include "temp_dir.h"
 #include "tokenizer.h"
 
@@ -31,62 +27,13 @@ constexpr float kF16RelativeTolerance = 2e-3f;
 constexpr float kBF16RelativeTolerance = 2e-2f;
 constexpr float kQ8_0RelativeTolerance = 5e-2f;
 
-const std::string kHfDir = std::string(DENDRO_TEST_DATA) + "/hf/";
-
-struct PromptReference {
-    std::string text;
-    std::vector<int32_t> ids;
-    std::vector<int64_t> logit_positions;
-    std::vector<float> logits;  // logit_positions.size() x n_vocab
-    std::vector<int32_t> continuation;
-};
-
-struct Reference {
-    std::string fixture;
-    std::string stored_dtype;
-    std::string vocab_dir;  // empty: the checkpoint's own tokenizer
-    int64_t n_vocab = 0;
-    std::vector<PromptReference> prompts;
-};
-
-std::vector<float> read_f32_file(const std::string& path) {
-    const std::vector<uint8_t> bytes = test::read_file(path);
-    std::vector<float> values(bytes.size() / sizeof(float));
-    std::memcpy(values.data(), bytes.data(), values.size() * sizeof(float));
-    return values;
-}
-
-Reference load_reference(const std::string& fixture) {
-    const std::string dir = kHfDir + fixture;
-    std::ifstream in(dir + "/reference.json");
-    const nlohmann::json json = nlohmann::json::parse(in);
-    Reference ref;
-    ref.fixture = fixture;
-    ref.stored_dtype = json.at("stored_dtype").get<std::string>();
-    if (!json.at("vocab_dir").is_null()) ref.vocab_dir = dir + "/" + json.at("vocab_dir").get<std::string>();
-    ref.n_vocab = json.at("n_vocab").get<int64_t>();
-    for (const nlohmann::json& p : json.at("prompts")) {
-        PromptReference prompt;
-        prompt.text = p.at("text").get<std::string>();
-        prompt.ids = p.at("ids").get<std::vector<int32_t>>();
-        prompt.logit_positions = p.at("logit_positions").get<std::vector<int64_t>>();
-        prompt.continuation = p.at("continuation").get<std::vector<int32_t>>();
-        prompt.logits = read_f32_file(dir + "/" + p.at("logits_file").get<std::string>());
-        EXPECT_EQ(prompt.logits.size(), prompt.logit_positions.size() * static_cast<size_t>(ref.n_vocab));
-        ref.prompts.push_back(std::move(prompt));
-    }
-    return ref;
-}
+using PromptReference = test::HfPromptReference;
+using Reference = test::HfReference;
+using test::load_hf_reference;
 
 // Converts the fixture with `dendro convert` into `tmp` and loads the result.
 std::unique_ptr<MambaModel> convert(const Reference& ref, const std::string& outtype, const test::TempDir& tmp) {
-    const std::string out = tmp.file(ref.fixture + "-" + outtype + ".gguf");
-    std::string command = std::string(DENDRO_EXE) + " convert " + test::shell_quote(kHfDir + ref.fixture) + " -o " +
-                          test::shell_quote(out) + " --outtype " + outtype;
-    if (!ref.vocab_dir.empty()) command += " --vocab " + test::shell_quote(ref.vocab_dir);
-    const test::CommandResult result = test::run_command(command);
-    EXPECT_EQ(result.exit_code, 0) << command << "\n" << result.err;
-    return MambaModel::load(out);
+    return MambaModel::load(test::convert_hf_fixture(ref, outtype, tmp));
 }
 
 struct LogitError {
@@ -150,7 +97,7 @@ std::string exact_outtype(const Reference& ref) {
 class HfParity : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(HfParity, ExactWeightsMatchLogitsAndGreedyContinuation) {
-    const Reference ref = load_reference(GetParam());
+    const Reference ref = load_hf_reference(GetParam());
     const test::TempDir tmp;
     const auto model = convert(ref, exact_outtype(ref), tmp);
     ASSERT_EQ(model->hparams().n_vocab, ref.n_vocab);
@@ -167,7 +114,7 @@ TEST_P(HfParity, ExactWeightsMatchLogitsAndGreedyContinuation) {
 }
 
 TEST_P(HfParity, TokenizerEncodesPromptsAsHf) {
-    const Reference ref = load_reference(GetParam());
+    const Reference ref = load_hf_reference(GetParam());
     const test::TempDir tmp;
     const auto model = convert(ref, exact_outtype(ref), tmp);
     const auto tokenizer = Tokenizer::from_gguf(model->gguf());
@@ -191,7 +138,7 @@ class HfRoundedParity : public ::testing::TestWithParam<RoundedCase> {};
 
 TEST_P(HfRoundedParity, LogitErrorWithinBound) {
     const RoundedCase c = GetParam();
-    const Reference ref = load_reference(c.fixture);
+    const Reference ref = load_hf_reference(c.fixture);
     const test::TempDir tmp;
     const auto model = convert(ref, c.outtype, tmp);
     const auto backend = cpu_backend(*model);

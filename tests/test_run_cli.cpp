@@ -4,12 +4,17 @@
 
 #include <algorithm>
 #include <fstream>
+#include <sstream>
 #include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "gguf.h"
 #include "random_model_file.h"
 #include "run_command.h"
 #include "temp_dir.h"
+#include "unicode_utf8.h"
 
 namespace dendro {
 namespace {
@@ -112,6 +117,78 @@ TEST_F(RunCliTest, BadFlagValues) {
     expect_one_line_error(run("-p a --device tpu"), "tpu");
     expect_one_line_error(run("-p a --temp warm"), "warm");
     expect_one_line_error(run("-p a --bogus"), "bogus");
+}
+
+// CLI11 alone takes -1 and 2^64 as 2^64 - 1; the seed is range-checked instead.
+TEST_F(RunCliTest, SeedOutsideUint64IsAnError) {
+    expect_one_line_error(run("-p a -n 1 -s -1"), "--seed");
+    expect_one_line_error(run("-p a -n 1 -s 18446744073709551616"), "--seed");
+    expect_one_line_error(run("-p a -n 1 -s 12x"), "--seed");
+    const CommandResult max = run("-p a -n 1 -t 1 -s 18446744073709551615");
+    ASSERT_EQ(max.exit_code, 0) << max.err;
+    EXPECT_NE(max.err.find("seed 18446744073709551615"), std::string::npos) << max.err;
+}
+
+// After a full restore no prompt token was computed: the line reports the time to the first token (lookup and
+// restore included) and no meaningless rate.
+TEST_F(RunCliTest, FullRestoreReportsTimeToFirstToken) {
+    const std::string cache = dir.file("prompt.cache");
+    const CommandResult first = run("-p 'Once upon a time' -n 2 --temp 0 -t 1 --prompt-cache " + shell_quote(cache));
+    ASSERT_EQ(first.exit_code, 0) << first.err;
+    EXPECT_NE(first.err.find("prompt 16 tok ("), std::string::npos) << first.err;
+    EXPECT_NE(first.err.find("tok/s), first token after "), std::string::npos) << first.err;
+    const CommandResult second = run("-p 'Once upon a time' -n 2 --temp 0 -t 1 --prompt-cache " + shell_quote(cache));
+    ASSERT_EQ(second.exit_code, 0) << second.err;
+    EXPECT_NE(second.err.find("prompt 16 tok (16 restored, 0 computed), first token after "), std::string::npos)
+        << second.err;
+    EXPECT_EQ(second.err.find("0.0 tok/s"), std::string::npos) << second.err;
+}
+
+std::vector<nlohmann::json> json_lines(const std::string& out) {
+    std::vector<nlohmann::json> lines;
+    std::istringstream in(out);
+    for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+    return lines;
+}
+
+// With --logprobs, stdout is JSON lines only: the prompt tokens, then the generated ones. A token whose bytes
+// are not UTF-8 on their own (here each byte of "é" is a token) has U+FFFD in "text" and its bytes listed.
+TEST_F(RunCliTest, LogprobsPrintsOneJsonLinePerToken) {
+    const std::string prompt = dir.file("prompt.txt");
+    std::ofstream(prompt, std::ios::binary) << "a\xC3\xA9";
+    const CommandResult r = run("-f " + shell_quote(prompt) + " -n 3 --temp 0 -t 1 --logprobs 4");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const std::vector<nlohmann::json> lines = json_lines(r.out);
+    ASSERT_GE(lines.size(), 4u) << r.out;  // 3 prompt bytes and at least one generated token
+    EXPECT_LE(lines.size(), 6u) << r.out;
+    EXPECT_NE(r.err.find("first token after"), std::string::npos) << r.err;  // stats still on stderr
+    EXPECT_TRUE(lines[0].at("logprob").is_null());
+    EXPECT_EQ(lines[0].at("text"), "a");
+    EXPECT_FALSE(lines[0].contains("bytes"));
+    EXPECT_EQ(lines[1].at("text"), std::string(utf8::kReplacementCharacter));
+    EXPECT_EQ(lines[1].at("bytes"), nlohmann::json::array({0xC3}));
+    EXPECT_EQ(lines[2].at("bytes"), nlohmann::json::array({0xA9}));
+    for (size_t pos = 0; pos < lines.size(); ++pos) {
+        const nlohmann::json& line = lines[pos];
+        EXPECT_EQ(line.at("pos"), pos);
+        EXPECT_EQ(line.at("source"), pos < 3 ? "prompt" : "generated");
+        if (pos == 0) continue;
+        const double logprob = line.at("logprob");
+        EXPECT_LE(logprob, 0.0);
+        const nlohmann::json& top = line.at("top");
+        ASSERT_EQ(top.size(), 4u);
+        for (size_t k = 1; k < top.size(); ++k) EXPECT_LE(top[k].at("logprob"), top[k - 1].at("logprob"));
+        EXPECT_LE(logprob, top[0].at("logprob").get<double>());
+        if (pos >= 3) EXPECT_EQ(top[0].at("id"), line.at("id")) << "--temp 0 is argmax";
+    }
+}
+
+TEST_F(RunCliTest, BadLogprobsRequests) {
+    expect_one_line_error(run("-p a --logprobs -1"), "--logprobs");
+    expect_one_line_error(run("-p a --logprobs 1000000"), "vocabulary");
+    // Restored prompt tokens have no logits to report.
+    expect_one_line_error(run("-p a --logprobs 2 --cache-dir " + shell_quote(dir.file("c"))), "--logprobs");
+    expect_one_line_error(run("-p a --logprobs 2 --prompt-cache " + shell_quote(dir.file("p"))), "--logprobs");
 }
 
 }  // namespace

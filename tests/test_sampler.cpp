@@ -32,6 +32,16 @@ std::set<int32_t> drawn(Sampler& s, const std::vector<float>& logits, int n) {
     return seen;
 }
 
+// Temperature 0 with the other settings at their defaults is argmax, even for a token just seen: the
+// repetition penalty is off by default (as in llama.cpp and HF).
+TEST(Sampler, DefaultsAtTemperatureZeroAreArgmax) {
+    SamplingParams p;
+    p.temperature = 0.0f;
+    Sampler s(p, 3);
+    s.accept(1);
+    EXPECT_EQ(s.sample(std::vector<float>{0.0f, 3.0f, 2.9f}), 1);
+}
+
 TEST(Sampler, GreedyTakesArgmaxAndLowestIdOnTies) {
     Sampler s(plain(0.0f), 5);
     EXPECT_EQ(s.sample(std::vector<float>{0.1f, 3.0f, -1.0f, 2.9f, 0.0f}), 1);

@@ -19,6 +19,7 @@
 #include "backend.h"
 #include "byte_size.h"
 #include "commands.h"
+#include "flag_checks.h"
 #include "measure.h"
 #include "error.h"
 #include "ggml_types.h"
@@ -71,10 +72,22 @@ GgmlType parse_matrix_type(const std::string& text) {
     fail("unknown --type '", text, "': expected f32, f16, bf16 or q8_0");
 }
 
+// --random-out names a file to create or replace: its directory must exist and it must not be a directory.
+void check_random_out(const std::string& path) {
+    if (path.empty()) return;  // a temporary file
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) fail("--random-out ", path, ": is a directory");
+    const std::filesystem::path directory = std::filesystem::path(path).parent_path();
+    if (!directory.empty() && !std::filesystem::is_directory(directory, ec)) {
+        fail("--random-out ", path, ": the directory ", directory.string(), " does not exist");
+    }
+}
+
 // A random model file that is removed when the benchmark ends, unless the user asked to keep it.
 class RandomModelFile {
 public:
-    RandomModelFile(const BenchOptions& opt) {
+    // `hp` and `type` are the checked --random-shape and --type.
+    RandomModelFile(const BenchOptions& opt, const MambaHparams& hp, GgmlType type) {
         keep_ = !opt.random_out.empty();
         path_ = keep_ ? opt.random_out
                       : (std::filesystem::temp_directory_path() /
@@ -82,7 +95,7 @@ public:
                             .string();
         std::fprintf(stderr, "bench: writing a random %s model (%s) to %s\n", opt.random_shape.c_str(),
                      opt.random_type.c_str(), path_.c_str());
-        write_random_mamba_gguf(path_, shape_hparams(opt.random_shape), parse_matrix_type(opt.random_type), 1, true);
+        write_random_mamba_gguf(path_, hp, type, 1, true);
     }
     ~RandomModelFile() {
         if (!keep_) {
@@ -152,7 +165,13 @@ void bench(const BenchOptions& opt) {
     }
 
     std::unique_ptr<RandomModelFile> random_file;
-    if (!opt.random_shape.empty()) random_file = std::make_unique<RandomModelFile>(opt);
+    if (!opt.random_shape.empty()) {
+        // Every random-model flag is checked before the "writing" line and the write.
+        const MambaHparams hp = shape_hparams(opt.random_shape);
+        const GgmlType type = parse_matrix_type(opt.random_type);
+        check_random_out(opt.random_out);
+        random_file = std::make_unique<RandomModelFile>(opt, hp, type);
+    }
     const std::string path = random_file ? random_file->path() : opt.model_path;
     const auto model = MambaModel::load(path);
     BackendOptions backend_options;
@@ -241,7 +260,7 @@ void bench(const BenchOptions& opt) {
 void add_bench_command(CLI::App& app) {
     auto opt = std::make_shared<BenchOptions>();
     CLI::App* cmd = app.add_subcommand("bench", "Measure prompt-processing and generation speed (tokens/s)");
-    cmd->add_option("-m,--model", opt->model_path, "GGUF model file");
+    non_empty_path(cmd->add_option("-m,--model", opt->model_path, "GGUF model file"));
     cmd->add_option("-p,--n-prompt", opt->n_prompt, "prompt tokens per prefill test (0 = skip)")->capture_default_str();
     cmd->add_option("-n,--n-gen", opt->n_gen, "decode steps per generation test (0 = skip)")->capture_default_str();
     cmd->add_option("-r,--repetitions", opt->repetitions, "timed repetitions of each test")->capture_default_str();
@@ -252,7 +271,8 @@ void add_bench_command(CLI::App& app) {
     cmd->add_option("--random-shape", opt->random_shape, "benchmark a random model of this shape: 130m or 2.8b");
     cmd->add_option("--type", opt->random_type, "weight type of the random model: f32, f16, bf16 or q8_0")
         ->capture_default_str();
-    cmd->add_option("--random-out", opt->random_out, "keep the random model in this file (default: a temporary file)");
+    non_empty_path(cmd->add_option("--random-out", opt->random_out,
+                                   "keep the random model in this file (default: a temporary file)"));
     cmd->add_flag("--json", opt->json, "print the results as JSON");
     cmd->callback([opt] { bench(*opt); });
 }

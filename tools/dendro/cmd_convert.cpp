@@ -7,6 +7,7 @@
 
 #include "byte_size.h"
 #include "commands.h"
+#include "flag_checks.h"
 #include "hf_converter.h"
 
 namespace dendro::cli {
@@ -74,12 +75,13 @@ void run(const ConvertCommandOptions& opt) {
 void add_convert_command(CLI::App& app) {
     auto opt = std::make_shared<ConvertCommandOptions>();
     CLI::App* cmd = app.add_subcommand("convert", "Convert a HuggingFace Mamba checkpoint directory to GGUF");
-    cmd->add_option("HF_DIR", opt->model_dir, "Checkpoint directory: config.json, *.safetensors, tokenizer files")
+    non_empty_path(cmd->add_option("HF_DIR", opt->model_dir,
+                                   "Checkpoint directory: config.json, *.safetensors, tokenizer files"))
         ->required();
-    cmd->add_option("-o,--output", opt->output_path, "GGUF file to write")->required();
+    non_empty_path(cmd->add_option("-o,--output", opt->output_path, "GGUF file to write"))->required();
     cmd->add_option("--outtype", opt->out_type, "Type of the weight matrices: f32, f16, bf16 or q8_0")
         ->capture_default_str();
-    cmd->add_option("--vocab", opt->vocab_dir, "Take the tokenizer from this directory instead of HF_DIR");
+    non_empty_path(cmd->add_option("--vocab", opt->vocab_dir, "Take the tokenizer from this directory instead of HF_DIR"));
     cmd->callback([opt] { run(*opt); });
 }
 

@@ -9,6 +9,7 @@
 #include "byte_size.h"
 #include "commands.h"
 #include "error.h"
+#include "flag_checks.h"
 #include "gguf.h"
 #include "tokenizer_vocab.h"
 
@@ -102,7 +103,7 @@ void print_info(const std::string& path) {
 void add_info_command(CLI::App& app) {
     CLI::App* cmd = app.add_subcommand("info", "Show a GGUF file's metadata, hyper-parameters, tokenizer and tensors");
     auto path = std::make_shared<std::string>();
-    cmd->add_option("FILE", *path, "GGUF file")->required();
+    non_empty_path(cmd->add_option("FILE", *path, "GGUF file"))->required();
     cmd->callback([path] { print_info(*path); });
 }
 

@@ -8,6 +8,7 @@
 #include "backend.h"
 #include "bundled_model.h"
 #include "commands.h"
+#include "flag_checks.h"
 #include "text_input.h"
 #include "error.h"
 #include "model.h"
@@ -66,8 +67,8 @@ void add_perplexity_command(CLI::App& app) {
     auto opt = std::make_shared<PerplexityCommandOptions>();
     CLI::App* cmd = app.add_subcommand(
         "perplexity", "Perplexity over a text file (llama.cpp's method: chunks of --ctx tokens, second halves scored)");
-    cmd->add_option("-m,--model", opt->model_path, "GGUF model file (default: the bundled model)");
-    cmd->add_option("-f,--file", opt->text_path, "Text file to evaluate")->required();
+    non_empty_path(cmd->add_option("-m,--model", opt->model_path, "GGUF model file (default: the bundled model)"));
+    non_empty_path(cmd->add_option("-f,--file", opt->text_path, "Text file to evaluate"))->required();
     cmd->add_option("-c,--ctx", opt->n_ctx, "Tokens per chunk")->capture_default_str();
     cmd->add_option("--chunks", opt->max_chunks, "Evaluate at most this many chunks (-1 = all)")
         ->capture_default_str();

@@ -8,6 +8,7 @@
 
 #include "bundled_model.h"
 #include "commands.h"
+#include "flag_checks.h"
 #include "text_input.h"
 #include "error.h"
 #include "gguf.h"
@@ -46,9 +47,11 @@ void tokenize(const TokenizeOptions& opt) {
 void add_tokenize_command(CLI::App& app) {
     auto opt = std::make_shared<TokenizeOptions>();
     CLI::App* cmd = app.add_subcommand("tokenize", "Print the token ids of a text, space-separated on one line");
-    cmd->add_option("-m,--model", opt->model_path, "GGUF model or vocabulary file (default: the bundled model)");
+    non_empty_path(
+        cmd->add_option("-m,--model", opt->model_path, "GGUF model or vocabulary file (default: the bundled model)"));
     auto* text = cmd->add_option("-p,--prompt", opt->text, "Text to tokenize");
-    auto* file = cmd->add_option("-f,--file", opt->text_file, "Read the text from this file (bytes as they are)");
+    auto* file = non_empty_path(
+        cmd->add_option("-f,--file", opt->text_file, "Read the text from this file (bytes as they are)"));
     text->excludes(file);
     cmd->add_flag_function(
         "--bos,!--no-bos", [opt](int64_t count) { opt->add_bos = count > 0; },

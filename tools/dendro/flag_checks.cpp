@@ -1,0 +1,28 @@
+#include "flag_checks.h"
+
+#include <charconv>
+#include <limits>
+#include <system_error>
+
+#include "error.h"
+
+namespace dendro::cli {
+
+CLI::Option* non_empty_path(CLI::Option* option) {
+    return option->check(CLI::Validator(
+        [](const std::string& value) { return value.empty() ? std::string("must not be empty: give a path or leave the flag out") : std::string(); },
+        "", "non-empty path"));
+}
+
+uint64_t parse_uint64_flag(const std::string& flag, const std::string& text) {
+    uint64_t value = 0;
+    const char* end = text.data() + text.size();
+    // from_chars takes no sign for an unsigned type, so "-1" is refused rather than wrapped.
+    const auto [stop, error] = std::from_chars(text.data(), end, value);
+    constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
+    if (error == std::errc::result_out_of_range) fail(flag, " must be at most ", kMax, ", got ", text);
+    if (error != std::errc() || stop != end) fail(flag, " must be an integer in [0, ", kMax, "], got '", text, "'");
+    return value;
+}
+
+}  // namespace dendro::cli
