@@ -24,7 +24,7 @@ struct DeviceSampling {
 };
 
 struct BackendOptions {
-    int n_threads = 0;  // CPU threads; 0 = all hardware threads
+    int n_threads = 0;  // CPU threads; 0 = one per physical core (cpu_topology.h)
     int n_seq_max = 1;  // sequence slots to allocate
 };
 

@@ -15,8 +15,6 @@ namespace {
 // Prompt tokens run through the layers together: enough to read each weight row once per many tokens,
 // few enough that the activations stay small (about 130 KiB per token for Mamba-2.8B).
 constexpr int64_t kPrefillChunk = 256;
-// More threads than any machine this runs on has: a larger request is a mistake, not a wish.
-constexpr int kMaxThreads = 1024;
 
 std::vector<float> to_f32(const TensorView& t) {
     if (!t.present()) return {};

@@ -48,7 +48,7 @@ void cpu_relax() {
 
 ThreadPool::ThreadPool(int n_threads)
     : n_threads_(n_threads), team_size_(n_threads) {
-    if (n_threads < 1) fail("invalid thread pool size ", n_threads);
+    if (n_threads < 1 || n_threads > kMaxThreads) fail("invalid thread pool size ", n_threads);
     task_signals_ = std::make_unique<Signal[]>(static_cast<size_t>(n_threads));
     workers_.reserve(static_cast<size_t>(n_threads - 1));
     for (int thread = 1; thread < n_threads; ++thread) workers_.emplace_back([this, thread] { worker_loop(thread); });

@@ -23,9 +23,12 @@
 
 namespace dendro {
 
+// More threads than any machine this runs on has: a larger request is a mistake, not a wish.
+inline constexpr int kMaxThreads = 1024;
+
 class ThreadPool {
 public:
-    // A team of n_threads (>= 1): the caller of run() is thread 0, n_threads - 1 workers are started here.
+    // A team of n_threads (1..kMaxThreads): the caller of run() is thread 0, n_threads - 1 workers start here.
     explicit ThreadPool(int n_threads);
     ~ThreadPool();
     ThreadPool(const ThreadPool&) = delete;

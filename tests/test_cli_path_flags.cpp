@@ -30,6 +30,12 @@ TEST(CliPathFlags, EmptyValueIsOneErrorLineNamingTheFlag) {
         {"convert dir -o out.gguf --vocab ''", "--vocab"},
         {"bench -m '' --device cpu", "--model"},
         {"bench --random-shape 130m --random-out '' --device cpu", "--random-out"},
+        {"cache ls ''", "DIR"},
+        {"cache info ''", "DIR"},
+        {"cache rm '' abc", "DIR"},
+        {"cache clear ''", "DIR"},
+        {"cache bench '' -m model.gguf", "DIR"},
+        {"cache bench dir -m ''", "--model"},
     };
     for (const Case& c : cases) {
         const test::CommandResult r = test::run_command(test::shell_quote(DENDRO_EXE) + " " + c.args);

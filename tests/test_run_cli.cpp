@@ -114,6 +114,7 @@ TEST_F(RunCliTest, BadFlagValues) {
     expect_one_line_error(run("-p a --repeat-last-n -1"), "repeat-last-n");
     expect_one_line_error(run("-p a -n -5"), "-n");
     expect_one_line_error(run("-p a -t -1"), "-t");
+    expect_one_line_error(run("-p a -t 100000"), "-t");
     expect_one_line_error(run("-p a --device tpu"), "tpu");
     expect_one_line_error(run("-p a --temp warm"), "warm");
     expect_one_line_error(run("-p a --bogus"), "bogus");

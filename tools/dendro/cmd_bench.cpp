@@ -157,7 +157,6 @@ void bench(const BenchOptions& opt) {
     if (opt.n_prompt == 0 && opt.n_gen == 0) fail("nothing to measure: -p and -n are both 0");
     if (opt.repetitions < 1) fail("-r must be >= 1, got ", opt.repetitions);
     if (opt.batch < 1) fail("-b must be >= 1, got ", opt.batch);
-    if (opt.n_threads < 0) fail("-t must be >= 0, got ", opt.n_threads);
     const DeviceKind device = parse_device(opt.device);
     // Before writing a random model of gigabytes for nothing.
     if (device == DeviceKind::Cuda && !cuda_available()) {
@@ -267,7 +266,7 @@ void add_bench_command(CLI::App& app) {
     cmd->add_option("-b,--batch", opt->batch, "sequences decoded together in the generation test")
         ->capture_default_str();
     cmd->add_option("--device", opt->device, "auto, cpu or cuda")->capture_default_str();
-    cmd->add_option("-t,--threads", opt->n_threads, "CPU threads (0 = all)")->capture_default_str();
+    add_thread_count_option(cmd, opt->n_threads);
     cmd->add_option("--random-shape", opt->random_shape, "benchmark a random model of this shape: 130m or 2.8b");
     cmd->add_option("--type", opt->random_type, "weight type of the random model: f32, f16, bf16 or q8_0")
         ->capture_default_str();

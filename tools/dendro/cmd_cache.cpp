@@ -17,6 +17,7 @@
 #include "byte_size.h"
 #include "cached_prefill.h"
 #include "commands.h"
+#include "flag_checks.h"
 #include "measure.h"
 #include "error.h"
 #include "model.h"
@@ -216,35 +217,36 @@ void add_cache_command(CLI::App& app) {
     auto ids = std::make_shared<std::vector<std::string>>();
 
     CLI::App* ls = cmd->add_subcommand("ls", "List the entries, most recently used first");
-    ls->add_option("DIR", *dir, "Cache directory")->required();
+    non_empty_path(ls->add_option("DIR", *dir, "Cache directory"))->required();
     ls->callback([dir] { list(*dir); });
 
     CLI::App* info = cmd->add_subcommand("info", "Summarize the cache, or describe and verify one entry");
-    info->add_option("DIR", *dir, "Cache directory")->required();
+    non_empty_path(info->add_option("DIR", *dir, "Cache directory"))->required();
     auto entry = std::make_shared<std::string>();
     info->add_option("ENTRY", *entry, "Entry id or a unique prefix of it");
     info->callback([dir, entry] { entry->empty() ? summary(*dir) : entry_info(*dir, *entry); });
 
     CLI::App* rm = cmd->add_subcommand("rm", "Remove entries");
-    rm->add_option("DIR", *dir, "Cache directory")->required();
+    non_empty_path(rm->add_option("DIR", *dir, "Cache directory"))->required();
     rm->add_option("ENTRY", *ids, "Entry ids or unique prefixes of them")->required();
     rm->callback([dir, ids] { remove(*dir, *ids); });
 
     CLI::App* clear_cmd = cmd->add_subcommand("clear", "Remove every entry");
-    clear_cmd->add_option("DIR", *dir, "Cache directory")->required();
+    non_empty_path(clear_cmd->add_option("DIR", *dir, "Cache directory"))->required();
     clear_cmd->callback([dir] { clear(*dir); });
 
     auto bench_opt = std::make_shared<CacheBenchOptions>();
     CLI::App* bench_cmd = cmd->add_subcommand(
         "bench", "Time to first token with a cached prompt prefix vs cold, and state save/restore times");
-    bench_cmd->add_option("DIR", bench_opt->dir, "New directory for the benchmark's scratch cache (deleted after)")
+    non_empty_path(bench_cmd->add_option("DIR", bench_opt->dir,
+                                         "New directory for the benchmark's scratch cache (deleted after)"))
         ->required();
-    bench_cmd->add_option("-m,--model", bench_opt->model_path, "GGUF model file")->required();
+    non_empty_path(bench_cmd->add_option("-m,--model", bench_opt->model_path, "GGUF model file"))->required();
     bench_cmd->add_option("--prefix", bench_opt->n_prefix, "Tokens of the cached prefix")->capture_default_str();
     bench_cmd->add_option("--new", bench_opt->n_new, "Tokens after the prefix")->capture_default_str();
     bench_cmd->add_option("--cache-every", bench_opt->checkpoint_every, "Checkpoint interval")->capture_default_str();
     bench_cmd->add_option("-r,--repetitions", bench_opt->repetitions, "Repetitions")->capture_default_str();
-    bench_cmd->add_option("-t,--threads", bench_opt->n_threads, "CPU threads (0 = all)")->capture_default_str();
+    add_thread_count_option(bench_cmd, bench_opt->n_threads);
     bench_cmd->add_option("--device", bench_opt->device, "auto, cpu or cuda")->capture_default_str();
     bench_cmd->callback([bench_opt] { bench(*bench_opt); });
 }

@@ -28,7 +28,6 @@ struct PerplexityCommandOptions {
 };
 
 void run_perplexity(const PerplexityCommandOptions& opt) {
-    if (opt.n_threads < 0) fail("-t must be >= 0, got ", opt.n_threads);
     if (opt.max_chunks < -1 || opt.max_chunks == 0) fail("--chunks must be positive (or -1 for all), got ", opt.max_chunks);
     const std::string text = read_text_file(opt.text_path);
     const std::string model_path = opt.model_path.empty() ? default_model_path() : opt.model_path;
@@ -72,7 +71,7 @@ void add_perplexity_command(CLI::App& app) {
     cmd->add_option("-c,--ctx", opt->n_ctx, "Tokens per chunk")->capture_default_str();
     cmd->add_option("--chunks", opt->max_chunks, "Evaluate at most this many chunks (-1 = all)")
         ->capture_default_str();
-    cmd->add_option("-t,--threads", opt->n_threads, "CPU threads (0 = all)")->capture_default_str();
+    add_thread_count_option(cmd, opt->n_threads);
     cmd->add_option("--device", opt->device, "auto, cpu or cuda")->capture_default_str();
     cmd->callback([opt] { run_perplexity(*opt); });
 }

@@ -45,7 +45,6 @@ void run(RunOptions& opt) {
     const std::string prompt = opt.prompt_file.empty() ? opt.prompt : read_text_file(opt.prompt_file);
     if (prompt.empty()) fail("the prompt is empty: give text with -p TEXT or -f FILE");
     if (opt.n_predict < 0) fail("-n must be >= 0, got ", opt.n_predict);
-    if (opt.n_threads < 0) fail("-t must be >= 0, got ", opt.n_threads);
     const bool print_logprobs = opt.logprobs >= 0;
     if (!opt.seed_given) opt.sampling.seed = std::random_device{}();
     opt.sampling.validate();
@@ -160,7 +159,7 @@ void add_run_command(CLI::App& app) {
         },
         "RNG seed, 0 to 2^64-1 (default: random, printed in the closing stats)")
         ->type_name("UINT");
-    cmd->add_option("-t,--threads", opt->n_threads, "CPU threads (0 = all)")->capture_default_str();
+    add_thread_count_option(cmd, opt->n_threads);
     cmd->add_option("--device", opt->device, "auto, cpu or cuda")->capture_default_str();
     auto* prompt_cache =
         non_empty_path(cmd->add_option("--prompt-cache", opt->cache.prompt_cache_file,

@@ -5,6 +5,7 @@
 #include <system_error>
 
 #include "error.h"
+#include "thread_pool.h"
 
 namespace dendro::cli {
 
@@ -23,6 +24,12 @@ uint64_t parse_uint64_flag(const std::string& flag, const std::string& text) {
     if (error == std::errc::result_out_of_range) fail(flag, " must be at most ", kMax, ", got ", text);
     if (error != std::errc() || stop != end) fail(flag, " must be an integer in [0, ", kMax, "], got '", text, "'");
     return value;
+}
+
+CLI::Option* add_thread_count_option(CLI::App* cmd, int& n_threads) {
+    return cmd->add_option("-t,--threads", n_threads, "CPU threads (0 = one per physical core)")
+        ->check(CLI::Range(0, kMaxThreads))
+        ->capture_default_str();
 }
 
 }  // namespace dendro::cli

@@ -16,4 +16,8 @@ CLI::Option* non_empty_path(CLI::Option* option);
 // a value out of range (CLI11 alone would wrap -1 and 2^64 around to 2^64 - 1).
 uint64_t parse_uint64_flag(const std::string& flag, const std::string& text);
 
+// The -t,--threads option of the commands that compute: 0 (the default: one thread per physical core) up to
+// the thread pool's bound.
+CLI::Option* add_thread_count_option(CLI::App* cmd, int& n_threads);
+
 }  // namespace dendro::cli
