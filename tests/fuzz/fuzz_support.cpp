@@ -34,6 +34,11 @@ void MemoryFile::write(std::string_view bytes) {
     }
 }
 
+void show_rejection(const Error& error) {
+    static const bool show = std::getenv("DENDRO_FUZZ_SHOW_ERRORS") != nullptr;
+    if (show) std::fprintf(stderr, "fuzz: rejected: %s\n", error.what());
+}
+
 void require(bool holds, std::string_view what) {
     if (holds) return;
     std::fprintf(stderr, "fuzz: property violated: %.*s\n", static_cast<int>(what.size()), what.data());

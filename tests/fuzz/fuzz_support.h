@@ -33,13 +33,16 @@ inline std::string_view as_text(const uint8_t* data, size_t size) {
     return {reinterpret_cast<const char*>(data), size};
 }
 
-// Runs `parse`. dendro::Error is how the library rejects bad input, so it is swallowed; anything else
-// propagates to libFuzzer, which reports it as a crash.
+// Runs `parse`. dendro::Error is how the library rejects bad input, so it is swallowed (and printed when
+// the environment sets DENDRO_FUZZ_SHOW_ERRORS, to see how far the seeds get); anything else propagates to
+// libFuzzer, which reports it as a crash.
+void show_rejection(const Error& error);
 template <typename Parse>
 void reject_with_dendro_error(Parse&& parse) {
     try {
         parse();
-    } catch (const Error&) {
+    } catch (const Error& error) {
+        show_rejection(error);
     }
 }
 
