@@ -49,6 +49,11 @@ void copy_fixture(const std::string& relative, const fs::path& to) {
 void gguf_model_seeds(const fs::path& dir) {
     write_random_mamba_gguf((dir / "tiny-f32.gguf").string(), seed_model_hparams(), GgmlType::F32, 1, true);
     write_random_mamba_gguf((dir / "tiny-f16-untied.gguf").string(), seed_model_hparams(), GgmlType::F16, 2, false);
+    // A model with a vocabulary, so that one input reaches both the model and the tokenizer.
+    MambaHparams with_vocab = seed_model_hparams();
+    with_vocab.n_vocab = test::tiny_hparams_byte_vocab().n_vocab;
+    write_random_mamba_gguf((dir / "tiny-f16-byte-vocab.gguf").string(), with_vocab, GgmlType::F16, 3, true,
+                            test::byte_tokenizer_options());
     copy_fixture("gguf/gguf_py_written.gguf", dir / "gguf_py_written.gguf");
     test::write_vocab_gguf((dir / "vocab-spm-shakespeare.gguf").string(),
                            test::test_data_path("hf/tokenizers/spm-shakespeare"), kSpmSeedVocab);
