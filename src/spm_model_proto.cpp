@@ -126,7 +126,8 @@ SpmPiece parse_piece(WireReader& reader) {
 void parse_trainer_spec(WireReader& reader, SpmModel& model) {
     while (!reader.done()) {
         const auto [number, wire] = reader.key();
-        const auto read_int = [&](const char* what) {
+        // wire is copied into the lambda: clang before 16 cannot capture a structured binding.
+        const auto read_int = [&reader, wire = wire](const char* what) {
             reader.expect(wire, kVarint, what);
             return as_int32(reader.varint());
         };
@@ -151,7 +152,8 @@ void parse_trainer_spec(WireReader& reader, SpmModel& model) {
 void parse_normalizer_spec(WireReader& reader, SpmModel& model) {
     while (!reader.done()) {
         const auto [number, wire] = reader.key();
-        const auto read_bool = [&](const char* what) {
+        // wire is copied into the lambda: clang before 16 cannot capture a structured binding.
+        const auto read_bool = [&reader, wire = wire](const char* what) {
             reader.expect(wire, kVarint, what);
             return reader.varint() != 0;
         };

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Sets Dendro up on a Debian machine: installs the build dependencies that are missing (apt-get), then
-# configures and builds into build/. With --test, also runs the test suite (ctest).
+# configures build/ and builds the dendro executable only (the quick start's first text comes sooner).
+# With --test, builds everything, runs the test suite (ctest), then tools/sanitizer_checks.sh: the cpu tests
+# under ASan + UBSan (clang, in DIR-sanitize) and each fuzz target for FUZZ_SECONDS (default 60).
 #   tools/setup.sh [--test] [--build-dir DIR] [-- extra cmake args]
 set -euo pipefail
 
@@ -20,6 +22,11 @@ done
 
 packages=(build-essential cmake pkg-config nlohmann-json3-dev libcli11-dev libsentencepiece-dev libgtest-dev
           libpcre2-dev libutf8proc-dev libxxhash-dev)
+# The sanitizer and fuzz builds of --test: clang, its sanitizer and libFuzzer runtimes, its OpenMP, and
+# llvm-symbolizer for readable reports.
+if [[ $run_tests -eq 1 ]]; then
+  packages+=(clang libclang-rt-14-dev libomp-14-dev llvm)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -33,10 +40,17 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 fi
 
 jobs="$(nproc)"
-cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release "${cmake_args[@]}" >/dev/null
-cmake --build "$build_dir" -j "$jobs"
-
-if [[ $run_tests -eq 1 ]]; then
-  # GPU tests skip by themselves where no GPU is present.
-  ctest --test-dir "$build_dir" --output-on-failure -j "$jobs"
+launcher=()
+if command -v ccache >/dev/null; then
+  launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 fi
+cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" "${cmake_args[@]}" >/dev/null
+
+if [[ $run_tests -eq 0 ]]; then
+  cmake --build "$build_dir" -j "$jobs" --target dendro
+  exit 0
+fi
+cmake --build "$build_dir" -j "$jobs"
+# GPU tests skip by themselves where no GPU is present.
+ctest --test-dir "$build_dir" --output-on-failure -j "$jobs"
+exec "$root/tools/sanitizer_checks.sh" --build-dir "$build_dir-sanitize"
