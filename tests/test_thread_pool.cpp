@@ -82,6 +82,26 @@ TEST(ThreadPool, ATaskStalledByCompetitionForACoreShrinksTheNextTeam) {
     EXPECT_EQ(team.load(), 1);
 }
 
+// Each phase reads what every thread wrote in the phase before: a barrier that let one thread through early
+// would make it read a stale value. Eight threads on this 2-core machine also exercise the sleeping path.
+TEST(ThreadPool, BarrierSeparatesPhases) {
+    constexpr int kThreads = 8, kPhases = 2000;
+    ThreadPool pool(kThreads);
+    std::vector<std::atomic<int>> slots(kThreads);
+    std::atomic<int> stale{0};
+    pool.run([&](int thread, int n_threads) {
+        for (int phase = 1; phase <= kPhases; ++phase) {
+            slots[static_cast<size_t>(thread)].store(phase, std::memory_order_relaxed);
+            pool.barrier();
+            for (int other = 0; other < n_threads; ++other) {
+                if (slots[static_cast<size_t>(other)].load(std::memory_order_relaxed) != phase) ++stale;
+            }
+            pool.barrier();
+        }
+    });
+    EXPECT_EQ(stale.load(), 0);
+}
+
 TEST(ThreadPool, ForEachIndexVisitsEveryIndexOnce) {
     ThreadPool pool(3);
     for (const int64_t n : {0, 1, 2, 1000}) {

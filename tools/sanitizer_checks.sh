@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The checking runs of `tools/setup.sh --test` (and so of CI): a clang build with AddressSanitizer +
 # UndefinedBehaviorSanitizer and the libFuzzer targets (CUDA off) in its own build directory, the
-# cpu-labelled tests run in it, then each fuzz target of tests/fuzz for FUZZ_SECONDS seconds (default 60),
-# FUZZ_JOBS targets at a time (default: the number of cores), starting from its seed corpus
-# tests/fuzz/corpus/<target>. Any sanitizer report, failed test or fuzz finding fails the script.
+# cpu-labelled tests run in it, the tests of threaded code in a ThreadSanitizer build (DIR-thread), then
+# each fuzz target of tests/fuzz for FUZZ_SECONDS seconds (default 60), FUZZ_JOBS targets at a time
+# (default: the number of cores), starting from its seed corpus tests/fuzz/corpus/<target>. Any sanitizer report, failed test or fuzz finding fails the script.
 #   tools/sanitizer_checks.sh [--build-dir DIR] [--fuzz-only] [TARGET...]
 # A long fuzz run of some targets (what grows the corpus is kept in DIR/fuzz-corpus/<target>, findings are
 # written to DIR/fuzz-findings/<target>/, the log to DIR/fuzz-logs/<target>.log):
@@ -35,9 +35,6 @@ if [[ ${#targets[@]} -eq 0 ]]; then
   done
 fi
 
-# OpenMP's runtime keeps its thread pool to the end of the process, which LeakSanitizer reports; that is
-# all the suppression file hides.
-export LSAN_OPTIONS="suppressions=$root/tests/fuzz/lsan_openmp.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 
 launcher=()
@@ -51,6 +48,17 @@ cmake --build "$build_dir" -j "$jobs"
 if [[ $fuzz_only -eq 0 ]]; then
   echo "sanitizer_checks.sh: cpu tests under ASan + UBSan" >&2
   ctest --test-dir "$build_dir" -L cpu --output-on-failure -j "$jobs"
+
+  # The tests whose code runs on several threads, under ThreadSanitizer (a build of its own).
+  tsan_dir="$build_dir-thread"
+  tsan_tests=(test_thread_pool test_cpu_backend test_perplexity test_prefix_cache)
+  cmake -S "$root" -B "$tsan_dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+    -DDENDRO_CUDA=OFF -DDENDRO_TSAN=ON "${launcher[@]}" >/dev/null
+  cmake --build "$tsan_dir" -j "$jobs" --target "${tsan_tests[@]}"
+  echo "sanitizer_checks.sh: threaded tests under TSan" >&2
+  for t in "${tsan_tests[@]}"; do
+    TSAN_OPTIONS="halt_on_error=1" "$tsan_dir/bin/$t" --gtest_brief=1
+  done
 fi
 
 logs="$build_dir/fuzz-logs"

@@ -22,10 +22,10 @@ done
 
 packages=(build-essential cmake pkg-config nlohmann-json3-dev libcli11-dev libsentencepiece-dev libgtest-dev
           libpcre2-dev libutf8proc-dev libxxhash-dev)
-# The sanitizer and fuzz builds of --test: clang, its sanitizer and libFuzzer runtimes, its OpenMP, and
-# llvm-symbolizer for readable reports.
+# The sanitizer and fuzz builds of --test: clang, its sanitizer and libFuzzer runtimes, and llvm-symbolizer
+# for readable reports.
 if [[ $run_tests -eq 1 ]]; then
-  packages+=(clang libclang-rt-14-dev libomp-14-dev llvm)
+  packages+=(clang libclang-rt-14-dev llvm)
 fi
 missing=()
 for p in "${packages[@]}"; do
