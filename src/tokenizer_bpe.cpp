@@ -18,13 +18,25 @@ namespace {
 constexpr const char* kGpt2SplitPattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
-// tokenizer.ggml.pre values this tokenizer implements, all with the GPT-2 split; the GPT-NeoX tokenizer
-// (llama.cpp names it "mpt") also NFC-normalizes its input.
+// tokenizer.ggml.pre values this tokenizer implements, all with the GPT-2 split (llama.cpp gives each of these
+// names that one pattern). "mpt" and "olmo" are both the GPT-NeoX-20B tokenizer, which also NFC-normalizes its
+// input as its tokenizer.json says (llama.cpp itself does not normalize): llama.cpp's converter finds
+// GPT-NeoX-20B, MPT and OLMo by one hash and, the later of its two matches winning, writes "olmo" for all three
+// (Mamba-1 and Mamba-2 checkpoints with a tokenizer.json among them); for checkpoints without tokenizer files it
+// copies its built-in GPT-NeoX vocabulary, named "mpt" by default.
 struct PreTokenizerRule {
     std::string_view name;
     bool nfc;
 };
-constexpr PreTokenizerRule kPreTokenizerRules[] = {{"gpt-2", false}, {"mpt", true}};
+constexpr PreTokenizerRule kPreTokenizerRules[] = {{"gpt-2", false}, {"mpt", true}, {"olmo", true}};
+
+std::string known_pre_tokenizer_names() {
+    std::string names;
+    for (const PreTokenizerRule& rule : kPreTokenizerRules) {
+        names += concat(names.empty() ? "" : ", ", "'", rule.name, "'");
+    }
+    return names;
+}
 
 // GPT-2's reversible byte -> character map: printable Latin-1 bytes stand for themselves, the other bytes
 // (controls, space, DEL, NBSP, soft hyphen) take the code points from 256 upwards, in byte order.
@@ -108,7 +120,7 @@ BpeTokenizer::BpeTokenizer(const GgufFile& file, Vocabulary vocab)
     }
     if (!rule) {
         fail(file.path(), ": ", vocab_key::kPre, " is ", pre ? concat("'", *pre, "'") : std::string("missing"),
-             "; Dendro's byte-level BPE supports 'gpt-2' and 'mpt' (GPT-NeoX)");
+             "; Dendro's byte-level BPE knows ", known_pre_tokenizer_names());
     }
     normalize_nfc_ = rule->nfc;
 

@@ -1,7 +1,7 @@
 // Byte-level BPE (tokenizer.ggml.model "gpt2"), as HF tokenizers runs GPT-2 / GPT-NeoX style tokenizers:
 //   1. special tokens (CONTROL, USER_DEFINED, UNKNOWN) written in the text are cut out first, longest match;
-//   2. the rest is NFC-normalized when the pre-tokenizer type says the source tokenizer does so ("mpt", the
-//      GPT-NeoX tokenizer), then split with the GPT-2 regex (PCRE2, Unicode properties);
+//   2. the rest is NFC-normalized when the pre-tokenizer type says the source tokenizer does so ("mpt" or
+//      "olmo", the GPT-NeoX tokenizer), then split with the GPT-2 regex (PCRE2, Unicode properties);
 //   3. each piece's bytes become byte symbols, merged pairwise by merge rank (lowest first, leftmost on ties).
 // Bytes that are not well-formed UTF-8 cannot reach the regex: each such byte becomes its own byte token and
 // the well-formed text on either side is tokenized as if the bad bytes were a boundary. A byte the vocabulary

@@ -2,7 +2,9 @@
 """Builds the tokenizer parity fixtures under tests/data/tokenizer_fixtures/.
 
 The reference tokenizers are HF `tokenizers` (GPT-NeoX-20B tokenizer.json) and the `sentencepiece` Python
-package (Mistral v3 tokenizer.model.v3). For every input in INPUTS it records the ids each reference gives,
+package (Mistral v3 tokenizer.model.v3). "gpt-neox-20b-no-nfc" is that tokenizer.json without its NFC
+normalizer: a plain GPT-2 byte-level split over the same vocabulary, the reference for tokenizer.ggml.pre
+"gpt-2". For every input in INPUTS it records the ids each reference gives,
 without BOS/EOS, as raw little-endian uint16 (both vocabularies have fewer than 65,536 tokens), and the text
 the reference decodes them back to (for the samples), in <tokenizer>/<input>.ids and
 <tokenizer>/<input>.decoded.txt.
@@ -41,13 +43,14 @@ PINNED_PACKAGES = ["tokenizers==0.23.3", "sentencepiece==0.2.3"]
 MISTRAL_SHAKESPEARE_BYTES = 200_000
 
 BOTH = ["gpt-neox-20b", "mistral-v3"]
+NO_NFC = "gpt-neox-20b-no-nfc"
 # name -> (file under tests/data, bytes to take or None for all, tokenizers to run, whether to record the
 # decoded text: not for the corpus, whose round trip the tests check against the corpus itself)
 INPUTS = {
     "tinyshakespeare": ("text/tinyshakespeare.txt", None, ["gpt-neox-20b"], False),
     "tinyshakespeare_head": ("text/tinyshakespeare.txt", MISTRAL_SHAKESPEARE_BYTES, ["mistral-v3"], False),
-    "hard_sample": ("tokenizer_fixtures/hard_sample.txt", None, BOTH, True),
-    "normalization_sample": ("tokenizer_fixtures/normalization_sample.txt", None, BOTH, True),
+    "hard_sample": ("tokenizer_fixtures/hard_sample.txt", None, BOTH + [NO_NFC], True),
+    "normalization_sample": ("tokenizer_fixtures/normalization_sample.txt", None, BOTH + [NO_NFC], True),
     "special_sample": ("tokenizer_fixtures/special_sample.txt", None, BOTH, True),
 }
 
@@ -112,9 +115,14 @@ def spm_piece_types(model: bytes) -> list[int]:
 
 
 class NeoxReference:
-    def __init__(self) -> None:
+    def __init__(self, nfc: bool = True) -> None:
         from tokenizers import Tokenizer
-        self.tokenizer = Tokenizer.from_file(str(NEOX_JSON))
+        if nfc:
+            self.tokenizer = Tokenizer.from_file(str(NEOX_JSON))
+        else:
+            document = json.loads(NEOX_JSON.read_text(encoding="utf-8"))
+            document["normalizer"] = None
+            self.tokenizer = Tokenizer.from_str(json.dumps(document))
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -161,7 +169,7 @@ def main() -> None:
     import sentencepiece
     import tokenizers
 
-    references = {"gpt-neox-20b": NeoxReference(), "mistral-v3": MistralReference()}
+    references = {"gpt-neox-20b": NeoxReference(), NO_NFC: NeoxReference(nfc=False), "mistral-v3": MistralReference()}
     manifest = {"packages": {"tokenizers": tokenizers.__version__, "sentencepiece": sentencepiece.__version__},
                 "format": "ids: little-endian uint16 per token, no BOS/EOS; decoded: UTF-8 text",
                 "fixtures": []}
