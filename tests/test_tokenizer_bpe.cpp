@@ -186,6 +186,16 @@ TEST(GptTwoPreTokenizerName, MatchesHfWithoutNormalization) {
     }
 }
 
+// "dbrx" (llama.cpp's name for the Granite 4.0 tokenizer) is the cl100k-style split without normalization: HF
+// with the GPT-NeoX vocabulary behind a Split on that pattern, as cl100k-style tokenizer.json files declare it.
+TEST(DbrxPreTokenizerName, MatchesHfCl100kSplit) {
+    test::TempDir dir;
+    const test::LoadedTokenizer loaded = load_neox_with_pre(dir, "dbrx");
+    for (const char* name : {"hard_sample", "normalization_sample", "split_sample"}) {
+        expect_matches_fixture(*loaded.tokenizer, "gpt-neox-20b-cl100k-split", name);
+    }
+}
+
 TEST(PreTokenizerName, UnknownNameIsRefusedWithTheKnownOnes) {
     test::TempDir dir;
     try {
@@ -193,7 +203,7 @@ TEST(PreTokenizerName, UnknownNameIsRefusedWithTheKnownOnes) {
         ADD_FAILURE() << "no error for tokenizer.ggml.pre 'falcon'";
     } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find("tokenizer.ggml.pre is 'falcon'; Dendro's byte-level BPE knows "
-                                             "'gpt-2', 'mpt', 'olmo'"),
+                                             "'gpt-2', 'mpt', 'olmo', 'dbrx'"),
                   std::string::npos)
             << e.what();
     }
