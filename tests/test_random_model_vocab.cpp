@@ -122,7 +122,7 @@ void expect_write_error(const MambaHparams& hp, const RandomModelOptions& option
 TEST(RandomModelVocab, TooSmallOrTwoVocabulariesAreErrors) {
     MambaHparams hp = test::tiny_hparams_byte_vocab();
     hp.n_vocab = kSyntheticBpeMinVocab - 1;
-    expect_write_error(hp, bpe_options(), "a BPE vocabulary needs n_vocab >= 257, got 256");
+    expect_write_error(hp, bpe_options(), "a synthetic BPE vocabulary needs n_vocab >= 257, got 256");
     RandomModelOptions both = bpe_options();
     both.byte_tokenizer = true;
     expect_write_error(test::tiny_hparams_byte_vocab(), both, "at most one vocabulary");
