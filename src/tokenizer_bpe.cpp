@@ -17,14 +17,42 @@ namespace {
 // space; whitespace runs leave their last space to the next word).
 constexpr const char* kGpt2SplitPattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+// The cl100k-style split (DBRX, Granite 4.0): contractions in any case, letters with one optional leading
+// non-letter, non-digit, non-newline character, numbers in groups of up to three digits, symbols with trailing
+// newlines, newline runs with their leading whitespace, then whitespace as in GPT-2.
+constexpr const char* kCl100kSplitPattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*)"
+    R"(|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
-// tokenizer.ggml.pre values this tokenizer implements, all with the GPT-2 split; the GPT-NeoX tokenizer
-// (llama.cpp names it "mpt") also NFC-normalizes its input.
+// tokenizer.ggml.pre values this tokenizer implements: each names a split pattern (the one llama.cpp gives that
+// name) and whether the source tokenizer NFC-normalizes first (llama.cpp itself never does).
+// "gpt-2", "mpt", "olmo": the GPT-2 split. "mpt" and "olmo" are both the GPT-NeoX-20B tokenizer, whose
+// tokenizer.json asks for NFC: llama.cpp's converter finds GPT-NeoX-20B, MPT and OLMo by one hash and, the later
+// of its two matches winning, writes "olmo" for all three (Mamba-1 and Mamba-2 checkpoints with a
+// tokenizer.json among them); for checkpoints without tokenizer files it copies its built-in GPT-NeoX
+// vocabulary, named "mpt" by default.
+// "dbrx": the cl100k split, merges applied as usual (llama.cpp names the Granite 4.0 tokenizer so). Names
+// whose llama.cpp rule Dendro does not implement (the Llama-3 group, which looks whole words up before merging;
+// "falcon", a sequence of splits; ...) are refused.
 struct PreTokenizerRule {
     std::string_view name;
+    const char* split_pattern;
     bool nfc;
 };
-constexpr PreTokenizerRule kPreTokenizerRules[] = {{"gpt-2", false}, {"mpt", true}};
+constexpr PreTokenizerRule kPreTokenizerRules[] = {
+    {"gpt-2", kGpt2SplitPattern, false},
+    {"mpt", kGpt2SplitPattern, true},
+    {"olmo", kGpt2SplitPattern, true},
+    {"dbrx", kCl100kSplitPattern, false},
+};
+
+std::string known_pre_tokenizer_names() {
+    std::string names;
+    for (const PreTokenizerRule& rule : kPreTokenizerRules) {
+        names += concat(names.empty() ? "" : ", ", "'", rule.name, "'");
+    }
+    return names;
+}
 
 // GPT-2's reversible byte -> character map: printable Latin-1 bytes stand for themselves, the other bytes
 // (controls, space, DEL, NBSP, soft hyphen) take the code points from 256 upwards, in byte order.
@@ -51,19 +79,19 @@ std::string gpt2_byte_token_text(uint8_t byte) { return utf8::encode_codepoint(b
 
 // The compiled split pattern (JIT when the platform has it). Matching needs per-call match data, so one
 // compiled pattern serves concurrent encodes.
-class Gpt2Regex {
+class SplitRegex {
 public:
-    Gpt2Regex() {
+    explicit SplitRegex(const char* pattern) {
         int error = 0;
         PCRE2_SIZE error_offset = 0;
-        code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(kGpt2SplitPattern), PCRE2_ZERO_TERMINATED,
+        code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern), PCRE2_ZERO_TERMINATED,
                               PCRE2_UTF | PCRE2_UCP, &error, &error_offset, nullptr);
-        if (!code_) fail("cannot compile the GPT-2 pre-tokenizer pattern: PCRE2 error ", error);
+        if (!code_) fail("cannot compile the pre-tokenizer pattern: PCRE2 error ", error, " at ", error_offset);
         pcre2_jit_compile(code_, PCRE2_JIT_COMPLETE);  // optional speed-up: the interpreter runs without it
     }
-    ~Gpt2Regex() { pcre2_code_free(code_); }
-    Gpt2Regex(const Gpt2Regex&) = delete;
-    Gpt2Regex& operator=(const Gpt2Regex&) = delete;
+    ~SplitRegex() { pcre2_code_free(code_); }
+    SplitRegex(const SplitRegex&) = delete;
+    SplitRegex& operator=(const SplitRegex&) = delete;
 
     // Calls on_piece for consecutive pieces covering all of `text` (well-formed UTF-8): the matches, and any
     // text between them as a piece of its own.
@@ -100,7 +128,7 @@ private:
 };
 
 BpeTokenizer::BpeTokenizer(const GgufFile& file, Vocabulary vocab)
-    : Tokenizer(std::move(vocab)), regex_(std::make_unique<Gpt2Regex>()), specials_(vocab_) {
+    : Tokenizer(std::move(vocab)), specials_(vocab_) {
     const std::optional<std::string> pre = file.get_string_opt(vocab_key::kPre);
     const PreTokenizerRule* rule = nullptr;
     for (const PreTokenizerRule& candidate : kPreTokenizerRules) {
@@ -108,9 +136,10 @@ BpeTokenizer::BpeTokenizer(const GgufFile& file, Vocabulary vocab)
     }
     if (!rule) {
         fail(file.path(), ": ", vocab_key::kPre, " is ", pre ? concat("'", *pre, "'") : std::string("missing"),
-             "; Dendro's byte-level BPE supports 'gpt-2' and 'mpt' (GPT-NeoX)");
+             "; Dendro's byte-level BPE knows ", known_pre_tokenizer_names());
     }
     normalize_nfc_ = rule->nfc;
+    regex_ = std::make_unique<SplitRegex>(rule->split_pattern);
 
     // Byte-level tokens are stored as their bytes mapped to characters; undo the map once, here.
     const std::array<char32_t, 256> byte_to_codepoint = byte_to_codepoint_table();

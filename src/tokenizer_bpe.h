@@ -1,7 +1,8 @@
 // Byte-level BPE (tokenizer.ggml.model "gpt2"), as HF tokenizers runs GPT-2 / GPT-NeoX style tokenizers:
 //   1. special tokens (CONTROL, USER_DEFINED, UNKNOWN) written in the text are cut out first, longest match;
-//   2. the rest is NFC-normalized when the pre-tokenizer type says the source tokenizer does so ("mpt", the
-//      GPT-NeoX tokenizer), then split with the GPT-2 regex (PCRE2, Unicode properties);
+//   2. the rest is NFC-normalized when the pre-tokenizer type says the source tokenizer does so ("mpt" or
+//      "olmo", the GPT-NeoX tokenizer), then split with the pattern the type names (GPT-2's, or the cl100k one
+//      for "dbrx"; PCRE2, Unicode properties);
 //   3. each piece's bytes become byte symbols, merged pairwise by merge rank (lowest first, leftmost on ties).
 // Bytes that are not well-formed UTF-8 cannot reach the regex: each such byte becomes its own byte token and
 // the well-formed text on either side is tokenized as if the bad bytes were a boundary. A byte the vocabulary
@@ -21,7 +22,7 @@
 
 namespace dendro {
 
-class Gpt2Regex;
+class SplitRegex;
 
 // The vocabulary entry of byte-level BPE that stands for one byte (GPT-2's reversible byte -> character map),
 // UTF-8 encoded: for writers of byte-level vocabularies.
@@ -50,7 +51,7 @@ private:
     const Merge* find_merge(int32_t left, int32_t right) const;
 
     bool normalize_nfc_ = false;
-    std::unique_ptr<Gpt2Regex> regex_;
+    std::unique_ptr<SplitRegex> regex_;
     SpecialTokenMatcher specials_;
     std::array<int32_t, 256> byte_token_{};      // the token of each single byte, -1 when it has none
     std::unordered_map<uint64_t, Merge> merges_;  // (left id << 32 | right id) -> merge

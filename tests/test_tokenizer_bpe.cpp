@@ -20,6 +20,23 @@ using test::fixture_path;
 using test::read_fixture_ids;
 using test::read_text;
 
+// `tok` gives the ids the reference `reference` gave for the sample `name`, and decodes them as it did.
+void expect_matches_fixture(const Tokenizer& tok, const std::string& reference, const std::string& name) {
+    const std::string text = read_text(fixture_path(name + ".txt"));
+    const std::vector<int32_t> expected = read_fixture_ids(fixture_path(reference + "/" + name + ".ids"));
+    EXPECT_EQ(tok.encode(text, false), expected) << reference << "/" << name;
+    EXPECT_EQ(tok.decode(expected), read_text(fixture_path(reference + "/" + name + ".decoded.txt")))
+        << reference << "/" << name;
+}
+
+// The GPT-NeoX vocabulary with tokenizer.ggml.pre set to `pre`.
+test::LoadedTokenizer load_neox_with_pre(const test::TempDir& dir, const std::string& pre) {
+    const std::string path = dir.file("neox-" + pre + ".gguf");
+    test::write_vocab_gguf(path, test::tokenizer_dir(test::kNeoxTokenizer), test::kNeoxPaddedVocab,
+                           [&](GgufWriter& w) { w.set("tokenizer.ggml.pre", GgufValue::string(pre)); });
+    return test::load_tokenizer(path);
+}
+
 class NeoxTokenizer : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
@@ -43,12 +60,7 @@ protected:
         return -1;
     }
 
-    static void expect_fixture(const std::string& name) {
-        const std::string text = read_text(fixture_path(name + ".txt"));
-        const std::vector<int32_t> expected = read_fixture_ids(fixture_path("gpt-neox-20b/" + name + ".ids"));
-        EXPECT_EQ(tok().encode(text, false), expected) << name;
-        EXPECT_EQ(tok().decode(expected), read_text(fixture_path("gpt-neox-20b/" + name + ".decoded.txt"))) << name;
-    }
+    static void expect_fixture(const std::string& name) { expect_matches_fixture(tok(), "gpt-neox-20b", name); }
 
     static test::TempDir* dir_;
     static test::LoadedTokenizer* loaded_;
@@ -149,6 +161,52 @@ TEST_F(NeoxTokenizer, StreamDecoderFlushReplacesAnUnfinishedCharacter) {
     EXPECT_EQ(stream.flush(), "");
     // A byte that cannot start a character is replaced at once.
     EXPECT_EQ(stream.push(id_of("\xC4\xA4")), std::string(utf8::kReplacementCharacter));
+}
+
+// The names llama.cpp gives the GPT-NeoX-20B tokenizer ("olmo" from its converter for any GPT-NeoX
+// tokenizer.json, "mpt" for its built-in copy) both mean the GPT-2 split after NFC, as HF's tokenizer.json does.
+class NeoxPreTokenizerName : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(NeoxPreTokenizerName, MatchesHfWithNfc) {
+    test::TempDir dir;
+    const test::LoadedTokenizer loaded = load_neox_with_pre(dir, GetParam());
+    for (const char* name : {"hard_sample", "normalization_sample", "special_sample"}) {
+        expect_matches_fixture(*loaded.tokenizer, "gpt-neox-20b", name);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(LlamaCppNames, NeoxPreTokenizerName, ::testing::Values("mpt", "olmo"));
+
+// "gpt-2" is the same split without normalization: HF with the tokenizer.json's NFC normalizer removed.
+TEST(GptTwoPreTokenizerName, MatchesHfWithoutNormalization) {
+    test::TempDir dir;
+    const test::LoadedTokenizer loaded = load_neox_with_pre(dir, "gpt-2");
+    for (const char* name : {"hard_sample", "normalization_sample"}) {
+        expect_matches_fixture(*loaded.tokenizer, "gpt-neox-20b-no-nfc", name);
+    }
+}
+
+// "dbrx" (llama.cpp's name for the Granite 4.0 tokenizer) is the cl100k-style split without normalization: HF
+// with the GPT-NeoX vocabulary behind a Split on that pattern, as cl100k-style tokenizer.json files declare it.
+TEST(DbrxPreTokenizerName, MatchesHfCl100kSplit) {
+    test::TempDir dir;
+    const test::LoadedTokenizer loaded = load_neox_with_pre(dir, "dbrx");
+    for (const char* name : {"hard_sample", "normalization_sample", "split_sample"}) {
+        expect_matches_fixture(*loaded.tokenizer, "gpt-neox-20b-cl100k-split", name);
+    }
+}
+
+TEST(PreTokenizerName, UnknownNameIsRefusedWithTheKnownOnes) {
+    test::TempDir dir;
+    try {
+        load_neox_with_pre(dir, "falcon");
+        ADD_FAILURE() << "no error for tokenizer.ggml.pre 'falcon'";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("tokenizer.ggml.pre is 'falcon'; Dendro's byte-level BPE knows "
+                                             "'gpt-2', 'mpt', 'olmo', 'dbrx'"),
+                  std::string::npos)
+            << e.what();
+    }
 }
 
 // BOS/EOS and add_bos come from config.json / tokenizer_config.json next to tokenizer.json.

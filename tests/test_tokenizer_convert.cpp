@@ -52,7 +52,7 @@ TEST(HfTokenizerWriter, GptNeoxKeysAndTypes) {
     test::write_vocab_gguf(path, test::tokenizer_dir(test::kNeoxTokenizer), test::kNeoxPaddedVocab);
     const auto file = GgufFile::open(path);
     EXPECT_EQ(file->get_string("tokenizer.ggml.model"), "gpt2");
-    EXPECT_EQ(file->get_string("tokenizer.ggml.pre"), "mpt");  // llama.cpp's name for the GPT-NeoX pre-tokenizer
+    EXPECT_EQ(file->get_string("tokenizer.ggml.pre"), "olmo");  // what llama.cpp's converter writes for it
     expect_array(*file, "tokenizer.ggml.tokens", GgufType::STRING, test::kNeoxPaddedVocab);
     expect_array(*file, "tokenizer.ggml.token_type", GgufType::INT32, test::kNeoxPaddedVocab);
     expect_array(*file, "tokenizer.ggml.merges", GgufType::STRING, 50009);

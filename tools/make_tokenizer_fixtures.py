@@ -2,7 +2,11 @@
 """Builds the tokenizer parity fixtures under tests/data/tokenizer_fixtures/.
 
 The reference tokenizers are HF `tokenizers` (GPT-NeoX-20B tokenizer.json) and the `sentencepiece` Python
-package (Mistral v3 tokenizer.model.v3). For every input in INPUTS it records the ids each reference gives,
+package (Mistral v3 tokenizer.model.v3). "gpt-neox-20b-no-nfc" is that tokenizer.json without its NFC
+normalizer: a plain GPT-2 byte-level split over the same vocabulary, the reference for tokenizer.ggml.pre
+"gpt-2". "gpt-neox-20b-cl100k-split" swaps its normalizer and pre-tokenizer for the cl100k-style split that
+DBRX-style tokenizers (tokenizer.ggml.pre "dbrx") declare, a Split on CL100K_PATTERN followed by a ByteLevel
+without its own regex, over the same vocabulary: the reference for Dendro's "dbrx" split. For every input in INPUTS it records the ids each reference gives,
 without BOS/EOS, as raw little-endian uint16 (both vocabularies have fewer than 65,536 tokens), and the text
 the reference decodes them back to (for the samples), in <tokenizer>/<input>.ids and
 <tokenizer>/<input>.decoded.txt.
@@ -41,14 +45,19 @@ PINNED_PACKAGES = ["tokenizers==0.23.3", "sentencepiece==0.2.3"]
 MISTRAL_SHAKESPEARE_BYTES = 200_000
 
 BOTH = ["gpt-neox-20b", "mistral-v3"]
+NO_NFC = "gpt-neox-20b-no-nfc"
+CL100K = "gpt-neox-20b-cl100k-split"
+CL100K_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                  r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 # name -> (file under tests/data, bytes to take or None for all, tokenizers to run, whether to record the
 # decoded text: not for the corpus, whose round trip the tests check against the corpus itself)
 INPUTS = {
     "tinyshakespeare": ("text/tinyshakespeare.txt", None, ["gpt-neox-20b"], False),
     "tinyshakespeare_head": ("text/tinyshakespeare.txt", MISTRAL_SHAKESPEARE_BYTES, ["mistral-v3"], False),
-    "hard_sample": ("tokenizer_fixtures/hard_sample.txt", None, BOTH, True),
-    "normalization_sample": ("tokenizer_fixtures/normalization_sample.txt", None, BOTH, True),
+    "hard_sample": ("tokenizer_fixtures/hard_sample.txt", None, BOTH + [NO_NFC, CL100K], True),
+    "normalization_sample": ("tokenizer_fixtures/normalization_sample.txt", None, BOTH + [NO_NFC, CL100K], True),
     "special_sample": ("tokenizer_fixtures/special_sample.txt", None, BOTH, True),
+    "split_sample": ("tokenizer_fixtures/split_sample.txt", None, [CL100K], True),
 }
 
 UINT16_LIMIT = 1 << 16
@@ -112,9 +121,16 @@ def spm_piece_types(model: bytes) -> list[int]:
 
 
 class NeoxReference:
-    def __init__(self) -> None:
+    def __init__(self, nfc: bool = True, split_pattern: str | None = None) -> None:
         from tokenizers import Tokenizer
-        self.tokenizer = Tokenizer.from_file(str(NEOX_JSON))
+        document = json.loads(NEOX_JSON.read_text(encoding="utf-8"))
+        if not nfc:
+            document["normalizer"] = None
+        if split_pattern is not None:
+            document["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": split_pattern}, "behavior": "Isolated", "invert": False},
+                {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
+        self.tokenizer = Tokenizer.from_str(json.dumps(document))
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -161,7 +177,8 @@ def main() -> None:
     import sentencepiece
     import tokenizers
 
-    references = {"gpt-neox-20b": NeoxReference(), "mistral-v3": MistralReference()}
+    references = {"gpt-neox-20b": NeoxReference(), NO_NFC: NeoxReference(nfc=False),
+                  CL100K: NeoxReference(nfc=False, split_pattern=CL100K_PATTERN), "mistral-v3": MistralReference()}
     manifest = {"packages": {"tokenizers": tokenizers.__version__, "sentencepiece": sentencepiece.__version__},
                 "format": "ids: little-endian uint16 per token, no BOS/EOS; decoded: UTF-8 text",
                 "fixtures": []}

@@ -31,7 +31,9 @@ constexpr const char* kGenerationConfigJson = "generation_config.json";
 constexpr const char* kSpmFileNames[] = {"tokenizer.model", "tokenizer.model.v3"};
 
 constexpr std::string_view kBpePreGpt2 = "gpt-2";
-constexpr std::string_view kBpePreGptNeox = "mpt";  // llama.cpp's name for the GPT-NeoX pre-tokenizer
+// What llama.cpp's converter writes for the GPT-NeoX-20B tokenizer.json (its hash names MPT and then OLMo, the
+// later match winning), so that both converters give one checkpoint the same key; "mpt" means the same.
+constexpr std::string_view kBpePreGptNeox = "olmo";
 constexpr std::string_view kSpmPre = "default";     // what llama.cpp's converter writes for SentencePiece
 constexpr float kPaddingScore = -10000.0f;          // llama.cpp's score for padding pieces
 constexpr float kAddedTokenScore = -1000.0f;        // llama.cpp's score for added tokens

@@ -3,7 +3,7 @@
 //
 // The directory must hold one of:
 //   tokenizer.json  a byte-level BPE tokenizer (GPT-2 or GPT-NeoX style)  -> tokenizer.ggml.model "gpt2",
-//                   tokenizer.ggml.pre "gpt-2", or "mpt" when it NFC-normalizes (GPT-NeoX; llama.cpp's name)
+//                   tokenizer.ggml.pre "gpt-2", or "olmo" when it NFC-normalizes (GPT-NeoX; llama.cpp's name)
 //   tokenizer.model (or mistral-common's tokenizer.model.v3) a SentencePiece ModelProto
 //                   -> tokenizer.ggml.model "llama", plus the proto bytes themselves under kSpmModelKey
 // A tokenizer.json that is not byte-level BPE is passed over for a SentencePiece model next to it.

@@ -11,9 +11,9 @@
 #include "cpu_topology.h"
 #include "error.h"
 #include "gguf.h"
-#include "tokenizer.h"
+#include "hf_converter.h"
+#include "synthetic_vocab.h"
 #include "thread_pool.h"
-#include "tokenizer_bpe.h"
 
 namespace dendro {
 namespace {
@@ -23,7 +23,6 @@ constexpr float kNormJitter = 0.1f;        // norm weights in 1 +- 0.1
 constexpr float kSkipJitter = 0.1f;        // D in 1 +- 0.1
 constexpr float kBiasScale = 0.05f;        // optional biases
 constexpr double kDtMin = 1e-3, kDtMax = 1e-1;
-constexpr int kByteTokens = 256;
 // Tensors smaller than this are generated on one thread: waking the others would cost more.
 constexpr int64_t kParallelElements = int64_t{1} << 20;
 // llama.cpp's converter writes this context length for Mamba, which has no limit of its own.
@@ -100,25 +99,14 @@ RowFn around_one(float jitter) {
     };
 }
 
-void add_byte_tokenizer(GgufWriter& writer, int64_t n_vocab) {
-    std::vector<std::string> tokens;
-    std::vector<int32_t> types;
-    for (int b = 0; b < kByteTokens; ++b) {
-        tokens.push_back(gpt2_byte_token_text(static_cast<uint8_t>(b)));
-        types.push_back(static_cast<int32_t>(TokenType::Normal));
-    }
-    for (int64_t id = kByteTokens; id < n_vocab; ++id) {
-        const bool eos = id == n_vocab - 1;
-        tokens.push_back(eos ? std::string("<|endoftext|>") : concat("<|pad", id, "|>"));
-        types.push_back(static_cast<int32_t>(eos ? TokenType::Control : TokenType::Unused));
-    }
-    writer.set("tokenizer.ggml.model", GgufValue::string("gpt2"));
-    writer.set("tokenizer.ggml.pre", GgufValue::string("gpt-2"));
-    writer.set("tokenizer.ggml.tokens", GgufValue::string_array(std::move(tokens)));
-    writer.set("tokenizer.ggml.token_type", GgufValue::i32_array(types));
-    writer.set("tokenizer.ggml.merges", GgufValue::string_array({}));
-    if (n_vocab > kByteTokens) {
-        writer.set("tokenizer.ggml.eos_token_id", GgufValue::u32(static_cast<uint32_t>(n_vocab - 1)));
+// general.file_type as llama.cpp numbers it, after the type of the large matrices.
+uint32_t file_type(GgmlType matrix_type) {
+    switch (matrix_type) {
+        case GgmlType::F32: return out_type_file_type(OutType::F32);
+        case GgmlType::F16: return out_type_file_type(OutType::F16);
+        case GgmlType::BF16: return out_type_file_type(OutType::BF16);
+        case GgmlType::Q8_0: return out_type_file_type(OutType::Q8_0);
+        default: fail("random model: no file type for matrix type ", ggml_type_name(matrix_type));
     }
 }
 
@@ -136,9 +124,8 @@ void check_options(const MambaHparams& hp, GgmlType matrix_type, const RandomMod
         options.vector_type != GgmlType::BF16) {
         fail("random model: vector type ", ggml_type_name(options.vector_type), " is not F32, F16 or BF16");
     }
-    if (options.byte_tokenizer && hp.n_vocab < kByteTokens) {
-        fail("random model: a byte tokenizer needs n_vocab >= ", kByteTokens, ", got ", hp.n_vocab);
-    }
+    // (The vocabulary writers check n_vocab themselves.)
+    if (options.byte_tokenizer && options.bpe_vocabulary) fail("random model: give at most one vocabulary");
 }
 
 }  // namespace
@@ -161,7 +148,9 @@ void write_random_mamba_gguf(const std::string& path, const MambaHparams& hp, Gg
     writer.set("mamba.attention.layer_norm_rms_epsilon", GgufValue::f32(hp.norm_eps));
     writer.set("mamba.ssm.dt_b_c_rms", GgufValue::boolean(hp.dt_b_c_rms));
     if (hp.dt_b_c_rms) writer.set(kMixerRmsEpsKey, GgufValue::f32(hp.mixer_rms_eps));
-    if (options.byte_tokenizer) add_byte_tokenizer(writer, hp.n_vocab);
+    writer.set("general.file_type", GgufValue::u32(file_type(matrix_type)));
+    if (options.byte_tokenizer) add_byte_vocab(writer, hp.n_vocab);
+    if (options.bpe_vocabulary) add_synthetic_bpe_vocab(writer, hp.n_vocab);
 
     const GgmlType vt = options.vector_type;
     // As llama.cpp's quantizer does, a matrix whose rows cannot be cut into Q8_0 blocks (dt_proj of most

@@ -17,15 +17,19 @@ struct RandomModelOptions {
     bool conv_bias = true;                 // HF use_conv_bias
     bool proj_bias = false;                // HF use_bias: ssm_in.bias and ssm_out.bias
     bool conv_3d = false;                  // store the conv weight as {d_conv, 1, d_inner}
-    // A byte-level "gpt2" vocabulary: the 256 byte tokens, then padding tokens up to n_vocab (>= 256), no
-    // merges, the last token as end of text; lets `dendro run` use the file.
+    // At most one of the two vocabularies (synthetic_vocab.h); without one the file has no tokenizer keys.
+    // byte_tokenizer: each byte a token of its own (n_vocab >= 256), for tests that want byte ids.
     bool byte_tokenizer = false;
+    // bpe_vocabulary: a GPT-NeoX-style BPE vocabulary with merges (n_vocab >= 257), which llama.cpp loads too.
+    bool bpe_vocabulary = false;
 };
 
-// hp.n_vocab, d_model, n_layer, d_conv, d_inner, d_state, dt_rank, norm_eps and dt_b_c_rms are written;
-// matrix_type is F32, F16, BF16 or Q8_0 (Q8_0 matrices whose row length is not a multiple of 32 are written
-// as F16, as llama.cpp's quantizer does). `tied` leaves out
-// output.weight so that the lm_head is token_embd. Throws dendro::Error on invalid shapes or I/O failure.
+// hp.n_vocab, d_model, n_layer, d_conv, d_inner, d_state, dt_rank, norm_eps and dt_b_c_rms are written, with
+// every key llama.cpp's "mamba" loader reads (as llama.cpp's converter writes them, general.file_type
+// included); matrix_type is F32, F16, BF16 or Q8_0 (Q8_0 matrices whose row length is not a multiple of 32
+// are written as F16, as llama.cpp's quantizer does). `tied` leaves out output.weight so that the lm_head is
+// token_embd. With the default options every tensor is one llama.cpp's loader expects; proj_bias and conv_3d
+// make files only Dendro reads. Throws dendro::Error on invalid shapes or I/O failure.
 void write_random_mamba_gguf(const std::string& path, const MambaHparams& hp, GgmlType matrix_type, uint64_t seed,
                              bool tied, const RandomModelOptions& options = {});
 
