@@ -5,8 +5,11 @@
 #include <nlohmann/json.hpp>
 
 #include "backend.h"
+#include "gguf.h"
 #include "random_model_file.h"
 #include "run_command.h"
+#include "temp_dir.h"
+#include "tokenizer.h"
 
 namespace dendro {
 namespace {
@@ -93,6 +96,21 @@ TEST_F(BenchCli, CudaRequestWithoutCudaIsAClearError) {
     const auto result = bench("-p 4 -n 0 -r 1 --device cuda");
     EXPECT_NE(result.exit_code, 0);
     EXPECT_NE(result.err.find("CUDA"), std::string::npos) << result.err;
+}
+
+// The random model kept by --random-out is complete: a vocabulary of the model's size that loads as a
+// tokenizer, so the same file serves llama.cpp's bench too.
+TEST(BenchCliRandomModel, KeptFileHasAVocabularyOfTheModelsSize) {
+    test::TempDir dir;
+    const std::string path = dir.file("random-130m.gguf");
+    const auto result = run_command(std::string(DENDRO_EXE) + " bench --random-shape 130m --type q8_0 --random-out " +
+                                    shell_quote(path) + " -p 1 -n 1 -r 1 --device cpu");
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    const auto file = GgufFile::open(path);
+    const auto tokenizer = Tokenizer::from_gguf(*file);
+    EXPECT_EQ(tokenizer->n_vocab(), 50280);
+    const std::string text = "To be, or not to be: that is the question.";
+    EXPECT_EQ(tokenizer->decode(tokenizer->encode(text, false)), text);
 }
 
 }  // namespace

@@ -95,7 +95,9 @@ public:
                             .string();
         std::fprintf(stderr, "bench: writing a random %s model (%s) to %s\n", opt.random_shape.c_str(),
                      opt.random_type.c_str(), path_.c_str());
-        write_random_mamba_gguf(path_, hp, type, 1, true);
+        RandomModelOptions options;
+        options.bpe_vocabulary = true;  // a complete file: llama.cpp can benchmark the same one
+        write_random_mamba_gguf(path_, hp, type, 1, true, options);
     }
     ~RandomModelFile() {
         if (!keep_) {
