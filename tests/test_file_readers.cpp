@@ -70,8 +70,9 @@ TEST(FileReadersTest, AFifoIsRefusedWithoutBlocking) {
 
 TEST(FileReadersTest, ADirectoryOrADeviceIsRefused) {
     const test::TempDir dir;
-    for (const auto& [path, kind] : {std::pair<std::string, std::string>{dir.path(), "directory"},
-                                     {"/dev/null", "character device"}}) {
+    for (const auto& [path_binding, kind] : {std::pair<std::string, std::string>{dir.path(), "directory"},
+                                             {"/dev/null", "character device"}}) {
+        const std::string& path = path_binding;  // clang < 16 cannot capture a structured binding
         for (const std::function<void()>& read : std::initializer_list<std::function<void()>>{
                  [&] { RegularFile file(path); }, [&] { MappedFile file(path); },
                  [&] { read_state_file_header(path); }, [&] { read_hf_json_file(path); },
