@@ -31,6 +31,7 @@ inline F32x8 load8(const float* p) { return {_mm256_loadu_ps(p)}; }
 inline void store8(float* p, F32x8 a) { _mm256_storeu_ps(p, a.v); }
 inline F32x8 fma8(F32x8 a, F32x8 b, F32x8 acc) { return {_mm256_fmadd_ps(a.v, b.v, acc.v)}; }
 inline F32x8 mul8(F32x8 a, F32x8 b) { return {_mm256_mul_ps(a.v, b.v)}; }
+inline F32x8 sub8(F32x8 a, F32x8 b) { return {_mm256_sub_ps(a.v, b.v)}; }
 
 inline float hsum8(F32x8 a) {
     const __m128 half = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
@@ -48,6 +49,12 @@ inline F32x8 load8_bf16(const uint16_t* p) {
 }
 
 inline F32x8 broadcast8_f16(uint16_t bits) { return {_mm256_set1_ps(_cvtsh_ss(bits))}; }
+inline float f16_scalar(uint16_t bits) { return _cvtsh_ss(bits); }
+
+// Lane i = byte i of `bytes` (unsigned).
+inline F32x8 load8_u8(uint64_t bytes) {
+    return {_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(bytes))))};
+}
 
 // e^x per lane, within 2 ulp of the correctly rounded value (Cephes' expf: x = n ln2 + r, |r| <= ln2/2,
 // a degree-6 polynomial for e^r, 2^n put in the exponent). Inputs are clamped to where e^x is a normal
@@ -104,6 +111,10 @@ inline F32x8 mul8(F32x8 a, F32x8 b) {
     for (int i = 0; i < kLanes; ++i) a.v[i] *= b.v[i];
     return a;
 }
+inline F32x8 sub8(F32x8 a, F32x8 b) {
+    for (int i = 0; i < kLanes; ++i) a.v[i] -= b.v[i];
+    return a;
+}
 // Same tree as the AVX2 version: halves, then quarters, then the last pair.
 inline float hsum8(F32x8 a) {
     const float h0 = a.v[0] + a.v[4], h1 = a.v[1] + a.v[5], h2 = a.v[2] + a.v[6], h3 = a.v[3] + a.v[7];
@@ -120,6 +131,13 @@ inline F32x8 load8_bf16(const uint16_t* p) {
     return r;
 }
 inline F32x8 broadcast8_f16(uint16_t bits) { return broadcast8(fp16_to_fp32(bits)); }
+inline float f16_scalar(uint16_t bits) { return fp16_to_fp32(bits); }
+inline F32x8 load8_u8(uint64_t bytes) {
+    constexpr int kByteBits = 8;
+    F32x8 r;
+    for (int i = 0; i < kLanes; ++i) r.v[i] = static_cast<float>((bytes >> (kByteBits * i)) & 0xffu);
+    return r;
+}
 inline F32x8 exp8(F32x8 x) {
     for (float& lane : x.v) lane = std::exp(lane);
     return x;
