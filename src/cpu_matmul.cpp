@@ -139,7 +139,6 @@ void tile_q8(const uint8_t* const* row_ptrs, const float* const* x, int64_t leng
 // the blocks, so each output is the canonical dot product of its dequantized row with the token.
 template <typename Row, int R, int T>
 void tile_blocks(const uint8_t* const* row_ptrs, const float* const* x, int64_t length, float* const* y) {
-    constexpr int kChunks = static_cast<int>(Row::kBlockSize / kLanes);
     Row readers[R];
     F32x8 acc[R][T];
 #pragma GCC unroll 16
@@ -152,17 +151,23 @@ void tile_blocks(const uint8_t* const* row_ptrs, const float* const* x, int64_t 
     for (int64_t b = 0; b < n_blocks; ++b) {
 #pragma GCC unroll 16
         for (int r = 0; r < R; ++r) readers[r].begin_block(b);
-        const int64_t block_off = b * Row::kBlockSize;
-#pragma GCC unroll 4
-        for (int c = 0; c < kChunks; ++c) {
-            F32x8 xs[T];
+        for (int g = 0; g < Row::kGroups; ++g) {
+            const int64_t off = b * Row::kBlockSize + g * kGroupSize;
+            F32x8 xs[T][kGroupChunks];
 #pragma GCC unroll 16
-            for (int t = 0; t < T; ++t) xs[t] = load8(x[t] + block_off + c * kLanes);
+            for (int t = 0; t < T; ++t) {
+#pragma GCC unroll 4
+                for (int i = 0; i < kGroupChunks; ++i) xs[t][i] = load8(x[t] + off + i * kLanes);
+            }
 #pragma GCC unroll 16
             for (int r = 0; r < R; ++r) {
-                const F32x8 w = readers[r].chunk(c);
+                Group w;
+                readers[r].group(g, w);
+#pragma GCC unroll 4
+                for (int i = 0; i < kGroupChunks; ++i) {
 #pragma GCC unroll 16
-                for (int t = 0; t < T; ++t) acc[r][t] = fma8(w, xs[t], acc[r][t]);
+                    for (int t = 0; t < T; ++t) acc[r][t] = fma8(w[i], xs[t][i], acc[r][t]);
+                }
             }
         }
     }

@@ -1,8 +1,8 @@
 // Readers of one weight row of a legacy quant (Q4_0, Q4_1, Q5_0, Q5_1) or k-quant (Q2_K..Q6_K) for the CPU
-// matmul. begin_block(b) takes block b's scales; chunk(c) gives elements 8c..8c+7 of that block as fp32,
-// bit for bit the values of the scalar reference dequantizer (ggml_quant_blocks.cpp): the same fp32 products
-// in the same order. The quant bits of 8 elements are gathered with 64-bit integer operations (one byte per
-// element) and widened to 8 lanes by load8_u8, so one code serves the AVX2 and the portable build.
+// matmul, giving the weights as fp32, bit for bit the values of the scalar reference dequantizer
+// (ggml_quant_blocks.cpp). The quants of 32 elements are unpacked to one byte each with 32-byte vector
+// operations (cpu_simd.h's U8x32), widened to 4 chunks of 8 fp32 lanes, then scaled: the same fp32 operations
+// as the reference, so one code serves the AVX2 and the portable build.
 #pragma once
 
 #include <cstdint>
@@ -13,55 +13,32 @@
 
 namespace dendro::cpu {
 
-namespace swar {
+inline constexpr uint8_t kNibbleMask = 0x0f, kTwoBitMask = 0x03, kOneBitMask = 0x01;
 
-inline constexpr uint64_t kOnePerByte = 0x0101010101010101ull;
-inline constexpr uint64_t kLowNibbles = 0x0f * kOnePerByte;
-inline constexpr uint64_t kLowTwoBits = 0x03 * kOnePerByte;
-inline constexpr int kHighBitShift = 7;
+// Elements are read in groups of 4 chunks (32 elements: a legacy block, a k-quant quarter), within which
+// the scales and bit positions are fixed.
+inline constexpr int kGroupChunks = 4;
+inline constexpr int64_t kGroupSize = kGroupChunks * kLanes;
+using Group = F32x8[kGroupChunks];
 
-// 8 consecutive bytes, byte i in bits 8i..8i+7 (GGUF files are little-endian, as is every host Dendro
-// builds for).
-inline uint64_t load(const uint8_t* p) {
-    uint64_t v;
-    std::memcpy(&v, p, sizeof(v));
-    return v;
-}
-inline uint64_t nibbles(uint64_t bytes, bool high) { return (bytes >> (high ? kNibbleBits : 0)) & kLowNibbles; }
-inline uint64_t two_bits(uint64_t bytes, int shift) { return (bytes >> shift) & kLowTwoBits; }
-inline uint64_t one_bit(uint64_t bytes, int shift) { return (bytes >> shift) & kOnePerByte; }
-// Byte i = bit i of `bits` (0 or 1): the multiply copies the byte into all 8, the mask keeps bit i in byte i,
-// and adding 0x7f per byte carries any set bit into the byte's top bit (no byte overflows into the next).
-inline uint64_t spread_bits(uint8_t bits) {
-    constexpr uint64_t kBitPerByte = 0x8040201008040201ull;
-    constexpr uint64_t kBelowTop = 0x7f * kOnePerByte;
-    return (((bits * kOnePerByte) & kBitPerByte) + kBelowTop) >> kHighBitShift & kOnePerByte;
-}
-
-}  // namespace swar
-
-inline constexpr int kChunksPerLegacyBlock = static_cast<int>(kLegacyQuantBlockSize / kLanes);
-inline constexpr int kChunksPerQuarter = 4;  // a k-quant quarter (32 elements) or a legacy half-block (16 bytes)
-inline constexpr int kChunksPerHalf = 16;    // a k-quant half (128 elements)
-
-// A block's quants: type Block, rows of `Block`s.
+// A row of `Block`s. The readers' interface: begin_block(b) takes block b's scales, group(g, w) writes the
+// 8-element chunks of group g (elements 32g..32g+31) of that block to w.
 template <typename Block, int64_t BlockSize>
 struct BlockRow {
     static constexpr int64_t kBlockSize = BlockSize;
+    static constexpr int kGroups = static_cast<int>(BlockSize / kGroupSize);
     const Block* blocks = nullptr;
     const Block* block = nullptr;
     BlockRow() = default;
     explicit BlockRow(const uint8_t* row) : blocks(reinterpret_cast<const Block*>(row)) {}
 };
 
-// Low 4 bits of legacy-block elements 8c..8c+7: low nibbles of qs[0..15] for c < 2, then their high nibbles.
-inline uint64_t legacy_nibbles(const uint8_t* qs, int c) {
-    constexpr int kChunksPerNibbleHalf = 2;
-    return swar::nibbles(swar::load(qs + kLanes * (c % kChunksPerNibbleHalf)), c >= kChunksPerNibbleHalf);
+// A legacy Q5 block's 32 quants: 4 low bits from the nibbles, the fifth from qh.
+inline U8x32 legacy_q5(const uint8_t* qs, const uint8_t* qh) {
+    uint32_t high;
+    std::memcpy(&high, qh, sizeof(high));  // little-endian, as ggml stores it
+    return or32_u8(nibbles32_u8(qs), shl32_u8(bit_bytes32_u8(high), kNibbleBits));
 }
-
-// Fifth bits of legacy-block elements 8c..8c+7 (bits 8c.. of qh), moved to bit 4 of each byte.
-inline uint64_t legacy_fifth_bits(const uint8_t* qh, int c) { return swar::spread_bits(qh[c]) << kNibbleBits; }
 
 struct Q4_0Row : BlockRow<BlockQ4_0, kLegacyQuantBlockSize> {
     using BlockRow::BlockRow;
@@ -70,8 +47,10 @@ struct Q4_0Row : BlockRow<BlockQ4_0, kLegacyQuantBlockSize> {
         block = blocks + b;
         d = broadcast8(f16_scalar(block->d));
     }
-    F32x8 chunk(int c) const {
-        return mul8(d, sub8(load8_u8(legacy_nibbles(block->qs, c)), broadcast8(kQ4Offset)));
+    void group(int, Group& w) const {
+        widen32_u8(nibbles32_u8(block->qs), w);
+        const F32x8 offset = broadcast8(kQ4Offset);
+        for (F32x8& chunk : w) chunk = mul8(d, sub8(chunk, offset));
     }
 };
 
@@ -83,7 +62,10 @@ struct Q4_1Row : BlockRow<BlockQ4_1, kLegacyQuantBlockSize> {
         d = broadcast8(f16_scalar(block->d));
         minus_m = broadcast8(-f16_scalar(block->m));
     }
-    F32x8 chunk(int c) const { return sub8(mul8(d, load8_u8(legacy_nibbles(block->qs, c))), minus_m); }
+    void group(int, Group& w) const {
+        widen32_u8(nibbles32_u8(block->qs), w);
+        for (F32x8& chunk : w) chunk = sub8(mul8(d, chunk), minus_m);
+    }
 };
 
 struct Q5_0Row : BlockRow<BlockQ5_0, kLegacyQuantBlockSize> {
@@ -93,9 +75,10 @@ struct Q5_0Row : BlockRow<BlockQ5_0, kLegacyQuantBlockSize> {
         block = blocks + b;
         d = broadcast8(f16_scalar(block->d));
     }
-    F32x8 chunk(int c) const {
-        const uint64_t q = legacy_nibbles(block->qs, c) | legacy_fifth_bits(block->qh, c);
-        return mul8(d, sub8(load8_u8(q), broadcast8(kQ5Offset)));
+    void group(int, Group& w) const {
+        widen32_u8(legacy_q5(block->qs, block->qh), w);
+        const F32x8 offset = broadcast8(kQ5Offset);
+        for (F32x8& chunk : w) chunk = mul8(d, sub8(chunk, offset));
     }
 };
 
@@ -107,23 +90,21 @@ struct Q5_1Row : BlockRow<BlockQ5_1, kLegacyQuantBlockSize> {
         d = broadcast8(f16_scalar(block->d));
         minus_m = broadcast8(-f16_scalar(block->m));
     }
-    F32x8 chunk(int c) const {
-        const uint64_t q = legacy_nibbles(block->qs, c) | legacy_fifth_bits(block->qh, c);
-        return sub8(mul8(d, load8_u8(q)), minus_m);
+    void group(int, Group& w) const {
+        widen32_u8(legacy_q5(block->qs, block->qh), w);
+        for (F32x8& chunk : w) chunk = sub8(mul8(d, chunk), minus_m);
     }
 };
 
-// Position of chunk c (0..31) of a k-quant block whose quants are laid out by half and quarter: byte offset
-// of its first element within the half's 32 quant bytes, the half and the quarter.
-struct KQuantChunk {
-    int half, quarter, byte;
-    explicit KQuantChunk(int c)
-        : half(c / kChunksPerHalf), quarter(c % kChunksPerHalf / kChunksPerQuarter),
-          byte(kLanes * (c % kChunksPerQuarter)) {}
-};
-inline constexpr int kKQuantHalfBytes = 32;  // quant bytes of a half for 2-bit planes (Q2_K, Q3_K, Q6_K's qh)
+// Group g of a k-quant block laid out by half and quarter: half g / 4, quarter g % 4; its sub-blocks of 16
+// are 2g (chunks 0, 1) and 2g + 1 (chunks 2, 3).
+inline constexpr int kQuartersPerHalf = 4;
+inline constexpr int kKQuantHalfBytes = 32;  // bytes of a half for 2-bit planes (Q2_K, Q3_K, Q6_K's qh)
 inline constexpr int kSmallSubBlocks = static_cast<int>(kKQuantBlockSize / 16);
 inline constexpr int kLargeSubBlocks = static_cast<int>(kKQuantBlockSize / 32);
+inline int half_of(int g) { return g / kQuartersPerHalf; }
+inline int quarter_of(int g) { return g % kQuartersPerHalf; }
+inline int small_sub_block(int g, int i) { return 2 * g + i / 2; }
 
 struct Q2_KRow : BlockRow<BlockQ2_K, kKQuantBlockSize> {
     using BlockRow::BlockRow;
@@ -131,17 +112,18 @@ struct Q2_KRow : BlockRow<BlockQ2_K, kKQuantBlockSize> {
     void begin_block(int64_t b) {
         block = blocks + b;
         const float d = f16_scalar(block->d), dmin = f16_scalar(block->dmin);
-        constexpr uint8_t kNibbleMask = 0x0f;
         for (int s = 0; s < kSmallSubBlocks; ++s) {
             scale[s] = d * static_cast<float>(block->scales[s] & kNibbleMask);
             min[s] = dmin * static_cast<float>(block->scales[s] >> kNibbleBits);
         }
     }
-    F32x8 chunk(int c) const {
-        const KQuantChunk at(c);
-        const uint8_t* qs = block->qs + kKQuantHalfBytes * at.half + at.byte;
-        const uint64_t q = swar::two_bits(swar::load(qs), 2 * at.quarter);
-        return sub8(mul8(broadcast8(scale[c / 2]), load8_u8(q)), broadcast8(min[c / 2]));
+    void group(int g, Group& w) const {
+        widen32_u8(bits32_u8(load32_u8(block->qs + kKQuantHalfBytes * half_of(g)), 2 * quarter_of(g), kTwoBitMask), w);
+#pragma GCC unroll 4
+        for (int i = 0; i < kGroupChunks; ++i) {
+            const int s = small_sub_block(g, i);
+            w[i] = sub8(mul8(broadcast8(scale[s]), w[i]), broadcast8(min[s]));
+        }
     }
 };
 
@@ -153,18 +135,18 @@ struct Q3_KRow : BlockRow<BlockQ3_K, kKQuantBlockSize> {
         const float d = f16_scalar(block->d);
         for (int s = 0; s < kSmallSubBlocks; ++s) scale[s] = d * static_cast<float>(q3_k_scale(block->scales, s));
     }
-    F32x8 chunk(int c) const {
-        constexpr int kQuartersPerHalf = 4;
-        const KQuantChunk at(c);
-        const uint8_t* qs = block->qs + kKQuantHalfBytes * at.half + at.byte;
-        const uint64_t low = swar::two_bits(swar::load(qs), 2 * at.quarter);
-        const uint64_t high =
-            swar::one_bit(swar::load(block->hmask + at.byte), kQuartersPerHalf * at.half + at.quarter);
-        return mul8(broadcast8(scale[c / 2]), sub8(load8_u8(low | high << 2), broadcast8(kQ3KOffset)));
+    void group(int g, Group& w) const {
+        const U8x32 low = bits32_u8(load32_u8(block->qs + kKQuantHalfBytes * half_of(g)), 2 * quarter_of(g), kTwoBitMask);
+        const int high_bit = kQuartersPerHalf * half_of(g) + quarter_of(g);
+        const U8x32 high = bits32_u8(load32_u8(block->hmask), high_bit, kOneBitMask);
+        widen32_u8(or32_u8(low, shl32_u8(high, 2)), w);
+        const F32x8 offset = broadcast8(kQ3KOffset);
+#pragma GCC unroll 4
+        for (int i = 0; i < kGroupChunks; ++i) w[i] = mul8(broadcast8(scale[small_sub_block(g, i)]), sub8(w[i], offset));
     }
 };
 
-// Q4_K and Q5_K: sub-block s = c / 4 is the low (s even) or high nibbles of qs[32 (s / 2) + 8 (c % 4) ..].
+// Q4_K and Q5_K: group g is sub-block g, the low (g even) or high nibbles of qs[32 (g / 2) ..].
 template <typename Block>
 struct KQuantWithMinsRow : BlockRow<Block, kKQuantBlockSize> {
     using BlockRow<Block, kKQuantBlockSize>::BlockRow;
@@ -178,29 +160,29 @@ struct KQuantWithMinsRow : BlockRow<Block, kKQuantBlockSize> {
             min[s] = dmin * static_cast<float>(sm.min);
         }
     }
-    static int sub_block(int c) { return c / kChunksPerQuarter; }
-    static int quant_byte(int c) { return kKQuantHalfBytes * (sub_block(c) / 2) + kLanes * (c % kChunksPerQuarter); }
-    uint64_t low_bits(int c) const {
-        return swar::nibbles(swar::load(this->block->qs + quant_byte(c)), sub_block(c) % 2);
-    }
-    F32x8 value(int c, uint64_t q) const {
-        return sub8(mul8(broadcast8(scale[sub_block(c)]), load8_u8(q)), broadcast8(min[sub_block(c)]));
+    // Q5_K passes its fifth bits; Q4_K none.
+    template <bool kFifthBit>
+    void read_group(int g, Group& w) const {
+        U8x32 q = bits32_u8(load32_u8(this->block->qs + kKQuantHalfBytes * (g / 2)), kNibbleBits * (g % 2), kNibbleMask);
+        if constexpr (kFifthBit) q = or32_u8(q, shl32_u8(bits32_u8(load32_u8(this->block->qh), g, kOneBitMask), kNibbleBits));
+        widen32_u8(q, w);
+        const F32x8 scale8 = broadcast8(scale[g]), min8 = broadcast8(min[g]);
+        for (F32x8& chunk : w) chunk = sub8(mul8(scale8, chunk), min8);
     }
 };
 
 struct Q4_KRow : KQuantWithMinsRow<BlockQ4_K> {
     using KQuantWithMinsRow::KQuantWithMinsRow;
-    F32x8 chunk(int c) const { return value(c, low_bits(c)); }
+    void group(int g, Group& w) const { read_group<false>(g, w); }
 };
 
 struct Q5_KRow : KQuantWithMinsRow<BlockQ5_K> {
     using KQuantWithMinsRow::KQuantWithMinsRow;
-    F32x8 chunk(int c) const {
-        const uint64_t fifth = swar::one_bit(swar::load(block->qh + kLanes * (c % kChunksPerQuarter)), sub_block(c));
-        return value(c, low_bits(c) | fifth << kNibbleBits);
-    }
+    void group(int g, Group& w) const { read_group<true>(g, w); }
 };
 
+// Q6_K: in half h, quarter j, the low 4 bits are the low (j < 2) or high nibbles of ql[64h + 32 (j & 1) ..],
+// the high 2 bits are bits 2j of qh[32h ..].
 struct Q6_KRow : BlockRow<BlockQ6_K, kKQuantBlockSize> {
     using BlockRow::BlockRow;
     float scale[kSmallSubBlocks];
@@ -209,14 +191,17 @@ struct Q6_KRow : BlockRow<BlockQ6_K, kKQuantBlockSize> {
         const float d = f16_scalar(block->d);
         for (int s = 0; s < kSmallSubBlocks; ++s) scale[s] = d * static_cast<float>(block->scales[s]);
     }
-    F32x8 chunk(int c) const {
+    void group(int g, Group& w) const {
         constexpr int kQlHalfBytes = 64, kQlQuarterBytes = 32;
-        const KQuantChunk at(c);
-        const uint8_t* ql = block->ql + kQlHalfBytes * at.half + kQlQuarterBytes * (at.quarter & 1) + at.byte;
-        const uint64_t low = swar::nibbles(swar::load(ql), at.quarter >= 2);
-        const uint8_t* qh = block->qh + kKQuantHalfBytes * at.half + at.byte;
-        const uint64_t high = swar::two_bits(swar::load(qh), 2 * at.quarter);
-        return mul8(broadcast8(scale[c / 2]), sub8(load8_u8(low | high << kNibbleBits), broadcast8(kQ6KOffset)));
+        const int h = half_of(g), j = quarter_of(g);
+        const uint8_t* ql = block->ql + kQlHalfBytes * h + kQlQuarterBytes * (j & 1);
+        const uint8_t* qh = block->qh + kKQuantHalfBytes * h;
+        const U8x32 low = bits32_u8(load32_u8(ql), j >= 2 ? kNibbleBits : 0, kNibbleMask);
+        const U8x32 high = bits32_u8(load32_u8(qh), 2 * j, kTwoBitMask);
+        widen32_u8(or32_u8(low, shl32_u8(high, kNibbleBits)), w);
+        const F32x8 offset = broadcast8(kQ6KOffset);
+#pragma GCC unroll 4
+        for (int i = 0; i < kGroupChunks; ++i) w[i] = mul8(broadcast8(scale[small_sub_block(g, i)]), sub8(w[i], offset));
     }
 };
 
