@@ -111,10 +111,12 @@ struct Q2_KRow : BlockRow<BlockQ2_K, kKQuantBlockSize> {
     float scale[kSmallSubBlocks], min[kSmallSubBlocks];
     void begin_block(int64_t b) {
         block = blocks + b;
-        const float d = f16_scalar(block->d), dmin = f16_scalar(block->dmin);
-        for (int s = 0; s < kSmallSubBlocks; ++s) {
-            scale[s] = d * static_cast<float>(block->scales[s] & kNibbleMask);
-            min[s] = dmin * static_cast<float>(block->scales[s] >> kNibbleBits);
+        const F32x8 d = broadcast8(f16_scalar(block->d)), dmin = broadcast8(f16_scalar(block->dmin));
+        constexpr uint64_t kNibbles = kNibbleMask * kOnePerByte;
+        for (int half = 0; half < 2; ++half) {
+            const uint64_t packed = load_le64(block->scales + kLanes * half);
+            store8(scale + kLanes * half, mul8(d, widen8_u8(packed & kNibbles)));
+            store8(min + kLanes * half, mul8(dmin, widen8_u8((packed >> kNibbleBits) & kNibbles)));
         }
     }
     void group(int g, Group& w) const {
@@ -132,17 +134,22 @@ struct Q3_KRow : BlockRow<BlockQ3_K, kKQuantBlockSize> {
     float scale[kSmallSubBlocks];
     void begin_block(int64_t b) {
         block = blocks + b;
-        const float d = f16_scalar(block->d);
-        for (int s = 0; s < kSmallSubBlocks; ++s) scale[s] = d * static_cast<float>(q3_k_scale(block->scales, s));
+        const F32x8 d = broadcast8(f16_scalar(block->d)), offset = broadcast8(kQ3KScaleOffset);
+        const Q3KScales scales = q3_k_scales(block->scales);
+        store8(scale, mul8(d, sub8(widen8_u8(scales.low), offset)));
+        store8(scale + kLanes, mul8(d, sub8(widen8_u8(scales.high), offset)));
     }
     void group(int g, Group& w) const {
-        const U8x32 low = bits32_u8(load32_u8(block->qs + kKQuantHalfBytes * half_of(g)), 2 * quarter_of(g), kTwoBitMask);
+        const uint8_t* qs = block->qs + kKQuantHalfBytes * half_of(g);
+        const U8x32 low = bits32_u8(load32_u8(qs), 2 * quarter_of(g), kTwoBitMask);
         const int high_bit = kQuartersPerHalf * half_of(g) + quarter_of(g);
         const U8x32 high = bits32_u8(load32_u8(block->hmask), high_bit, kOneBitMask);
         widen32_u8(or32_u8(low, shl32_u8(high, 2)), w);
         const F32x8 offset = broadcast8(kQ3KOffset);
 #pragma GCC unroll 4
-        for (int i = 0; i < kGroupChunks; ++i) w[i] = mul8(broadcast8(scale[small_sub_block(g, i)]), sub8(w[i], offset));
+        for (int i = 0; i < kGroupChunks; ++i) {
+            w[i] = mul8(broadcast8(scale[small_sub_block(g, i)]), sub8(w[i], offset));
+        }
     }
 };
 
@@ -153,18 +160,18 @@ struct KQuantWithMinsRow : BlockRow<Block, kKQuantBlockSize> {
     float scale[kLargeSubBlocks], min[kLargeSubBlocks];
     void begin_block(int64_t b) {
         this->block = this->blocks + b;
-        const float d = f16_scalar(this->block->d), dmin = f16_scalar(this->block->dmin);
-        for (int s = 0; s < kLargeSubBlocks; ++s) {
-            const KQuantScaleMin sm = k_quant_scale_min(this->block->scales, s);
-            scale[s] = d * static_cast<float>(sm.scale);
-            min[s] = dmin * static_cast<float>(sm.min);
-        }
+        const KQuantScalesMins sm = k_quant_scales_mins(this->block->scales);
+        store8(scale, mul8(broadcast8(f16_scalar(this->block->d)), widen8_u8(sm.scales)));
+        store8(min, mul8(broadcast8(f16_scalar(this->block->dmin)), widen8_u8(sm.mins)));
     }
     // Q5_K passes its fifth bits; Q4_K none.
     template <bool kFifthBit>
     void read_group(int g, Group& w) const {
-        U8x32 q = bits32_u8(load32_u8(this->block->qs + kKQuantHalfBytes * (g / 2)), kNibbleBits * (g % 2), kNibbleMask);
-        if constexpr (kFifthBit) q = or32_u8(q, shl32_u8(bits32_u8(load32_u8(this->block->qh), g, kOneBitMask), kNibbleBits));
+        const uint8_t* qs = this->block->qs + kKQuantHalfBytes * (g / 2);
+        U8x32 q = bits32_u8(load32_u8(qs), kNibbleBits * (g % 2), kNibbleMask);
+        if constexpr (kFifthBit) {
+            q = or32_u8(q, shl32_u8(bits32_u8(load32_u8(this->block->qh), g, kOneBitMask), kNibbleBits));
+        }
         widen32_u8(q, w);
         const F32x8 scale8 = broadcast8(scale[g]), min8 = broadcast8(min[g]);
         for (F32x8& chunk : w) chunk = sub8(mul8(scale8, chunk), min8);
@@ -188,8 +195,9 @@ struct Q6_KRow : BlockRow<BlockQ6_K, kKQuantBlockSize> {
     float scale[kSmallSubBlocks];
     void begin_block(int64_t b) {
         block = blocks + b;
-        const float d = f16_scalar(block->d);
-        for (int s = 0; s < kSmallSubBlocks; ++s) scale[s] = d * static_cast<float>(block->scales[s]);
+        const F32x8 d = broadcast8(f16_scalar(block->d));
+        store8(scale, mul8(d, load8_i8(block->scales)));
+        store8(scale + kLanes, mul8(d, load8_i8(block->scales + kLanes)));
     }
     void group(int g, Group& w) const {
         constexpr int kQlHalfBytes = 64, kQlQuarterBytes = 32;
@@ -201,7 +209,9 @@ struct Q6_KRow : BlockRow<BlockQ6_K, kKQuantBlockSize> {
         widen32_u8(or32_u8(low, shl32_u8(high, kNibbleBits)), w);
         const F32x8 offset = broadcast8(kQ6KOffset);
 #pragma GCC unroll 4
-        for (int i = 0; i < kGroupChunks; ++i) w[i] = mul8(broadcast8(scale[small_sub_block(g, i)]), sub8(w[i], offset));
+        for (int i = 0; i < kGroupChunks; ++i) {
+            w[i] = mul8(broadcast8(scale[small_sub_block(g, i)]), sub8(w[i], offset));
+        }
     }
 };
 

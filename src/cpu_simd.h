@@ -51,6 +51,11 @@ inline F32x8 load8_bf16(const uint16_t* p) {
 inline F32x8 broadcast8_f16(uint16_t bits) { return {_mm256_set1_ps(_cvtsh_ss(bits))}; }
 inline float f16_scalar(uint16_t bits) { return _cvtsh_ss(bits); }
 
+// Lane i = byte i of `bytes` (bits 8i..8i+7), unsigned.
+inline F32x8 widen8_u8(uint64_t bytes) {
+    return {_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(bytes))))};
+}
+
 struct U8x32 {
     __m256i v;
 };
@@ -164,6 +169,12 @@ inline F32x8 load8_bf16(const uint16_t* p) {
 }
 inline F32x8 broadcast8_f16(uint16_t bits) { return broadcast8(fp16_to_fp32(bits)); }
 inline float f16_scalar(uint16_t bits) { return fp16_to_fp32(bits); }
+inline F32x8 widen8_u8(uint64_t bytes) {
+    F32x8 r;
+    for (int i = 0; i < kLanes; ++i) r.v[i] = static_cast<float>((bytes >> (8 * i)) & 0xffu);
+    return r;
+}
+
 struct U8x32 {
     uint8_t v[32];
 };

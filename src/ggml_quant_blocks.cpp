@@ -1,7 +1,8 @@
 // Scalar reference dequantizers of ggml's legacy quants and k-quants (layouts in ggml_quant_blocks.h).
-// Every product and sum is rounded to fp32 on its own, as ggml's reference code and gguf-py compute them:
-// the partial results are named so that no compiler fuses a multiply and an add (clang contracts within
-// one expression by default).
+// Every product of an fp16 scale with the small integer sub-block scales and quants is exact in fp32 (at most
+// 11 + 8 + 6 significant bits, Q6_K's last product aside, which is rounded once and not added to), so each
+// value is rounded at most once, in its final addition or subtraction: the results are exactly ggml's and
+// gguf-py's, whether or not a compiler fuses a multiply with an add.
 #include "ggml_quant_blocks.h"
 
 #include <cstring>
@@ -11,6 +12,7 @@ namespace {
 
 constexpr uint8_t kNibbleMask = 0x0f;
 constexpr int kHalf = 128, kQuarter = 32, kSmallSubBlock = 16;
+constexpr int kSubBlocksPerWord = 8;
 
 // value = scale * q - min (k-quants with mins); also value = scale * q + m with min = -m.
 float scaled_minus(float scale, int q, float min) {
@@ -99,9 +101,12 @@ void dequantize_q3_k(const BlockQ3_K* blocks, float* dst, int64_t n_blocks) {
     for (int64_t b = 0; b < n_blocks; ++b, dst += kKQuantBlockSize) {
         const BlockQ3_K& block = blocks[b];
         const float d = fp16_to_fp32(block.d);
+        const Q3KScales scales = q3_k_scales(block.scales);
         for (int e = 0; e < kKQuantBlockSize; ++e) {
             const int h = e / kHalf, j = (e % kHalf) / kQuarter, l = e % kQuarter;
-            const float scale = d * static_cast<float>(q3_k_scale(block.scales, e / kSmallSubBlock));
+            const int s = e / kSmallSubBlock;
+            const int unsigned_scale = byte_of(s < kSubBlocksPerWord ? scales.low : scales.high, s % kSubBlocksPerWord);
+            const float scale = d * static_cast<float>(unsigned_scale - kQ3KScaleOffset);
             const int low = (block.qs[kQuarter * h + l] >> (2 * j)) & kTwoBitMask;
             const int high = (block.hmask[l] >> (kQuartersPerHalf * h + j)) & 1;
             dst[e] = scale * static_cast<float>((low | (high << 2)) - kQ3KOffset);
@@ -113,12 +118,13 @@ void dequantize_q4_k(const BlockQ4_K* blocks, float* dst, int64_t n_blocks) {
     for (int64_t b = 0; b < n_blocks; ++b, dst += kKQuantBlockSize) {
         const BlockQ4_K& block = blocks[b];
         const float d = fp16_to_fp32(block.d), dmin = fp16_to_fp32(block.dmin);
+        const KQuantScalesMins sm = k_quant_scales_mins(block.scales);
         for (int e = 0; e < kKQuantBlockSize; ++e) {
             const int s = e / kQuarter, l = e % kQuarter;
-            const KQuantScaleMin sm = k_quant_scale_min(block.scales, s);
             const uint8_t byte = block.qs[kQuarter * (s / 2) + l];
             const int q = (s % 2 == 0 ? byte : byte >> kNibbleBits) & kNibbleMask;
-            dst[e] = scaled_minus(d * static_cast<float>(sm.scale), q, dmin * static_cast<float>(sm.min));
+            dst[e] = scaled_minus(d * static_cast<float>(byte_of(sm.scales, s)), q,
+                                  dmin * static_cast<float>(byte_of(sm.mins, s)));
         }
     }
 }
@@ -127,13 +133,14 @@ void dequantize_q5_k(const BlockQ5_K* blocks, float* dst, int64_t n_blocks) {
     for (int64_t b = 0; b < n_blocks; ++b, dst += kKQuantBlockSize) {
         const BlockQ5_K& block = blocks[b];
         const float d = fp16_to_fp32(block.d), dmin = fp16_to_fp32(block.dmin);
+        const KQuantScalesMins sm = k_quant_scales_mins(block.scales);
         for (int e = 0; e < kKQuantBlockSize; ++e) {
             const int s = e / kQuarter, l = e % kQuarter;
-            const KQuantScaleMin sm = k_quant_scale_min(block.scales, s);
             const uint8_t byte = block.qs[kQuarter * (s / 2) + l];
             const int low = (s % 2 == 0 ? byte : byte >> kNibbleBits) & kNibbleMask;
             const int q = low | (((block.qh[l] >> s) & 1) << kNibbleBits);
-            dst[e] = scaled_minus(d * static_cast<float>(sm.scale), q, dmin * static_cast<float>(sm.min));
+            dst[e] = scaled_minus(d * static_cast<float>(byte_of(sm.scales, s)), q,
+                                  dmin * static_cast<float>(byte_of(sm.mins, s)));
         }
     }
 }

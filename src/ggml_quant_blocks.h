@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "ggml_types.h"
 
@@ -97,32 +98,54 @@ inline constexpr int kNibbleBits = 4;
 // Offsets of the quants that are stored unsigned but mean q - offset.
 inline constexpr int kQ4Offset = 8, kQ5Offset = 16, kQ3KOffset = 4, kQ6KOffset = 32;
 
-struct KQuantScaleMin {
-    uint8_t scale, min;
-};
-// Scale and min of sub-block j (0..7) of a Q4_K/Q5_K block: j < 4 are the low 6 bits of bytes j and j + 4;
-// j >= 4 take their low 4 bits from the nibbles of byte j + 4 and their high 2 bits from the top of bytes
-// j - 4 (scale) and j (min).
-inline KQuantScaleMin k_quant_scale_min(const uint8_t* packed, int j) {
-    constexpr int kDirect = 4;  // sub-blocks 0..3 have their 6 bits in one byte each
-    constexpr int kTopShift = 6;
-    constexpr uint8_t kSixBitMask = 0x3f, kNibbleMask = 0x0f;
-    if (j < kDirect) {
-        return {static_cast<uint8_t>(packed[j] & kSixBitMask), static_cast<uint8_t>(packed[j + kDirect] & kSixBitMask)};
-    }
-    const uint8_t low = packed[j + kDirect];
-    return {static_cast<uint8_t>((low & kNibbleMask) | ((packed[j - kDirect] >> kTopShift) << kNibbleBits)),
-            static_cast<uint8_t>((low >> kNibbleBits) | ((packed[j] >> kTopShift) << kNibbleBits))};
+// Sub-block scales unpacked to one byte each: byte j of a word (bits 8j..8j+7) is sub-block j's value.
+inline constexpr uint64_t kOnePerByte = 0x0101010101010101ull;
+inline constexpr int kByteBits = 8;
+inline int byte_of(uint64_t word, int j) { return static_cast<int>((word >> (kByteBits * j)) & 0xffu); }
+
+inline uint32_t load_le32(const uint8_t* p) {
+    uint32_t v;
+    std::memcpy(&v, p, sizeof(v));
+    return v;  // GGUF is little-endian, as is every host Dendro builds for
+}
+inline uint64_t load_le64(const uint8_t* p) {
+    uint64_t v;
+    std::memcpy(&v, p, sizeof(v));
+    return v;
 }
 
-// Signed scale of sub-block j (0..15) of a Q3_K block: low 4 bits from the low (j < 8) or high nibble of byte
-// j % 8, high 2 bits from bits 2 (j / 4) of byte 8 + j % 4, minus 32.
-inline int q3_k_scale(const uint8_t* packed, int j) {
-    constexpr int kLowBytes = 8, kHighBytes = 4, kScaleOffset = 32;
-    constexpr uint8_t kTwoBitMask = 0x03, kNibbleMask = 0x0f;
-    const int low = (packed[j % kLowBytes] >> (j < kLowBytes ? 0 : kNibbleBits)) & kNibbleMask;
-    const int high = (packed[kLowBytes + j % kHighBytes] >> (2 * (j / kHighBytes))) & kTwoBitMask;
-    return (low | (high << kNibbleBits)) - kScaleOffset;
+struct KQuantScalesMins {
+    uint64_t scales, mins;  // 6-bit values of sub-blocks 0..7
+};
+// Q4_K/Q5_K: sub-blocks j < 4 have their scale and min in the low 6 bits of bytes j and j + 4; j >= 4 take
+// their low 4 bits from the low and high nibble of byte j + 4 and their top 2 bits from the top of bytes
+// j - 4 (scale) and j (min).
+inline KQuantScalesMins k_quant_scales_mins(const uint8_t* packed) {
+    constexpr uint32_t kSixBits = 0x3f3f3f3fu, kNibbles = 0x0f0f0f0fu, kBits45 = 0x30303030u;
+    const uint32_t a = load_le32(packed), b = load_le32(packed + 4), c = load_le32(packed + 8);
+    const uint32_t high_scales = (c & kNibbles) | ((a >> 2) & kBits45);  // bits 6-7 of a byte move to 4-5
+    const uint32_t high_mins = ((c >> 4) & kNibbles) | ((b >> 2) & kBits45);
+    return {(a & kSixBits) | static_cast<uint64_t>(high_scales) << 32,
+            (b & kSixBits) | static_cast<uint64_t>(high_mins) << 32};
+}
+
+struct Q3KScales {
+    uint64_t low, high;  // unsigned 6-bit scales of sub-blocks 0..7 and 8..15; the signed scale is minus 32
+};
+inline constexpr int kQ3KScaleOffset = 32;
+// Q3_K: sub-block j's low 4 bits are the low (j < 8) or high nibble of byte j % 8, its top 2 bits are bits
+// 2 (j / 4) of byte 8 + j % 4.
+inline Q3KScales q3_k_scales(const uint8_t* packed) {
+    constexpr uint64_t kNibbles = 0x0f * kOnePerByte;
+    constexpr uint32_t kTwoBits = 0x03030303u;
+    const uint64_t low = load_le64(packed);
+    const uint32_t top = load_le32(packed + 8);
+    const auto top_bits = [&](int first_quarter) {
+        return static_cast<uint64_t>((top >> (2 * first_quarter)) & kTwoBits) |
+               static_cast<uint64_t>((top >> (2 * first_quarter + 2)) & kTwoBits) << 32;
+    };
+    return {(low & kNibbles) | top_bits(0) << kNibbleBits,
+            ((low >> kNibbleBits) & kNibbles) | top_bits(2) << kNibbleBits};
 }
 
 // Reference dequantizers of n_blocks whole blocks (the scalar formulas above, each product rounded to fp32
