@@ -7,6 +7,7 @@
 #include "cpu_matmul.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <type_traits>
 
 #include "cpu_quant_rows.h"
@@ -137,8 +138,22 @@ void tile_q8(const uint8_t* const* row_ptrs, const float* const* x, int64_t leng
 // R rows of a legacy quant or k-quant against T tokens: each 8-element chunk is dequantized (exactly the
 // reference values, see cpu_quant_rows.h) and fed into the accumulators in order, chunk by chunk through
 // the blocks, so each output is the canonical dot product of its dequantized row with the token.
+constexpr uintptr_t kCacheLine = 64;
+
+// Asks for the cache lines of [p, p + n) ahead of use. p may lie past the matrix (the next tile of the last
+// one): a prefetch never faults, so the address is computed as an integer.
+inline void prefetch_bytes(uintptr_t p, uintptr_t n) {
+    for (uintptr_t line = p & ~(kCacheLine - 1); line < p + n; line += kCacheLine) {
+        __builtin_prefetch(reinterpret_cast<const void*>(line));
+    }
+}
+
+// Quantized rows cost more to compute than to load, so the hardware prefetcher does not run far enough
+// ahead on its own: while reading block b of its rows, a tile prefetches block b of the next tile's rows.
 template <typename Row, int R, int T>
-void tile_blocks(const uint8_t* const* row_ptrs, const float* const* x, int64_t length, float* const* y) {
+void tile_blocks(const uint8_t* const* row_ptrs, const float* const* x, int64_t length, float* const* y,
+                 size_t row_bytes) {
+    constexpr uintptr_t kBlockBytes = sizeof(*Row().blocks);
     Row readers[R];
     F32x8 acc[R][T];
 #pragma GCC unroll 16
@@ -150,7 +165,10 @@ void tile_blocks(const uint8_t* const* row_ptrs, const float* const* x, int64_t 
     const int64_t n_blocks = length / Row::kBlockSize;
     for (int64_t b = 0; b < n_blocks; ++b) {
 #pragma GCC unroll 16
-        for (int r = 0; r < R; ++r) readers[r].begin_block(b);
+        for (int r = 0; r < R; ++r) {
+            readers[r].begin_block(b);
+            prefetch_bytes(reinterpret_cast<uintptr_t>(row_ptrs[r]) + R * row_bytes + b * kBlockBytes, kBlockBytes);
+        }
         for (int g = 0; g < Row::kGroups; ++g) {
             const int64_t off = b * Row::kBlockSize + g * kGroupSize;
             F32x8 xs[T][kGroupChunks];
@@ -205,7 +223,7 @@ void run_tile(const Problem& p, int64_t r0, int64_t t0) {
     if constexpr (std::is_same_v<Row, Q8Row>) {
         tile_q8<R, T>(rows, x, p.w.row_length(), y);
     } else if constexpr (BlockReader<Row>) {
-        tile_blocks<Row, R, T>(rows, x, p.w.row_length(), y);
+        tile_blocks<Row, R, T>(rows, x, p.w.row_length(), y, p.row_bytes);
     } else {
         tile<Row, R, T>(rows, x, p.w.row_length(), y);
     }
