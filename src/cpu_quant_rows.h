@@ -6,7 +6,6 @@
 #pragma once
 
 #include <cstdint>
-#include <cstring>
 
 #include "cpu_simd.h"
 #include "ggml_quant_blocks.h"
@@ -35,9 +34,7 @@ struct BlockRow {
 
 // A legacy Q5 block's 32 quants: 4 low bits from the nibbles, the fifth from qh.
 inline U8x32 legacy_q5(const uint8_t* qs, const uint8_t* qh) {
-    uint32_t high;
-    std::memcpy(&high, qh, sizeof(high));  // little-endian, as ggml stores it
-    return or32_u8(nibbles32_u8(qs), shl32_u8(bit_bytes32_u8(high), kNibbleBits));
+    return or32_u8(nibbles32_u8(qs), shl32_u8(bit_bytes32_u8(load_le32(qh)), kNibbleBits));
 }
 
 struct Q4_0Row : BlockRow<BlockQ4_0, kLegacyQuantBlockSize> {

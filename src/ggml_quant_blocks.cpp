@@ -1,11 +1,9 @@
 // Scalar reference dequantizers of ggml's legacy quants and k-quants (layouts in ggml_quant_blocks.h).
-// Every product of an fp16 scale with the small integer sub-block scales and quants is exact in fp32 (at most
-// 11 + 8 + 6 significant bits, Q6_K's last product aside, which is rounded once and not added to), so each
-// value is rounded at most once, in its final addition or subtraction: the results are exactly ggml's and
-// gguf-py's, whether or not a compiler fuses a multiply with an add.
+// The products of an fp16 scale with the integer sub-block scales and quants are exact in fp32 (at most
+// 11 + 6 + 5 = 22 significant bits), except Q6_K's (11 + 8 + 6), which is rounded once and added to nothing;
+// so each value is rounded at most once and the results are exactly ggml's and gguf-py's, whether or not a
+// compiler fuses a multiply with the add or subtract that follows it.
 #include "ggml_quant_blocks.h"
-
-#include <cstring>
 
 namespace dendro {
 namespace {
@@ -18,12 +16,6 @@ constexpr int kSubBlocksPerWord = 8;
 float scaled_minus(float scale, int q, float min) {
     const float scaled = scale * static_cast<float>(q);
     return scaled - min;
-}
-
-uint32_t load_u32(const uint8_t* p) {
-    uint32_t v;
-    std::memcpy(&v, p, sizeof(v));
-    return v;  // little-endian, as ggml stores qh
 }
 
 int q5_high_bit(uint32_t qh, int j) { return static_cast<int>((qh >> j) & 1u) << kNibbleBits; }
@@ -56,7 +48,7 @@ void dequantize_q5_0(const BlockQ5_0* blocks, float* dst, int64_t n_blocks) {
     constexpr int kHalfBlock = kLegacyQuantBlockSize / 2;
     for (int64_t b = 0; b < n_blocks; ++b, dst += kLegacyQuantBlockSize) {
         const float d = fp16_to_fp32(blocks[b].d);
-        const uint32_t qh = load_u32(blocks[b].qh);
+        const uint32_t qh = load_le32(blocks[b].qh);
         for (int j = 0; j < kHalfBlock; ++j) {
             const int q0 = ((blocks[b].qs[j] & kNibbleMask) | q5_high_bit(qh, j)) - kQ5Offset;
             const int q1 = ((blocks[b].qs[j] >> kNibbleBits) | q5_high_bit(qh, j + kHalfBlock)) - kQ5Offset;
@@ -70,7 +62,7 @@ void dequantize_q5_1(const BlockQ5_1* blocks, float* dst, int64_t n_blocks) {
     constexpr int kHalfBlock = kLegacyQuantBlockSize / 2;
     for (int64_t b = 0; b < n_blocks; ++b, dst += kLegacyQuantBlockSize) {
         const float d = fp16_to_fp32(blocks[b].d), minus_m = -fp16_to_fp32(blocks[b].m);
-        const uint32_t qh = load_u32(blocks[b].qh);
+        const uint32_t qh = load_le32(blocks[b].qh);
         for (int j = 0; j < kHalfBlock; ++j) {
             const int q0 = (blocks[b].qs[j] & kNibbleMask) | q5_high_bit(qh, j);
             const int q1 = (blocks[b].qs[j] >> kNibbleBits) | q5_high_bit(qh, j + kHalfBlock);
