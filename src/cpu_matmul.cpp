@@ -299,6 +299,7 @@ void matmul_rows(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, 
         case GgmlType::Q4_1: return matmul_typed<Q4_1Row>(p, n_tokens, row_begin, row_end);
         case GgmlType::Q5_0: return matmul_typed<Q5_0Row>(p, n_tokens, row_begin, row_end);
         case GgmlType::Q5_1: return matmul_typed<Q5_1Row>(p, n_tokens, row_begin, row_end);
+        case GgmlType::IQ4_NL: return matmul_typed<IQ4_NLRow>(p, n_tokens, row_begin, row_end);
         case GgmlType::Q2_K: return matmul_typed<Q2_KRow>(p, n_tokens, row_begin, row_end);
         case GgmlType::Q3_K: return matmul_typed<Q3_KRow>(p, n_tokens, row_begin, row_end);
         case GgmlType::Q4_K: return matmul_typed<Q4_KRow>(p, n_tokens, row_begin, row_end);
@@ -318,6 +319,7 @@ bool supported_matrix_type(GgmlType type) {
         case GgmlType::Q4_1:
         case GgmlType::Q5_0:
         case GgmlType::Q5_1:
+        case GgmlType::IQ4_NL:
         case GgmlType::Q2_K:
         case GgmlType::Q3_K:
         case GgmlType::Q4_K:

@@ -1,10 +1,11 @@
-// Readers of one weight row of a legacy quant (Q4_0, Q4_1, Q5_0, Q5_1) or k-quant (Q2_K..Q6_K) for the CPU
+// Readers of one weight row of a legacy quant (Q4_0, Q4_1, Q5_0, Q5_1), IQ4_NL or k-quant (Q2_K..Q6_K) for the CPU
 // matmul, giving the weights as fp32, bit for bit the values of the scalar reference dequantizer
 // (ggml_quant_blocks.cpp). The quants of 32 elements are unpacked to one byte each with 32-byte vector
 // operations (cpu_simd.h's U8x32), widened to 4 chunks of 8 fp32 lanes, then scaled: the same fp32 operations
 // as the reference, so one code serves the AVX2 and the portable build.
 #pragma once
 
+#include <array>
 #include <cstdint>
 
 #include "cpu_simd.h"
@@ -90,6 +91,28 @@ struct Q5_1Row : BlockRow<BlockQ5_1, kLegacyQuantBlockSize> {
     void group(int, Group& w) const {
         widen32_u8(legacy_q5(block->qs, block->qh), w);
         for (F32x8& chunk : w) chunk = sub8(mul8(d, chunk), minus_m);
+    }
+};
+
+// IQ4_NL's levels as unsigned bytes (plus 128), so that they widen like the other quants.
+inline constexpr int kIQ4NLBias = 128;
+inline constexpr auto kIQ4NLBiasedLevels = [] {
+    std::array<uint8_t, kIQ4NLLevels> levels{};
+    for (int i = 0; i < kIQ4NLLevels; ++i) levels[i] = static_cast<uint8_t>(kIQ4NLValues[i] + kIQ4NLBias);
+    return levels;
+}();
+
+struct IQ4_NLRow : BlockRow<BlockIQ4_NL, kLegacyQuantBlockSize> {
+    using BlockRow::BlockRow;
+    F32x8 d;
+    void begin_block(int64_t b) {
+        block = blocks + b;
+        d = broadcast8(f16_scalar(block->d));
+    }
+    void group(int, Group& w) const {
+        widen32_u8(lookup32_u8(nibbles32_u8(block->qs), kIQ4NLBiasedLevels.data()), w);
+        const F32x8 bias = broadcast8(kIQ4NLBias);
+        for (F32x8& chunk : w) chunk = mul8(d, sub8(chunk, bias));  // the level itself, exactly
     }
 };
 

@@ -75,6 +75,11 @@ inline U8x32 nibbles32_u8(const uint8_t* p) {
     const __m128i low = _mm_and_si128(bytes, mask), high = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
     return {_mm256_set_m128i(high, low)};
 }
+// Byte i = table[byte i]; every byte is below 16.
+inline U8x32 lookup32_u8(U8x32 index, const uint8_t* table) {
+    const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(table)));
+    return {_mm256_shuffle_epi8(t, index.v)};
+}
 // Byte i = bit i of `bits` (0 or 1).
 inline U8x32 bit_bytes32_u8(uint32_t bits) {
     // Byte i takes byte i / 8 of `bits`, keeps its bit i % 8, and becomes 1 where that bit is set.
@@ -203,6 +208,10 @@ inline U8x32 nibbles32_u8(const uint8_t* p) {
         r.v[i + kHalf] = p[i] >> 4;
     }
     return r;
+}
+inline U8x32 lookup32_u8(U8x32 index, const uint8_t* table) {
+    for (uint8_t& byte : index.v) byte = table[byte];
+    return index;
 }
 inline U8x32 bit_bytes32_u8(uint32_t bits) {
     U8x32 r;

@@ -72,6 +72,17 @@ void dequantize_q5_1(const BlockQ5_1* blocks, float* dst, int64_t n_blocks) {
     }
 }
 
+void dequantize_iq4_nl(const BlockIQ4_NL* blocks, float* dst, int64_t n_blocks) {
+    constexpr int kHalfBlock = kLegacyQuantBlockSize / 2;
+    for (int64_t b = 0; b < n_blocks; ++b, dst += kLegacyQuantBlockSize) {
+        const float d = fp16_to_fp32(blocks[b].d);
+        for (int j = 0; j < kHalfBlock; ++j) {
+            dst[j] = d * static_cast<float>(kIQ4NLValues[blocks[b].qs[j] & kNibbleMask]);
+            dst[j + kHalfBlock] = d * static_cast<float>(kIQ4NLValues[blocks[b].qs[j] >> kNibbleBits]);
+        }
+    }
+}
+
 void dequantize_q2_k(const BlockQ2_K* blocks, float* dst, int64_t n_blocks) {
     constexpr uint8_t kTwoBitMask = 0x03;
     for (int64_t b = 0; b < n_blocks; ++b, dst += kKQuantBlockSize) {

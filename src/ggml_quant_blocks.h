@@ -1,4 +1,5 @@
-// Byte layouts of ggml's legacy quants (Q4_0, Q4_1, Q5_0, Q5_1: blocks of 32) and k-quants (Q2_K..Q6_K:
+// Byte layouts of ggml's legacy quants (Q4_0, Q4_1, Q5_0, Q5_1: blocks of 32), IQ4_NL (blocks of 32; what
+// llama.cpp's Q2_K and Q3_K recipes store rows that are not whole k-quant blocks in) and k-quants (Q2_K..Q6_K:
 // super-blocks of 256 cut into sub-blocks of 16 or 32 with their own scales), exactly as ggml stores them,
 // and their scalar reference dequantizers. Scales d, m, dmin are fp16 bits. A k-quant super-block is two
 // halves of 128 elements; within a half, element l of quarter j (l < 32) takes its low bits from byte l of the
@@ -45,6 +46,16 @@ struct BlockQ5_1 {
     uint8_t qs[kLegacyQuantBlockSize / 2];
 };
 static_assert(sizeof(BlockQ5_1) == 24);
+
+// IQ4_NL: value = d * kIQ4NLValues[q], q the 4-bit index, nibbles as Q4_0.
+struct BlockIQ4_NL {
+    uint16_t d;
+    uint8_t qs[kLegacyQuantBlockSize / 2];
+};
+static_assert(sizeof(BlockIQ4_NL) == 18);
+inline constexpr int kIQ4NLLevels = 16;
+inline constexpr int8_t kIQ4NLValues[kIQ4NLLevels] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                                      1,    13,   25,  38,  53,  69,  89,  113};
 
 // Q2_K: 16 sub-blocks of 16; scales[i] holds sub-block i's 4-bit scale (low nibble) and 4-bit min (high);
 // value = (d * scale) * q - (dmin * min), q = 2 bits: quarter j of half h is bits 2j of qs[32h + l].
@@ -154,6 +165,7 @@ void dequantize_q4_0(const BlockQ4_0* blocks, float* dst, int64_t n_blocks);
 void dequantize_q4_1(const BlockQ4_1* blocks, float* dst, int64_t n_blocks);
 void dequantize_q5_0(const BlockQ5_0* blocks, float* dst, int64_t n_blocks);
 void dequantize_q5_1(const BlockQ5_1* blocks, float* dst, int64_t n_blocks);
+void dequantize_iq4_nl(const BlockIQ4_NL* blocks, float* dst, int64_t n_blocks);
 void dequantize_q2_k(const BlockQ2_K* blocks, float* dst, int64_t n_blocks);
 void dequantize_q3_k(const BlockQ3_K* blocks, float* dst, int64_t n_blocks);
 void dequantize_q4_k(const BlockQ4_K* blocks, float* dst, int64_t n_blocks);

@@ -70,6 +70,8 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
         case GgmlType::Q4_1: return dequantize_q4_1(static_cast<const BlockQ4_1*>(src), dst, n / kLegacyQuantBlockSize);
         case GgmlType::Q5_0: return dequantize_q5_0(static_cast<const BlockQ5_0*>(src), dst, n / kLegacyQuantBlockSize);
         case GgmlType::Q5_1: return dequantize_q5_1(static_cast<const BlockQ5_1*>(src), dst, n / kLegacyQuantBlockSize);
+        case GgmlType::IQ4_NL:
+            return dequantize_iq4_nl(static_cast<const BlockIQ4_NL*>(src), dst, n / kLegacyQuantBlockSize);
         case GgmlType::Q2_K: return dequantize_q2_k(static_cast<const BlockQ2_K*>(src), dst, n / kKQuantBlockSize);
         case GgmlType::Q3_K: return dequantize_q3_k(static_cast<const BlockQ3_K*>(src), dst, n / kKQuantBlockSize);
         case GgmlType::Q4_K: return dequantize_q4_k(static_cast<const BlockQ4_K*>(src), dst, n / kKQuantBlockSize);

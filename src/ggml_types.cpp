@@ -39,7 +39,7 @@ constexpr std::array kTypeTable{
     TypeEntry{17, {"iq2_xs", kSuperBlockSize, 74, false}},
     TypeEntry{18, {"iq3_xxs", kSuperBlockSize, 98, false}},
     TypeEntry{19, {"iq1_s", kSuperBlockSize, 50, false}},
-    TypeEntry{20, {"iq4_nl", 32, 18, false}},
+    TypeEntry{20, {"iq4_nl", kLegacyQuantBlockSize, sizeof(BlockIQ4_NL), true}},
     TypeEntry{21, {"iq3_s", kSuperBlockSize, 110, false}},
     TypeEntry{22, {"iq2_s", kSuperBlockSize, 82, false}},
     TypeEntry{23, {"iq4_xs", kSuperBlockSize, 136, false}},

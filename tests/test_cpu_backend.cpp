@@ -230,17 +230,18 @@ TEST_P(CpuVsReference, LogitsMatchDoublePrecisionReference) {
     expect_logits_and_states_match_reference(*model, rc.name);
 }
 
-// Types mixed as llama.cpp's Q4_K_M recipe mixes them for Mamba: Q4_K matrices, Q6_K for the embedding and
-// the output, dt_proj (rows of dt_rank, not whole k-quant blocks) in Q4_K's fallback Q5_0; plus a layer of
-// other k-quants.
+// Types mixed as llama.cpp's Q4_K_M recipe mixes them for Mamba: Q4_K matrices, Q6_K for the output (and
+// here the untied embedding), dt_proj (rows of dt_rank, not whole k-quant blocks) in Q4_K's fallback Q5_0;
+// plus a layer as its Q3_K recipes store it: other k-quants, dt_proj in their fallback IQ4_NL.
 TEST(CpuMixedTypes, Q4KMStyleFileMatchesReference) {
     MambaHparams hp = test::tiny_hparams_k_quants();
     hp.dt_rank = 32;
     hp.n_layer = 3;
     const test::MatrixTypeChoice q4_k_m = [](const std::string& name, int64_t row_length) {
         if (name == "token_embd.weight" || name == "output.weight") return GgmlType::Q6_K;
-        if (row_length % kKQuantBlockSize != 0) return GgmlType::Q5_0;
-        if (name.starts_with("blk.2.")) return name.ends_with("ssm_in.weight") ? GgmlType::Q5_K : GgmlType::Q3_K;
+        const bool last_layer = name.starts_with("blk.2.");
+        if (row_length % kKQuantBlockSize != 0) return last_layer ? GgmlType::IQ4_NL : GgmlType::Q5_0;
+        if (last_layer) return name.ends_with("ssm_in.weight") ? GgmlType::Q5_K : GgmlType::Q3_K;
         return GgmlType::Q4_K;
     };
     const test::TempDir dir;
@@ -255,6 +256,7 @@ TEST(CpuMixedTypes, Q4KMStyleFileMatchesReference) {
     EXPECT_EQ(w.layers[1].ssm_dt_w.type, GgmlType::Q5_0);
     EXPECT_EQ(w.layers[2].ssm_in.type, GgmlType::Q5_K);
     EXPECT_EQ(w.layers[2].ssm_x.type, GgmlType::Q3_K);
+    EXPECT_EQ(w.layers[2].ssm_dt_w.type, GgmlType::IQ4_NL);
     expect_logits_and_states_match_reference(*model, "q4_k_m");
 }
 
@@ -285,6 +287,7 @@ INSTANTIATE_TEST_SUITE_P(
                       RefCase{"q4_1_untied", GgmlType::Q4_1, false, with_biases(), false},
                       RefCase{"q5_0", GgmlType::Q5_0, true, {}, false},
                       RefCase{"q5_1", GgmlType::Q5_1, false, {}, false},
+                      RefCase{"iq4_nl", GgmlType::IQ4_NL, false, {}, false},
                       RefCase{"q2_K", GgmlType::Q2_K, true, {}, false},
                       RefCase{"q3_K", GgmlType::Q3_K, false, {}, false},
                       RefCase{"q4_K", GgmlType::Q4_K, true, {}, false},
@@ -397,8 +400,8 @@ TEST_P(CpuExactness, ThreadCountDoesNotChangeResults) {
 INSTANTIATE_TEST_SUITE_P(Types, CpuExactness,
                          ::testing::Values(GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0,
                                            GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
-                                           GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K,
-                                           GgmlType::Q6_K),
+                                           GgmlType::IQ4_NL, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K,
+                                           GgmlType::Q5_K, GgmlType::Q6_K),
                          [](const ::testing::TestParamInfo<GgmlType>& info) { return ggml_type_name(info.param); });
 
 TEST(BackendFactory, ParsesDevicesAndRefusesMissingCuda) {

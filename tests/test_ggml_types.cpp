@@ -32,7 +32,7 @@ TEST(GgmlTypes, TraitsMatchGgml) {
         {6, "q5_0", 32, 22, true},    {7, "q5_1", 32, 24, true},    {9, "q8_1", 32, 36, false},
         {10, "q2_K", 256, 84, true},  {11, "q3_K", 256, 110, true}, {12, "q4_K", 256, 144, true},
         {13, "q5_K", 256, 176, true}, {14, "q6_K", 256, 210, true}, {15, "q8_K", 256, 292, false},
-        {20, "iq4_nl", 32, 18, false}, {23, "iq4_xs", 256, 136, false}, {24, "i8", 1, 1, false},
+        {20, "iq4_nl", 32, 18, true}, {23, "iq4_xs", 256, 136, false}, {24, "i8", 1, 1, false},
         {28, "f64", 1, 8, false},      {29, "iq1_m", 256, 56, false}, {35, "tq2_0", 256, 66, false},
         {39, "mxfp4", 32, 17, false},
     };

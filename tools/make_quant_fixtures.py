@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Builds tests/data/quant/quant_blocks.gguf: for each of ggml's Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K
-and Q6_K, a tensor "<type>" of random blocks (random quant bits, sane random fp16 scales) and a tensor
+"""Builds tests/data/quant/quant_blocks.gguf: for each of ggml's Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K,
+Q4_K, Q5_K and Q6_K, a tensor "<type>" of random blocks (random quant bits, sane random fp16 scales) and a tensor
 "<type>.dequantized" (F32) holding the values that the `gguf` package's numpy dequantizer (gguf-py, llama.cpp's
 own Python reference) gives for them. tests/test_quant_types.cpp checks Dendro's dequantizers and CPU matmul
 rows against it.
@@ -30,7 +30,7 @@ ROW_LENGTH = 512
 
 # Byte offsets of each block's fp16 scale fields (ggml's block_q4_0 ... block_q6_K): d, then dmin or m.
 SCALE_FIELDS = {
-    "Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2],
+    "Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "IQ4_NL": [0],
     "Q2_K": [80, 82], "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208],
 }
 # Scales whose products with the largest quants and sub-block scales stay well inside fp32 and fp16 ranges.
@@ -38,8 +38,8 @@ LARGEST_SCALE = 2.0 ** 10
 
 
 def ggml_name(name: str) -> str:
-    """ggml's type name: "Q4_0" -> "q4_0", "Q4_K" -> "q4_K"."""
-    return name[0].lower() + name[1:]
+    """ggml's type name: "Q4_0" -> "q4_0", "Q4_K" -> "q4_K", "IQ4_NL" -> "iq4_nl"."""
+    return name.lower() if name.startswith("IQ") else name[0].lower() + name[1:]
 
 
 def random_blocks(np, rng, block_bytes: int, n_blocks: int, fields: list[int]):

@@ -33,6 +33,7 @@ ScaleFields scale_fields(GgmlType type) {
         case GgmlType::Q4_1: return {offsetof(BlockQ4_1, d), offsetof(BlockQ4_1, m), -kMean4};
         case GgmlType::Q5_0: return {offsetof(BlockQ5_0, d)};
         case GgmlType::Q5_1: return {offsetof(BlockQ5_1, d), offsetof(BlockQ5_1, m), -kMean5};
+        case GgmlType::IQ4_NL: return {offsetof(BlockIQ4_NL, d)};
         case GgmlType::Q2_K: return {offsetof(BlockQ2_K, d), offsetof(BlockQ2_K, dmin), kMean2};
         case GgmlType::Q3_K: return {offsetof(BlockQ3_K, d)};
         case GgmlType::Q4_K: return {offsetof(BlockQ4_K, d), offsetof(BlockQ4_K, dmin), kMean4};
@@ -66,9 +67,9 @@ bool is_read_only_quant(GgmlType type) {
 }  // namespace
 
 const std::vector<GgmlType>& read_only_quant_types() {
-    static const std::vector<GgmlType> types{GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0,
-                                             GgmlType::Q5_1, GgmlType::Q2_K, GgmlType::Q3_K,
-                                             GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+    static const std::vector<GgmlType> types{GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
+                                             GgmlType::IQ4_NL, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K,
+                                             GgmlType::Q5_K, GgmlType::Q6_K};
     return types;
 }
 

@@ -15,7 +15,8 @@
 
 namespace dendro::test {
 
-// The types whose blocks random_quant_blocks makes: Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
+// The types whose blocks random_quant_blocks makes: Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K,
+// Q6_K.
 const std::vector<GgmlType>& read_only_quant_types();
 
 // n_blocks random blocks of `type` whose dequantized values reach about +-max_abs in every block.
