@@ -96,11 +96,22 @@ void tile(const uint8_t* const* row_ptrs, const float* const* x, int64_t length,
     }
 }
 
+constexpr uintptr_t kCacheLine = 64;
+
+// Asks for the cache lines of [p, p + n) ahead of use. p may lie past the matrix (the next tile of the last
+// one): a prefetch never faults, so the address is computed as an integer.
+inline void prefetch_bytes(uintptr_t p, uintptr_t n) {
+    for (uintptr_t line = p & ~(kCacheLine - 1); line < p + n; line += kCacheLine) {
+        __builtin_prefetch(reinterpret_cast<const void*>(line));
+    }
+}
+
 // R Q8_0 rows against T tokens. Per block, the int8 quants (converted once for all tokens) are dotted with
 // the token's 32 values in 4 chunks, and the block's scale is applied once to that partial sum:
 // acc = fma(d, q·x, acc), blocks in order.
 template <int R, int T>
-void tile_q8(const uint8_t* const* row_ptrs, const float* const* x, int64_t length, float* const* y) {
+void tile_q8(const uint8_t* const* row_ptrs, const float* const* x, int64_t length, float* const* y,
+             size_t row_bytes) {
     F32x8 acc[R][T];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
@@ -113,6 +124,7 @@ void tile_q8(const uint8_t* const* row_ptrs, const float* const* x, int64_t leng
 #pragma GCC unroll 16
         for (int r = 0; r < R; ++r) {
             const BlockQ8_0& block = reinterpret_cast<const BlockQ8_0*>(row_ptrs[r])[b];
+            prefetch_bytes(reinterpret_cast<uintptr_t>(&block) + R * row_bytes, sizeof(BlockQ8_0));
             F32x8 q[kChunksPerBlock];
 #pragma GCC unroll 4
             for (int64_t j = 0; j < kChunksPerBlock; ++j) q[j] = load8_i8(block.qs + j * kLanes);
@@ -138,18 +150,9 @@ void tile_q8(const uint8_t* const* row_ptrs, const float* const* x, int64_t leng
 // R rows of a legacy quant or k-quant against T tokens: each 8-element chunk is dequantized (exactly the
 // reference values, see cpu_quant_rows.h) and fed into the accumulators in order, chunk by chunk through
 // the blocks, so each output is the canonical dot product of its dequantized row with the token.
-constexpr uintptr_t kCacheLine = 64;
-
-// Asks for the cache lines of [p, p + n) ahead of use. p may lie past the matrix (the next tile of the last
-// one): a prefetch never faults, so the address is computed as an integer.
-inline void prefetch_bytes(uintptr_t p, uintptr_t n) {
-    for (uintptr_t line = p & ~(kCacheLine - 1); line < p + n; line += kCacheLine) {
-        __builtin_prefetch(reinterpret_cast<const void*>(line));
-    }
-}
-
 // Quantized rows cost more to compute than to load, so the hardware prefetcher does not run far enough
-// ahead on its own: while reading block b of its rows, a tile prefetches block b of the next tile's rows.
+// ahead on its own: while reading block b of its rows, a tile prefetches block b of the next tile's rows
+// (tile_q8 does the same).
 template <typename Row, int R, int T>
 void tile_blocks(const uint8_t* const* row_ptrs, const float* const* x, int64_t length, float* const* y,
                  size_t row_bytes) {
@@ -221,7 +224,7 @@ void run_tile(const Problem& p, int64_t r0, int64_t t0) {
         y[t] = p.y.data + (t0 + t) * p.y.stride + r0;
     }
     if constexpr (std::is_same_v<Row, Q8Row>) {
-        tile_q8<R, T>(rows, x, p.w.row_length(), y);
+        tile_q8<R, T>(rows, x, p.w.row_length(), y, p.row_bytes);
     } else if constexpr (BlockReader<Row>) {
         tile_blocks<Row, R, T>(rows, x, p.w.row_length(), y, p.row_bytes);
     } else {
