@@ -29,16 +29,16 @@ ScaleFields scale_fields(GgmlType type) {
     // same mean, so the same ratio centres them).
     constexpr float kMean2 = 1.5f, kMean4 = 7.5f, kMean5 = 15.5f;
     switch (type) {
-        case GgmlType::Q4_0: return {offsetof(BlockQ4_0, d)};
+        case GgmlType::Q4_0: return {offsetof(BlockQ4_0, d), std::nullopt, 0.0f};
         case GgmlType::Q4_1: return {offsetof(BlockQ4_1, d), offsetof(BlockQ4_1, m), -kMean4};
-        case GgmlType::Q5_0: return {offsetof(BlockQ5_0, d)};
+        case GgmlType::Q5_0: return {offsetof(BlockQ5_0, d), std::nullopt, 0.0f};
         case GgmlType::Q5_1: return {offsetof(BlockQ5_1, d), offsetof(BlockQ5_1, m), -kMean5};
-        case GgmlType::IQ4_NL: return {offsetof(BlockIQ4_NL, d)};
+        case GgmlType::IQ4_NL: return {offsetof(BlockIQ4_NL, d), std::nullopt, 0.0f};
         case GgmlType::Q2_K: return {offsetof(BlockQ2_K, d), offsetof(BlockQ2_K, dmin), kMean2};
-        case GgmlType::Q3_K: return {offsetof(BlockQ3_K, d)};
+        case GgmlType::Q3_K: return {offsetof(BlockQ3_K, d), std::nullopt, 0.0f};
         case GgmlType::Q4_K: return {offsetof(BlockQ4_K, d), offsetof(BlockQ4_K, dmin), kMean4};
         case GgmlType::Q5_K: return {offsetof(BlockQ5_K, d), offsetof(BlockQ5_K, dmin), kMean5};
-        case GgmlType::Q6_K: return {offsetof(BlockQ6_K, d)};
+        case GgmlType::Q6_K: return {offsetof(BlockQ6_K, d), std::nullopt, 0.0f};
         default: fail("random quant blocks: ", ggml_type_name(type), " is not a read-only quant type");
     }
 }
