@@ -13,7 +13,8 @@ DeviceMatrix upload_matrix(const TensorView& t, std::vector<DeviceBuffer>& stora
     m.rows = t.n_rows();
     if (t.type != GgmlType::F32 && t.type != GgmlType::F16 && t.type != GgmlType::BF16 && t.type != GgmlType::Q8_0) {
         fail("CUDA backend: tensor ", t.name, " has type ", ggml_type_name(t.type),
-             ", which it cannot compute with (F32, F16, BF16 or Q8_0)");
+             ", which it cannot compute with (F32, F16, BF16 or Q8_0; the CPU backend, --device cpu, reads ",
+             ggml_type_name(t.type), ")");
     }
     const std::string purpose = concat("weights of ", t.name);
     if (t.type != GgmlType::Q8_0) {

@@ -1,4 +1,4 @@
-// Tiled weight-matrix products over F32/F16/BF16/Q8_0 rows (see cpu_matmul.h).
+// Tiled weight-matrix products over rows of every supported type (see cpu_matmul.h).
 //
 // A tile computes R weight rows against T token vectors with one 8-lane accumulator per (row, token),
 // walking the row in order; the weights are converted to fp32 once and used for all T tokens. Because each
@@ -6,10 +6,11 @@
 // or which thread computes it.
 #include "cpu_matmul.h"
 
-
 #include <algorithm>
+#include <cstdint>
 #include <type_traits>
 
+#include "cpu_quant_rows.h"
 #include "cpu_simd.h"
 #include "error.h"
 
@@ -95,11 +96,22 @@ void tile(const uint8_t* const* row_ptrs, const float* const* x, int64_t length,
     }
 }
 
+constexpr uintptr_t kCacheLine = 64;
+
+// Asks for the cache lines of [p, p + n) ahead of use. p may lie past the matrix (the next tile of the last
+// one): a prefetch never faults, so the address is computed as an integer.
+inline void prefetch_bytes(uintptr_t p, uintptr_t n) {
+    for (uintptr_t line = p & ~(kCacheLine - 1); line < p + n; line += kCacheLine) {
+        __builtin_prefetch(reinterpret_cast<const void*>(line));
+    }
+}
+
 // R Q8_0 rows against T tokens. Per block, the int8 quants (converted once for all tokens) are dotted with
 // the token's 32 values in 4 chunks, and the block's scale is applied once to that partial sum:
 // acc = fma(d, q·x, acc), blocks in order.
 template <int R, int T>
-void tile_q8(const uint8_t* const* row_ptrs, const float* const* x, int64_t length, float* const* y) {
+void tile_q8(const uint8_t* const* row_ptrs, const float* const* x, int64_t length, float* const* y,
+             size_t row_bytes) {
     F32x8 acc[R][T];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
@@ -112,6 +124,7 @@ void tile_q8(const uint8_t* const* row_ptrs, const float* const* x, int64_t leng
 #pragma GCC unroll 16
         for (int r = 0; r < R; ++r) {
             const BlockQ8_0& block = reinterpret_cast<const BlockQ8_0*>(row_ptrs[r])[b];
+            prefetch_bytes(reinterpret_cast<uintptr_t>(&block) + R * row_bytes, sizeof(BlockQ8_0));
             F32x8 q[kChunksPerBlock];
 #pragma GCC unroll 4
             for (int64_t j = 0; j < kChunksPerBlock; ++j) q[j] = load8_i8(block.qs + j * kLanes);
@@ -133,6 +146,61 @@ void tile_q8(const uint8_t* const* row_ptrs, const float* const* x, int64_t leng
         for (int t = 0; t < T; ++t) y[t][r] = hsum8(acc[r][t]);
     }
 }
+
+// R rows of a legacy quant or k-quant against T tokens: each 8-element chunk is dequantized (exactly the
+// reference values, see cpu_quant_rows.h) and fed into the accumulators in order, chunk by chunk through
+// the blocks, so each output is the canonical dot product of its dequantized row with the token.
+// Quantized rows cost more to compute than to load, so the hardware prefetcher does not run far enough
+// ahead on its own: while reading block b of its rows, a tile prefetches block b of the next tile's rows
+// (tile_q8 does the same).
+template <typename Row, int R, int T>
+void tile_blocks(const uint8_t* const* row_ptrs, const float* const* x, int64_t length, float* const* y,
+                 size_t row_bytes) {
+    constexpr uintptr_t kBlockBytes = sizeof(*Row().blocks);
+    Row readers[R];
+    F32x8 acc[R][T];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+        readers[r] = Row(row_ptrs[r]);
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) acc[r][t] = zero8();
+    }
+    const int64_t n_blocks = length / Row::kBlockSize;
+    for (int64_t b = 0; b < n_blocks; ++b) {
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) {
+            readers[r].begin_block(b);
+            prefetch_bytes(reinterpret_cast<uintptr_t>(row_ptrs[r]) + R * row_bytes + b * kBlockBytes, kBlockBytes);
+        }
+        for (int g = 0; g < Row::kGroups; ++g) {
+            const int64_t off = b * Row::kBlockSize + g * kGroupSize;
+            F32x8 xs[T][kGroupChunks];
+#pragma GCC unroll 16
+            for (int t = 0; t < T; ++t) {
+#pragma GCC unroll 4
+                for (int i = 0; i < kGroupChunks; ++i) xs[t][i] = load8(x[t] + off + i * kLanes);
+            }
+#pragma GCC unroll 16
+            for (int r = 0; r < R; ++r) {
+                Group w;
+                readers[r].group(g, w);
+#pragma GCC unroll 4
+                for (int i = 0; i < kGroupChunks; ++i) {
+#pragma GCC unroll 16
+                    for (int t = 0; t < T; ++t) acc[r][t] = fma8(w[i], xs[t][i], acc[r][t]);
+                }
+            }
+        }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) y[t][r] = hsum8(acc[r][t]);
+    }
+}
+
+template <typename Row>
+concept BlockReader = requires(Row row) { row.begin_block(int64_t{0}); };
 
 [[noreturn]] void fail_unsupported_type(const TensorView& w) {
     fail("tensor ", w.name, ": type ", ggml_type_name(w.type), " is not supported by the CPU backend");
@@ -156,7 +224,9 @@ void run_tile(const Problem& p, int64_t r0, int64_t t0) {
         y[t] = p.y.data + (t0 + t) * p.y.stride + r0;
     }
     if constexpr (std::is_same_v<Row, Q8Row>) {
-        tile_q8<R, T>(rows, x, p.w.row_length(), y);
+        tile_q8<R, T>(rows, x, p.w.row_length(), y, p.row_bytes);
+    } else if constexpr (BlockReader<Row>) {
+        tile_blocks<Row, R, T>(rows, x, p.w.row_length(), y, p.row_bytes);
     } else {
         tile<Row, R, T>(rows, x, p.w.row_length(), y);
     }
@@ -228,12 +298,38 @@ void matmul_rows(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, 
         case GgmlType::F16: return matmul_typed<F16Row>(p, n_tokens, row_begin, row_end);
         case GgmlType::BF16: return matmul_typed<BF16Row>(p, n_tokens, row_begin, row_end);
         case GgmlType::Q8_0: return matmul_typed<Q8Row>(p, n_tokens, row_begin, row_end);
+        case GgmlType::Q4_0: return matmul_typed<Q4_0Row>(p, n_tokens, row_begin, row_end);
+        case GgmlType::Q4_1: return matmul_typed<Q4_1Row>(p, n_tokens, row_begin, row_end);
+        case GgmlType::Q5_0: return matmul_typed<Q5_0Row>(p, n_tokens, row_begin, row_end);
+        case GgmlType::Q5_1: return matmul_typed<Q5_1Row>(p, n_tokens, row_begin, row_end);
+        case GgmlType::IQ4_NL: return matmul_typed<IQ4_NLRow>(p, n_tokens, row_begin, row_end);
+        case GgmlType::Q2_K: return matmul_typed<Q2_KRow>(p, n_tokens, row_begin, row_end);
+        case GgmlType::Q3_K: return matmul_typed<Q3_KRow>(p, n_tokens, row_begin, row_end);
+        case GgmlType::Q4_K: return matmul_typed<Q4_KRow>(p, n_tokens, row_begin, row_end);
+        case GgmlType::Q5_K: return matmul_typed<Q5_KRow>(p, n_tokens, row_begin, row_end);
+        case GgmlType::Q6_K: return matmul_typed<Q6_KRow>(p, n_tokens, row_begin, row_end);
         default: fail_unsupported_type(w);
     }
 }
 
 bool supported_matrix_type(GgmlType type) {
-    return type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::BF16 || type == GgmlType::Q8_0;
+    switch (type) {
+        case GgmlType::F32:
+        case GgmlType::F16:
+        case GgmlType::BF16:
+        case GgmlType::Q8_0:
+        case GgmlType::Q4_0:
+        case GgmlType::Q4_1:
+        case GgmlType::Q5_0:
+        case GgmlType::Q5_1:
+        case GgmlType::IQ4_NL:
+        case GgmlType::Q2_K:
+        case GgmlType::Q3_K:
+        case GgmlType::Q4_K:
+        case GgmlType::Q5_K:
+        case GgmlType::Q6_K: return true;
+        default: return false;
+    }
 }
 
 }  // namespace dendro::cpu

@@ -1,7 +1,7 @@
 // Weight-matrix products for the CPU backend: y[t] = W x[t] for a batch of token vectors, with W's rows
-// stored as F32, F16, BF16 or Q8_0 and dequantized on the fly. Each output is accumulated in the canonical
-// order of cpu_simd.h whatever the batch size, tiling or thread count, so one token computed alone gives
-// bit-for-bit the result it gets inside a batch.
+// stored as F32, F16, BF16, Q8_0, a legacy quant (Q4_0..Q5_1), IQ4_NL or a k-quant (Q2_K..Q6_K) and
+// dequantized on the fly. Each output is accumulated in the canonical order of cpu_simd.h whatever the batch
+// size, tiling or thread count, so one token computed alone gives bit-for-bit the result it gets inside a batch.
 #pragma once
 
 #include <cstdint>
@@ -30,7 +30,7 @@ struct Range {
 // as even as that allows.
 Range thread_share(int64_t n, int index, int count);
 
-bool supported_matrix_type(GgmlType type);  // F32, F16, BF16, Q8_0
+bool supported_matrix_type(GgmlType type);  // F32, F16, BF16, Q8_0, Q4_0..Q5_1, IQ4_NL, Q2_K..Q6_K
 
 // y[t][r] = dot(W row r, x[t]) for t < n_tokens and rows row_begin <= r < row_end of W, on the calling thread
 // (each thread of a pool takes its share of the rows); x rows have W.row_length() elements.

@@ -31,6 +31,7 @@ inline F32x8 load8(const float* p) { return {_mm256_loadu_ps(p)}; }
 inline void store8(float* p, F32x8 a) { _mm256_storeu_ps(p, a.v); }
 inline F32x8 fma8(F32x8 a, F32x8 b, F32x8 acc) { return {_mm256_fmadd_ps(a.v, b.v, acc.v)}; }
 inline F32x8 mul8(F32x8 a, F32x8 b) { return {_mm256_mul_ps(a.v, b.v)}; }
+inline F32x8 sub8(F32x8 a, F32x8 b) { return {_mm256_sub_ps(a.v, b.v)}; }
 
 inline float hsum8(F32x8 a) {
     const __m128 half = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
@@ -48,6 +49,54 @@ inline F32x8 load8_bf16(const uint16_t* p) {
 }
 
 inline F32x8 broadcast8_f16(uint16_t bits) { return {_mm256_set1_ps(_cvtsh_ss(bits))}; }
+inline float f16_scalar(uint16_t bits) { return _cvtsh_ss(bits); }
+
+// Lane i = byte i of `bytes` (bits 8i..8i+7), unsigned.
+inline F32x8 widen8_u8(uint64_t bytes) {
+    return {_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(bytes))))};
+}
+
+struct U8x32 {
+    __m256i v;
+};
+inline U8x32 load32_u8(const uint8_t* p) { return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))}; }
+// (byte >> shift) & mask per byte; mask < 2^(8 - shift), so bits shifted in from the next byte are cleared.
+inline U8x32 bits32_u8(U8x32 a, int shift, uint8_t mask) {
+    const __m256i shifted = _mm256_srl_epi16(a.v, _mm_cvtsi32_si128(shift));
+    return {_mm256_and_si256(shifted, _mm256_set1_epi8(static_cast<char>(mask)))};
+}
+// byte << shift per byte, for bytes small enough not to overflow.
+inline U8x32 shl32_u8(U8x32 a, int shift) { return {_mm256_sll_epi16(a.v, _mm_cvtsi32_si128(shift))}; }
+inline U8x32 or32_u8(U8x32 a, U8x32 b) { return {_mm256_or_si256(a.v, b.v)}; }
+// The 16 low nibbles of p[0..15], then their 16 high nibbles.
+inline U8x32 nibbles32_u8(const uint8_t* p) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i mask = _mm_set1_epi8(0x0f);
+    const __m128i low = _mm_and_si128(bytes, mask), high = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
+    return {_mm256_set_m128i(high, low)};
+}
+// Byte i = table[byte i]; every byte is below 16.
+inline U8x32 lookup32_u8(U8x32 index, const uint8_t* table) {
+    const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(table)));
+    return {_mm256_shuffle_epi8(t, index.v)};
+}
+// Byte i = bit i of `bits` (0 or 1).
+inline U8x32 bit_bytes32_u8(uint32_t bits) {
+    // Byte i takes byte i / 8 of `bits`, keeps its bit i % 8, and becomes 1 where that bit is set.
+    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)),
+                                               _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                                                 0x0101010101010101, 0x0000000000000000));
+    const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
+    return {_mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(1))};
+}
+// The 32 bytes as 4 chunks of 8 fp32 lanes, in order.
+inline void widen32_u8(U8x32 a, F32x8* out) {
+    const __m128i low = _mm256_castsi256_si128(a.v), high = _mm256_extracti128_si256(a.v, 1);
+    out[0] = {_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(low))};
+    out[1] = {_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(low, low)))};
+    out[2] = {_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(high))};
+    out[3] = {_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(high, high)))};
+}
 
 // e^x per lane, within 2 ulp of the correctly rounded value (Cephes' expf: x = n ln2 + r, |r| <= ln2/2,
 // a degree-6 polynomial for e^r, 2^n put in the exponent). Inputs are clamped to where e^x is a normal
@@ -104,6 +153,10 @@ inline F32x8 mul8(F32x8 a, F32x8 b) {
     for (int i = 0; i < kLanes; ++i) a.v[i] *= b.v[i];
     return a;
 }
+inline F32x8 sub8(F32x8 a, F32x8 b) {
+    for (int i = 0; i < kLanes; ++i) a.v[i] -= b.v[i];
+    return a;
+}
 // Same tree as the AVX2 version: halves, then quarters, then the last pair.
 inline float hsum8(F32x8 a) {
     const float h0 = a.v[0] + a.v[4], h1 = a.v[1] + a.v[5], h2 = a.v[2] + a.v[6], h3 = a.v[3] + a.v[7];
@@ -120,6 +173,54 @@ inline F32x8 load8_bf16(const uint16_t* p) {
     return r;
 }
 inline F32x8 broadcast8_f16(uint16_t bits) { return broadcast8(fp16_to_fp32(bits)); }
+inline float f16_scalar(uint16_t bits) { return fp16_to_fp32(bits); }
+inline F32x8 widen8_u8(uint64_t bytes) {
+    F32x8 r;
+    for (int i = 0; i < kLanes; ++i) r.v[i] = static_cast<float>((bytes >> (8 * i)) & 0xffu);
+    return r;
+}
+
+struct U8x32 {
+    uint8_t v[32];
+};
+inline U8x32 load32_u8(const uint8_t* p) {
+    U8x32 r;
+    std::memcpy(r.v, p, sizeof(r.v));
+    return r;
+}
+inline U8x32 bits32_u8(U8x32 a, int shift, uint8_t mask) {
+    for (uint8_t& byte : a.v) byte = static_cast<uint8_t>((byte >> shift) & mask);
+    return a;
+}
+inline U8x32 shl32_u8(U8x32 a, int shift) {
+    for (uint8_t& byte : a.v) byte = static_cast<uint8_t>(byte << shift);
+    return a;
+}
+inline U8x32 or32_u8(U8x32 a, U8x32 b) {
+    for (int i = 0; i < 32; ++i) a.v[i] |= b.v[i];
+    return a;
+}
+inline U8x32 nibbles32_u8(const uint8_t* p) {
+    constexpr int kHalf = 16;
+    U8x32 r;
+    for (int i = 0; i < kHalf; ++i) {
+        r.v[i] = p[i] & 0x0f;
+        r.v[i + kHalf] = p[i] >> 4;
+    }
+    return r;
+}
+inline U8x32 lookup32_u8(U8x32 index, const uint8_t* table) {
+    for (uint8_t& byte : index.v) byte = table[byte];
+    return index;
+}
+inline U8x32 bit_bytes32_u8(uint32_t bits) {
+    U8x32 r;
+    for (int i = 0; i < 32; ++i) r.v[i] = static_cast<uint8_t>((bits >> i) & 1u);
+    return r;
+}
+inline void widen32_u8(U8x32 a, F32x8* out) {
+    for (int i = 0; i < 32; ++i) out[i / kLanes].v[i % kLanes] = static_cast<float>(a.v[i]);
+}
 inline F32x8 exp8(F32x8 x) {
     for (float& lane : x.v) lane = std::exp(lane);
     return x;

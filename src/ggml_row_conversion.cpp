@@ -1,9 +1,12 @@
-// Row conversion between fp32 and the compute-supported storage types (F32, F16, BF16, Q8_0). Q8_0 follows
-// ggml's reference quantizer exactly (quantize_row_q8_0_ref), so files match what llama.cpp would write.
+// Row conversion between fp32 and the storage types: every supported type is read (the legacy quants and
+// k-quants through ggml_quant_blocks.h), F32, F16, BF16 and Q8_0 are written. Q8_0 follows ggml's reference
+// quantizer exactly (quantize_row_q8_0_ref), so files match what llama.cpp would write.
 #include <cmath>
 #include <cstring>
+#include <string>
 
 #include "error.h"
+#include "ggml_quant_blocks.h"
 #include "ggml_types.h"
 
 namespace dendro {
@@ -17,9 +20,8 @@ void check_row_length(GgmlType type, int64_t n) {
     (void)ggml_row_size(type, n);
 }
 
-[[noreturn]] void fail_unsupported(GgmlType type, const char* direction) {
-    fail("cannot ", direction, " rows of ggml type ", ggml_type_name(type),
-         ": supported types are f32, f16, bf16 and q8_0");
+[[noreturn]] void fail_unsupported(GgmlType type, const char* direction, const std::string& supported) {
+    fail("cannot ", direction, " rows of ggml type ", ggml_type_name(type), ": supported types are ", supported);
 }
 
 void quantize_block_q8_0(const float* x, BlockQ8_0& block) {
@@ -64,8 +66,19 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
             }
             return;
         }
+        case GgmlType::Q4_0: return dequantize_q4_0(static_cast<const BlockQ4_0*>(src), dst, n / kLegacyQuantBlockSize);
+        case GgmlType::Q4_1: return dequantize_q4_1(static_cast<const BlockQ4_1*>(src), dst, n / kLegacyQuantBlockSize);
+        case GgmlType::Q5_0: return dequantize_q5_0(static_cast<const BlockQ5_0*>(src), dst, n / kLegacyQuantBlockSize);
+        case GgmlType::Q5_1: return dequantize_q5_1(static_cast<const BlockQ5_1*>(src), dst, n / kLegacyQuantBlockSize);
+        case GgmlType::IQ4_NL:
+            return dequantize_iq4_nl(static_cast<const BlockIQ4_NL*>(src), dst, n / kLegacyQuantBlockSize);
+        case GgmlType::Q2_K: return dequantize_q2_k(static_cast<const BlockQ2_K*>(src), dst, n / kKQuantBlockSize);
+        case GgmlType::Q3_K: return dequantize_q3_k(static_cast<const BlockQ3_K*>(src), dst, n / kKQuantBlockSize);
+        case GgmlType::Q4_K: return dequantize_q4_k(static_cast<const BlockQ4_K*>(src), dst, n / kKQuantBlockSize);
+        case GgmlType::Q5_K: return dequantize_q5_k(static_cast<const BlockQ5_K*>(src), dst, n / kKQuantBlockSize);
+        case GgmlType::Q6_K: return dequantize_q6_k(static_cast<const BlockQ6_K*>(src), dst, n / kKQuantBlockSize);
         default:
-            fail_unsupported(type, "dequantize");
+            fail_unsupported(type, "dequantize", supported_ggml_type_names());
     }
 }
 
@@ -91,7 +104,7 @@ void quantize_row(GgmlType type, const float* src, void* dst, int64_t n) {
             return;
         }
         default:
-            fail_unsupported(type, "quantize");
+            fail_unsupported(type, "quantize", "f32, f16, bf16 and q8_0");
     }
 }
 

@@ -5,12 +5,13 @@
 #include <limits>
 
 #include "error.h"
+#include "ggml_quant_blocks.h"
 
 namespace dendro {
 namespace {
 
 // Block geometry shared by the k-quants and the i-quants (ggml's QK_K).
-constexpr int64_t kSuperBlockSize = 256;
+constexpr int64_t kSuperBlockSize = kKQuantBlockSize;
 
 struct TypeEntry {
     uint32_t id;
@@ -22,23 +23,23 @@ struct TypeEntry {
 constexpr std::array kTypeTable{
     TypeEntry{0, {"f32", 1, 4, true}},
     TypeEntry{1, {"f16", 1, 2, true}},
-    TypeEntry{2, {"q4_0", 32, 18, false}},
-    TypeEntry{3, {"q4_1", 32, 20, false}},
-    TypeEntry{6, {"q5_0", 32, 22, false}},
-    TypeEntry{7, {"q5_1", 32, 24, false}},
+    TypeEntry{2, {"q4_0", kLegacyQuantBlockSize, sizeof(BlockQ4_0), true}},
+    TypeEntry{3, {"q4_1", kLegacyQuantBlockSize, sizeof(BlockQ4_1), true}},
+    TypeEntry{6, {"q5_0", kLegacyQuantBlockSize, sizeof(BlockQ5_0), true}},
+    TypeEntry{7, {"q5_1", kLegacyQuantBlockSize, sizeof(BlockQ5_1), true}},
     TypeEntry{8, {"q8_0", kQ8_0BlockSize, sizeof(BlockQ8_0), true}},
     TypeEntry{9, {"q8_1", 32, 36, false}},
-    TypeEntry{10, {"q2_K", kSuperBlockSize, 84, false}},
-    TypeEntry{11, {"q3_K", kSuperBlockSize, 110, false}},
-    TypeEntry{12, {"q4_K", kSuperBlockSize, 144, false}},
-    TypeEntry{13, {"q5_K", kSuperBlockSize, 176, false}},
-    TypeEntry{14, {"q6_K", kSuperBlockSize, 210, false}},
+    TypeEntry{10, {"q2_K", kSuperBlockSize, sizeof(BlockQ2_K), true}},
+    TypeEntry{11, {"q3_K", kSuperBlockSize, sizeof(BlockQ3_K), true}},
+    TypeEntry{12, {"q4_K", kSuperBlockSize, sizeof(BlockQ4_K), true}},
+    TypeEntry{13, {"q5_K", kSuperBlockSize, sizeof(BlockQ5_K), true}},
+    TypeEntry{14, {"q6_K", kSuperBlockSize, sizeof(BlockQ6_K), true}},
     TypeEntry{15, {"q8_K", kSuperBlockSize, 292, false}},
     TypeEntry{16, {"iq2_xxs", kSuperBlockSize, 66, false}},
     TypeEntry{17, {"iq2_xs", kSuperBlockSize, 74, false}},
     TypeEntry{18, {"iq3_xxs", kSuperBlockSize, 98, false}},
     TypeEntry{19, {"iq1_s", kSuperBlockSize, 50, false}},
-    TypeEntry{20, {"iq4_nl", 32, 18, false}},
+    TypeEntry{20, {"iq4_nl", kLegacyQuantBlockSize, sizeof(BlockIQ4_NL), true}},
     TypeEntry{21, {"iq3_s", kSuperBlockSize, 110, false}},
     TypeEntry{22, {"iq2_s", kSuperBlockSize, 82, false}},
     TypeEntry{23, {"iq4_xs", kSuperBlockSize, 136, false}},
@@ -70,6 +71,14 @@ static GgmlTypeTraits known_traits(GgmlType type) {
     const auto traits = ggml_type_traits(static_cast<uint32_t>(type));
     if (!traits) fail("unknown ggml type id ", static_cast<uint32_t>(type));
     return *traits;
+}
+
+std::string supported_ggml_type_names() {
+    std::string names;
+    for (const TypeEntry& entry : kTypeTable) {
+        if (entry.traits.supported) names += concat(names.empty() ? "" : ", ", entry.traits.name);
+    }
+    return names;
 }
 
 std::string ggml_type_name(GgmlType type) {

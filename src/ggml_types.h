@@ -24,6 +24,7 @@ enum class GgmlType : uint32_t {
     Q5_K = 13,
     Q6_K = 14,
     Q8_K = 15,
+    IQ4_NL = 20,
     I8 = 24,
     I16 = 25,
     I32 = 26,
@@ -44,12 +45,14 @@ struct GgmlTypeTraits {
     const char* name;
     int64_t block_size;  // elements per block
     size_t type_size;    // bytes per block
-    bool supported;      // Dendro can compute with it (F32, F16, BF16, Q8_0)
+    bool supported;      // Dendro can compute with it (floats, Q8_0, legacy quants, Q2_K..Q6_K)
 };
 
 // Traits of a raw type id read from a file; nullopt for ids ggml does not define.
 std::optional<GgmlTypeTraits> ggml_type_traits(uint32_t raw_type);
 std::string ggml_type_name(GgmlType type);
+// Names of the supported types, comma-separated, for error messages.
+std::string supported_ggml_type_names();
 // Bytes of a row of n elements; throws dendro::Error when n is not a multiple of the block size.
 size_t ggml_row_size(GgmlType type, int64_t n);
 
@@ -58,7 +61,8 @@ uint16_t fp32_to_fp16(float value);  // round to nearest even, as ggml/IEEE
 float bf16_to_fp32(uint16_t bits);
 uint16_t fp32_to_bf16(float value);  // round to nearest even; NaN stays NaN (as ggml)
 
-// Row conversion for the supported types. n must be a multiple of the type's block size.
+// Row conversion; n must be a multiple of the type's block size. dequantize_row reads every supported type,
+// quantize_row writes F32, F16, BF16 and Q8_0.
 void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n);
 void quantize_row(GgmlType type, const float* src, void* dst, int64_t n);
 

@@ -254,7 +254,7 @@ private:
             const GgmlTypeTraits traits = *ggml_type_traits(raw_type);
             if (!traits.supported) {
                 fail_at(type_at, "ggml type ", traits.name,
-                        " is not supported by Dendro (supported: f32, f16, bf16, q8_0)");
+                        " is not supported by Dendro (supported: ", supported_ggml_type_names(), ")");
             }
             info.type = static_cast<GgmlType>(raw_type);
             info.offset = read<uint64_t>("the tensor data offset");

@@ -13,8 +13,10 @@ namespace {
 
 constexpr const char* kArchitecture = "mamba";
 
+// Weight matrices may have any type Dendro reads: the floats, Q8_0, the legacy quants and Q2_K..Q6_K.
 bool is_matrix_type(GgmlType type) {
-    return type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::BF16 || type == GgmlType::Q8_0;
+    const auto traits = ggml_type_traits(static_cast<uint32_t>(type));
+    return traits && traits->supported;
 }
 
 bool is_vector_type(GgmlType type) {
@@ -132,8 +134,8 @@ private:
     TensorView view_unchecked(const GgufTensorInfo& info, bool matrix) const {
         if (matrix ? !is_matrix_type(info.type) : !is_vector_type(info.type)) {
             fail(file_.path(), ": tensor ", info.name, " has type ", ggml_type_name(info.type),
-                 matrix ? "; weight matrices must be F32, F16, BF16 or Q8_0"
-                        : "; norms, biases and SSM parameters must be F32, F16 or BF16");
+                 matrix ? concat("; weight matrices must be one of ", supported_ggml_type_names())
+                        : std::string("; norms, biases and SSM parameters must be F32, F16 or BF16"));
         }
         TensorView v;
         v.name = info.name;

@@ -9,8 +9,11 @@
 #include "backend.h"
 #include "cpu_backend.h"
 #include "error.h"
+#include "ggml_quant_blocks.h"
 #include "model.h"
 #include "random_model_file.h"
+#include "random_quant_model.h"
+#include "temp_dir.h"
 
 namespace dendro {
 namespace {
@@ -165,26 +168,28 @@ std::vector<float> decode_one(Backend& b, int seq, int32_t token) {
 
 // ---- Against the reference ----
 
+// Shapes whose rows are whole blocks of the type (all rows but dt_proj's: that matrix falls back to F16).
+MambaHparams shape_for(GgmlType type) {
+    switch (ggml_type_traits(static_cast<uint32_t>(type))->block_size) {
+        case 1: return test::tiny_hparams_any_length();
+        case kQ8_0BlockSize: return test::tiny_hparams_q8();
+        default: return test::tiny_hparams_k_quants();
+    }
+}
+
 struct RefCase {
     const char* name;
     GgmlType matrix_type;
-    bool q8_shape;
     bool tied;
     RandomModelOptions options;
     bool falcon;
 };
 
-class CpuVsReference : public ::testing::TestWithParam<RefCase> {};
-
-TEST_P(CpuVsReference, LogitsMatchDoublePrecisionReference) {
-    const RefCase& rc = GetParam();
-    MambaHparams hp = rc.q8_shape ? test::tiny_hparams_q8() : test::tiny_hparams_any_length();
-    hp.dt_b_c_rms = rc.falcon;
-    TempModelFile file(hp, rc.matrix_type, 7, rc.tied, rc.options);
-    const auto model = MambaModel::load(file.path());
-    const RefModel ref(*model);
+void expect_logits_and_states_match_reference(const MambaModel& model, const char* name) {
+    const MambaHparams& hp = model.hparams();
+    const RefModel ref(model);
     RefState ref_state(hp);
-    auto backend = cpu(*model);
+    auto backend = cpu(model);
 
     const std::vector<int32_t> tokens = some_tokens(12, hp.n_vocab);
     std::vector<float> all(tokens.size() * hp.n_vocab);
@@ -198,7 +203,7 @@ TEST_P(CpuVsReference, LogitsMatchDoublePrecisionReference) {
             worst = std::max(worst, std::abs(all[t * hp.n_vocab + i] - expected[i]) / scale);
         }
     }
-    EXPECT_LT(worst, 2e-5) << rc.name;
+    EXPECT_LT(worst, 2e-5) << name;
 
     const SequenceState st = state_of(*backend, 0);
     double worst_state = 0;
@@ -210,7 +215,49 @@ TEST_P(CpuVsReference, LogitsMatchDoublePrecisionReference) {
             worst_state = std::max(worst_state, std::abs(st.conv_layer(il)[i] - ref_state.conv[il][i]));
         }
     }
-    EXPECT_LT(worst_state, 1e-4) << rc.name;
+    EXPECT_LT(worst_state, 1e-4) << name;
+}
+
+class CpuVsReference : public ::testing::TestWithParam<RefCase> {};
+
+TEST_P(CpuVsReference, LogitsMatchDoublePrecisionReference) {
+    const RefCase& rc = GetParam();
+    MambaHparams hp = shape_for(rc.matrix_type);
+    hp.dt_b_c_rms = rc.falcon;
+    TempModelFile file(hp, rc.matrix_type, 7, rc.tied, rc.options);
+    const auto model = MambaModel::load(file.path());
+    EXPECT_EQ(model->weights().layers[0].ssm_in.type, rc.matrix_type);
+    expect_logits_and_states_match_reference(*model, rc.name);
+}
+
+// Types mixed as llama.cpp's Q4_K_M recipe mixes them for Mamba: Q4_K matrices, Q6_K for the output (and
+// here the untied embedding), dt_proj (rows of dt_rank, not whole k-quant blocks) in Q4_K's fallback Q5_0;
+// plus a layer as its Q3_K recipes store it: other k-quants, dt_proj in their fallback IQ4_NL.
+TEST(CpuMixedTypes, Q4KMStyleFileMatchesReference) {
+    MambaHparams hp = test::tiny_hparams_k_quants();
+    hp.dt_rank = 32;
+    hp.n_layer = 3;
+    const test::MatrixTypeChoice q4_k_m = [](const std::string& name, int64_t row_length) {
+        if (name == "token_embd.weight" || name == "output.weight") return GgmlType::Q6_K;
+        const bool last_layer = name.starts_with("blk.2.");
+        if (row_length % kKQuantBlockSize != 0) return last_layer ? GgmlType::IQ4_NL : GgmlType::Q5_0;
+        if (last_layer) return name.ends_with("ssm_in.weight") ? GgmlType::Q5_K : GgmlType::Q3_K;
+        return GgmlType::Q4_K;
+    };
+    const test::TempDir dir;
+    const std::string path = dir.file("q4_k_m.gguf");
+    test::write_random_quant_mamba_gguf(path, hp, q4_k_m, 5, false);
+    const auto model = MambaModel::load(path);
+    const MambaWeights& w = model->weights();
+    EXPECT_EQ(w.token_embd.type, GgmlType::Q6_K);
+    EXPECT_EQ(w.output.type, GgmlType::Q6_K);
+    EXPECT_EQ(w.layers[0].ssm_in.type, GgmlType::Q4_K);
+    EXPECT_EQ(w.layers[1].ssm_out.type, GgmlType::Q4_K);
+    EXPECT_EQ(w.layers[1].ssm_dt_w.type, GgmlType::Q5_0);
+    EXPECT_EQ(w.layers[2].ssm_in.type, GgmlType::Q5_K);
+    EXPECT_EQ(w.layers[2].ssm_x.type, GgmlType::Q3_K);
+    EXPECT_EQ(w.layers[2].ssm_dt_w.type, GgmlType::IQ4_NL);
+    expect_logits_and_states_match_reference(*model, "q4_k_m");
 }
 
 RandomModelOptions with_biases() {
@@ -230,14 +277,25 @@ RandomModelOptions without_conv_bias() {
 
 INSTANTIATE_TEST_SUITE_P(
     Types, CpuVsReference,
-    ::testing::Values(RefCase{"f32", GgmlType::F32, false, true, {}, false},
-                      RefCase{"f32_untied_biases", GgmlType::F32, false, false, with_biases(), false},
-                      RefCase{"f16", GgmlType::F16, false, true, {}, false},
-                      RefCase{"bf16_no_conv_bias", GgmlType::BF16, false, false, without_conv_bias(), false},
-                      RefCase{"q8_0", GgmlType::Q8_0, true, true, {}, false},
-                      RefCase{"q8_0_untied", GgmlType::Q8_0, true, false, with_biases(), false},
-                      RefCase{"falcon_f32", GgmlType::F32, false, true, {}, true},
-                      RefCase{"falcon_q8_0", GgmlType::Q8_0, true, false, {}, true}),
+    ::testing::Values(RefCase{"f32", GgmlType::F32, true, {}, false},
+                      RefCase{"f32_untied_biases", GgmlType::F32, false, with_biases(), false},
+                      RefCase{"f16", GgmlType::F16, true, {}, false},
+                      RefCase{"bf16_no_conv_bias", GgmlType::BF16, false, without_conv_bias(), false},
+                      RefCase{"q8_0", GgmlType::Q8_0, true, {}, false},
+                      RefCase{"q8_0_untied", GgmlType::Q8_0, false, with_biases(), false},
+                      RefCase{"q4_0", GgmlType::Q4_0, true, {}, false},
+                      RefCase{"q4_1_untied", GgmlType::Q4_1, false, with_biases(), false},
+                      RefCase{"q5_0", GgmlType::Q5_0, true, {}, false},
+                      RefCase{"q5_1", GgmlType::Q5_1, false, {}, false},
+                      RefCase{"iq4_nl", GgmlType::IQ4_NL, false, {}, false},
+                      RefCase{"q2_K", GgmlType::Q2_K, true, {}, false},
+                      RefCase{"q3_K", GgmlType::Q3_K, false, {}, false},
+                      RefCase{"q4_K", GgmlType::Q4_K, true, {}, false},
+                      RefCase{"q5_K_untied_biases", GgmlType::Q5_K, false, with_biases(), false},
+                      RefCase{"q6_K", GgmlType::Q6_K, true, {}, false},
+                      RefCase{"falcon_f32", GgmlType::F32, true, {}, true},
+                      RefCase{"falcon_q8_0", GgmlType::Q8_0, false, {}, true},
+                      RefCase{"falcon_q4_K", GgmlType::Q4_K, false, {}, true}),
     [](const ::testing::TestParamInfo<RefCase>& info) { return std::string(info.param.name); });
 
 // ---- Exactness properties ----
@@ -245,7 +303,7 @@ INSTANTIATE_TEST_SUITE_P(
 class CpuExactness : public ::testing::TestWithParam<GgmlType> {
 protected:
     void SetUp() override {
-        hp_ = GetParam() == GgmlType::Q8_0 ? test::tiny_hparams_q8() : test::tiny_hparams_any_length();
+        hp_ = shape_for(GetParam());
         file_ = std::make_unique<TempModelFile>(hp_, GetParam(), 3, false);
         model_ = MambaModel::load(file_->path());
     }
@@ -340,7 +398,10 @@ TEST_P(CpuExactness, ThreadCountDoesNotChangeResults) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, CpuExactness,
-                         ::testing::Values(GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0),
+                         ::testing::Values(GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0,
+                                           GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
+                                           GgmlType::IQ4_NL, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K,
+                                           GgmlType::Q5_K, GgmlType::Q6_K),
                          [](const ::testing::TestParamInfo<GgmlType>& info) { return ggml_type_name(info.param); });
 
 TEST(BackendFactory, ParsesDevicesAndRefusesMissingCuda) {

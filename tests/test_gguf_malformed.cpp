@@ -228,8 +228,8 @@ TEST_F(GgufMalformed, TensorNamesAndTypes) {
         expect_rejected(unknown, {"unknown ggml type id", std::to_string(removed).c_str(), "tensor 't'"});
     }
     GgufBytes unsupported;
-    unsupported.header(1, 0).tensor_info("blk.0.ssm_x.weight", {256}, 14 /* q6_K */, 0).pad_to(32).zeros(210);
-    expect_rejected(unsupported, {"q6_K", "not supported", "tensor 'blk.0.ssm_x.weight'"});
+    unsupported.header(1, 0).tensor_info("blk.0.ssm_x.weight", {256}, 23 /* iq4_xs */, 0).pad_to(32).zeros(136);
+    expect_rejected(unsupported, {"iq4_xs", "not supported", "tensor 'blk.0.ssm_x.weight'"});
 }
 
 TEST_F(GgufMalformed, TensorOffsets) {

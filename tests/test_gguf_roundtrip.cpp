@@ -386,16 +386,16 @@ TEST(GgufReader, RejectsUnsupportedTensorTypeNamingTensorAndType) {
     const TempDir dir;
     GgufWriter writer;
     writer.add_tensor("fine", GgmlType::F32, {1}, f32_bytes({1.0f}));
-    writer.add_tensor("blk.0.ssm_in.weight", GgmlType::Q4_K, {256}, std::vector<uint8_t>(144));
-    writer.write(dir.file("q4k.gguf"));
+    writer.add_tensor("blk.0.ssm_in.weight", GgmlType::Q8_K, {256}, std::vector<uint8_t>(292));
+    writer.write(dir.file("q8k.gguf"));
     try {
-        GgufFile::open(dir.file("q4k.gguf"));
+        GgufFile::open(dir.file("q8k.gguf"));
         FAIL() << "expected an error";
     } catch (const Error& e) {
         const std::string message = e.what();
-        EXPECT_NE(message.find("q4k.gguf"), std::string::npos) << message;
+        EXPECT_NE(message.find("q8k.gguf"), std::string::npos) << message;
         EXPECT_NE(message.find("blk.0.ssm_in.weight"), std::string::npos) << message;
-        EXPECT_NE(message.find("q4_K"), std::string::npos) << message;
+        EXPECT_NE(message.find("q8_K"), std::string::npos) << message;
     }
 }
 

@@ -1,6 +1,10 @@
 // Temporary random-weight model files for tests.
 #include "random_model_file.h"
 
+#include <algorithm>
+
+#include "random_quant_model.h"
+
 namespace dendro::test {
 
 MambaHparams tiny_hparams_any_length() {
@@ -50,7 +54,12 @@ RandomModelOptions byte_tokenizer_options() {
 TempModelFile::TempModelFile(const MambaHparams& hp, GgmlType matrix_type, uint64_t seed, bool tied,
                              const RandomModelOptions& options)
     : path_(dir_.file("random-mamba.gguf")) {
-    write_random_mamba_gguf(path_, hp, matrix_type, seed, tied, options);
+    const auto& quants = read_only_quant_types();
+    if (std::find(quants.begin(), quants.end(), matrix_type) != quants.end()) {
+        write_random_quant_mamba_gguf(path_, hp, matrices_of_type(matrix_type), seed, tied, options);
+    } else {
+        write_random_mamba_gguf(path_, hp, matrix_type, seed, tied, options);
+    }
 }
 
 }  // namespace dendro::test

@@ -21,7 +21,8 @@ MambaHparams tiny_hparams_q8();
 MambaHparams tiny_hparams_byte_vocab();
 RandomModelOptions byte_tokenizer_options();
 
-// Writes a random model into a fresh temporary directory, removed at destruction.
+// Writes a random model into a fresh temporary directory, removed at destruction. For the quant types that
+// Dendro only reads, the matrices are random blocks (see random_quant_model.h).
 class TempModelFile {
 public:
     TempModelFile(const MambaHparams& hp, GgmlType matrix_type, uint64_t seed = 1, bool tied = true,
