@@ -45,7 +45,8 @@ CpuBackend::CpuBackend(const MambaModel& model, const BackendOptions& options)
     // waiting at a barrier.
     const auto check_matrix = [](const TensorView& m) {
         if (m.present() && !cpu::supported_matrix_type(m.type)) {
-            fail("tensor ", m.name, ": the CPU backend cannot compute with weight matrices of type ", ggml_type_name(m.type));
+            fail("tensor ", m.name, ": the CPU backend cannot compute with weight matrices of type ",
+                 ggml_type_name(m.type));
         }
     };
     check_matrix(w.output);

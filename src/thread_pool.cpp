@@ -20,10 +20,11 @@ namespace {
 constexpr std::chrono::microseconds kSpinBeforeSleep{50};
 // Spins between two looks at the clock (a pause is a few to a hundred cycles).
 constexpr int kPausesPerClockCheck = 64;
-// A wait longer than this means a thread of the task lost its core (a time slice is milliseconds; on a free
-// machine the threads of a pass reach a barrier within microseconds, and a sleeping one wakes in well under
-// this).
-constexpr std::chrono::microseconds kStallWait{1000};
+// A task is stalled when its threads spent more than this share of their time asleep waiting for each other
+// and one of them was preempted. On a free machine they wait a few percent at most (uneven work, a timer
+// tick taking a core for a moment in a long prefill); when another process takes a core, a waiting thread
+// sleeps for the time slices the preempted one loses, a large share of a pass.
+constexpr double kStalledWaitShare = 0.1;
 
 // How many times the scheduler has taken the calling thread off its core against its will.
 long involuntary_switches() {
@@ -76,8 +77,9 @@ void ThreadPool::wait_for_change(Signal& signal, uint32_t seen, bool inside_task
         signal.generation.wait(seen, std::memory_order_seq_cst);
     }
     signal.sleepers.fetch_sub(1, std::memory_order_relaxed);
-    if (inside_task && std::chrono::steady_clock::now() - start > kStallWait) {
-        waited_long_.store(true, std::memory_order_relaxed);
+    if (inside_task) {
+        const std::chrono::nanoseconds waited = std::chrono::steady_clock::now() - start;
+        sleep_wait_ns_.fetch_add(waited.count(), std::memory_order_relaxed);
     }
 }
 
@@ -112,9 +114,10 @@ void ThreadPool::worker_loop(int thread) {
 void ThreadPool::run(const std::function<void(int thread, int n_threads)>& task) {
     task_ = &task;
     first_error_ = nullptr;
-    team_ = team_size_.next(std::chrono::steady_clock::now());
+    const auto start = std::chrono::steady_clock::now();
+    team_ = team_size_.next(start);
     if (team_ > 1) {
-        waited_long_.store(false, std::memory_order_relaxed);
+        sleep_wait_ns_.store(0, std::memory_order_relaxed);
         preempted_.store(false, std::memory_order_relaxed);
         unfinished_.store(team_ - 1, std::memory_order_relaxed);
         const uint32_t finished_seen = finished_.generation.load(std::memory_order_relaxed);
@@ -122,9 +125,12 @@ void ThreadPool::run(const std::function<void(int thread, int n_threads)>& task)
         for (int thread = 1; thread < team_; ++thread) publish_change(task_signals_[thread]);
         run_task(0);
         wait_for_change(finished_, finished_seen, /*inside_task=*/true);
-        // A long wait alone may be uneven work; with a preemption it was another process taking a core.
-        const bool stalled = waited_long_.load(std::memory_order_relaxed) && preempted_.load(std::memory_order_relaxed);
-        team_size_.finished(stalled, std::chrono::steady_clock::now());
+        const auto end = std::chrono::steady_clock::now();
+        const double thread_ns = static_cast<double>(team_) * static_cast<double>((end - start).count());
+        const bool stalled = preempted_.load(std::memory_order_relaxed) &&
+                             static_cast<double>(sleep_wait_ns_.load(std::memory_order_relaxed)) >
+                                 kStalledWaitShare * thread_ns;
+        team_size_.finished(stalled, end);
     } else {
         run_task(0);
         team_size_.finished(false, std::chrono::steady_clock::now());

@@ -5,9 +5,9 @@
 // so with one other busy process on a 2-core machine every barrier waited out a scheduler time slice and
 // `-t 2` decoded ~160x slower than `-t 1`. Here a waiting thread spins only for a short, bounded time
 // (the few microseconds a barrier takes when every thread is running) and then sleeps on a futex, giving its
-// core to the thread it waits for. A task in which a thread waited longer than a barrier on a free machine
-// takes and a thread was preempted (taken off its core by the scheduler) is stalled: another process is
-// competing for the cores, and the next tasks run on a smaller team (adaptive_team_size.h).
+// core to the thread it waits for. A task in which the threads spent a large share of their time asleep
+// waiting for each other and a thread was preempted (taken off its core by the scheduler) is stalled: another
+// process is competing for the cores, and the next tasks run on a smaller team (adaptive_team_size.h).
 #pragma once
 
 #include <atomic>
@@ -57,8 +57,8 @@ private:
         std::atomic<uint32_t> generation{0};
         std::atomic<int> sleepers{0};
     };
-    // Waits until `signal` advances past `seen`: spins briefly, then sleeps until notified. Notes a wait inside
-    // a task that took longer than a barrier on a free machine can.
+    // Waits until `signal` advances past `seen`: spins briefly, then sleeps until notified. Inside a task, the
+    // time of a wait that slept is added to the task's sleep_wait_ns_.
     void wait_for_change(Signal& signal, uint32_t seen, bool inside_task);
     // Advances `signal` and wakes its sleepers, if any.
     static void publish_change(Signal& signal);
@@ -79,7 +79,7 @@ private:
     Signal barrier_;
 
     AdaptiveTeamSize team_size_;
-    std::atomic<bool> waited_long_{false};  // in the current task
+    std::atomic<int64_t> sleep_wait_ns_{0};  // waits that slept, in the current task
     std::atomic<bool> preempted_{false};    // a thread of the current task, while running it
 
     std::mutex error_mutex_;

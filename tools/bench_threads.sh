@@ -61,7 +61,8 @@ for load in idle busy; do
       extra=""
       if [[ -n $model_130m ]]; then
         json="$("$bin" bench -m "$model_130m" -p 128 -n 32 -r 3 -t "$t" --json)"
-        extra="$(python3 -c 'import json,sys; r=json.load(sys.stdin); print(" | ".join(f"{t[\"tokens_per_second\"]:.1f}" for t in r["results"]) + " |")' <<<"$json")"
+        extra="$(python3 -c 'import json, sys
+print(" | ".join("%.1f" % t["tokens_per_second"] for t in json.load(sys.stdin)["results"]) + " |")' <<<"$json")"
       fi
       printf '| %s | %s | %s | %s | %s | %s |%s\n' "$bin" "$load$([[ $load == busy ]] && echo " ($busy)")" \
         "$t" "$prompt_tok" "$prompt_rate" "$decode_rate" "${extra:+ $extra}"
