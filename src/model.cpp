@@ -137,13 +137,7 @@ private:
                  matrix ? concat("; weight matrices must be one of ", supported_ggml_type_names())
                         : std::string("; norms, biases and SSM parameters must be F32, F16 or BF16"));
         }
-        TensorView v;
-        v.name = info.name;
-        v.type = info.type;
-        for (size_t i = 0; i < info.ne.size(); ++i) v.ne[i] = info.ne[i];
-        v.data = info.data;
-        v.nbytes = info.nbytes;
-        return v;
+        return TensorView::of(info);
     }
 
     const GgufFile& file_;

@@ -45,6 +45,17 @@ struct TensorView {
     int64_t n_rows() const { return ne[1] * ne[2] * ne[3]; }
     size_t row_bytes() const { return ggml_row_size(type, ne[0]); }
     const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes(); }
+
+    // The tensor as the GGUF file lays it out, without any check of its type or shape.
+    static TensorView of(const GgufTensorInfo& info) {
+        TensorView v;
+        v.name = info.name;
+        v.type = info.type;
+        for (size_t i = 0; i < info.ne.size(); ++i) v.ne[i] = info.ne[i];
+        v.data = info.data;
+        v.nbytes = info.nbytes;
+        return v;
+    }
 };
 
 // Matrices are stored as rows of the input dimension: y = W x with W of n_rows outputs x row_length inputs.

@@ -24,16 +24,6 @@ namespace {
 
 const std::string kFixture = std::string(DENDRO_TEST_DATA) + "/quant/quant_blocks.gguf";
 
-TensorView view_of(const GgufTensorInfo& info) {
-    TensorView v;
-    v.name = info.name;
-    v.type = info.type;
-    for (size_t i = 0; i < info.ne.size(); ++i) v.ne[i] = info.ne[i];
-    v.data = info.data;
-    v.nbytes = info.nbytes;
-    return v;
-}
-
 std::vector<float> dequantized(const TensorView& w) {
     std::vector<float> values(static_cast<size_t>(w.row_length() * w.n_rows()));
     for (int64_t r = 0; r < w.n_rows(); ++r) {
@@ -112,7 +102,7 @@ TEST_P(QuantFixture, DequantizeRowMatchesGgufPyExactly) {
     ASSERT_EQ(quants.type, type);
     ASSERT_EQ(expected.type, GgmlType::F32);
     ASSERT_EQ(quants.ne, expected.ne);
-    const std::vector<float> got = dequantized(view_of(quants));
+    const std::vector<float> got = dequantized(TensorView::of(quants));
     ASSERT_EQ(got.size() * sizeof(float), expected.nbytes);
     const auto* want = reinterpret_cast<const float*>(expected.data);
     for (size_t i = 0; i < got.size(); ++i) {
@@ -122,7 +112,7 @@ TEST_P(QuantFixture, DequantizeRowMatchesGgufPyExactly) {
 }
 
 TEST_P(QuantFixture, MatmulRowsMatchDequantizedRows) {
-    const TensorView w = view_of(tensor(ggml_type_name(GetParam())));
+    const TensorView w = TensorView::of(tensor(ggml_type_name(GetParam())));
     for (const int64_t n_tokens : {1, 4}) {
         const std::vector<float> x = random_values(static_cast<size_t>(n_tokens * w.row_length()), 7);
         expect_rows_match_dequantized(w, x, n_tokens, product(w, x, n_tokens, {{0, w.n_rows()}}));
