@@ -91,7 +91,7 @@ void ThreadPool::publish_change(Signal& signal) {
 void ThreadPool::run_task(int thread) {
     const long switches_before = team_ > 1 ? involuntary_switches() : 0;
     try {
-        (*task_)(thread, team_);
+        task_.call(task_.object, thread, team_);
     } catch (...) {
         const std::lock_guard lock(error_mutex_);
         if (!first_error_) first_error_ = std::current_exception();
@@ -111,8 +111,8 @@ void ThreadPool::worker_loop(int thread) {
     }
 }
 
-void ThreadPool::run(const std::function<void(int thread, int n_threads)>& task) {
-    task_ = &task;
+void ThreadPool::run_task_ref(TaskRef task) {
+    task_ = task;
     first_error_ = nullptr;
     const auto start = std::chrono::steady_clock::now();
     team_ = team_size_.next(start);
@@ -135,7 +135,7 @@ void ThreadPool::run(const std::function<void(int thread, int n_threads)>& task)
         run_task(0);
         team_size_.finished(false, std::chrono::steady_clock::now());
     }
-    task_ = nullptr;
+    task_ = {};
     if (first_error_) std::rethrow_exception(first_error_);
 }
 

@@ -16,6 +16,7 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <memory>
 #include <vector>
 
@@ -41,7 +42,14 @@ public:
     // compete for the cores (see above); a task must share its work by the n_threads it is given.
     // The first exception a task throws is rethrown here, after every thread has finished; a task that may
     // throw must not then call barrier(), which would wait for the thread that left. Not reentrant.
-    void run(const std::function<void(int thread, int n_threads)>& task);
+    // The task is referred to, not copied (a decode step calls this once a token: no allocation).
+    template <typename Task>
+    void run(Task&& task) {
+        using Callable = std::remove_reference_t<Task>;  // may be const: cast back to it before the call
+        run_task_ref(TaskRef{const_cast<void*>(static_cast<const void*>(&task)), [](void* t, int thread, int n) {
+                                 (*static_cast<Callable*>(t))(thread, n);
+                             }});
+    }
 
     // Called by every thread of the task inside run(): returns once all of them have reached it.
     void barrier();
@@ -51,6 +59,13 @@ public:
     void for_each_index(int64_t n, const std::function<void(int64_t i)>& fn);
 
 private:
+    // A callable object and how to call it, valid for the duration of one run().
+    struct TaskRef {
+        void* object = nullptr;
+        void (*call)(void* object, int thread, int n_threads) = nullptr;
+    };
+    void run_task_ref(TaskRef task);
+
     // A word that threads wait on until it changes, and how many of them sleep on it. One cache line each,
     // so that spinning on one does not slow the writers of another.
     struct alignas(64) Signal {
@@ -69,7 +84,7 @@ private:
     std::vector<std::thread> workers_;
     std::unique_ptr<Signal[]> task_signals_;  // one per worker: advanced when a task is handed to it
 
-    const std::function<void(int, int)>* task_ = nullptr;
+    TaskRef task_;
     int team_ = 1;                    // threads running the current task
     std::atomic<int> unfinished_{0};  // workers still running the current task
     Signal finished_;
