@@ -5,7 +5,7 @@
 #include "conv1d.h"
 
 #include "cuda_check.h"
-#include "error.h"
+#include "common/error.h"
 #include "weight_access.cuh"
 
 namespace dendro::cuda {

@@ -5,7 +5,7 @@
 #include <mutex>
 #include <string>
 
-#include "error.h"
+#include "common/error.h"
 
 namespace dendro::cuda {
 namespace {

@@ -7,14 +7,14 @@
 #include <map>
 #include <utility>
 
-#include "backend_arguments.h"
+#include "backend/backend_arguments.h"
 #include "conv1d.h"
 #include "cuda_check.h"
 #include "cuda_graph.h"
 #include "device_buffer.h"
 #include "device_model.h"
 #include "embedding.h"
-#include "error.h"
+#include "common/error.h"
 #include "gemm.h"
 #include "gemv.h"
 #include "projection.h"
@@ -69,11 +69,11 @@ int select_device() {
 
 class CudaBackend final : public Backend {
 public:
-    CudaBackend(const MambaModel& model, const BackendOptions& options);
+    CudaBackend(const Model& model, const BackendOptions& options);
     ~CudaBackend() override { cudaStreamSynchronize(stream_.get()); }
 
     std::string name() const override { return name_; }
-    const MambaHparams& hparams() const override { return hp_; }
+    const ModelHparams& hparams() const override { return hp_; }
     int n_seq_max() const override { return n_seq_max_; }
 
     void reset(int seq) override;
@@ -107,7 +107,7 @@ private:
                          const cuda::SamplingConfig& sampling, bool sample);
     void synchronize(const char* what) const;
 
-    MambaHparams hp_;
+    ModelHparams hp_;
     int device_;
     std::string name_;
     int n_seq_max_;
@@ -123,7 +123,7 @@ private:
     std::map<std::pair<int, bool>, std::unique_ptr<cuda::CudaGraph>> decode_graphs_;
 };
 
-CudaBackend::CudaBackend(const MambaModel& model, const BackendOptions& options)
+CudaBackend::CudaBackend(const Model& model, const BackendOptions& options)
     : hp_(model.hparams()), device_(select_device()), n_seq_max_(checked_slot_count(options)), weights_(model),
       gemm_(stream_.get()) {
     cudaDeviceProp props{};
@@ -422,7 +422,7 @@ int cuda_device_count() {
     return count;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(const MambaModel& model, const BackendOptions& options) {
+std::unique_ptr<Backend> make_cuda_backend(const Model& model, const BackendOptions& options) {
     return std::make_unique<CudaBackend>(model, options);
 }
 

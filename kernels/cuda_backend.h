@@ -6,12 +6,12 @@
 
 #include <memory>
 
-#include "backend.h"
+#include "backend/backend.h"
 
 namespace dendro {
 
 // Throws dendro::Error when no CUDA device is usable or device memory runs out.
-std::unique_ptr<Backend> make_cuda_backend(const MambaModel& model, const BackendOptions& options);
+std::unique_ptr<Backend> make_cuda_backend(const Model& model, const BackendOptions& options);
 // Number of CUDA devices the runtime sees; 0 (never an error) without a driver or a device.
 int cuda_device_count();
 

@@ -1,7 +1,7 @@
 #include "cuda_check.h"
 
 #include "cublas_library.h"
-#include "error.h"
+#include "common/error.h"
 
 namespace dendro::cuda {
 

@@ -5,7 +5,7 @@
 #include <utility>
 
 #include "cuda_check.h"
-#include "error.h"
+#include "common/error.h"
 
 namespace dendro::cuda {
 

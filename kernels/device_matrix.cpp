@@ -1,6 +1,6 @@
 #include "device_matrix.h"
 
-#include "error.h"
+#include "common/error.h"
 
 namespace dendro::cuda {
 

@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "ggml_types.h"
+#include "format/ggml_types.h"
 
 namespace dendro::cuda {
 

@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include "error.h"
+#include "common/error.h"
 
 namespace dendro::cuda {
 
@@ -60,14 +60,14 @@ const float* DeviceModel::add_vector(const TensorView& t) {
     return v;
 }
 
-DeviceModel::DeviceModel(const MambaModel& model) {
-    const MambaWeights& w = model.weights();
+DeviceModel::DeviceModel(const Model& model) {
+    const ModelWeights& w = model.weights();
     token_embd_ = add_matrix(w.token_embd);
     output_ = w.tied_output ? token_embd_ : add_matrix(w.output);
     output_norm_ = add_vector(w.output_norm);
     bytes_per_token_ += output_.bytes() + token_embd_.bytes() / static_cast<uint64_t>(token_embd_.rows);
     layers_.reserve(w.layers.size());
-    for (const MambaLayerWeights& l : w.layers) {
+    for (const Mamba1LayerWeights& l : w.layers) {
         DeviceLayer d;
         d.attn_norm = add_vector(l.attn_norm);
         d.ssm_in = add_matrix(l.ssm_in);

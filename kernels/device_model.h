@@ -1,4 +1,4 @@
-// A MambaModel's weights copied to the device: matrices in their loaded type (see device_matrix.h), the small
+// A Model's weights copied to the device: matrices in their loaded type (see device_matrix.h), the small
 // per-layer vectors (norms, biases, conv taps, A, D) as fp32.
 #pragma once
 
@@ -7,7 +7,7 @@
 
 #include "device_buffer.h"
 #include "device_matrix.h"
-#include "model.h"
+#include "model/model.h"
 
 namespace dendro::cuda {
 
@@ -36,7 +36,7 @@ class DeviceModel {
 public:
     // Uploads every weight; throws dendro::Error naming the tensor on an unsupported type or when device
     // memory runs out.
-    explicit DeviceModel(const MambaModel& model);
+    explicit DeviceModel(const Model& model);
 
     const DeviceMatrix& token_embd() const { return token_embd_; }
     const DeviceMatrix& output() const { return output_; }  // token_embd when tied

@@ -2,7 +2,7 @@
 
 #include "cublas_library.h"
 #include "cuda_check.h"
-#include "error.h"
+#include "common/error.h"
 #include "gemm_operands.h"
 
 namespace dendro::cuda {

@@ -6,7 +6,7 @@
 #include <type_traits>
 
 #include "cuda_check.h"
-#include "error.h"
+#include "common/error.h"
 
 namespace dendro::cuda {
 namespace {

@@ -7,7 +7,7 @@
 #include <cstdint>
 
 #include "device_matrix.h"
-#include "ggml_types.h"
+#include "format/ggml_types.h"
 
 namespace dendro::cuda {
 

@@ -9,7 +9,7 @@
 #include <algorithm>
 
 #include "cuda_check.h"
-#include "error.h"
+#include "common/error.h"
 #include "weight_access.cuh"
 
 namespace dendro::cuda {

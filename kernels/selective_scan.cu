@@ -21,7 +21,7 @@
 #include "selective_scan.h"
 
 #include "cuda_check.h"
-#include "error.h"
+#include "common/error.h"
 #include "weight_access.cuh"
 
 namespace dendro::cuda {

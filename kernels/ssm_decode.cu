@@ -5,7 +5,7 @@
 #include "ssm_decode.h"
 
 #include "cuda_check.h"
-#include "error.h"
+#include "common/error.h"
 #include "gemv.h"
 #include "weight_access.cuh"
 

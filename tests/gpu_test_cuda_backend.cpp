@@ -4,7 +4,7 @@
 // transfer, prefill-then-decode = stepwise decode, and resumed prefill = uninterrupted prefill.
 #include <gtest/gtest.h>
 
-#include "backend.h"
+#include "backend/backend.h"
 
 #ifdef DENDRO_HAVE_CUDA
 
@@ -18,9 +18,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "error.h"
+#include "common/error.h"
 #include "hf_converter.h"
-#include "model.h"
+#include "model/model.h"
 #include "random_model_file.h"
 #include "temp_dir.h"
 
@@ -86,10 +86,10 @@ protected:
     void SetUp() override {
         if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
         const ModelCase& c = GetParam();
-        MambaHparams hp = c.q8_shape ? test::tiny_hparams_q8() : test::tiny_hparams_any_length();
+        ModelHparams hp = c.q8_shape ? test::tiny_hparams_q8() : test::tiny_hparams_any_length();
         hp.dt_b_c_rms = c.falcon;
         file_ = std::make_unique<test::TempModelFile>(hp, c.type, 3, c.tied, c.options);
-        model_ = MambaModel::load(file_->path());
+        model_ = Model::load(file_->path());
         BackendOptions options;
         options.n_seq_max = kSlots;
         options.n_threads = 2;
@@ -106,7 +106,7 @@ protected:
     }
 
     std::unique_ptr<test::TempModelFile> file_;
-    std::unique_ptr<MambaModel> model_;
+    std::unique_ptr<Model> model_;
     std::unique_ptr<Backend> cpu_, cuda_;
     int64_t n_vocab_ = 0;
     float tolerance_ = 0.0f;
@@ -331,7 +331,7 @@ protected:
         if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
     }
 
-    std::unique_ptr<MambaModel> convert(const Fixture& f, OutType type) {
+    std::unique_ptr<Model> convert(const Fixture& f, OutType type) {
         ConvertOptions options;
         options.model_dir = f.dir;
         options.output_path = dir_.file(concat(out_type_name(type), ".gguf"));
@@ -339,7 +339,7 @@ protected:
             options.vocab_dir = f.dir + "/" + f.reference["vocab_dir"].get<std::string>();
         }
         convert_hf_to_gguf(options);
-        return MambaModel::load(options.output_path);
+        return Model::load(options.output_path);
     }
 
     test::TempDir dir_;

@@ -2,7 +2,7 @@
 // the CPU backend's reference operations (cpu_ops.h), including the carried conv window.
 #include <gtest/gtest.h>
 
-#include "backend.h"
+#include "backend/backend.h"
 
 #ifdef DENDRO_HAVE_CUDA
 
@@ -11,10 +11,10 @@
 
 #include "gpu_test_support.h"
 #include "conv1d.h"
-#include "cpu_ops.h"
+#include "cpu/ops.h"
 #include "cuda_check.h"
 #include "device_buffer.h"
-#include "error.h"
+#include "common/error.h"
 #include "rms_norm.h"
 
 namespace dendro::cuda {

@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "backend.h"
-#include "cached_prefill.h"
-#include "model.h"
-#include "model_fingerprint.h"
-#include "prefix_cache.h"
+#include "backend/backend.h"
+#include "cache/cached_prefill.h"
+#include "model/model.h"
+#include "model/model_fingerprint.h"
+#include "cache/prefix_cache.h"
 #include "random_model_file.h"
 #include "temp_dir.h"
 
@@ -47,7 +47,7 @@ protected:
     void SetUp() override {
         if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
         model_file = std::make_unique<test::TempModelFile>(test::tiny_hparams_q8(), GgmlType::F16);
-        model = MambaModel::load(model_file->path());
+        model = Model::load(model_file->path());
         hp = model->hparams();
         BackendOptions options;
         options.n_seq_max = 2;
@@ -73,8 +73,8 @@ protected:
 
     test::TempDir dir;
     std::unique_ptr<test::TempModelFile> model_file;
-    std::unique_ptr<MambaModel> model;
-    MambaHparams hp;
+    std::unique_ptr<Model> model;
+    ModelHparams hp;
     std::unique_ptr<Backend> backend;
     std::unique_ptr<PrefixCache> cache;
     std::vector<int32_t> prompt;

@@ -2,7 +2,7 @@
 // fp64 reference loops over the same (quantized) weights, for every weight type and awkward shapes.
 #include <gtest/gtest.h>
 
-#include "backend.h"
+#include "backend/backend.h"
 
 #ifdef DENDRO_HAVE_CUDA
 
@@ -13,12 +13,12 @@
 #include "gpu_test_support.h"
 #include "cuda_check.h"
 #include "device_buffer.h"
-#include "error.h"
+#include "common/error.h"
 #include "device_model.h"
 #include "embedding.h"
 #include "gemm.h"
 #include "gemv.h"
-#include "ggml_types.h"
+#include "format/ggml_types.h"
 #include "projection.h"
 
 namespace dendro::cuda {

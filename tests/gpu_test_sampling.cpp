@@ -3,7 +3,7 @@
 // distribution is sampled with about the right frequencies.
 #include <gtest/gtest.h>
 
-#include "backend.h"
+#include "backend/backend.h"
 
 #ifdef DENDRO_HAVE_CUDA
 
@@ -16,7 +16,7 @@
 #include "gpu_test_support.h"
 #include "cuda_check.h"
 #include "device_buffer.h"
-#include "error.h"
+#include "common/error.h"
 #include "sampling.h"
 
 namespace dendro::cuda {

@@ -3,7 +3,7 @@
 // the chunk and block sizes; and a scan split at any point and resumed from the state equals the whole scan.
 #include <gtest/gtest.h>
 
-#include "backend.h"
+#include "backend/backend.h"
 
 #ifdef DENDRO_HAVE_CUDA
 
@@ -12,10 +12,10 @@
 #include <vector>
 
 #include "gpu_test_support.h"
-#include "cpu_ops.h"
+#include "cpu/ops.h"
 #include "cuda_check.h"
 #include "device_buffer.h"
-#include "error.h"
+#include "common/error.h"
 #include "selective_scan.h"
 
 namespace dendro::cuda {

@@ -3,7 +3,7 @@
 // scattered over state slots, d_state 4 and 16 and an odd channel count.
 #include <gtest/gtest.h>
 
-#include "backend.h"
+#include "backend/backend.h"
 
 #ifdef DENDRO_HAVE_CUDA
 
@@ -12,12 +12,12 @@
 #include <vector>
 
 #include "gpu_test_support.h"
-#include "cpu_ops.h"
+#include "cpu/ops.h"
 #include "cuda_check.h"
 #include "device_buffer.h"
-#include "error.h"
+#include "common/error.h"
 #include "device_model.h"
-#include "ggml_types.h"
+#include "format/ggml_types.h"
 #include "ssm_decode.h"
 
 namespace dendro::cuda {

@@ -9,7 +9,7 @@
 
 #include <cuda_runtime.h>
 
-#include "backend.h"
+#include "backend/backend.h"
 #include "cuda_check.h"
 
 namespace dendro::cuda {

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "atomic_file.h"
+#include "format/atomic_file.h"
 #include "exited_process.h"
 #include "temp_dir.h"
 

@@ -4,12 +4,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "backend.h"
-#include "gguf.h"
+#include "backend/backend.h"
+#include "format/gguf.h"
 #include "random_model_file.h"
 #include "run_command.h"
 #include "temp_dir.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dendro {
 namespace {

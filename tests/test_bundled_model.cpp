@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "model.h"
+#include "model/model.h"
 #include "run_command.h"
 #include "temp_dir.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dendro {
 namespace {
@@ -36,7 +36,7 @@ test::CommandResult run_without_model_flag(const std::string& exe, const std::st
 }
 
 TEST(BundledModel, IsAShakespeareModelWithASentencePieceVocabulary) {
-    const auto model = MambaModel::load(bundled_model().string());
+    const auto model = Model::load(bundled_model().string());
     const auto tokenizer = Tokenizer::from_gguf(model->gguf());
     EXPECT_EQ(tokenizer->model_name(), "llama");
     EXPECT_TRUE(tokenizer->add_bos_default());

@@ -1,4 +1,4 @@
-#include "checked_int.h"
+#include "common/checked_int.h"
 
 #include <gtest/gtest.h>
 

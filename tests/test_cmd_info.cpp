@@ -3,7 +3,7 @@
 
 #include <cstring>
 
-#include "gguf.h"
+#include "format/gguf.h"
 #include "run_command.h"
 #include "temp_dir.h"
 

@@ -15,9 +15,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "ggml_types.h"
-#include "gguf.h"
-#include "model.h"
+#include "format/ggml_types.h"
+#include "format/gguf.h"
+#include "model/model.h"
 #include "run_command.h"
 #include "safetensors.h"
 #include "safetensors_builder.h"
@@ -357,13 +357,13 @@ TEST(Convert, FractionalExpandWithIntermediateSizeConverts) {
     edit_config(dir, [](nlohmann::json& c) { c["expand"] = 1.5; });
     const test::CommandResult r = convert(dir, tmp.file("out.gguf"), "--outtype f32");
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_EQ(MambaModel::load(tmp.file("out.gguf"))->hparams().d_inner, 64);
+    EXPECT_EQ(Model::load(tmp.file("out.gguf"))->hparams().d_inner, 64);
 
     edit_config(dir, [](nlohmann::json& c) { c.erase("intermediate_size"); });
     expect_failure(dir, {"in_proj.weight", "expected [96, 32]"});
     edit_config(dir, [](nlohmann::json& c) { c["expand"] = 2.0; });
     ASSERT_EQ(convert(dir, tmp.file("out2.gguf"), "--outtype f32").exit_code, 0);
-    EXPECT_EQ(MambaModel::load(tmp.file("out2.gguf"))->hparams().d_inner, 64);
+    EXPECT_EQ(Model::load(tmp.file("out2.gguf"))->hparams().d_inner, 64);
 }
 
 TEST(Convert, ConfigWithInfinityAndNaNConverts) {
@@ -379,7 +379,7 @@ TEST(Convert, ConfigWithInfinityAndNaNConverts) {
     std::ofstream(dir + "/config.json") << text;
     const test::CommandResult r = convert(dir, tmp.file("out.gguf"), "--outtype f32");
     EXPECT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_EQ(MambaModel::load(tmp.file("out.gguf"))->hparams().d_state, 16);
+    EXPECT_EQ(Model::load(tmp.file("out.gguf"))->hparams().d_state, 16);
 }
 
 TEST(Convert, AcceptsMambaSsmEmbeddingName) {
@@ -390,7 +390,7 @@ TEST(Convert, AcceptsMambaSsmEmbeddingName) {
         b.header().erase("backbone.embeddings.weight");
     });
     ASSERT_EQ(convert(dir, tmp.file("out.gguf"), "--outtype f32").exit_code, 0);
-    EXPECT_EQ(MambaModel::load(tmp.file("out.gguf"))->hparams().n_vocab, 512);
+    EXPECT_EQ(Model::load(tmp.file("out.gguf"))->hparams().n_vocab, 512);
 }
 
 TEST(Convert, UntiedHeadEqualToEmbeddingIsOmitted) {
@@ -404,7 +404,7 @@ TEST(Convert, UntiedHeadEqualToEmbeddingIsOmitted) {
                   data.begin() + head[0].get<int64_t>());
     });
     ASSERT_EQ(convert(dir, tmp.file("out.gguf"), "--outtype f32").exit_code, 0);
-    const auto model = MambaModel::load(tmp.file("out.gguf"));
+    const auto model = Model::load(tmp.file("out.gguf"));
     EXPECT_TRUE(model->weights().tied_output);
     EXPECT_EQ(model->gguf().find_tensor("output.weight"), nullptr);
 }

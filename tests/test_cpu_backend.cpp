@@ -6,11 +6,11 @@
 #include <cstring>
 #include <vector>
 
-#include "backend.h"
-#include "cpu_backend.h"
-#include "error.h"
-#include "ggml_quant_blocks.h"
-#include "model.h"
+#include "backend/backend.h"
+#include "cpu/cpu_backend.h"
+#include "common/error.h"
+#include "format/ggml_quant_blocks.h"
+#include "model/model.h"
 #include "random_model_file.h"
 #include "random_quant_model.h"
 #include "temp_dir.h"
@@ -38,16 +38,16 @@ struct RefLayer {
 };
 
 struct RefModel {
-    MambaHparams hp;
+    ModelHparams hp;
     std::vector<double> embd, out_norm, out_w;
     std::vector<RefLayer> layers;
 
-    explicit RefModel(const MambaModel& m) : hp(m.hparams()) {
-        const MambaWeights& w = m.weights();
+    explicit RefModel(const Model& m) : hp(m.hparams()) {
+        const ModelWeights& w = m.weights();
         embd = to_double(w.token_embd);
         out_norm = to_double(w.output_norm);
         out_w = to_double(w.output);
-        for (const MambaLayerWeights& l : w.layers) {
+        for (const Mamba1LayerWeights& l : w.layers) {
             layers.push_back({to_double(l.attn_norm), to_double(l.ssm_in), to_double(l.ssm_in_b),
                               to_double(l.conv1d_w), to_double(l.conv1d_b), to_double(l.ssm_x),
                               to_double(l.ssm_dt_w), to_double(l.ssm_dt_b), to_double(l.ssm_a), to_double(l.ssm_d),
@@ -58,7 +58,7 @@ struct RefModel {
 
 struct RefState {
     std::vector<std::vector<double>> conv, ssm;  // per layer: [t][channel], [channel][state]
-    explicit RefState(const MambaHparams& hp)
+    explicit RefState(const ModelHparams& hp)
         : conv(hp.n_layer, std::vector<double>((hp.d_conv - 1) * hp.d_inner, 0.0)),
           ssm(hp.n_layer, std::vector<double>(hp.d_inner * hp.d_state, 0.0)) {}
 };
@@ -87,7 +87,7 @@ double silu(double x) { return x / (1.0 + std::exp(-x)); }
 double softplus(double x) { return x > 20.0 ? x : std::log1p(std::exp(x)); }
 
 std::vector<double> ref_step(const RefModel& m, RefState& st, int32_t token) {
-    const MambaHparams& hp = m.hp;
+    const ModelHparams& hp = m.hp;
     const int64_t D = hp.d_model, E = hp.d_inner, N = hp.d_state, R = hp.dt_rank, K = hp.d_conv;
     std::vector<double> h(m.embd.begin() + token * D, m.embd.begin() + (token + 1) * D);
     for (int64_t il = 0; il < hp.n_layer; ++il) {
@@ -140,7 +140,7 @@ std::vector<int32_t> some_tokens(size_t n, int64_t n_vocab, uint32_t salt = 0) {
 }
 
 // One thread by default: the properties tested do not depend on it (ThreadCountDoesNotChangeResults checks that).
-std::unique_ptr<Backend> cpu(const MambaModel& model, int n_seq = 1, int n_threads = 1) {
+std::unique_ptr<Backend> cpu(const Model& model, int n_seq = 1, int n_threads = 1) {
     return make_cpu_backend(model, BackendOptions{n_threads, n_seq});
 }
 
@@ -169,7 +169,7 @@ std::vector<float> decode_one(Backend& b, int seq, int32_t token) {
 // ---- Against the reference ----
 
 // Shapes whose rows are whole blocks of the type (all rows but dt_proj's: that matrix falls back to F16).
-MambaHparams shape_for(GgmlType type) {
+ModelHparams shape_for(GgmlType type) {
     switch (ggml_type_traits(static_cast<uint32_t>(type))->block_size) {
         case 1: return test::tiny_hparams_any_length();
         case kQ8_0BlockSize: return test::tiny_hparams_q8();
@@ -185,8 +185,8 @@ struct RefCase {
     bool falcon;
 };
 
-void expect_logits_and_states_match_reference(const MambaModel& model, const char* name) {
-    const MambaHparams& hp = model.hparams();
+void expect_logits_and_states_match_reference(const Model& model, const char* name) {
+    const ModelHparams& hp = model.hparams();
     const RefModel ref(model);
     RefState ref_state(hp);
     auto backend = cpu(model);
@@ -222,10 +222,10 @@ class CpuVsReference : public ::testing::TestWithParam<RefCase> {};
 
 TEST_P(CpuVsReference, LogitsMatchDoublePrecisionReference) {
     const RefCase& rc = GetParam();
-    MambaHparams hp = shape_for(rc.matrix_type);
+    ModelHparams hp = shape_for(rc.matrix_type);
     hp.dt_b_c_rms = rc.falcon;
     TempModelFile file(hp, rc.matrix_type, 7, rc.tied, rc.options);
-    const auto model = MambaModel::load(file.path());
+    const auto model = Model::load(file.path());
     EXPECT_EQ(model->weights().layers[0].ssm_in.type, rc.matrix_type);
     expect_logits_and_states_match_reference(*model, rc.name);
 }
@@ -234,7 +234,7 @@ TEST_P(CpuVsReference, LogitsMatchDoublePrecisionReference) {
 // here the untied embedding), dt_proj (rows of dt_rank, not whole k-quant blocks) in Q4_K's fallback Q5_0;
 // plus a layer as its Q3_K recipes store it: other k-quants, dt_proj in their fallback IQ4_NL.
 TEST(CpuMixedTypes, Q4KMStyleFileMatchesReference) {
-    MambaHparams hp = test::tiny_hparams_k_quants();
+    ModelHparams hp = test::tiny_hparams_k_quants();
     hp.dt_rank = 32;
     hp.n_layer = 3;
     const test::MatrixTypeChoice q4_k_m = [](const std::string& name, int64_t row_length) {
@@ -247,8 +247,8 @@ TEST(CpuMixedTypes, Q4KMStyleFileMatchesReference) {
     const test::TempDir dir;
     const std::string path = dir.file("q4_k_m.gguf");
     test::write_random_quant_mamba_gguf(path, hp, q4_k_m, 5, false);
-    const auto model = MambaModel::load(path);
-    const MambaWeights& w = model->weights();
+    const auto model = Model::load(path);
+    const ModelWeights& w = model->weights();
     EXPECT_EQ(w.token_embd.type, GgmlType::Q6_K);
     EXPECT_EQ(w.output.type, GgmlType::Q6_K);
     EXPECT_EQ(w.layers[0].ssm_in.type, GgmlType::Q4_K);
@@ -305,11 +305,11 @@ protected:
     void SetUp() override {
         hp_ = shape_for(GetParam());
         file_ = std::make_unique<TempModelFile>(hp_, GetParam(), 3, false);
-        model_ = MambaModel::load(file_->path());
+        model_ = Model::load(file_->path());
     }
-    MambaHparams hp_;
+    ModelHparams hp_;
     std::unique_ptr<TempModelFile> file_;
-    std::unique_ptr<MambaModel> model_;
+    std::unique_ptr<Model> model_;
 };
 
 TEST_P(CpuExactness, PrefillEqualsTokenByTokenDecode) {
@@ -412,17 +412,17 @@ TEST(BackendFactory, ParsesDevicesAndRefusesMissingCuda) {
     EXPECT_THROW(parse_device(""), Error);
 
     const TempModelFile file(test::tiny_hparams_any_length(), GgmlType::F32);
-    const auto model = MambaModel::load(file.path());
+    const auto model = Model::load(file.path());
     EXPECT_EQ(make_backend(DeviceKind::Cpu, *model, BackendOptions{1, 1})->name(), "cpu");
     if (!cuda_available()) EXPECT_THROW(make_backend(DeviceKind::Cuda, *model, BackendOptions{1, 1}), Error);
 }
 
 TEST(CpuRandomModel, DeepModelsKeepActivationsFinite) {
     // Mamba-2.8B's depth at a tiny width: the writer's scales must not blow up or vanish over 64 layers.
-    MambaHparams hp = test::tiny_hparams_any_length();
+    ModelHparams hp = test::tiny_hparams_any_length();
     hp.n_layer = 64;
     const TempModelFile file(hp, GgmlType::F16, 9, true);
-    const auto model = MambaModel::load(file.path());
+    const auto model = Model::load(file.path());
     const std::vector<int32_t> tokens = some_tokens(64, hp.n_vocab);
     std::vector<float> logits(tokens.size() * hp.n_vocab);
     cpu(*model)->prefill(0, tokens, logits, true);
@@ -441,10 +441,10 @@ TEST(CpuRandomModel, DeepModelsKeepActivationsFinite) {
 class CpuStates : public ::testing::Test {
 protected:
     CpuStates()
-        : hp_(test::tiny_hparams_any_length()), file_(hp_, GgmlType::F16), model_(MambaModel::load(file_.path())) {}
-    MambaHparams hp_;
+        : hp_(test::tiny_hparams_any_length()), file_(hp_, GgmlType::F16), model_(Model::load(file_.path())) {}
+    ModelHparams hp_;
     TempModelFile file_;
-    std::unique_ptr<MambaModel> model_;
+    std::unique_ptr<Model> model_;
 };
 
 TEST_F(CpuStates, RestoredStateContinuesBitIdentically) {
@@ -497,7 +497,7 @@ TEST_F(CpuStates, BadRequestsAreErrors) {
     const int32_t toks[] = {1, 2};
     EXPECT_THROW(b->decode(dup, toks, logits), Error);
     EXPECT_THROW(b->reset(-1), Error);
-    MambaHparams other = hp_;
+    ModelHparams other = hp_;
     other.d_state += 1;
     EXPECT_THROW(b->write_state(0, SequenceState::zeros(other)), Error);
     // Nothing was changed by the rejected calls.
@@ -509,9 +509,9 @@ TEST_F(CpuStates, BadRequestsAreErrors) {
 
 TEST_F(CpuStates, WeightBytesCountWhatADecodeStepReads) {
     auto b = cpu(*model_);
-    const MambaWeights& w = model_->weights();
+    const ModelWeights& w = model_->weights();
     uint64_t matrices = w.output.nbytes + w.token_embd.row_bytes();
-    for (const MambaLayerWeights& l : w.layers) {
+    for (const Mamba1LayerWeights& l : w.layers) {
         matrices += l.ssm_in.nbytes + l.ssm_x.nbytes + l.ssm_dt_w.nbytes + l.ssm_out.nbytes;
     }
     // Plus the fp32 vectors: norms, conv taps and bias, dt bias, A, D.

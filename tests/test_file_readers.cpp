@@ -12,12 +12,12 @@
 #include <string>
 #include <thread>
 
-#include "error.h"
+#include "common/error.h"
 #include "hf_json.h"
-#include "mapped_file.h"
-#include "model_fingerprint.h"
-#include "regular_file.h"
-#include "state_file.h"
+#include "format/mapped_file.h"
+#include "model/model_fingerprint.h"
+#include "format/regular_file.h"
+#include "cache/state_file.h"
 #include "temp_dir.h"
 
 namespace dendro {

@@ -12,8 +12,8 @@
 #include <random>
 #include <vector>
 
-#include "error.h"
-#include "ggml_types.h"
+#include "common/error.h"
+#include "format/ggml_types.h"
 
 namespace dendro {
 namespace {

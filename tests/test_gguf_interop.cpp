@@ -6,8 +6,8 @@
 #include <cstring>
 #include <limits>
 
-#include "ggml_types.h"
-#include "gguf.h"
+#include "format/ggml_types.h"
+#include "format/gguf.h"
 #include "temp_dir.h"
 
 namespace dendro {

@@ -5,8 +5,8 @@
 #include <cstring>
 #include <limits>
 
-#include "error.h"
-#include "gguf.h"
+#include "common/error.h"
+#include "format/gguf.h"
 #include "gguf_bytes.h"
 #include "temp_dir.h"
 

@@ -7,8 +7,8 @@
 #include <limits>
 #include <numbers>
 
-#include "error.h"
-#include "gguf.h"
+#include "common/error.h"
+#include "format/gguf.h"
 #include "temp_dir.h"
 
 namespace dendro {

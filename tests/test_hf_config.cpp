@@ -5,7 +5,7 @@
 #include <fstream>
 #include <string>
 
-#include "error.h"
+#include "common/error.h"
 #include "hf_config.h"
 #include "hf_json.h"
 #include "temp_dir.h"

@@ -12,11 +12,11 @@
 #include <string>
 #include <vector>
 
-#include "backend.h"
+#include "backend/backend.h"
 #include "hf_reference.h"
-#include "model.h"
+#include "model/model.h"
 #include "temp_dir.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dendro {
 namespace {
@@ -32,8 +32,8 @@ using Reference = test::HfReference;
 using test::load_hf_reference;
 
 // Converts the fixture with `dendro convert` into `tmp` and loads the result.
-std::unique_ptr<MambaModel> convert(const Reference& ref, const std::string& outtype, const test::TempDir& tmp) {
-    return MambaModel::load(test::convert_hf_fixture(ref, outtype, tmp));
+std::unique_ptr<Model> convert(const Reference& ref, const std::string& outtype, const test::TempDir& tmp) {
+    return Model::load(test::convert_hf_fixture(ref, outtype, tmp));
 }
 
 struct LogitError {
@@ -81,7 +81,7 @@ std::vector<int32_t> greedy_continuation(Backend& backend, const PromptReference
     return tokens;
 }
 
-std::unique_ptr<Backend> cpu_backend(const MambaModel& model) {
+std::unique_ptr<Backend> cpu_backend(const Model& model) {
     BackendOptions options;
     options.n_threads = 1;
     return make_cpu_backend(model, options);

@@ -1,4 +1,4 @@
-// Log-probabilities of the raw logits (src/logprobs.h): log-softmax in double, top-N sorted with ties by id,
+// Log-probabilities of the raw logits (src/generate/logprobs.h): log-softmax in double, top-N sorted with ties by id,
 // NaN and -inf logits as impossible tokens, and the chunked all-logits prefill equal to a one-call prefill.
 #include <gtest/gtest.h>
 
@@ -6,10 +6,10 @@
 #include <limits>
 #include <vector>
 
-#include "backend.h"
-#include "error.h"
-#include "logprobs.h"
-#include "model.h"
+#include "backend/backend.h"
+#include "common/error.h"
+#include "generate/logprobs.h"
+#include "model/model.h"
 #include "random_model_file.h"
 
 namespace dendro {
@@ -64,7 +64,7 @@ TEST(PositionLogprobs, RejectsABadTokenOrCount) {
 // Over several chunks of the all-logits prefill: every token's logprob as from one prefill of everything.
 TEST(PrefillWithLogprobs, ChunkedPrefillMatchesOnePrefill) {
     const test::TempModelFile file(test::tiny_hparams_any_length(), GgmlType::F32, /*seed=*/3);
-    const auto model = MambaModel::load(file.path());
+    const auto model = Model::load(file.path());
     BackendOptions options;
     options.n_threads = 1;
     const auto backend = make_cpu_backend(*model, options);

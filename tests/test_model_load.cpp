@@ -6,11 +6,11 @@
 #include <optional>
 #include <string>
 
-#include "error.h"
-#include "gguf.h"
-#include "model.h"
+#include "common/error.h"
+#include "format/gguf.h"
+#include "model/model.h"
 #include "random_model_file.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dendro {
 namespace {
@@ -58,7 +58,7 @@ protected:
         const std::string path = dir_.file("edited.gguf");
         rewrite(file_.path(), path, kv, tensor, extra);
         try {
-            MambaModel::load(path);
+            Model::load(path);
         } catch (const Error& e) {
             const std::string message = e.what();
             EXPECT_NE(message.find(path), std::string::npos) << message;
@@ -68,14 +68,14 @@ protected:
         return {};
     }
 
-    MambaHparams hp_;
+    ModelHparams hp_;
     TempModelFile file_;
     test::TempDir dir_;
 };
 
 TEST_F(ModelLoad, ReadsHyperParametersAndTensors) {
-    const auto model = MambaModel::load(file_.path());
-    const MambaHparams& hp = model->hparams();
+    const auto model = Model::load(file_.path());
+    const ModelHparams& hp = model->hparams();
     EXPECT_EQ(hp.n_vocab, hp_.n_vocab);
     EXPECT_EQ(hp.d_model, hp_.d_model);
     EXPECT_EQ(hp.n_layer, hp_.n_layer);
@@ -87,11 +87,11 @@ TEST_F(ModelLoad, ReadsHyperParametersAndTensors) {
     EXPECT_FALSE(hp.dt_b_c_rms);
     EXPECT_EQ(model->name(), "random-mamba");
 
-    const MambaWeights& w = model->weights();
+    const ModelWeights& w = model->weights();
     EXPECT_FALSE(w.tied_output);
     EXPECT_NE(w.output.data, w.token_embd.data);
     ASSERT_EQ(w.layers.size(), static_cast<size_t>(hp_.n_layer));
-    const MambaLayerWeights& l = w.layers[1];
+    const Mamba1LayerWeights& l = w.layers[1];
     EXPECT_EQ(l.ssm_in.name, "blk.1.ssm_in.weight");
     EXPECT_EQ(l.ssm_in.type, GgmlType::F16);
     EXPECT_EQ(l.ssm_in.row_length(), hp_.d_model);
@@ -110,7 +110,7 @@ TEST_F(ModelLoad, ReadsHyperParametersAndTensors) {
 
 TEST_F(ModelLoad, TiedOutputIsTheEmbedding) {
     const TempModelFile tied(hp_, GgmlType::F32, 1, true);
-    const auto model = MambaModel::load(tied.path());
+    const auto model = Model::load(tied.path());
     EXPECT_TRUE(model->weights().tied_output);
     EXPECT_EQ(model->weights().output.data, model->weights().token_embd.data);
     EXPECT_EQ(model->weights().output.name, "token_embd.weight");
@@ -123,8 +123,8 @@ TEST_F(ModelLoad, AcceptsThreeDimensionalConvAndOptionalBiases) {
     options.conv_bias = false;
     options.proj_bias = true;
     const TempModelFile file(hp_, GgmlType::BF16, 1, true, options);
-    const auto model = MambaModel::load(file.path());
-    const MambaLayerWeights& l = model->weights().layers[0];
+    const auto model = Model::load(file.path());
+    const Mamba1LayerWeights& l = model->weights().layers[0];
     EXPECT_EQ(l.conv1d_w.ne, (std::array<int64_t, 4>{hp_.d_conv, hp_.d_inner, 1, 1}));
     EXPECT_FALSE(l.conv1d_b.present());
     EXPECT_TRUE(l.ssm_in_b.present());
@@ -144,7 +144,7 @@ TEST_F(ModelLoad, AcceptsAnyIntegerWidthAndReadsFalconKeys) {
             return v;
         },
         {}, {{kMixerRmsEpsKey, GgufValue::f32(3e-6f)}});
-    const auto model = MambaModel::load(path);
+    const auto model = Model::load(path);
     EXPECT_EQ(model->hparams().n_layer, 3);
     EXPECT_EQ(model->hparams().d_state, 6);
     EXPECT_EQ(model->hparams().d_conv, 4);
@@ -154,7 +154,7 @@ TEST_F(ModelLoad, AcceptsAnyIntegerWidthAndReadsFalconKeys) {
 }
 
 TEST_F(ModelLoad, MixerEpsilonDefaultsToHfValue) {
-    EXPECT_FLOAT_EQ(MambaModel::load(file_.path())->hparams().mixer_rms_eps, 1e-6f);
+    EXPECT_FLOAT_EQ(Model::load(file_.path())->hparams().mixer_rms_eps, 1e-6f);
 }
 
 TEST_F(ModelLoad, WrongArchitectureIsNamed) {
@@ -265,10 +265,10 @@ TEST_F(ModelLoad, UnsupportedTypeIsNamed) {
 TEST_F(ModelLoad, RandomModelByteTokenizerEncodesBytes) {
     RandomModelOptions options;
     options.byte_tokenizer = true;
-    MambaHparams hp = hp_;
+    ModelHparams hp = hp_;
     hp.n_vocab = 260;
     const TempModelFile file(hp, GgmlType::F32, 1, true, options);
-    const auto model = MambaModel::load(file.path());
+    const auto model = Model::load(file.path());
     const auto tokenizer = Tokenizer::from_gguf(model->gguf());
     EXPECT_EQ(tokenizer->n_vocab(), 260);
     EXPECT_EQ(tokenizer->eos(), 259);
@@ -279,7 +279,7 @@ TEST_F(ModelLoad, RandomModelByteTokenizerEncodesBytes) {
 }
 
 TEST_F(ModelLoad, NonexistentFileIsAnError) {
-    EXPECT_THROW(MambaModel::load(dir_.file("absent.gguf")), Error);
+    EXPECT_THROW(Model::load(dir_.file("absent.gguf")), Error);
 }
 
 }  // namespace

@@ -13,10 +13,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "backend.h"
-#include "error.h"
-#include "model.h"
-#include "perplexity.h"
+#include "backend/backend.h"
+#include "common/error.h"
+#include "model/model.h"
+#include "generate/perplexity.h"
 #include "random_model.h"
 #include "run_command.h"
 #include "temp_dir.h"
@@ -30,8 +30,8 @@ constexpr double kSameEvaluationTolerance = 1e-5;
 // Dendro vs HF transformers on the bundled model: the acceptance bound.
 constexpr double kHfAgreement = 0.005;
 
-MambaHparams tiny_hparams() {
-    MambaHparams hp;
+ModelHparams tiny_hparams() {
+    ModelHparams hp;
     hp.n_vocab = 40;
     hp.d_model = 16;
     hp.n_layer = 2;
@@ -73,14 +73,14 @@ class PerplexityTest : public ::testing::Test {
 protected:
     void SetUp() override {
         write_random_mamba_gguf(path, tiny_hparams(), GgmlType::F32, /*seed=*/11, /*tied=*/true);
-        model = MambaModel::load(path);
+        model = Model::load(path);
         BackendOptions options;
         options.n_threads = 1;
         backend = make_cpu_backend(*model, options);
     }
     test::TempDir dir;
     std::string path = dir.file("tiny.gguf");
-    std::unique_ptr<MambaModel> model;
+    std::unique_ptr<Model> model;
     std::unique_ptr<Backend> backend;
 };
 

@@ -12,16 +12,16 @@
 #include <filesystem>
 #include <thread>
 
-#include "backend.h"
-#include "byte_size.h"
-#include "cached_prefill.h"
-#include "error.h"
-#include "model.h"
-#include "prefix_cache.h"
-#include "prompt_cache_file.h"
+#include "backend/backend.h"
+#include "common/byte_size.h"
+#include "cache/cached_prefill.h"
+#include "common/error.h"
+#include "model/model.h"
+#include "cache/prefix_cache.h"
+#include "cache/prompt_cache_file.h"
 #include "random_model.h"
 #include "random_model_file.h"
-#include "state_file.h"
+#include "cache/state_file.h"
 #include "state_snapshot_fixture.h"
 #include "temp_dir.h"
 
@@ -46,7 +46,7 @@ class PrefixCacheTest : public ::testing::Test {
 protected:
     test::TempDir dir;
     std::string cache_dir = dir.file("cache");
-    MambaHparams hp = test::tiny_state_hparams();
+    ModelHparams hp = test::tiny_state_hparams();
     std::vector<std::string> warnings;
     std::vector<int32_t> prompt = random_tokens(20, hp.n_vocab, 42);
 
@@ -295,7 +295,7 @@ protected:
     void SetUp() override {
         model_path = dir.file("model.gguf");
         write_random_mamba_gguf(model_path, test::tiny_hparams_byte_vocab(), GgmlType::F32, /*seed=*/5, /*tied=*/false);
-        model = MambaModel::load(model_path);
+        model = Model::load(model_path);
         hp = model->hparams();
         BackendOptions options;
         options.n_seq_max = kSlots;
@@ -349,8 +349,8 @@ protected:
 
     test::TempDir dir;
     std::string model_path;
-    std::unique_ptr<MambaModel> model;
-    MambaHparams hp;
+    std::unique_ptr<Model> model;
+    ModelHparams hp;
     std::unique_ptr<Backend> backend;
     ModelFingerprint fingerprint;
     std::vector<int32_t> prompt;

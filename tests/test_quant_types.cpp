@@ -10,12 +10,12 @@
 #include <string>
 #include <vector>
 
-#include "backend.h"
-#include "cpu_backend.h"
-#include "cpu_matmul.h"
-#include "error.h"
-#include "gguf.h"
-#include "model.h"
+#include "backend/backend.h"
+#include "cpu/cpu_backend.h"
+#include "cpu/matmul.h"
+#include "common/error.h"
+#include "format/gguf.h"
+#include "model/model.h"
 #include "random_quant_model.h"
 #include "temp_dir.h"
 

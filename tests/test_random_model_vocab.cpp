@@ -6,13 +6,13 @@
 #include <set>
 #include <string>
 
-#include "error.h"
-#include "gguf.h"
+#include "common/error.h"
+#include "format/gguf.h"
 #include "random_model_file.h"
 #include "synthetic_vocab.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "tokenizer_gguf.h"
-#include "unicode_utf8.h"
+#include "tokenizer/unicode_utf8.h"
 
 namespace dendro {
 namespace {
@@ -20,8 +20,8 @@ namespace {
 // A tiny Mamba with the published models' vocabulary size (GPT-NeoX-20B's padded, as in mamba-130m).
 constexpr int64_t kMambaVocab = 50280;
 
-MambaHparams tiny_with_mamba_vocab() {
-    MambaHparams hp = test::tiny_hparams_q8();
+ModelHparams tiny_with_mamba_vocab() {
+    ModelHparams hp = test::tiny_hparams_q8();
     hp.n_vocab = kMambaVocab;
     return hp;
 }
@@ -52,7 +52,7 @@ test::TempModelFile* RandomModelBpeVocab::file_ = nullptr;
 test::LoadedTokenizer* RandomModelBpeVocab::loaded_ = nullptr;
 
 TEST_F(RandomModelBpeVocab, HasEveryKeyLlamaCppsMambaLoaderReads) {
-    const MambaHparams hp = tiny_with_mamba_vocab();
+    const ModelHparams hp = tiny_with_mamba_vocab();
     EXPECT_EQ(gguf().get_string("general.architecture"), "mamba");
     EXPECT_EQ(gguf().get_uint("mamba.context_length"), 1u << 20);
     EXPECT_EQ(gguf().get_uint("mamba.embedding_length"), static_cast<uint64_t>(hp.d_model));
@@ -101,7 +101,7 @@ TEST_F(RandomModelBpeVocab, TokenizerRoundTripsTextAndUsesTheMerges) {
 }
 
 TEST(RandomModelVocab, SmallestBpeVocabularyHasNoMerges) {
-    MambaHparams hp = test::tiny_hparams_byte_vocab();
+    ModelHparams hp = test::tiny_hparams_byte_vocab();
     hp.n_vocab = kSyntheticBpeMinVocab;
     const test::TempModelFile file(hp, GgmlType::F32, 1, true, bpe_options());
     const test::LoadedTokenizer loaded = test::load_tokenizer(file.path());
@@ -109,7 +109,7 @@ TEST(RandomModelVocab, SmallestBpeVocabularyHasNoMerges) {
     EXPECT_EQ(loaded.tokenizer->decode(loaded.tokenizer->encode("ab c", false)), "ab c");
 }
 
-void expect_write_error(const MambaHparams& hp, const RandomModelOptions& options, const std::string& needle) {
+void expect_write_error(const ModelHparams& hp, const RandomModelOptions& options, const std::string& needle) {
     test::TempDir dir;
     try {
         write_random_mamba_gguf(dir.file("m.gguf"), hp, GgmlType::F32, 1, true, options);
@@ -120,7 +120,7 @@ void expect_write_error(const MambaHparams& hp, const RandomModelOptions& option
 }
 
 TEST(RandomModelVocab, TooSmallOrTwoVocabulariesAreErrors) {
-    MambaHparams hp = test::tiny_hparams_byte_vocab();
+    ModelHparams hp = test::tiny_hparams_byte_vocab();
     hp.n_vocab = kSyntheticBpeMinVocab - 1;
     expect_write_error(hp, bpe_options(), "a synthetic BPE vocabulary needs n_vocab >= 257, got 256");
     RandomModelOptions both = bpe_options();

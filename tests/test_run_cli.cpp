@@ -10,11 +10,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "gguf.h"
+#include "format/gguf.h"
 #include "random_model_file.h"
 #include "run_command.h"
 #include "temp_dir.h"
-#include "unicode_utf8.h"
+#include "tokenizer/unicode_utf8.h"
 
 namespace dendro {
 namespace {

@@ -12,13 +12,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "backend.h"
+#include "backend/backend.h"
 #include "hf_reference.h"
-#include "model.h"
+#include "model/model.h"
 #include "run_command.h"
 #include "temp_dir.h"
-#include "tokenizer.h"
-#include "unicode_utf8.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/unicode_utf8.h"
 
 namespace dendro {
 namespace {
@@ -81,7 +81,7 @@ protected:
 };
 
 TEST_P(RunHfParity, TemperatureZeroIsHfsGreedyContinuation) {
-    const auto model = MambaModel::load(model_path);
+    const auto model = Model::load(model_path);
     const auto tokenizer = Tokenizer::from_gguf(model->gguf());
     for (const test::HfPromptReference& p : ref.prompts) {
         std::vector<int32_t> generated = p.continuation;
@@ -100,7 +100,7 @@ TEST_P(RunHfParity, TemperatureZeroIsHfsGreedyContinuation) {
 }
 
 TEST_P(RunHfParity, LogprobsAreHfsLogSoftmaxWithSortedTopN) {
-    const auto model = MambaModel::load(model_path);
+    const auto model = Model::load(model_path);
     BackendOptions options;
     options.n_threads = 1;
     const auto backend = make_cpu_backend(*model, options);

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "error.h"
+#include "common/error.h"
 #include "safetensors.h"
 #include "safetensors_builder.h"
 #include "temp_dir.h"

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "error.h"
-#include "sampler.h"
+#include "common/error.h"
+#include "generate/sampler.h"
 
 namespace dendro {
 namespace {

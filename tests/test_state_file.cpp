@@ -15,10 +15,10 @@
 #include <future>
 #include <iterator>
 
-#include "error.h"
-#include "gguf.h"
-#include "model_fingerprint.h"
-#include "state_file.h"
+#include "common/error.h"
+#include "format/gguf.h"
+#include "model/model_fingerprint.h"
+#include "cache/state_file.h"
 #include "state_snapshot_fixture.h"
 #include "temp_dir.h"
 
@@ -45,7 +45,7 @@ std::string read_error(const std::string& path) {
 class StateFileTest : public ::testing::Test {
 protected:
     TempDir dir;
-    MambaHparams hp = test::tiny_state_hparams();
+    ModelHparams hp = test::tiny_state_hparams();
     StateSnapshot snapshot = random_snapshot(hp, random_tokens(3, hp.n_vocab, 7), 7);
     std::string path = dir.file("prompt.dstate");
 };

@@ -7,11 +7,11 @@
 #include <filesystem>
 #include <fstream>
 
-#include "error.h"
+#include "common/error.h"
 #include "temp_dir.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "tokenizer_gguf.h"
-#include "unicode_utf8.h"
+#include "tokenizer/unicode_utf8.h"
 
 namespace dendro {
 namespace {

@@ -5,11 +5,11 @@
 #include <filesystem>
 #include <fstream>
 
-#include "error.h"
+#include "common/error.h"
 #include "hf_tokenizer.h"
-#include "spm_model_proto.h"
+#include "tokenizer/spm_model_proto.h"
 #include "temp_dir.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "tokenizer_gguf.h"
 
 namespace dendro {

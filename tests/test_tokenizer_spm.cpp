@@ -4,11 +4,11 @@
 // the dummy-prefix space, byte fallback and the StreamDecoder.
 #include <gtest/gtest.h>
 
-#include "error.h"
+#include "common/error.h"
 #include "temp_dir.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "tokenizer_gguf.h"
-#include "unicode_utf8.h"
+#include "tokenizer/unicode_utf8.h"
 
 namespace dendro {
 namespace {

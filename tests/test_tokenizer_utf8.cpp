@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "unicode_utf8.h"
+#include "tokenizer/unicode_utf8.h"
 
 namespace dendro::utf8 {
 namespace {

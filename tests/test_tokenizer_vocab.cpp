@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "error.h"
-#include "spm_model_proto.h"
+#include "common/error.h"
+#include "tokenizer/spm_model_proto.h"
 #include "temp_dir.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "tokenizer_gguf.h"
 
 namespace dendro {

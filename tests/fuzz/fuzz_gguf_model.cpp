@@ -1,5 +1,5 @@
 // GGUF bytes -> GgufFile::open (header, key/values, tensor infos, data layout), the key listing `dendro info`
-// prints, Tokenizer::from_gguf (and a short encode/decode) and MambaModel::from_gguf (hyper-parameters,
+// prints, Tokenizer::from_gguf (and a short encode/decode) and Model::from_gguf (hyper-parameters,
 // tensor shapes and types).
 #include <cstddef>
 #include <cstdint>
@@ -7,9 +7,9 @@
 #include <span>
 
 #include "fuzz_support.h"
-#include "gguf.h"
-#include "model.h"
-#include "tokenizer.h"
+#include "format/gguf.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
 
 namespace {
 
@@ -39,7 +39,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                   "a tensor lies outside the file");
         }
         dendro::fuzz::reject_with_dendro_error([&] { exercise_tokenizer(*file); });
-        (void)dendro::MambaModel::from_gguf(std::move(file));
+        (void)dendro::Model::from_gguf(std::move(file));
     });
     return 0;
 }

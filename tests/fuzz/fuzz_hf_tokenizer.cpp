@@ -8,10 +8,10 @@
 #include <string_view>
 
 #include "fuzz_support.h"
-#include "gguf.h"
+#include "format/gguf.h"
 #include "hf_tokenizer.h"
 #include "temp_dir.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 namespace {
 

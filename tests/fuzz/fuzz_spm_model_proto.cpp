@@ -5,7 +5,7 @@
 #include <cstdint>
 
 #include "fuzz_support.h"
-#include "spm_model_proto.h"
+#include "tokenizer/spm_model_proto.h"
 
 namespace {
 

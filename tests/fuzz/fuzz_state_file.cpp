@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "fuzz_support.h"
-#include "prompt_cache_file.h"
-#include "state_file.h"
+#include "cache/prompt_cache_file.h"
+#include "cache/state_file.h"
 #include "temp_dir.h"
 
 namespace {
@@ -26,8 +26,8 @@ std::string with_fixed_checksum(std::string_view bytes) {
     return fixed;
 }
 
-dendro::MambaHparams hparams_of(const dendro::StateFileHeader& h) {
-    dendro::MambaHparams hp;
+dendro::ModelHparams hparams_of(const dendro::StateFileHeader& h) {
+    dendro::ModelHparams hp;
     hp.n_vocab = h.n_vocab;
     hp.n_layer = h.n_layer;
     hp.d_conv = h.d_conv;

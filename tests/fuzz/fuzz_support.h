@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "error.h"
+#include "common/error.h"
 
 namespace dendro::fuzz {
 

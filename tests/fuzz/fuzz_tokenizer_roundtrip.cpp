@@ -21,11 +21,11 @@
 #include <vector>
 
 #include "fuzz_support.h"
-#include "gguf.h"
+#include "format/gguf.h"
 #include "temp_dir.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "tokenizer_gguf.h"
-#include "unicode_utf8.h"
+#include "tokenizer/unicode_utf8.h"
 
 namespace {
 

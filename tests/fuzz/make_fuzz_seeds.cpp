@@ -7,11 +7,11 @@
 #include <string>
 #include <vector>
 
-#include "error.h"
+#include "common/error.h"
 #include "fuzz_support.h"
 #include "random_model_file.h"
 #include "safetensors_builder.h"
-#include "state_file.h"
+#include "cache/state_file.h"
 #include "state_snapshot_fixture.h"
 #include "tokenizer_gguf.h"
 
@@ -21,8 +21,8 @@ using namespace dendro;
 namespace {
 
 // The smallest shapes a model file can have, so that its seed stays near a kilobyte.
-MambaHparams seed_model_hparams() {
-    MambaHparams hp;
+ModelHparams seed_model_hparams() {
+    ModelHparams hp;
     hp.n_vocab = 8;
     hp.d_model = 4;
     hp.n_layer = 1;
@@ -50,7 +50,7 @@ void gguf_model_seeds(const fs::path& dir) {
     write_random_mamba_gguf((dir / "tiny-f32.gguf").string(), seed_model_hparams(), GgmlType::F32, 1, true);
     write_random_mamba_gguf((dir / "tiny-f16-untied.gguf").string(), seed_model_hparams(), GgmlType::F16, 2, false);
     // A model with a vocabulary, so that one input reaches both the model and the tokenizer.
-    MambaHparams with_vocab = seed_model_hparams();
+    ModelHparams with_vocab = seed_model_hparams();
     with_vocab.n_vocab = test::tiny_hparams_byte_vocab().n_vocab;
     write_random_mamba_gguf((dir / "tiny-f16-byte-vocab.gguf").string(), with_vocab, GgmlType::F16, 3, true,
                             test::byte_tokenizer_options());
@@ -60,7 +60,7 @@ void gguf_model_seeds(const fs::path& dir) {
 }
 
 void state_file_seeds(const fs::path& dir) {
-    const MambaHparams hp = test::tiny_state_hparams();
+    const ModelHparams hp = test::tiny_state_hparams();
     const ModelFingerprint model{0x0123456789abcdef, 0xfedcba9876543210};
     for (const size_t n_tokens : {1, 5}) {
         const auto tokens = test::random_tokens(n_tokens, hp.n_vocab, n_tokens);

@@ -6,7 +6,7 @@
 #include <string_view>
 #include <vector>
 
-#include "gguf.h"
+#include "format/gguf.h"
 
 namespace dendro::test {
 

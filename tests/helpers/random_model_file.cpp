@@ -7,8 +7,8 @@
 
 namespace dendro::test {
 
-MambaHparams tiny_hparams_any_length() {
-    MambaHparams hp;
+ModelHparams tiny_hparams_any_length() {
+    ModelHparams hp;
     hp.n_vocab = 97;
     hp.d_model = 44;
     hp.n_layer = 3;
@@ -20,8 +20,8 @@ MambaHparams tiny_hparams_any_length() {
     return hp;
 }
 
-MambaHparams tiny_hparams_q8() {
-    MambaHparams hp;
+ModelHparams tiny_hparams_q8() {
+    ModelHparams hp;
     hp.n_vocab = 100;
     hp.d_model = 64;
     hp.n_layer = 2;
@@ -33,8 +33,8 @@ MambaHparams tiny_hparams_q8() {
     return hp;
 }
 
-MambaHparams tiny_hparams_byte_vocab() {
-    MambaHparams hp;
+ModelHparams tiny_hparams_byte_vocab() {
+    ModelHparams hp;
     hp.n_vocab = 260;
     hp.d_model = 32;
     hp.n_layer = 2;
@@ -51,7 +51,7 @@ RandomModelOptions byte_tokenizer_options() {
     return options;
 }
 
-TempModelFile::TempModelFile(const MambaHparams& hp, GgmlType matrix_type, uint64_t seed, bool tied,
+TempModelFile::TempModelFile(const ModelHparams& hp, GgmlType matrix_type, uint64_t seed, bool tied,
                              const RandomModelOptions& options)
     : path_(dir_.file("random-mamba.gguf")) {
     const auto& quants = read_only_quant_types();

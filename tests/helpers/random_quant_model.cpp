@@ -9,9 +9,9 @@
 #include <optional>
 #include <random>
 
-#include "error.h"
-#include "gguf.h"
-#include "ggml_quant_blocks.h"
+#include "common/error.h"
+#include "format/gguf.h"
+#include "format/ggml_quant_blocks.h"
 
 namespace dendro::test {
 namespace {
@@ -99,8 +99,8 @@ std::vector<uint8_t> random_quant_blocks(GgmlType type, int64_t n_blocks, uint64
     return bytes;
 }
 
-MambaHparams tiny_hparams_k_quants() {
-    MambaHparams hp;
+ModelHparams tiny_hparams_k_quants() {
+    ModelHparams hp;
     hp.n_vocab = 90;
     hp.d_model = 256;
     hp.n_layer = 2;
@@ -119,7 +119,7 @@ MatrixTypeChoice matrices_of_type(GgmlType type) {
     };
 }
 
-void write_random_quant_mamba_gguf(const std::string& path, const MambaHparams& hp, const MatrixTypeChoice& choice,
+void write_random_quant_mamba_gguf(const std::string& path, const ModelHparams& hp, const MatrixTypeChoice& choice,
                                    uint64_t seed, bool tied, const RandomModelOptions& options) {
     const std::string f32_path = path + ".f32";
     write_random_mamba_gguf(f32_path, hp, GgmlType::F32, seed, tied, options);

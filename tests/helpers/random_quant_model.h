@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "ggml_types.h"
-#include "model.h"
+#include "format/ggml_types.h"
+#include "model/model.h"
 #include "random_model.h"
 
 namespace dendro::test {
@@ -24,7 +24,7 @@ std::vector<uint8_t> random_quant_blocks(GgmlType type, int64_t n_blocks, uint64
 
 // Shapes with the multiples of 256 that k-quant rows need (d_model, d_inner; n_vocab and dt_rank are not,
 // so ssm_dt is written in a fallback type).
-MambaHparams tiny_hparams_k_quants();
+ModelHparams tiny_hparams_k_quants();
 
 // The type a weight matrix (token_embd, output, ssm_in, ssm_x, ssm_dt, ssm_out) is stored in, from its name
 // and row length; F32, F16, BF16 or one of read_only_quant_types().
@@ -34,7 +34,7 @@ MatrixTypeChoice matrices_of_type(GgmlType type);
 
 // Writes a random model (write_random_mamba_gguf with F32 matrices) to `path`, then stores each weight matrix
 // in the type `choice` gives: floats converted, quant types as random blocks of the F32 matrix's magnitude.
-void write_random_quant_mamba_gguf(const std::string& path, const MambaHparams& hp, const MatrixTypeChoice& choice,
+void write_random_quant_mamba_gguf(const std::string& path, const ModelHparams& hp, const MatrixTypeChoice& choice,
                                    uint64_t seed, bool tied, const RandomModelOptions& options = {});
 
 }  // namespace dendro::test

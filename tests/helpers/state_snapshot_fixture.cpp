@@ -5,8 +5,8 @@
 
 namespace dendro::test {
 
-MambaHparams tiny_state_hparams() {
-    MambaHparams hp;
+ModelHparams tiny_state_hparams() {
+    ModelHparams hp;
     hp.n_vocab = 8;
     hp.d_model = 4;
     hp.n_layer = 2;
@@ -17,7 +17,7 @@ MambaHparams tiny_state_hparams() {
     return hp;
 }
 
-StateSnapshot random_snapshot(const MambaHparams& hp, const std::vector<int32_t>& tokens, uint64_t seed) {
+StateSnapshot random_snapshot(const ModelHparams& hp, const std::vector<int32_t>& tokens, uint64_t seed) {
     std::mt19937_64 rng(seed * 1'000'003 + tokens.size());
     std::normal_distribution<float> value(0.0f, 1.0f);
     StateSnapshot snapshot;

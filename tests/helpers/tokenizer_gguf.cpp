@@ -7,7 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "hf_tokenizer.h"
-#include "unicode_utf8.h"
+#include "tokenizer/unicode_utf8.h"
 
 namespace dendro::test {
 

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "gguf.h"
-#include "tokenizer.h"
+#include "format/gguf.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dendro::test {
 

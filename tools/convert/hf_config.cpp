@@ -8,8 +8,8 @@
 #include <string_view>
 #include <utility>
 
-#include "checked_int.h"
-#include "error.h"
+#include "common/checked_int.h"
+#include "common/error.h"
 #include "hf_json.h"
 
 namespace dendro {

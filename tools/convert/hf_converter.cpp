@@ -6,11 +6,11 @@
 #include <set>
 #include <vector>
 
-#include "error.h"
-#include "gguf.h"
+#include "common/error.h"
+#include "format/gguf.h"
 #include "hf_config.h"
 #include "hf_tokenizer.h"
-#include "model.h"
+#include "model/model.h"
 #include "safetensors.h"
 
 namespace dendro {

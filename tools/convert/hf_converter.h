@@ -11,7 +11,7 @@
 #include <functional>
 #include <string>
 
-#include "ggml_types.h"
+#include "format/ggml_types.h"
 
 namespace dendro {
 

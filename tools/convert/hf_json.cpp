@@ -3,8 +3,8 @@
 #include <array>
 #include <cctype>
 
-#include "error.h"
-#include "regular_file.h"
+#include "common/error.h"
+#include "format/regular_file.h"
 
 namespace dendro {
 namespace {

@@ -8,14 +8,14 @@
 
 #include <nlohmann/json.hpp>
 
-#include "checked_int.h"
-#include "error.h"
+#include "common/checked_int.h"
+#include "common/error.h"
 #include "hf_json.h"
-#include "regular_file.h"
-#include "spm_model_proto.h"
-#include "tokenizer.h"
-#include "tokenizer_spm.h"
-#include "tokenizer_vocab.h"
+#include "format/regular_file.h"
+#include "tokenizer/spm_model_proto.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/spm.h"
+#include "tokenizer/vocab.h"
 
 namespace dendro {
 

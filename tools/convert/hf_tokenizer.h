@@ -17,7 +17,7 @@
 #include <functional>
 #include <string>
 
-#include "gguf.h"
+#include "format/gguf.h"
 
 namespace dendro {
 

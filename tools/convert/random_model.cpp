@@ -8,12 +8,12 @@
 #include <memory>
 #include <vector>
 
-#include "cpu_topology.h"
-#include "error.h"
-#include "gguf.h"
+#include "cpu/topology.h"
+#include "common/error.h"
+#include "format/gguf.h"
 #include "hf_converter.h"
 #include "synthetic_vocab.h"
-#include "thread_pool.h"
+#include "cpu/thread_pool.h"
 
 namespace dendro {
 namespace {
@@ -110,7 +110,7 @@ uint32_t file_type(GgmlType matrix_type) {
     }
 }
 
-void check_options(const MambaHparams& hp, GgmlType matrix_type, const RandomModelOptions& options) {
+void check_options(const ModelHparams& hp, GgmlType matrix_type, const RandomModelOptions& options) {
     for (auto [value, what] : {std::pair{hp.n_vocab, "n_vocab"}, {hp.d_model, "d_model"}, {hp.n_layer, "n_layer"},
                                {hp.d_conv, "d_conv"}, {hp.d_inner, "d_inner"}, {hp.d_state, "d_state"},
                                {hp.dt_rank, "dt_rank"}}) {
@@ -130,7 +130,7 @@ void check_options(const MambaHparams& hp, GgmlType matrix_type, const RandomMod
 
 }  // namespace
 
-void write_random_mamba_gguf(const std::string& path, const MambaHparams& hp, GgmlType matrix_type, uint64_t seed,
+void write_random_mamba_gguf(const std::string& path, const ModelHparams& hp, GgmlType matrix_type, uint64_t seed,
                              bool tied, const RandomModelOptions& options) {
     check_options(hp, matrix_type, options);
     GgufWriter writer;

@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <string>
 
-#include "ggml_types.h"
-#include "model.h"
+#include "format/ggml_types.h"
+#include "model/model.h"
 
 namespace dendro {
 
@@ -30,7 +30,7 @@ struct RandomModelOptions {
 // are written as F16, as llama.cpp's quantizer does). `tied` leaves out output.weight so that the lm_head is
 // token_embd. With the default options every tensor is one llama.cpp's loader expects; proj_bias and conv_3d
 // make files only Dendro reads. Throws dendro::Error on invalid shapes or I/O failure.
-void write_random_mamba_gguf(const std::string& path, const MambaHparams& hp, GgmlType matrix_type, uint64_t seed,
+void write_random_mamba_gguf(const std::string& path, const ModelHparams& hp, GgmlType matrix_type, uint64_t seed,
                              bool tied, const RandomModelOptions& options = {});
 
 }  // namespace dendro

@@ -7,10 +7,10 @@
 #include <optional>
 #include <set>
 
-#include "checked_int.h"
-#include "error.h"
+#include "common/checked_int.h"
+#include "common/error.h"
 #include "hf_json.h"
-#include "mapped_file.h"
+#include "format/mapped_file.h"
 
 namespace dendro {
 namespace {

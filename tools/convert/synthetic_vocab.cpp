@@ -3,10 +3,10 @@
 #include <string>
 #include <vector>
 
-#include "error.h"
-#include "tokenizer.h"
-#include "tokenizer_bpe.h"
-#include "tokenizer_vocab.h"
+#include "common/error.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/bpe.h"
+#include "tokenizer/vocab.h"
 
 namespace dendro {
 namespace {

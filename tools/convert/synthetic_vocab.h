@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "gguf.h"
+#include "format/gguf.h"
 
 namespace dendro {
 

@@ -6,7 +6,7 @@
 #include <system_error>
 #include <vector>
 
-#include "error.h"
+#include "common/error.h"
 
 namespace dendro::cli {
 

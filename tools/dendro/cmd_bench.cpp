@@ -16,14 +16,14 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
-#include "backend.h"
-#include "byte_size.h"
+#include "backend/backend.h"
+#include "common/byte_size.h"
 #include "commands.h"
 #include "flag_checks.h"
 #include "measure.h"
-#include "error.h"
-#include "ggml_types.h"
-#include "model.h"
+#include "common/error.h"
+#include "format/ggml_types.h"
+#include "model/model.h"
 #include "random_model.h"
 
 namespace dendro::cli {
@@ -44,8 +44,8 @@ struct BenchOptions {
 };
 
 // Published Mamba-1 shapes (state-spaces/mamba-130m-hf and mamba-2.8b-hf), tied embeddings.
-MambaHparams shape_hparams(const std::string& shape) {
-    MambaHparams hp;
+ModelHparams shape_hparams(const std::string& shape) {
+    ModelHparams hp;
     hp.n_vocab = 50280;
     hp.d_conv = 4;
     hp.d_state = 16;
@@ -87,7 +87,7 @@ void check_random_out(const std::string& path) {
 class RandomModelFile {
 public:
     // `hp` and `type` are the checked --random-shape and --type.
-    RandomModelFile(const BenchOptions& opt, const MambaHparams& hp, GgmlType type) {
+    RandomModelFile(const BenchOptions& opt, const ModelHparams& hp, GgmlType type) {
         keep_ = !opt.random_out.empty();
         path_ = keep_ ? opt.random_out
                       : (std::filesystem::temp_directory_path() /
@@ -168,13 +168,13 @@ void bench(const BenchOptions& opt) {
     std::unique_ptr<RandomModelFile> random_file;
     if (!opt.random_shape.empty()) {
         // Every random-model flag is checked before the "writing" line and the write.
-        const MambaHparams hp = shape_hparams(opt.random_shape);
+        const ModelHparams hp = shape_hparams(opt.random_shape);
         const GgmlType type = parse_matrix_type(opt.random_type);
         check_random_out(opt.random_out);
         random_file = std::make_unique<RandomModelFile>(opt, hp, type);
     }
     const std::string path = random_file ? random_file->path() : opt.model_path;
-    const auto model = MambaModel::load(path);
+    const auto model = Model::load(path);
     BackendOptions backend_options;
     backend_options.n_threads = opt.n_threads;
     backend_options.n_seq_max = opt.batch;

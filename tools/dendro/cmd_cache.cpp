@@ -13,16 +13,16 @@
 #include <string>
 #include <vector>
 
-#include "backend.h"
-#include "byte_size.h"
-#include "cached_prefill.h"
+#include "backend/backend.h"
+#include "common/byte_size.h"
+#include "cache/cached_prefill.h"
 #include "commands.h"
 #include "flag_checks.h"
 #include "measure.h"
-#include "error.h"
-#include "model.h"
-#include "prefix_cache.h"
-#include "state_file.h"
+#include "common/error.h"
+#include "model/model.h"
+#include "cache/prefix_cache.h"
+#include "cache/state_file.h"
 
 namespace dendro::cli {
 namespace {
@@ -130,8 +130,8 @@ void bench(const CacheBenchOptions& opt) {
     // The benchmark clears its cache between repetitions and deletes it at the end: never a user's directory.
     if (std::filesystem::exists(opt.dir, ec)) fail(opt.dir, ": exists; give a new directory for the benchmark's cache");
 
-    const auto model = MambaModel::load(opt.model_path);
-    const MambaHparams& hp = model->hparams();
+    const auto model = Model::load(opt.model_path);
+    const ModelHparams& hp = model->hparams();
     BackendOptions backend_options;
     backend_options.n_threads = opt.n_threads;
     const auto backend = make_backend(parse_device(opt.device), *model, backend_options);

@@ -5,7 +5,7 @@
 
 #include <unistd.h>
 
-#include "byte_size.h"
+#include "common/byte_size.h"
 #include "commands.h"
 #include "flag_checks.h"
 #include "hf_converter.h"

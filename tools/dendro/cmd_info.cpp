@@ -6,12 +6,12 @@
 #include <string>
 #include <string_view>
 
-#include "byte_size.h"
+#include "common/byte_size.h"
 #include "commands.h"
-#include "error.h"
+#include "common/error.h"
 #include "flag_checks.h"
-#include "gguf.h"
-#include "tokenizer_vocab.h"
+#include "format/gguf.h"
+#include "tokenizer/vocab.h"
 
 namespace dendro::cli {
 namespace {

@@ -5,15 +5,15 @@
 #include <string>
 #include <vector>
 
-#include "backend.h"
+#include "backend/backend.h"
 #include "bundled_model.h"
 #include "commands.h"
 #include "flag_checks.h"
 #include "text_input.h"
-#include "error.h"
-#include "model.h"
-#include "perplexity.h"
-#include "tokenizer.h"
+#include "common/error.h"
+#include "model/model.h"
+#include "generate/perplexity.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dendro::cli {
 namespace {
@@ -31,7 +31,7 @@ void run_perplexity(const PerplexityCommandOptions& opt) {
     if (opt.max_chunks < -1 || opt.max_chunks == 0) fail("--chunks must be positive (or -1 for all), got ", opt.max_chunks);
     const std::string text = read_text_file(opt.text_path);
     const std::string model_path = opt.model_path.empty() ? default_model_path() : opt.model_path;
-    const auto model = MambaModel::load(model_path);
+    const auto model = Model::load(model_path);
     const auto tokenizer = Tokenizer::from_gguf(model->gguf());
     const bool add_bos = tokenizer->add_bos_default() && tokenizer->bos() >= 0;
     const std::vector<int32_t> tokens = tokenizer->encode(text, add_bos);

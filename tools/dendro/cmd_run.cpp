@@ -7,21 +7,21 @@
 #include <random>
 #include <string>
 
-#include "backend.h"
+#include "backend/backend.h"
 #include "bundled_model.h"
-#include "byte_size.h"
-#include "cached_prefill.h"
+#include "common/byte_size.h"
+#include "cache/cached_prefill.h"
 #include "commands.h"
-#include "error.h"
+#include "common/error.h"
 #include "flag_checks.h"
-#include "generation.h"
+#include "generate/generation.h"
 #include "logprob_lines.h"
-#include "logprobs.h"
+#include "generate/logprobs.h"
 #include "measure.h"
 #include "text_input.h"
-#include "model.h"
-#include "prefix_store.h"
-#include "tokenizer.h"
+#include "model/model.h"
+#include "cache/prefix_store.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dendro::cli {
 namespace {
@@ -50,7 +50,7 @@ void run(RunOptions& opt) {
     opt.sampling.validate();
 
     const std::string model_path = opt.model_path.empty() ? default_model_path() : opt.model_path;
-    const auto model = MambaModel::load(model_path);
+    const auto model = Model::load(model_path);
     const auto tokenizer = Tokenizer::from_gguf(model->gguf());
     const std::vector<int32_t> prompt_tokens = tokenizer->encode(prompt, tokenizer->add_bos_default());
     if (prompt_tokens.empty()) fail("the prompt encodes to no tokens");

@@ -10,9 +10,9 @@
 #include "commands.h"
 #include "flag_checks.h"
 #include "text_input.h"
-#include "error.h"
-#include "gguf.h"
-#include "tokenizer.h"
+#include "common/error.h"
+#include "format/gguf.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dendro::cli {
 namespace {

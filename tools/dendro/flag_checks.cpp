@@ -4,8 +4,8 @@
 #include <limits>
 #include <system_error>
 
-#include "error.h"
-#include "thread_pool.h"
+#include "common/error.h"
+#include "cpu/thread_pool.h"
 
 namespace dendro::cli {
 

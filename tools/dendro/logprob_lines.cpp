@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "unicode_utf8.h"
+#include "tokenizer/unicode_utf8.h"
 
 namespace dendro::cli {
 namespace {

@@ -13,8 +13,8 @@
 #include <cstdint>
 #include <string_view>
 
-#include "logprobs.h"
-#include "tokenizer.h"
+#include "generate/logprobs.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dendro::cli {
 

@@ -6,7 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.h"
-#include "error.h"
+#include "common/error.h"
 
 int main(int argc, char** argv) {
     CLI::App app{"dendro: fast, exact inference for Mamba language models"};

@@ -1,6 +1,6 @@
 #include "text_input.h"
 
-#include "regular_file.h"
+#include "format/regular_file.h"
 
 namespace dendro::cli {
 

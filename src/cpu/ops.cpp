@@ -1,0 +1,61 @@
+// Per-token and per-channel numerics of the CPU forward pass (see cpu_ops.h).
+#include "cpu/ops.h"
+
+#include "cpu/simd.h"
+
+namespace dendro::cpu {
+
+void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out) {
+    const float mean_square = dot_f32(x, x, n) / static_cast<float>(n);
+    const float scale = 1.0f / std::sqrt(mean_square + eps);
+    if (weight == nullptr) {
+        for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale;
+    } else {
+        for (int64_t i = 0; i < n; ++i) out[i] = weight[i] * (x[i] * scale);
+    }
+}
+
+void conv_silu_channel(const float* taps, int64_t d_conv, float bias, Channel window, ConstChannel in,
+                       Channel out, int64_t n_tokens) {
+    const int64_t n_past = d_conv - 1;
+    for (int64_t t = 0; t < n_tokens; ++t) {
+        const float input = in[t];
+        float sum = 0.0f;
+        for (int64_t k = 0; k < n_past; ++k) sum += taps[k] * window[k];
+        sum += taps[n_past] * input;
+        for (int64_t k = 0; k + 1 < n_past; ++k) window[k] = window[k + 1];
+        if (n_past > 0) window[n_past - 1] = input;
+        out[t] = silu(sum + bias);
+    }
+}
+
+void scan_channel(const ScanChannelInputs& in, const float* a, float d, float dt_bias, int64_t d_state,
+                  float* h, Channel y, int64_t n_tokens) {
+    // The state update is element-wise; C·h is reduced in the canonical 8-lane order of cpu_simd.h.
+    const int64_t whole = d_state - d_state % kLanes;
+    for (int64_t t = 0; t < n_tokens; ++t) {
+        const float dt = softplus(in.dt_proj[t] + dt_bias);
+        const float x = in.x[t];
+        const float* b = in.b.data + t * in.b.stride;
+        const float* c = in.c.data + t * in.c.stride;
+        const F32x8 dt8 = broadcast8(dt), x8 = broadcast8(x);
+        F32x8 acc = zero8();
+        for (int64_t s = 0; s < whole; s += kLanes) {
+            const F32x8 decay = exp8(mul8(dt8, load8(a + s)));
+            const F32x8 state = fma8(decay, load8(h + s), mul8(mul8(dt8, load8(b + s)), x8));
+            store8(h + s, state);
+            acc = fma8(state, load8(c + s), acc);
+        }
+        if (whole < d_state) {
+            const int64_t n = d_state - whole;
+            const F32x8 decay = exp8(mul8(dt8, load8_partial(a + whole, n)));
+            const F32x8 input = mul8(mul8(dt8, load8_partial(b + whole, n)), x8);
+            const F32x8 state = fma8(decay, load8_partial(h + whole, n), input);
+            store8_partial(h + whole, state, n);
+            acc = fma8(state, load8_partial(c + whole, n), acc);
+        }
+        y[t] = (hsum8(acc) + x * d) * silu(in.z[t]);
+    }
+}
+
+}  // namespace dendro::cpu

@@ -1,0 +1,164 @@
+#include "cpu/thread_pool.h"
+
+#include <sys/resource.h>
+
+#include <chrono>
+
+#include "common/error.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+namespace dendro {
+namespace {
+
+// How long a waiting thread spins before it sleeps. Long enough to cover a barrier on an idle machine (the
+// threads of a forward pass arrive within a few microseconds of each other, and a futex wake-up costs tens
+// of microseconds on a VM), short enough that when the awaited thread has lost its core to another process,
+// the waiter gives its own core up before it wastes a noticeable part of a time slice.
+constexpr std::chrono::microseconds kSpinBeforeSleep{50};
+// Spins between two looks at the clock (a pause is a few to a hundred cycles).
+constexpr int kPausesPerClockCheck = 64;
+// A task is stalled when its threads spent more than this share of their time asleep waiting for each other
+// and one of them was preempted. On a free machine they wait a few percent at most (uneven work, a timer
+// tick taking a core for a moment in a long prefill); when another process takes a core, a waiting thread
+// sleeps for the time slices the preempted one loses, a large share of a pass.
+constexpr double kStalledWaitShare = 0.1;
+
+// How many times the scheduler has taken the calling thread off its core against its will.
+long involuntary_switches() {
+#ifdef RUSAGE_THREAD
+    rusage usage{};
+    if (getrusage(RUSAGE_THREAD, &usage) == 0) return usage.ru_nivcsw;
+#endif
+    return -1;  // unknown: every long wait then counts as a stall
+}
+
+void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    _mm_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#else
+    std::this_thread::yield();
+#endif
+}
+
+}  // namespace
+
+ThreadPool::ThreadPool(int n_threads)
+    : n_threads_(n_threads), team_size_(n_threads) {
+    if (n_threads < 1 || n_threads > kMaxThreads) fail("invalid thread pool size ", n_threads);
+    task_signals_ = std::make_unique<Signal[]>(static_cast<size_t>(n_threads));
+    workers_.reserve(static_cast<size_t>(n_threads - 1));
+    for (int thread = 1; thread < n_threads; ++thread) workers_.emplace_back([this, thread] { worker_loop(thread); });
+}
+
+ThreadPool::~ThreadPool() {
+    stopping_ = true;
+    for (int thread = 1; thread < n_threads_; ++thread) publish_change(task_signals_[thread]);
+    for (std::thread& worker : workers_) worker.join();
+}
+
+void ThreadPool::wait_for_change(Signal& signal, uint32_t seen, bool inside_task) {
+    const auto start = std::chrono::steady_clock::now();
+    const auto give_up = start + kSpinBeforeSleep;
+    do {
+        for (int i = 0; i < kPausesPerClockCheck; ++i) {
+            if (signal.generation.load(std::memory_order_acquire) != seen) return;
+            cpu_relax();
+        }
+    } while (std::chrono::steady_clock::now() < give_up);
+    // Announce the sleep before the last look, so that publish_change either sees a sleeper and wakes it or
+    // has advanced the word before that look (both sides are sequentially consistent).
+    signal.sleepers.fetch_add(1, std::memory_order_seq_cst);
+    while (signal.generation.load(std::memory_order_seq_cst) == seen) {
+        signal.generation.wait(seen, std::memory_order_seq_cst);
+    }
+    signal.sleepers.fetch_sub(1, std::memory_order_relaxed);
+    if (inside_task) {
+        const std::chrono::nanoseconds waited = std::chrono::steady_clock::now() - start;
+        sleep_wait_ns_.fetch_add(waited.count(), std::memory_order_relaxed);
+    }
+}
+
+void ThreadPool::publish_change(Signal& signal) {
+    signal.generation.fetch_add(1, std::memory_order_seq_cst);
+    if (signal.sleepers.load(std::memory_order_seq_cst) > 0) signal.generation.notify_all();
+}
+
+void ThreadPool::run_task(int thread) {
+    const long switches_before = team_ > 1 ? involuntary_switches() : 0;
+    try {
+        task_.call(task_.object, thread, team_);
+    } catch (...) {
+        const std::lock_guard lock(error_mutex_);
+        if (!first_error_) first_error_ = std::current_exception();
+    }
+    if (team_ > 1 && (switches_before < 0 || involuntary_switches() != switches_before)) {
+        preempted_.store(true, std::memory_order_relaxed);
+    }
+}
+
+void ThreadPool::worker_loop(int thread) {
+    Signal& signal = task_signals_[thread];
+    for (uint32_t seen = 0;; ++seen) {  // one advance of this worker's signal per task handed to it
+        wait_for_change(signal, seen, /*inside_task=*/false);  // idle between tasks: no stall
+        if (stopping_) return;
+        run_task(thread);
+        if (unfinished_.fetch_sub(1, std::memory_order_acq_rel) == 1) publish_change(finished_);
+    }
+}
+
+void ThreadPool::run_task_ref(TaskRef task) {
+    task_ = task;
+    first_error_ = nullptr;
+    const auto start = std::chrono::steady_clock::now();
+    team_ = team_size_.next(start);
+    if (team_ > 1) {
+        sleep_wait_ns_.store(0, std::memory_order_relaxed);
+        preempted_.store(false, std::memory_order_relaxed);
+        unfinished_.store(team_ - 1, std::memory_order_relaxed);
+        const uint32_t finished_seen = finished_.generation.load(std::memory_order_relaxed);
+        // Publishing also hands over task_, team_ and unfinished_ (release).
+        for (int thread = 1; thread < team_; ++thread) publish_change(task_signals_[thread]);
+        run_task(0);
+        wait_for_change(finished_, finished_seen, /*inside_task=*/true);
+        const auto end = std::chrono::steady_clock::now();
+        const double thread_ns = static_cast<double>(team_) * static_cast<double>((end - start).count());
+        const bool stalled = preempted_.load(std::memory_order_relaxed) &&
+                             static_cast<double>(sleep_wait_ns_.load(std::memory_order_relaxed)) >
+                                 kStalledWaitShare * thread_ns;
+        team_size_.finished(stalled, end);
+    } else {
+        run_task(0);
+        team_size_.finished(false, std::chrono::steady_clock::now());
+    }
+    task_ = {};
+    if (first_error_) std::rethrow_exception(first_error_);
+}
+
+void ThreadPool::barrier() {
+    if (team_ == 1) return;
+    // Read before arriving: the last thread to arrive advances the generation only after everyone counted.
+    const uint32_t seen = barrier_.generation.load(std::memory_order_acquire);
+    if (barrier_arrived_.fetch_add(1, std::memory_order_acq_rel) == team_ - 1) {
+        barrier_arrived_.store(0, std::memory_order_relaxed);
+        publish_change(barrier_);
+        return;
+    }
+    wait_for_change(barrier_, seen, /*inside_task=*/true);
+}
+
+void ThreadPool::for_each_index(int64_t n, const std::function<void(int64_t i)>& fn) {
+    std::atomic<int64_t> next{0};
+    run([&](int, int) {
+        for (int64_t i = next.fetch_add(1, std::memory_order_relaxed); i < n;
+             i = next.fetch_add(1, std::memory_order_relaxed)) {
+            fn(i);
+        }
+    });
+}
+
+}  // namespace dendro

@@ -1,0 +1,104 @@
+// A fixed team of threads for the CPU backend's forward pass, with barriers that stay fast on an idle machine
+// and do not collapse on a busy one.
+//
+// Why not OpenMP: a waiting OpenMP thread spins for a long, fixed time before it sleeps (libgomp's default),
+// so with one other busy process on a 2-core machine every barrier waited out a scheduler time slice and
+// `-t 2` decoded ~160x slower than `-t 1`. Here a waiting thread spins only for a short, bounded time
+// (the few microseconds a barrier takes when every thread is running) and then sleeps on a futex, giving its
+// core to the thread it waits for. A task in which the threads spent a large share of their time asleep
+// waiting for each other and a thread was preempted (taken off its core by the scheduler) is stalled: another
+// process is competing for the cores, and the next tasks run on a smaller team (adaptive_team_size.h).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <type_traits>
+#include <memory>
+#include <vector>
+
+#include "cpu/adaptive_team_size.h"
+
+namespace dendro {
+
+// More threads than any machine this runs on has: a larger request is a mistake, not a wish.
+inline constexpr int kMaxThreads = 1024;
+
+class ThreadPool {
+public:
+    // A team of n_threads (1..kMaxThreads): the caller of run() is thread 0, n_threads - 1 workers start here.
+    explicit ThreadPool(int n_threads);
+    ~ThreadPool();
+    ThreadPool(const ThreadPool&) = delete;
+    ThreadPool& operator=(const ThreadPool&) = delete;
+
+    int size() const { return n_threads_; }
+
+    // Runs task(thread, n_threads) once on each of the first n_threads threads of the pool and returns when
+    // all have finished. n_threads is the whole pool on a free machine and fewer while other processes
+    // compete for the cores (see above); a task must share its work by the n_threads it is given.
+    // The first exception a task throws is rethrown here, after every thread has finished; a task that may
+    // throw must not then call barrier(), which would wait for the thread that left. Not reentrant.
+    // The task is referred to, not copied (a decode step calls this once a token: no allocation).
+    template <typename Task>
+    void run(Task&& task) {
+        using Callable = std::remove_reference_t<Task>;  // may be const: cast back to it before the call
+        run_task_ref(TaskRef{const_cast<void*>(static_cast<const void*>(&task)), [](void* t, int thread, int n) {
+                                 (*static_cast<Callable*>(t))(thread, n);
+                             }});
+    }
+
+    // Called by every thread of the task inside run(): returns once all of them have reached it.
+    void barrier();
+
+    // Calls fn(i) for every i in [0, n), indices handed out one at a time to whichever thread is free
+    // (for items of uneven cost). The order of the calls is unspecified.
+    void for_each_index(int64_t n, const std::function<void(int64_t i)>& fn);
+
+private:
+    // A callable object and how to call it, valid for the duration of one run().
+    struct TaskRef {
+        void* object = nullptr;
+        void (*call)(void* object, int thread, int n_threads) = nullptr;
+    };
+    void run_task_ref(TaskRef task);
+
+    // A word that threads wait on until it changes, and how many of them sleep on it. One cache line each,
+    // so that spinning on one does not slow the writers of another.
+    struct alignas(64) Signal {
+        std::atomic<uint32_t> generation{0};
+        std::atomic<int> sleepers{0};
+    };
+    // Waits until `signal` advances past `seen`: spins briefly, then sleeps until notified. Inside a task, the
+    // time of a wait that slept is added to the task's sleep_wait_ns_.
+    void wait_for_change(Signal& signal, uint32_t seen, bool inside_task);
+    // Advances `signal` and wakes its sleepers, if any.
+    static void publish_change(Signal& signal);
+    void worker_loop(int thread);
+    void run_task(int thread);
+
+    const int n_threads_;
+    std::vector<std::thread> workers_;
+    std::unique_ptr<Signal[]> task_signals_;  // one per worker: advanced when a task is handed to it
+
+    TaskRef task_;
+    int team_ = 1;                    // threads running the current task
+    std::atomic<int> unfinished_{0};  // workers still running the current task
+    Signal finished_;
+    bool stopping_ = false;
+
+    std::atomic<int> barrier_arrived_{0};
+    Signal barrier_;
+
+    AdaptiveTeamSize team_size_;
+    std::atomic<int64_t> sleep_wait_ns_{0};  // waits that slept, in the current task
+    std::atomic<bool> preempted_{false};    // a thread of the current task, while running it
+
+    std::mutex error_mutex_;
+    std::exception_ptr first_error_;
+};
+
+}  // namespace dendro
