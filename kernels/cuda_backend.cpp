@@ -423,6 +423,10 @@ int cuda_device_count() {
 }
 
 std::unique_ptr<Backend> make_cuda_backend(const Model& model, const BackendOptions& options) {
+    if (model.hparams().arch != Architecture::Mamba1) {
+        fail("the CUDA backend runs only Mamba-1 models so far; this model is '",
+             architecture_name(model.hparams().arch), "': use --device cpu");
+    }
     return std::make_unique<CudaBackend>(model, options);
 }
 

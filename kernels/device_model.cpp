@@ -67,9 +67,11 @@ DeviceModel::DeviceModel(const Model& model) {
     output_norm_ = add_vector(w.output_norm);
     bytes_per_token_ += output_.bytes() + token_embd_.bytes() / static_cast<uint64_t>(token_embd_.rows);
     layers_.reserve(w.layers.size());
-    for (const Mamba1LayerWeights& l : w.layers) {
+    for (const LayerWeights& layer : w.layers) {
+        // The CUDA backend computes Mamba-1 only so far; make_cuda_backend refuses the others.
+        const Mamba1Mixer& l = layer.mamba1();
         DeviceLayer d;
-        d.attn_norm = add_vector(l.attn_norm);
+        d.attn_norm = add_vector(layer.attn_norm);
         d.ssm_in = add_matrix(l.ssm_in);
         d.ssm_in_b = add_vector(l.ssm_in_b);
         d.conv_w = add_vector(l.conv1d_w);

@@ -278,7 +278,7 @@ TEST_P(CudaBackendParity, RejectsBadArguments) {
     std::vector<float> two_logits(2 * n_vocab_);
     EXPECT_THROW(cuda_->decode(twice, two_tokens, two_logits), Error);
     SequenceState wrong = SequenceState::zeros(model_->hparams());
-    wrong.d_state += 1;
+    wrong.shape.d_state += 1;
     EXPECT_THROW(cuda_->write_state(0, wrong), Error);
 }
 

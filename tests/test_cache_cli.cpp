@@ -312,7 +312,7 @@ TEST_F(CacheCliTest, CacheCommandsListDescribeRemoveAndClear) {
     const CommandResult info = dendro("cache info " + d + " " + shell_quote(id));
     ASSERT_EQ(info.exit_code, 0) << info.err;
     EXPECT_NE(info.out.find("checksum:  ok"), std::string::npos) << info.out;
-    EXPECT_NE(info.out.find("n_layer 2, d_conv 4, d_inner 64, d_state 8, n_vocab 260"), std::string::npos);
+    EXPECT_NE(info.out.find("mamba: 2 layers, conv 3 x 64, ssm 64 x 8, n_vocab 260"), std::string::npos);
 
     const CommandResult ambiguous = dendro("cache rm " + d + " " + shell_quote(id.substr(0, 8)));
     EXPECT_EQ(ambiguous.exit_code, 1);

@@ -47,8 +47,9 @@ struct RefModel {
         embd = to_double(w.token_embd);
         out_norm = to_double(w.output_norm);
         out_w = to_double(w.output);
-        for (const Mamba1LayerWeights& l : w.layers) {
-            layers.push_back({to_double(l.attn_norm), to_double(l.ssm_in), to_double(l.ssm_in_b),
+        for (const LayerWeights& layer : w.layers) {
+            const Mamba1Mixer& l = layer.mamba1();
+            layers.push_back({to_double(layer.attn_norm), to_double(l.ssm_in), to_double(l.ssm_in_b),
                               to_double(l.conv1d_w), to_double(l.conv1d_b), to_double(l.ssm_x),
                               to_double(l.ssm_dt_w), to_double(l.ssm_dt_b), to_double(l.ssm_a), to_double(l.ssm_d),
                               to_double(l.ssm_out), to_double(l.ssm_out_b)});
@@ -226,7 +227,7 @@ TEST_P(CpuVsReference, LogitsMatchDoublePrecisionReference) {
     hp.dt_b_c_rms = rc.falcon;
     TempModelFile file(hp, rc.matrix_type, 7, rc.tied, rc.options);
     const auto model = Model::load(file.path());
-    EXPECT_EQ(model->weights().layers[0].ssm_in.type, rc.matrix_type);
+    EXPECT_EQ(model->weights().layers[0].mamba1().ssm_in.type, rc.matrix_type);
     expect_logits_and_states_match_reference(*model, rc.name);
 }
 
@@ -251,12 +252,12 @@ TEST(CpuMixedTypes, Q4KMStyleFileMatchesReference) {
     const ModelWeights& w = model->weights();
     EXPECT_EQ(w.token_embd.type, GgmlType::Q6_K);
     EXPECT_EQ(w.output.type, GgmlType::Q6_K);
-    EXPECT_EQ(w.layers[0].ssm_in.type, GgmlType::Q4_K);
-    EXPECT_EQ(w.layers[1].ssm_out.type, GgmlType::Q4_K);
-    EXPECT_EQ(w.layers[1].ssm_dt_w.type, GgmlType::Q5_0);
-    EXPECT_EQ(w.layers[2].ssm_in.type, GgmlType::Q5_K);
-    EXPECT_EQ(w.layers[2].ssm_x.type, GgmlType::Q3_K);
-    EXPECT_EQ(w.layers[2].ssm_dt_w.type, GgmlType::IQ4_NL);
+    EXPECT_EQ(w.layers[0].mamba1().ssm_in.type, GgmlType::Q4_K);
+    EXPECT_EQ(w.layers[1].mamba1().ssm_out.type, GgmlType::Q4_K);
+    EXPECT_EQ(w.layers[1].mamba1().ssm_dt_w.type, GgmlType::Q5_0);
+    EXPECT_EQ(w.layers[2].mamba1().ssm_in.type, GgmlType::Q5_K);
+    EXPECT_EQ(w.layers[2].mamba1().ssm_x.type, GgmlType::Q3_K);
+    EXPECT_EQ(w.layers[2].mamba1().ssm_dt_w.type, GgmlType::IQ4_NL);
     expect_logits_and_states_match_reference(*model, "q4_k_m");
 }
 
@@ -511,7 +512,8 @@ TEST_F(CpuStates, WeightBytesCountWhatADecodeStepReads) {
     auto b = cpu(*model_);
     const ModelWeights& w = model_->weights();
     uint64_t matrices = w.output.nbytes + w.token_embd.row_bytes();
-    for (const Mamba1LayerWeights& l : w.layers) {
+    for (const LayerWeights& layer : w.layers) {
+        const Mamba1Mixer& l = layer.mamba1();
         matrices += l.ssm_in.nbytes + l.ssm_x.nbytes + l.ssm_dt_w.nbytes + l.ssm_out.nbytes;
     }
     // Plus the fp32 vectors: norms, conv taps and bias, dt bias, A, D.

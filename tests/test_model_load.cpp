@@ -91,7 +91,7 @@ TEST_F(ModelLoad, ReadsHyperParametersAndTensors) {
     EXPECT_FALSE(w.tied_output);
     EXPECT_NE(w.output.data, w.token_embd.data);
     ASSERT_EQ(w.layers.size(), static_cast<size_t>(hp_.n_layer));
-    const Mamba1LayerWeights& l = w.layers[1];
+    const Mamba1Mixer& l = w.layers[1].mamba1();
     EXPECT_EQ(l.ssm_in.name, "blk.1.ssm_in.weight");
     EXPECT_EQ(l.ssm_in.type, GgmlType::F16);
     EXPECT_EQ(l.ssm_in.row_length(), hp_.d_model);
@@ -124,7 +124,7 @@ TEST_F(ModelLoad, AcceptsThreeDimensionalConvAndOptionalBiases) {
     options.proj_bias = true;
     const TempModelFile file(hp_, GgmlType::BF16, 1, true, options);
     const auto model = Model::load(file.path());
-    const Mamba1LayerWeights& l = model->weights().layers[0];
+    const Mamba1Mixer& l = model->weights().layers[0].mamba1();
     EXPECT_EQ(l.conv1d_w.ne, (std::array<int64_t, 4>{hp_.d_conv, hp_.d_inner, 1, 1}));
     EXPECT_FALSE(l.conv1d_b.present());
     EXPECT_TRUE(l.ssm_in_b.present());

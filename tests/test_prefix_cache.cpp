@@ -423,7 +423,7 @@ TEST_F(CachedPrefillTest, ForkAndRestoreIntoAnotherSlotContinueIdentically) {
     EXPECT_TRUE(same_floats(again, std::span(two).first(hp.n_vocab)));
 
     StateSnapshot wrong = at_prompt;
-    wrong.state.d_state += 1;
+    wrong.state.shape.d_state += 1;
     EXPECT_THROW(restore_snapshot(*backend, 1, wrong), Error);
 }
 

@@ -2,6 +2,7 @@
 // of another model, another version, every truncation, every corrupted byte, trailing bytes and absurd sizes.
 // Also the model fingerprint it is keyed on, and its memo.
 #include <gtest/gtest.h>
+#include <xxhash.h>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -61,10 +62,7 @@ TEST_F(StateFileTest, RoundTripIsBitExact) {
     const StateFileHeader h = read_state_file_header(path);
     EXPECT_EQ(h.version, kStateFileVersion);
     EXPECT_EQ(h.model, kModel);
-    EXPECT_EQ(h.n_layer, hp.n_layer);
-    EXPECT_EQ(h.d_conv, hp.d_conv);
-    EXPECT_EQ(h.d_inner, hp.d_inner);
-    EXPECT_EQ(h.d_state, hp.d_state);
+    EXPECT_EQ(h.shape, StateShape::of(hp));
     EXPECT_EQ(h.n_vocab, hp.n_vocab);
     EXPECT_EQ(h.n_tokens, 3);
 }
@@ -76,9 +74,15 @@ TEST_F(StateFileTest, HeaderLayoutIsTheDocumentedOne) {
     EXPECT_EQ(std::memcmp(bytes.data(), "DNDRSTAT", 8), 0);
     uint32_t version = 0;
     std::memcpy(&version, bytes.data() + 8, sizeof version);
-    EXPECT_EQ(version, 1u);
+    EXPECT_EQ(version, 2u);
+    uint32_t arch = 0;
+    std::memcpy(&arch, bytes.data() + 32, sizeof arch);
+    EXPECT_EQ(arch, 1u);  // mamba
+    int64_t conv_channels = 0;
+    std::memcpy(&conv_channels, bytes.data() + 56, sizeof conv_channels);
+    EXPECT_EQ(conv_channels, hp.d_inner);
     int64_t n_tokens = 0;
-    std::memcpy(&n_tokens, bytes.data() + 72, sizeof n_tokens);
+    std::memcpy(&n_tokens, bytes.data() + 88, sizeof n_tokens);
     EXPECT_EQ(n_tokens, 3);
     int32_t first_token = 0;
     std::memcpy(&first_token, bytes.data() + kStateFileHeaderBytes, sizeof first_token);
@@ -99,7 +103,7 @@ TEST_F(StateFileTest, AnotherVersionIsRefusedByName) {
     std::memcpy(bytes.data() + sizeof kStateFileMagic, &future, sizeof future);
     test::write_file(path, bytes);
     const std::string message = read_error(path);
-    EXPECT_NE(message.find("version 2"), std::string::npos) << message;
+    EXPECT_NE(message.find("version 3"), std::string::npos) << message;
     EXPECT_THROW(read_state_file_header(path), Error);
 }
 
@@ -136,12 +140,55 @@ TEST_F(StateFileTest, TrailingBytesAreAnError) {
 TEST_F(StateFileTest, AbsurdSizesAreRefusedBeforeAllocating) {
     write_state_file(path, kModel, snapshot);
     std::vector<uint8_t> bytes = test::read_file(path);
-    constexpr size_t kDInnerOffset = 48;
+    constexpr size_t kDInnerOffset = 64;
     for (const int64_t d_inner : {int64_t{1} << 40, int64_t{1} << 62, int64_t{-5}}) {
         std::memcpy(bytes.data() + kDInnerOffset, &d_inner, sizeof d_inner);
         test::write_file(path, bytes);
         EXPECT_NE(read_error(path), "") << "d_inner " << d_inner;
     }
+}
+
+// A Mamba-2 state: the conv window is wider than the SSM's channels, and the architecture is recorded.
+TEST_F(StateFileTest, Mamba2ShapesRoundTrip) {
+    ModelHparams m2 = test::tiny_mamba2_state_hparams();
+    const StateSnapshot s2 = random_snapshot(m2, random_tokens(5, m2.n_vocab, 3), 3);
+    ASSERT_NE(s2.state.shape.conv_channels, s2.state.shape.d_inner);
+    write_state_file(path, kModel, s2);
+    const StateSnapshot loaded = read_state_file(path, kModel);
+    EXPECT_TRUE(test::same_bits(loaded, s2));
+    EXPECT_TRUE(loaded.fits(m2));
+    EXPECT_FALSE(loaded.fits(hp));
+    EXPECT_EQ(read_state_file_header(path).shape.arch, Architecture::Mamba2);
+    // An unknown architecture number is refused (the checksum is not what stops it: it is checked later).
+    std::vector<uint8_t> bytes = test::read_file(path);
+    bytes[32] = 9;
+    test::write_file(path, bytes);
+    EXPECT_NE(read_error(path).find("unknown architecture"), std::string::npos) << read_error(path);
+}
+
+// Version 1 (Dendro before Mamba-2) had no architecture and no conv width: its files still load, as Mamba-1.
+TEST_F(StateFileTest, Version1FilesStillLoad) {
+    write_state_file(path, kModel, snapshot);
+    const std::vector<uint8_t> v2 = test::read_file(path);
+    // The version 1 header: magic, version 1, dtype, fingerprint, then n_layer, d_conv, d_inner, d_state,
+    // n_vocab, n_tokens; the body unchanged; the checksum over all of it.
+    std::vector<uint8_t> v1(v2.begin(), v2.begin() + 32);
+    const uint32_t one = 1;
+    std::memcpy(v1.data() + 8, &one, sizeof one);
+    for (const size_t field : {40, 48, 64, 72, 80, 88}) v1.insert(v1.end(), v2.begin() + field, v2.begin() + field + 8);
+    ASSERT_EQ(v1.size(), kStateFileV1HeaderBytes);
+    v1.insert(v1.end(), v2.begin() + kStateFileHeaderBytes, v2.end() - kStateFileChecksumBytes);
+    const uint64_t checksum = XXH3_64bits(v1.data(), v1.size());
+    const auto* checksum_bytes = reinterpret_cast<const uint8_t*>(&checksum);
+    v1.insert(v1.end(), checksum_bytes, checksum_bytes + sizeof checksum);
+    test::write_file(path, v1);
+
+    const StateFileHeader h = read_state_file_header(path);
+    EXPECT_EQ(h.version, kStateFileVersion1);
+    EXPECT_EQ(h.shape, StateShape::of(hp));
+    const StateSnapshot loaded = read_state_file(path, kModel);
+    EXPECT_TRUE(test::same_bits(loaded, snapshot));
+    EXPECT_TRUE(loaded.fits(hp));
 }
 
 TEST_F(StateFileTest, NotAStateFileAndMissingFileAreErrors) {

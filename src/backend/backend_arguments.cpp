@@ -45,9 +45,8 @@ void check_batch_arguments(const ModelHparams& hp, int n_seq_max, std::span<cons
 
 void check_state_fits(const ModelHparams& hp, const SequenceState& state, const char* operation) {
     if (!state.matches(hp)) {
-        fail(operation, ": the state (", state.n_layer, " layers, d_conv ", state.d_conv, ", d_inner ", state.d_inner,
-             ", d_state ", state.d_state, ") does not fit this model (", hp.n_layer, " layers, d_conv ", hp.d_conv,
-             ", d_inner ", hp.d_inner, ", d_state ", hp.d_state, ")");
+        fail(operation, ": the state (", state.shape.text(), ") does not fit this model (", StateShape::of(hp).text(),
+             ")");
     }
 }
 

@@ -7,6 +7,7 @@
 #include <new>
 #include <vector>
 
+#include "common/checked_int.h"
 #include "format/atomic_file.h"
 #include "common/error.h"
 #include "format/regular_file.h"
@@ -22,17 +23,14 @@ constexpr size_t kMagicBytes = sizeof kStateFileMagic;
 constexpr size_t kVersionOffset = kMagicBytes;
 constexpr size_t kPreambleBytes = kMagicBytes + sizeof(uint32_t);  // magic + version: readable in every version
 
-uint64_t checked_mul(uint64_t a, uint64_t b) {
-    uint64_t r;
-    if (__builtin_mul_overflow(a, b, &r)) fail("state file sizes overflow");
-    return r;
-}
+uint64_t mul(uint64_t a, uint64_t b) { return checked_mul(a, b, "state file sizes"); }
+uint64_t add(uint64_t a, uint64_t b) { return checked_add(a, b, "state file sizes"); }
 
-uint64_t checked_add(uint64_t a, uint64_t b) {
-    uint64_t r;
-    if (__builtin_add_overflow(a, b, &r)) fail("state file sizes overflow");
-    return r;
-}
+// The architecture as the file records it (fixed numbers, independent of the enum's order).
+constexpr uint32_t kFileArchMamba1 = 1;
+constexpr uint32_t kFileArchMamba2 = 2;
+
+uint32_t file_arch(Architecture arch) { return arch == Architecture::Mamba2 ? kFileArchMamba2 : kFileArchMamba1; }
 
 struct XxhState {
     XXH3_state_t* state = XXH3_createState();
@@ -53,17 +51,21 @@ struct BodyCounts {
 };
 
 BodyCounts body_counts(const StateFileHeader& h) {
-    const auto n_layer = static_cast<uint64_t>(h.n_layer), d_inner = static_cast<uint64_t>(h.d_inner);
+    const StateShape& sh = h.shape;
+    const auto n_layer = static_cast<uint64_t>(sh.n_layer);
     return {static_cast<uint64_t>(h.n_vocab),
-            checked_mul(checked_mul(n_layer, static_cast<uint64_t>(h.d_conv - 1)), d_inner),
-            checked_mul(checked_mul(n_layer, d_inner), static_cast<uint64_t>(h.d_state))};
+            mul(mul(n_layer, static_cast<uint64_t>(sh.d_conv - 1)), static_cast<uint64_t>(sh.conv_channels)),
+            mul(mul(n_layer, static_cast<uint64_t>(sh.d_inner)), static_cast<uint64_t>(sh.d_state))};
 }
 
 // Every size of a state is at least 1: the reader and the writer refuse anything else.
 bool has_positive_sizes(const StateFileHeader& h) {
-    return h.n_layer >= 1 && h.d_conv >= 1 && h.d_inner >= 1 && h.d_state >= 1 && h.n_vocab >= 1 && h.n_tokens >= 1;
+    const StateShape& sh = h.shape;
+    return sh.n_layer >= 1 && sh.d_conv >= 1 && sh.conv_channels >= 1 && sh.d_inner >= 1 && sh.d_state >= 1 &&
+           h.n_vocab >= 1 && h.n_tokens >= 1;
 }
 
+// Version 2's header (version 1's lacked the architecture and conv_channels, see decode_header).
 void encode_header(const StateFileHeader& h, uint8_t* out) {
     uint8_t* p = out;
     const auto put = [&p](const void* value, size_t size) {
@@ -71,33 +73,60 @@ void encode_header(const StateFileHeader& h, uint8_t* out) {
         p += size;
     };
     const auto dtype = static_cast<uint32_t>(h.dtype);
+    const uint32_t arch = file_arch(h.shape.arch), reserved = 0;
     put(kStateFileMagic, kMagicBytes);
     put(&h.version, sizeof h.version);
     put(&dtype, sizeof dtype);
     put(&h.model.high, sizeof h.model.high);
     put(&h.model.low, sizeof h.model.low);
-    for (const int64_t* field : {&h.n_layer, &h.d_conv, &h.d_inner, &h.d_state, &h.n_vocab, &h.n_tokens}) {
+    put(&arch, sizeof arch);
+    put(&reserved, sizeof reserved);
+    const StateShape& sh = h.shape;
+    for (const int64_t* field :
+         {&sh.n_layer, &sh.d_conv, &sh.conv_channels, &sh.d_inner, &sh.d_state, &h.n_vocab, &h.n_tokens}) {
         put(field, sizeof *field);
     }
 }
 
-StateFileHeader decode_header(const uint8_t* in) {
+// `in` holds h.header_bytes() bytes of a header whose version (already read) is 1 or 2. Returns false when
+// the recorded architecture is unknown.
+bool decode_header(const uint8_t* in, StateFileHeader& h) {
     const uint8_t* p = in + kMagicBytes;
     const auto get = [&p](void* value, size_t size) {
         std::memcpy(value, p, size);
         p += size;
     };
-    StateFileHeader h;
     uint32_t dtype = 0;
     get(&h.version, sizeof h.version);
     get(&dtype, sizeof dtype);
     h.dtype = static_cast<GgmlType>(dtype);
     get(&h.model.high, sizeof h.model.high);
     get(&h.model.low, sizeof h.model.low);
-    for (int64_t* field : {&h.n_layer, &h.d_conv, &h.d_inner, &h.d_state, &h.n_vocab, &h.n_tokens}) {
+    StateShape& sh = h.shape;
+    if (h.version == kStateFileVersion1) {
+        // Mamba-1 only, whose conv runs over the SSM's channels.
+        sh.arch = Architecture::Mamba1;
+        for (int64_t* field : {&sh.n_layer, &sh.d_conv, &sh.d_inner, &sh.d_state, &h.n_vocab, &h.n_tokens}) {
+            get(field, sizeof *field);
+        }
+        sh.conv_channels = sh.d_inner;
+        return true;
+    }
+    uint32_t arch = 0, reserved = 0;
+    get(&arch, sizeof arch);
+    get(&reserved, sizeof reserved);
+    for (int64_t* field :
+         {&sh.n_layer, &sh.d_conv, &sh.conv_channels, &sh.d_inner, &sh.d_state, &h.n_vocab, &h.n_tokens}) {
         get(field, sizeof *field);
     }
-    return h;
+    if (arch == kFileArchMamba1) {
+        sh.arch = Architecture::Mamba1;
+    } else if (arch == kFileArchMamba2) {
+        sh.arch = Architecture::Mamba2;
+    } else {
+        return false;
+    }
+    return true;
 }
 
 // An open state file being read front to back, feeding the checksum as it goes.
@@ -115,18 +144,23 @@ public:
         read(bytes + kMagicBytes, kPreambleBytes - kMagicBytes);
         uint32_t version = 0;
         std::memcpy(&version, bytes + kVersionOffset, sizeof version);
-        if (version != kStateFileVersion) {
-            fail("state file ", path_, ": format version ", version, ", this build reads version ", kStateFileVersion);
+        if (version != kStateFileVersion && version != kStateFileVersion1) {
+            fail("state file ", path_, ": format version ", version, ", this build reads versions ", kStateFileVersion1,
+                 " and ", kStateFileVersion);
         }
-        if (size_ < kStateFileHeaderBytes) fail("state file ", path_, ": truncated (", size_, " bytes)");
-        read(bytes + kPreambleBytes, kStateFileHeaderBytes - kPreambleBytes);
-        const StateFileHeader h = decode_header(bytes);
+        StateFileHeader h;
+        h.version = version;
+        if (size_ < h.header_bytes()) fail("state file ", path_, ": truncated (", size_, " bytes)");
+        read(bytes + kPreambleBytes, h.header_bytes() - kPreambleBytes);
+        if (!decode_header(bytes, h)) fail("state file ", path_, ": unknown architecture in the header");
         if (h.dtype != GgmlType::F32) {
             fail("state file ", path_, ": unsupported element type ", static_cast<uint32_t>(h.dtype));
         }
         if (!has_positive_sizes(h)) {
-            fail("state file ", path_, ": invalid sizes (n_layer ", h.n_layer, ", d_conv ", h.d_conv, ", d_inner ",
-                 h.d_inner, ", d_state ", h.d_state, ", n_vocab ", h.n_vocab, ", n_tokens ", h.n_tokens, ")");
+            const StateShape& sh = h.shape;
+            fail("state file ", path_, ": invalid sizes (n_layer ", sh.n_layer, ", d_conv ", sh.d_conv,
+                 ", conv_channels ", sh.conv_channels, ", d_inner ", sh.d_inner, ", d_state ", sh.d_state, ", n_vocab ",
+                 h.n_vocab, ", n_tokens ", h.n_tokens, ")");
         }
         uint64_t expected = 0;
         try {
@@ -170,20 +204,16 @@ private:
 
 uint64_t StateFileHeader::file_size() const {
     const BodyCounts counts = body_counts(*this);
-    uint64_t floats = checked_add(checked_add(counts.logits, counts.conv), counts.ssm);
-    uint64_t body = checked_add(checked_mul(static_cast<uint64_t>(n_tokens), sizeof(int32_t)),
-                                checked_mul(floats, sizeof(float)));
-    return checked_add(checked_add(kStateFileHeaderBytes, body), kStateFileChecksumBytes);
+    const uint64_t floats = add(add(counts.logits, counts.conv), counts.ssm);
+    const uint64_t body = add(mul(static_cast<uint64_t>(n_tokens), sizeof(int32_t)), mul(floats, sizeof(float)));
+    return add(add(header_bytes(), body), kStateFileChecksumBytes);
 }
 
 StateFileHeader state_file_header(const ModelFingerprint& model, const StateSnapshot& snapshot) {
     const SequenceState& s = snapshot.state;
     StateFileHeader h;
     h.model = model;
-    h.n_layer = s.n_layer;
-    h.d_conv = s.d_conv;
-    h.d_inner = s.d_inner;
-    h.d_state = s.d_state;
+    h.shape = s.shape;
     h.n_vocab = static_cast<int64_t>(snapshot.last_logits.size());
     h.n_tokens = snapshot.n_tokens();
     return h;
@@ -244,10 +274,7 @@ StateSnapshot read_state_file(const std::string& path, const ModelFingerprint& e
     const BodyCounts counts = body_counts(h);
     StateSnapshot snapshot;
     SequenceState& s = snapshot.state;
-    s.n_layer = h.n_layer;
-    s.d_conv = h.d_conv;
-    s.d_inner = h.d_inner;
-    s.d_state = h.d_state;
+    s.shape = h.shape;
     reader.read_array(snapshot.tokens, static_cast<uint64_t>(h.n_tokens));
     reader.read_array(snapshot.last_logits, counts.logits);
     reader.read_array(s.conv, counts.conv);

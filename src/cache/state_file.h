@@ -15,18 +15,23 @@
 namespace dendro {
 
 inline constexpr char kStateFileMagic[8] = {'D', 'N', 'D', 'R', 'S', 'T', 'A', 'T'};
-inline constexpr uint32_t kStateFileVersion = 1;
-inline constexpr uint64_t kStateFileHeaderBytes = 80;
+// Version 2 records the architecture and the conv window's width (Mamba-2's conv runs over more channels
+// than its SSM state has); version 1 files (Mamba-1 only) are still read.
+inline constexpr uint32_t kStateFileVersion = 2;
+inline constexpr uint32_t kStateFileVersion1 = 1;
+inline constexpr uint64_t kStateFileHeaderBytes = 96;
+inline constexpr uint64_t kStateFileV1HeaderBytes = 80;
 inline constexpr uint64_t kStateFileChecksumBytes = 8;
 
 struct StateFileHeader {
     uint32_t version = kStateFileVersion;
     GgmlType dtype = GgmlType::F32;  // element type of logits and states (only F32 is written)
     ModelFingerprint model;
-    int64_t n_layer = 0, d_conv = 0, d_inner = 0, d_state = 0;
+    StateShape shape;
     int64_t n_vocab = 0;   // number of last logits
     int64_t n_tokens = 0;  // length of the prefix
 
+    uint64_t header_bytes() const { return version == kStateFileVersion1 ? kStateFileV1HeaderBytes : kStateFileHeaderBytes; }
     // Total file size these fields imply; throws dendro::Error when it overflows.
     uint64_t file_size() const;
 };

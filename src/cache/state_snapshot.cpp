@@ -20,11 +20,9 @@ StateSnapshot take_snapshot(const Backend& backend, int seq, std::span<const int
 void restore_snapshot(Backend& backend, int seq, const StateSnapshot& snapshot) {
     const ModelHparams& hp = backend.hparams();
     if (!snapshot.fits(hp)) {
-        fail("state snapshot of ", snapshot.tokens.size(), " tokens (n_layer ", snapshot.state.n_layer, ", d_conv ",
-             snapshot.state.d_conv, ", d_inner ", snapshot.state.d_inner, ", d_state ", snapshot.state.d_state,
-             ", ", snapshot.last_logits.size(), " logits) does not fit the model (n_layer ", hp.n_layer,
-             ", d_conv ", hp.d_conv, ", d_inner ", hp.d_inner, ", d_state ", hp.d_state, ", n_vocab ", hp.n_vocab,
-             ")");
+        fail("state snapshot of ", snapshot.tokens.size(), " tokens (", snapshot.state.shape.text(), ", ",
+             snapshot.last_logits.size(), " logits) does not fit the model (", StateShape::of(hp).text(), ", ",
+             hp.n_vocab, " logits)");
     }
     backend.write_state(seq, snapshot.state);
 }

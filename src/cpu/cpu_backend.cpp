@@ -1,12 +1,15 @@
-// The CPU backend's forward pass (HF MambaForCausalLM in fp32) and sequence-slot management.
+// The CPU backend's forward pass (embedding, each layer's norm and mixer, final norm and lm_head) and
+// sequence-slot management.
 #include "cpu/cpu_backend.h"
 
 #include <algorithm>
+#include <type_traits>
 
 #include "backend/backend_arguments.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
 #include "cpu/topology.h"
+#include "cpu/weight_vectors.h"
 #include "common/error.h"
 
 namespace dendro {
@@ -15,17 +18,9 @@ namespace {
 // Prompt tokens run through the layers together: enough to read each weight row once per many tokens,
 // few enough that the activations stay small (about 130 KiB per token for Mamba-2.8B).
 constexpr int64_t kPrefillChunk = 256;
-
-std::vector<float> to_f32(const TensorView& t) {
-    if (!t.present()) return {};
-    std::vector<float> values(static_cast<size_t>(t.row_length() * t.n_rows()));
-    for (int64_t r = 0; r < t.n_rows(); ++r) {
-        dequantize_row(t.type, t.row(r), values.data() + r * t.row_length(), t.row_length());
-    }
-    return values;
-}
-
-size_t vector_bytes(const std::vector<float>& v) { return v.size() * sizeof(float); }
+// Mamba-2's chunks are counted from the first token of each pass: a whole number of them per prefill pass
+// makes a long prompt's chunks those of one uninterrupted pass.
+static_assert(kPrefillChunk % cpu::kSsdChunk == 0);
 
 int resolve_thread_count(int requested) {
     if (requested < 0 || requested > kMaxThreads) {
@@ -50,16 +45,18 @@ CpuBackend::CpuBackend(const Model& model, const BackendOptions& options)
         }
     };
     check_matrix(w.output);
-    for (const Mamba1LayerWeights& l : w.layers) {
-        for (const TensorView* m : {&l.ssm_in, &l.ssm_x, &l.ssm_dt_w, &l.ssm_out}) check_matrix(*m);
-    }
     layers_.reserve(w.layers.size());
-    for (const Mamba1LayerWeights& l : w.layers) {
-        layers_.push_back(LayerVectors{to_f32(l.attn_norm), to_f32(l.ssm_in_b), to_f32(l.conv1d_w),
-                                       to_f32(l.conv1d_b), to_f32(l.ssm_dt_b), to_f32(l.ssm_a), to_f32(l.ssm_d),
-                                       to_f32(l.ssm_out_b)});
+    for (const LayerWeights& l : w.layers) {
+        for (const TensorView* m : layer_matrices(l)) check_matrix(*m);
+        layers_.push_back(CpuLayer{cpu::to_f32(l.attn_norm), std::visit([&](const auto& mixer) {
+                                       using Weights = std::decay_t<decltype(mixer)>;
+                                       using Layer = std::conditional_t<std::is_same_v<Weights, Mamba1Mixer>,
+                                                                        cpu::Mamba1CpuLayer, cpu::Mamba2CpuLayer>;
+                                       return std::variant<cpu::Mamba1CpuLayer, cpu::Mamba2CpuLayer>(
+                                           std::in_place_type<Layer>, hp_, mixer);
+                                   }, l.mixer)});
     }
-    output_norm_ = to_f32(w.output_norm);
+    output_norm_ = cpu::to_f32(w.output_norm);
     slots_.assign(static_cast<size_t>(options.n_seq_max), SequenceState::zeros(hp_));
 }
 
@@ -86,17 +83,13 @@ void CpuBackend::copy_state(int src, int dst) {
     if (src != dst) slots_[dst] = slots_[src];
 }
 
-void CpuBackend::reserve_rows(int64_t n_rows) {
+void CpuBackend::reserve_rows(int64_t n_rows, int64_t n_chunks) {
+    if (hp_.arch == Architecture::Mamba2) mamba2_.reserve(hp_, n_rows, n_chunks, pool_.size());
     if (n_rows <= capacity_rows_) return;
     const auto rows = static_cast<size_t>(n_rows);
     resid_.resize(rows * hp_.d_model);
     normed_.resize(rows * hp_.d_model);
-    xz_.resize(rows * 2 * hp_.d_inner);
-    xc_.resize(rows * hp_.d_inner);
-    xdbc_.resize(rows * (hp_.dt_rank + 2 * hp_.d_state));
-    dt_.resize(rows * hp_.d_inner);
-    y_.resize(rows * hp_.d_inner);
-    out_.resize(rows * hp_.d_model);
+    if (hp_.arch == Architecture::Mamba1) mamba1_.reserve(hp_, n_rows);
     capacity_rows_ = n_rows;
 }
 
@@ -111,11 +104,11 @@ void CpuBackend::prefill(int seq, std::span<const int32_t> tokens, std::span<flo
     check_prefill_arguments(hp_, n_seq_max(), seq, tokens, logits.size(), all_logits);
     const auto n_tokens = static_cast<int64_t>(tokens.size());
 
-    reserve_rows(std::min(n_tokens, kPrefillChunk));
     for (int64_t start = 0; start < n_tokens; start += kPrefillChunk) {
         const int64_t n = std::min(kPrefillChunk, n_tokens - start);
+        const cpu::SeqSpan span{seq, 0, n};
+        reserve_rows(n, cpu::count_multi_token_chunks({&span, 1}));
         embed(tokens.subspan(static_cast<size_t>(start), static_cast<size_t>(n)));
-        const SeqSpan span{seq, 0, n};
         LogitRows wanted;  // none for a chunk before the last unless every position's logits are asked for
         if (all_logits) {
             wanted = {0, n, logits.data() + start * hp_.n_vocab};
@@ -131,97 +124,36 @@ void CpuBackend::decode(std::span<const int> seqs, std::span<const int32_t> toke
     if (seqs.empty()) return;
     const auto n = static_cast<int64_t>(seqs.size());
     check_logits_room(logits.size(), static_cast<size_t>(n * hp_.n_vocab), "decode");
-    reserve_rows(n);
+    reserve_rows(n, 0);
     embed(tokens);
     decode_spans_.clear();
-    for (int64_t i = 0; i < n; ++i) decode_spans_.push_back(SeqSpan{seqs[i], i, 1});
+    for (int64_t i = 0; i < n; ++i) decode_spans_.push_back(cpu::SeqSpan{seqs[i], i, 1});
     forward(decode_spans_, n, {0, n, logits.data()});
 }
 
-void CpuBackend::forward(std::span<const SeqSpan> spans, int64_t n_rows, const LogitRows& wanted) {
+void CpuBackend::forward(std::span<const cpu::SeqSpan> spans, int64_t n_rows, const LogitRows& wanted) {
     // One task for the whole pass: each thread takes fixed shares of tokens, channels and rows, and the
-    // threads meet only where a step needs what others computed (five barriers a layer, one more for the logits).
+    // threads meet only where a step needs what others computed.
     pool_.run([&](int thread, int n_threads) {
-        for (int64_t il = 0; il < hp_.n_layer; ++il) run_mixer(il, spans, n_rows, thread, n_threads);
+        const cpu::Team team{pool_, thread, n_threads};
+        for (int64_t il = 0; il < hp_.n_layer; ++il) {
+            const CpuLayer& layer = layers_[il];
+            for (int64_t r = thread; r < n_rows; r += n_threads) {
+                cpu::rms_norm(resid_.data() + r * hp_.d_model, layer.attn_norm.data(), hp_.d_model, hp_.norm_eps,
+                              normed_.data() + r * hp_.d_model);
+            }
+            pool_.barrier();
+            const cpu::MixerBatch batch{spans, n_rows, normed_.data(), resid_.data(), slots_, il};
+            std::visit([&](const auto& mixer) {
+                if constexpr (std::is_same_v<std::decay_t<decltype(mixer)>, cpu::Mamba1CpuLayer>) {
+                    mixer.forward(batch, mamba1_, team);
+                } else {
+                    mixer.forward(batch, mamba2_, team);
+                }
+            }, layer.mixer);
+        }
         if (wanted.n_rows > 0) compute_logits(wanted, thread, n_threads);
     });
-}
-
-void CpuBackend::run_mixer(int64_t il, std::span<const SeqSpan> spans, int64_t n_rows, int thread, int n_threads) {
-    const Mamba1LayerWeights& w = model_.weights().layers[il];
-    const LayerVectors& v = layers_[il];
-    const int64_t d_model = hp_.d_model, d_inner = hp_.d_inner, d_state = hp_.d_state, d_conv = hp_.d_conv;
-    const int64_t dt_rank = hp_.dt_rank, n_xdbc = dt_rank + 2 * d_state, n_xz = 2 * d_inner;
-    // This thread's channels: its rows of in_proj (x and z halves) and dt_proj, its conv and scan channels.
-    const cpu::Range channels = cpu::thread_share(d_inner, thread, n_threads);
-
-    for (int64_t r = thread; r < n_rows; r += n_threads) {
-        cpu::rms_norm(resid_.data() + r * d_model, v.attn_norm.data(), d_model, hp_.norm_eps,
-                      normed_.data() + r * d_model);
-    }
-    pool_.barrier();
-    for (const int64_t half : {int64_t{0}, d_inner}) {
-        cpu::matmul_rows(w.ssm_in, {normed_.data(), d_model}, n_rows, {xz_.data(), n_xz}, half + channels.begin,
-                         half + channels.end);
-        if (!v.in_bias.empty()) {
-            for (int64_t r = 0; r < n_rows; ++r) {
-                for (int64_t i = half + channels.begin; i < half + channels.end; ++i) xz_[r * n_xz + i] += v.in_bias[i];
-            }
-        }
-    }
-    for (const SeqSpan& s : spans) {
-        for (int64_t c = channels.begin; c < channels.end; ++c) {
-            const float bias = v.conv_bias.empty() ? 0.0f : v.conv_bias[c];
-            float* window = slots_[s.slot].conv_layer(il) + c;
-            cpu::conv_silu_channel(v.conv_taps.data() + c * d_conv, d_conv, bias, {window, d_inner},
-                                   {xz_.data() + s.first_row * n_xz + c, n_xz},
-                                   {xc_.data() + s.first_row * d_inner + c, d_inner}, s.n_tokens);
-        }
-    }
-    pool_.barrier();
-
-    const cpu::Range xdbc_rows = cpu::thread_share(n_xdbc, thread, n_threads);
-    cpu::matmul_rows(w.ssm_x, {xc_.data(), d_inner}, n_rows, {xdbc_.data(), n_xdbc}, xdbc_rows.begin, xdbc_rows.end);
-    pool_.barrier();
-    if (hp_.dt_b_c_rms) {
-        for (int64_t r = thread; r < n_rows; r += n_threads) {
-            float* row = xdbc_.data() + r * n_xdbc;
-            cpu::rms_norm(row, nullptr, dt_rank, hp_.mixer_rms_eps, row);
-            cpu::rms_norm(row + dt_rank, nullptr, d_state, hp_.mixer_rms_eps, row + dt_rank);
-            cpu::rms_norm(row + dt_rank + d_state, nullptr, d_state, hp_.mixer_rms_eps, row + dt_rank + d_state);
-        }
-        pool_.barrier();
-    }
-
-    cpu::matmul_rows(w.ssm_dt_w, {xdbc_.data(), n_xdbc}, n_rows, {dt_.data(), d_inner}, channels.begin, channels.end);
-    for (const SeqSpan& s : spans) {
-        const int64_t r0 = s.first_row;
-        for (int64_t c = channels.begin; c < channels.end; ++c) {
-            const cpu::ScanChannelInputs in{
-                {dt_.data() + r0 * d_inner + c, d_inner},
-                {xc_.data() + r0 * d_inner + c, d_inner},
-                {xz_.data() + r0 * n_xz + d_inner + c, n_xz},
-                {xdbc_.data() + r0 * n_xdbc + dt_rank, n_xdbc},
-                {xdbc_.data() + r0 * n_xdbc + dt_rank + d_state, n_xdbc},
-            };
-            cpu::scan_channel(in, v.a.data() + c * d_state, v.d[c], v.dt_bias[c], d_state,
-                              slots_[s.slot].ssm_layer(il) + c * d_state, {y_.data() + r0 * d_inner + c, d_inner},
-                              s.n_tokens);
-        }
-    }
-    pool_.barrier();
-
-    const cpu::Range model_rows = cpu::thread_share(d_model, thread, n_threads);
-    cpu::matmul_rows(w.ssm_out, {y_.data(), d_inner}, n_rows, {out_.data(), d_model}, model_rows.begin,
-                     model_rows.end);
-    for (int64_t r = 0; r < n_rows; ++r) {
-        float* resid = resid_.data() + r * d_model;
-        const float* out = out_.data() + r * d_model;
-        for (int64_t i = model_rows.begin; i < model_rows.end; ++i) {
-            resid[i] += v.out_bias.empty() ? out[i] : out[i] + v.out_bias[i];
-        }
-    }
-    pool_.barrier();
 }
 
 void CpuBackend::compute_logits(const LogitRows& wanted, int thread, int n_threads) {
@@ -237,12 +169,10 @@ void CpuBackend::compute_logits(const LogitRows& wanted, int thread, int n_threa
 }
 
 uint64_t CpuBackend::fp32_vector_bytes() const {
-    uint64_t total = vector_bytes(output_norm_);
-    for (const LayerVectors& v : layers_) {
-        for (const std::vector<float>* vec : {&v.attn_norm, &v.in_bias, &v.conv_taps, &v.conv_bias, &v.dt_bias, &v.a,
-                                              &v.d, &v.out_bias}) {
-            total += vector_bytes(*vec);
-        }
+    uint64_t total = cpu::float_bytes({&output_norm_});
+    for (const CpuLayer& l : layers_) {
+        total += cpu::float_bytes({&l.attn_norm});
+        total += std::visit([](const auto& mixer) { return mixer.vector_bytes(); }, l.mixer);
     }
     return total;
 }
@@ -251,18 +181,16 @@ uint64_t CpuBackend::weight_bytes_per_token() const {
     // One embedding row, every matrix once (the lm_head included), and the fp32 vectors.
     const ModelWeights& w = model_.weights();
     uint64_t total = w.token_embd.row_bytes() + w.output.nbytes + fp32_vector_bytes();
-    for (const Mamba1LayerWeights& l : w.layers) {
-        total += l.ssm_in.nbytes + l.ssm_x.nbytes + l.ssm_dt_w.nbytes + l.ssm_out.nbytes;
+    for (const LayerWeights& l : w.layers) {
+        for (const TensorView* m : layer_matrices(l)) total += m->nbytes;
     }
     return total;
 }
 
 uint64_t CpuBackend::device_memory_bytes() const {
-    uint64_t total = model_.weight_bytes() + fp32_vector_bytes();
+    uint64_t total = model_.weight_bytes() + fp32_vector_bytes() + cpu::float_bytes({&resid_, &normed_}) +
+                     mamba1_.bytes() + mamba2_.bytes();
     for (const SequenceState& s : slots_) total += s.bytes();
-    for (const std::vector<float>* buf : {&resid_, &normed_, &xz_, &xc_, &xdbc_, &dt_, &y_, &out_}) {
-        total += vector_bytes(*buf);
-    }
     return total;
 }
 

@@ -1,4 +1,6 @@
 // The CPU backend: the numerical reference of Dendro and its decode path on machines without a GPU.
+// Each layer's mixer computes in its own file (mixer_mamba1.cpp, mixer_mamba2.cpp); this one holds the
+// sequence slots, the embedding, the residual stream and the logits.
 // Weight matrices are used in place in the model's mapping (dequantized on the fly); the small per-layer
 // vectors are kept as fp32 copies. Decode, batched decode and prefill all run one forward routine over a
 // batch of token rows, so a token's arithmetic is the same whichever way it is computed (see cpu_matmul.h).
@@ -7,9 +9,13 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "backend/backend.h"
+#include "cpu/mixer.h"
+#include "cpu/mixer_mamba1.h"
+#include "cpu/mixer_mamba2.h"
 #include "cpu/thread_pool.h"
 
 namespace dendro {
@@ -33,19 +39,11 @@ public:
     uint64_t device_memory_bytes() const override;
 
 private:
-    // The per-layer vectors as fp32 (empty when an optional tensor is absent).
-    struct LayerVectors {
-        std::vector<float> attn_norm, in_bias, conv_taps, conv_bias, dt_bias, a, d, out_bias;
+    // A layer as the CPU computes it: its norm weight as fp32 and its mixer.
+    struct CpuLayer {
+        std::vector<float> attn_norm;
+        std::variant<cpu::Mamba1CpuLayer, cpu::Mamba2CpuLayer> mixer;
     };
-    // The tokens of one sequence inside the current batch: rows [first_row, first_row + n_tokens).
-    struct SeqSpan {
-        int slot;
-        int64_t first_row;
-        int64_t n_tokens;
-    };
-
-    void reserve_rows(int64_t n_rows);
-    void embed(std::span<const int32_t> tokens);
     // Batch rows [first_row, first_row + n_rows) whose logits a pass writes to `logits` (n_rows * n_vocab).
     struct LogitRows {
         int64_t first_row = 0;
@@ -53,10 +51,10 @@ private:
         float* logits = nullptr;
     };
 
+    void reserve_rows(int64_t n_rows, int64_t n_chunks);
+    void embed(std::span<const int32_t> tokens);
     // Every layer over the batch, then the logits of `wanted`, in one task of the thread pool.
-    void forward(std::span<const SeqSpan> spans, int64_t n_rows, const LogitRows& wanted);
-    // Layer il, as run by thread `thread` of the pool's n_threads (inside forward's task).
-    void run_mixer(int64_t il, std::span<const SeqSpan> spans, int64_t n_rows, int thread, int n_threads);
+    void forward(std::span<const cpu::SeqSpan> spans, int64_t n_rows, const LogitRows& wanted);
     // Final norm and lm_head of the wanted rows, as run by thread `thread` (inside forward's task).
     void compute_logits(const LogitRows& wanted, int thread, int n_threads);
     uint64_t fp32_vector_bytes() const;
@@ -64,15 +62,18 @@ private:
     const Model& model_;
     ModelHparams hp_;
     ThreadPool pool_;
-    std::vector<LayerVectors> layers_;
+    std::vector<CpuLayer> layers_;
     std::vector<float> output_norm_;
     std::vector<SequenceState> slots_;
 
-    // Activations of the current batch, one row per token.
+    // Activations of the current batch, one row per token: the residual stream and its normalised copy, and
+    // each mixer kind's own.
     int64_t capacity_rows_ = 0;
-    std::vector<float> resid_, normed_, xz_, xc_, xdbc_, dt_, y_, out_;
+    std::vector<float> resid_, normed_;
+    cpu::Mamba1Scratch mamba1_;
+    cpu::Mamba2Scratch mamba2_;
     // decode()'s one-token spans, kept so that a decode step allocates nothing once warm.
-    std::vector<SeqSpan> decode_spans_;
+    std::vector<cpu::SeqSpan> decode_spans_;
 };
 
 }  // namespace dendro

@@ -281,12 +281,12 @@ void matmul_typed(const Problem& p, int64_t n_tokens, int64_t row_begin, int64_t
 
 }  // namespace
 
-Range thread_share(int64_t n, int index, int count) {
-    const int64_t units = (n + kShareAlignment - 1) / kShareAlignment;
+Range thread_share(int64_t n, int index, int count, int64_t alignment) {
+    const int64_t units = (n + alignment - 1) / alignment;
     const int64_t per_thread = units / count, extra = units % count;
     const int64_t begin = index * per_thread + std::min<int64_t>(index, extra);
     const int64_t end = begin + per_thread + (index < extra ? 1 : 0);
-    return {std::min(n, begin * kShareAlignment), std::min(n, end * kShareAlignment)};
+    return {std::min(n, begin * alignment), std::min(n, end * alignment)};
 }
 
 void matmul_rows(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, int64_t row_begin,

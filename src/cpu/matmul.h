@@ -26,9 +26,9 @@ inline constexpr int64_t kShareAlignment = 8;
 struct Range {
     int64_t begin, end;
 };
-// The part of [0, n) that thread `index` of `count` takes: contiguous, in multiples of kShareAlignment,
-// as even as that allows.
-Range thread_share(int64_t n, int index, int count);
+// The part of [0, n) that thread `index` of `count` takes: contiguous, in multiples of `alignment`, as even
+// as that allows (alignment 1 for heads and groups, of which there are few).
+Range thread_share(int64_t n, int index, int count, int64_t alignment = kShareAlignment);
 
 bool supported_matrix_type(GgmlType type);  // F32, F16, BF16, Q8_0, Q4_0..Q5_1, IQ4_NL, Q2_K..Q6_K
 

@@ -17,6 +17,21 @@ ModelHparams tiny_state_hparams() {
     return hp;
 }
 
+ModelHparams tiny_mamba2_state_hparams() {
+    ModelHparams hp;
+    hp.arch = Architecture::Mamba2;
+    hp.n_vocab = 8;
+    hp.d_model = 4;
+    hp.n_layer = 2;
+    hp.d_conv = 3;
+    hp.d_inner = 8;
+    hp.d_state = 3;
+    hp.n_head = 4;
+    hp.head_dim = 2;
+    hp.n_group = 2;
+    return hp;
+}
+
 StateSnapshot random_snapshot(const ModelHparams& hp, const std::vector<int32_t>& tokens, uint64_t seed) {
     std::mt19937_64 rng(seed * 1'000'003 + tokens.size());
     std::normal_distribution<float> value(0.0f, 1.0f);
@@ -47,7 +62,7 @@ bool same_bytes(const std::vector<T>& a, const std::vector<T>& b) {
 
 bool same_bits(const StateSnapshot& a, const StateSnapshot& b) {
     const SequenceState &s = a.state, &t = b.state;
-    return s.n_layer == t.n_layer && s.d_conv == t.d_conv && s.d_inner == t.d_inner && s.d_state == t.d_state &&
+    return s.shape == t.shape &&
            same_bytes(s.conv, t.conv) && same_bytes(s.ssm, t.ssm) && a.tokens == b.tokens &&
            same_bytes(a.last_logits, b.last_logits);
 }

@@ -11,6 +11,8 @@ namespace dendro::test {
 
 // Small shapes: a state file of a few hundred bytes, so every truncation and byte flip can be tried.
 ModelHparams tiny_state_hparams();
+// A Mamba-2 state's shapes: 2 groups, so the conv window (x, B, C) is wider than the SSM's channels.
+ModelHparams tiny_mamba2_state_hparams();
 
 // A snapshot of `hp`'s shapes after tokens 0..n_tokens-1 of a sequence derived from `seed`; the state and
 // logits are random values derived from `seed` and n_tokens.

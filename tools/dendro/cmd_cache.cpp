@@ -79,10 +79,7 @@ void entry_info(const std::string& dir, const std::string& id) {
     std::printf("model:     %s\n", h.model.hex().c_str());
     std::printf("format:    version %u, %s\n", h.version, ggml_type_name(h.dtype).c_str());
     std::printf("tokens:    %lld\n", static_cast<long long>(h.n_tokens));
-    std::printf("shapes:    n_layer %lld, d_conv %lld, d_inner %lld, d_state %lld, n_vocab %lld\n",
-                static_cast<long long>(h.n_layer), static_cast<long long>(h.d_conv),
-                static_cast<long long>(h.d_inner), static_cast<long long>(h.d_state),
-                static_cast<long long>(h.n_vocab));
+    std::printf("shapes:    %s, n_vocab %lld\n", h.shape.text().c_str(), static_cast<long long>(h.n_vocab));
     std::printf("size:      %s (%llu bytes)\n", format_byte_size(e.bytes).c_str(),
                 static_cast<unsigned long long>(e.bytes));
     std::printf("last used: %s\n", format_time(e.last_used).c_str());
@@ -187,9 +184,7 @@ void bench(const CacheBenchOptions& opt) {
     for (const std::string& w : warnings) std::fprintf(stderr, "dendro: warning: %s\n", w.c_str());
 
     const SequenceState state = SequenceState::zeros(hp);
-    std::printf("model:        %s (n_layer %lld, d_inner %lld, d_state %lld, d_conv %lld, n_vocab %lld) on %s\n",
-                model->name().c_str(), static_cast<long long>(hp.n_layer), static_cast<long long>(hp.d_inner),
-                static_cast<long long>(hp.d_state), static_cast<long long>(hp.d_conv),
+    std::printf("model:        %s (%s, n_vocab %lld) on %s\n", model->name().c_str(), state.shape.text().c_str(),
                 static_cast<long long>(hp.n_vocab), backend->name().c_str());
     std::printf("state:        %s per sequence (%zu conv + %zu ssm floats); state file of %lld tokens: %s\n",
                 format_byte_size(state.bytes()).c_str(), state.conv.size(), state.ssm.size(),

@@ -1,0 +1,230 @@
+// The Mamba-2 mixer on the CPU. Five steps a layer, separated by the pool's barriers: in_proj and the conv
+// (each thread its share of in_proj's rows, and so of the conv's channels); the C.B products of each
+// multi-token chunk; the scan (each thread its share of the heads); the gated norm (rows); out_proj.
+#include "cpu/mixer_mamba2.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "cpu/ops.h"
+#include "cpu/simd.h"
+#include "cpu/weight_vectors.h"
+
+namespace dendro::cpu {
+
+namespace {
+
+constexpr size_t kGramFloats = static_cast<size_t>(kSsdChunk * kSsdChunk);
+
+}  // namespace
+
+void Mamba2Scratch::reserve(const ModelHparams& hp, int64_t n_rows, int64_t n_chunks, int threads) {
+    const auto rows = static_cast<size_t>(n_rows);
+    if (zxbcdt.size() < rows * hp.in_proj_rows()) {
+        zxbcdt.resize(rows * hp.in_proj_rows());
+        xbc.resize(rows * hp.conv_channels());
+        y.resize(rows * hp.d_inner);
+        out.resize(rows * hp.d_model);
+    }
+    const size_t gram_floats = static_cast<size_t>(n_chunks * hp.n_group) * kGramFloats;
+    if (gram.size() < gram_floats) gram.resize(gram_floats);
+    if (n_threads < threads) {
+        per_thread.resize(static_cast<size_t>(threads) * per_thread_floats());
+        n_threads = threads;
+    }
+}
+
+uint64_t Mamba2Scratch::bytes() const { return float_bytes({&zxbcdt, &xbc, &y, &out, &gram, &per_thread}); }
+
+int64_t count_multi_token_chunks(std::span<const SeqSpan> spans) {
+    int64_t n = 0;
+    for (const SeqSpan& span : spans) {
+        for (int64_t start = 0; start < span.n_tokens; start += kSsdChunk) n += std::min(kSsdChunk, span.n_tokens - start) > 1;
+    }
+    return n;
+}
+
+Mamba2CpuLayer::Mamba2CpuLayer(const ModelHparams& hp, const Mamba2Mixer& w)
+    : hp_(hp),
+      w_(w),
+      in_bias_(to_f32(w.ssm_in_b)),
+      conv_taps_(to_f32(w.conv1d_w)),
+      conv_bias_(to_f32(w.conv1d_b)),
+      dt_bias_(to_f32(w.ssm_dt_b)),
+      a_(to_f32(w.ssm_a)),
+      d_(to_f32(w.ssm_d)),
+      norm_(to_f32(w.ssm_norm)),
+      out_bias_(to_f32(w.ssm_out_b)) {}
+
+uint64_t Mamba2CpuLayer::vector_bytes() const {
+    return float_bytes({&in_bias_, &conv_taps_, &conv_bias_, &dt_bias_, &a_, &d_, &norm_, &out_bias_});
+}
+
+float Mamba2CpuLayer::time_step(const Mamba2Scratch& s, int64_t row, int64_t head) const {
+    const float raw = s.zxbcdt[row * hp_.in_proj_rows() + hp_.d_inner + hp_.conv_channels() + head];
+    return std::clamp(softplus(raw + dt_bias_[head]), hp_.time_step_min, hp_.time_step_max);
+}
+
+void Mamba2CpuLayer::recurrent_step(Mamba2Scratch& s, int64_t row, int64_t head, float* h) const {
+    const int64_t d_state = hp_.d_state, head_dim = hp_.head_dim, n_conv = hp_.conv_channels();
+    const int64_t group = head / (hp_.n_head / hp_.n_group);
+    const float dt = time_step(s, row, head);
+    const float decay = std::exp(dt * a_[head]);
+    const float* xbc = s.xbc.data() + row * n_conv;
+    const float* x = xbc + head * head_dim;
+    const float* b = xbc + hp_.d_inner + group * d_state;
+    const float* c = xbc + hp_.d_inner + hp_.n_group * d_state + group * d_state;
+    float* y = s.y.data() + row * hp_.d_inner + head * head_dim;
+    for (int64_t p = 0; p < head_dim; ++p) {
+        float* hp = h + p * d_state;
+        const float x_dt = x[p] * dt;
+        float acc = 0.0f;
+        for (int64_t n = 0; n < d_state; ++n) {
+            hp[n] = hp[n] * decay + x_dt * b[n];
+            acc += hp[n] * c[n];
+        }
+        y[p] = acc + d_[head] * x[p];
+    }
+}
+
+void Mamba2CpuLayer::ssd_chunk(Mamba2Scratch& s, const float* gram, int64_t r0, int64_t n, int64_t head, float* h,
+                               float* work) const {
+    const int64_t d_state = hp_.d_state, head_dim = hp_.head_dim, n_conv = hp_.conv_channels();
+    const int64_t group = head / (hp_.n_head / hp_.n_group);
+    const int64_t b_offset = hp_.d_inner + group * d_state;
+    const int64_t c_offset = hp_.d_inner + hp_.n_group * d_state + group * d_state;
+    float* dt = work;                  // dt_t
+    float* decay = work + kSsdChunk;   // cum_t = sum_{i<=t} dt_i A: h decays by exp(cum_t - cum_s) from s to t
+    float* weight = work + 2 * kSsdChunk;
+    float cum = 0.0f;
+    for (int64_t t = 0; t < n; ++t) {
+        dt[t] = time_step(s, r0 + t, head);
+        cum += dt[t] * a_[head];
+        decay[t] = cum;
+    }
+    const auto x_of = [&](int64_t t) { return s.xbc.data() + (r0 + t) * n_conv + head * head_dim; };
+
+    // Outputs: y_t = exp(cum_t) C_t h0 + sum_{s<=t} (C_t.B_s) exp(cum_t - cum_s) dt_s x_s + D x_t.
+    for (int64_t t = 0; t < n; ++t) {
+        float* y = s.y.data() + (r0 + t) * hp_.d_inner + head * head_dim;
+        const float* c = s.xbc.data() + (r0 + t) * n_conv + c_offset;
+        const float from_start = std::exp(decay[t]);
+        for (int64_t p = 0; p < head_dim; ++p) y[p] = from_start * dot_f32(c, h + p * d_state, d_state);
+        const float* gram_row = gram + t * kSsdChunk;
+        for (int64_t j = 0; j <= t; ++j) weight[j] = gram_row[j] * std::exp(decay[t] - decay[j]) * dt[j];
+        for (int64_t j = 0; j <= t; ++j) {
+            const float* x = x_of(j);
+            for (int64_t p = 0; p < head_dim; ++p) y[p] += weight[j] * x[p];
+        }
+        const float* x = x_of(t);
+        for (int64_t p = 0; p < head_dim; ++p) y[p] += d_[head] * x[p];
+    }
+
+    // End state: h = exp(cum_last) h0 + sum_s exp(cum_last - cum_s) dt_s x_s B_s^T.
+    const float last = decay[n - 1];
+    const float through = std::exp(last);
+    for (int64_t i = 0; i < head_dim * d_state; ++i) h[i] *= through;
+    for (int64_t j = 0; j < n; ++j) {
+        const float w = std::exp(last - decay[j]) * dt[j];
+        const float* x = x_of(j);
+        const float* b = s.xbc.data() + (r0 + j) * n_conv + b_offset;
+        for (int64_t p = 0; p < head_dim; ++p) {
+            const float wx = w * x[p];
+            float* hp = h + p * d_state;
+            for (int64_t k = 0; k < d_state; ++k) hp[k] += wx * b[k];
+        }
+    }
+}
+
+void Mamba2CpuLayer::forward(const MixerBatch& batch, Mamba2Scratch& s, const Team& team) const {
+    const int64_t d_model = hp_.d_model, d_inner = hp_.d_inner, d_state = hp_.d_state, d_conv = hp_.d_conv;
+    const int64_t n_conv = hp_.conv_channels(), n_in = hp_.in_proj_rows(), n_group = hp_.n_group;
+    const int64_t n_rows = batch.n_rows, il = batch.layer;
+    const int thread = team.thread, n_threads = team.n_threads;
+
+    // in_proj, then the conv over the xBC channels among this thread's rows.
+    const Range rows = thread_share(n_in, thread, n_threads);
+    matmul_rows(w_.ssm_in, {batch.normed, d_model}, n_rows, {s.zxbcdt.data(), n_in}, rows.begin, rows.end);
+    if (!in_bias_.empty()) {
+        for (int64_t r = 0; r < n_rows; ++r) {
+            for (int64_t i = rows.begin; i < rows.end; ++i) s.zxbcdt[r * n_in + i] += in_bias_[i];
+        }
+    }
+    const int64_t conv_begin = std::max(rows.begin, d_inner) - d_inner;
+    const int64_t conv_end = std::min(rows.end, d_inner + n_conv) - d_inner;
+    for (const SeqSpan& span : batch.spans) {
+        for (int64_t c = conv_begin; c < conv_end; ++c) {
+            const float bias = conv_bias_.empty() ? 0.0f : conv_bias_[c];
+            float* window = batch.slots[span.slot].conv_layer(il) + c;
+            conv_silu_channel(conv_taps_.data() + c * d_conv, d_conv, bias, {window, n_conv},
+                              {s.zxbcdt.data() + span.first_row * n_in + d_inner + c, n_in},
+                              {s.xbc.data() + span.first_row * n_conv + c, n_conv}, span.n_tokens);
+        }
+    }
+    team.pool.barrier();
+
+    // C_t . B_s (s <= t) of every multi-token chunk and group: rows of the products dealt out round-robin.
+    const int64_t n_chunks = count_multi_token_chunks(batch.spans);
+    if (n_chunks > 0) {
+        int64_t chunk = 0;
+        int64_t item = 0;  // (chunk, group, t) in order, for the round-robin
+        for (const SeqSpan& span : batch.spans) {
+            for (int64_t start = 0; start < span.n_tokens; start += kSsdChunk) {
+                const int64_t n = std::min(kSsdChunk, span.n_tokens - start);
+                if (n == 1) continue;
+                const int64_t r0 = span.first_row + start;
+                for (int64_t g = 0; g < n_group; ++g) {
+                    float* gram = s.gram.data() + static_cast<size_t>(chunk * n_group + g) * kGramFloats;
+                    for (int64_t t = 0; t < n; ++t, ++item) {
+                        if (item % n_threads != thread) continue;
+                        const float* c = s.xbc.data() + (r0 + t) * n_conv + d_inner + n_group * d_state + g * d_state;
+                        for (int64_t j = 0; j <= t; ++j) {
+                            const float* b = s.xbc.data() + (r0 + j) * n_conv + d_inner + g * d_state;
+                            gram[t * kSsdChunk + j] = dot_f32(c, b, d_state);
+                        }
+                    }
+                }
+                ++chunk;
+            }
+        }
+        team.pool.barrier();
+    }
+
+    // The scan, head by head, chunk after chunk.
+    const Range heads = thread_share(hp_.n_head, thread, n_threads, 1);
+    float* work = s.thread_buffer(thread);
+    for (int64_t head = heads.begin; head < heads.end; ++head) {
+        const int64_t group = head / (hp_.n_head / n_group);
+        int64_t chunk = 0;
+        for (const SeqSpan& span : batch.spans) {
+            float* h = batch.slots[span.slot].ssm_layer(il) + head * hp_.head_dim * d_state;
+            for (int64_t start = 0; start < span.n_tokens; start += kSsdChunk) {
+                const int64_t n = std::min(kSsdChunk, span.n_tokens - start);
+                if (n == 1) {
+                    recurrent_step(s, span.first_row + start, head, h);
+                    continue;
+                }
+                const float* gram = s.gram.data() + static_cast<size_t>(chunk * n_group + group) * kGramFloats;
+                ssd_chunk(s, gram, span.first_row + start, n, head, h, work);
+                ++chunk;
+            }
+        }
+    }
+    team.pool.barrier();
+
+    // Gated RMSNorm per group of d_inner / n_group channels: y * silu(z), normalised, times the weight.
+    const int64_t group_size = d_inner / n_group;
+    for (int64_t r = thread; r < n_rows; r += n_threads) {
+        float* y = s.y.data() + r * d_inner;
+        const float* z = s.zxbcdt.data() + r * n_in;
+        for (int64_t i = 0; i < d_inner; ++i) y[i] *= silu(z[i]);
+        for (int64_t g = 0; g < n_group; ++g) {
+            rms_norm(y + g * group_size, norm_.data() + g * group_size, group_size, hp_.norm_eps, y + g * group_size);
+        }
+    }
+    team.pool.barrier();
+
+    add_out_proj(w_.ssm_out, out_bias_, {s.y.data(), d_inner}, s.out.data(), batch, team);
+}
+
+}  // namespace dendro::cpu
