@@ -417,5 +417,66 @@ TEST_F(CacheCliTest, CacheBenchRejectsBadFlagsWithOneErrorLineAndNoScratchDirect
     }
 }
 
+// The cache with a Mamba-2 model: checkpoints land on whole SSD chunks (--cache-every 16 is rounded up to
+// 64), so a prompt resumed from one gives the uncached run's bits; a prompt resumed from another prompt's
+// end is within float rounding and gives the same greedy text.
+class Mamba2CacheCliTest : public CacheCliTest {
+protected:
+    test::TempModelFile mamba2{test::tiny_mamba2_hparams_byte_vocab(), GgmlType::F32, /*seed=*/5, /*tied=*/true,
+                               test::byte_tokenizer_options()};
+    const std::string long_prompt = kPrompt + kPrompt + kPrompt;  // 168 bytes: two whole chunks and a part
+};
+
+TEST_F(Mamba2CacheCliTest, CacheDirCheckpointsOnWholeChunksAndKeepsTheOutput) {
+    const std::string flags = "--cache-dir " + shell_quote(cache_dir) + " --cache-every 16";
+    const CommandResult first = run(long_prompt, flags, mamba2.path());
+    ASSERT_EQ(first.exit_code, 0) << first.err;
+    EXPECT_NE(first.err.find("3 states saved"), std::string::npos) << first.err;  // 64, 128 and the end
+    EXPECT_EQ(first.out, run(long_prompt, "", mamba2.path()).out);
+
+    const std::string branch = long_prompt.substr(0, 70) + "and then a different ending.";
+    const CommandResult resumed = run(branch, flags, mamba2.path());
+    ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+    EXPECT_EQ(restored(resumed), "64") << resumed.err;
+    EXPECT_EQ(resumed.out, run(branch, "", mamba2.path()).out);
+
+    const CommandResult again = run(long_prompt, flags, mamba2.path());
+    EXPECT_EQ(restored(again), prompt_tokens(again)) << again.err;
+    EXPECT_EQ(again.out, first.out);
+
+    const std::string longer = long_prompt + " More.";
+    const CommandResult extended = run(longer, flags, mamba2.path());
+    EXPECT_EQ(restored(extended), prompt_tokens(first)) << extended.err;
+    EXPECT_EQ(extended.out, run(longer, "", mamba2.path()).out);
+
+    const CommandResult ls = dendro("cache ls " + shell_quote(cache_dir));
+    ASSERT_EQ(ls.exit_code, 0) << ls.err;
+}
+
+TEST_F(Mamba2CacheCliTest, PromptCacheFileRestoresAndKeepsTheOutput) {
+    const std::string file = dir.file("prompt.dstate");
+    const CommandResult first = run(long_prompt, "--prompt-cache " + shell_quote(file), mamba2.path());
+    ASSERT_EQ(first.exit_code, 0) << first.err;
+    const CommandResult second = run(long_prompt, "--prompt-cache " + shell_quote(file), mamba2.path());
+    ASSERT_EQ(second.exit_code, 0) << second.err;
+    EXPECT_EQ(restored(second), prompt_tokens(second)) << second.err;
+    EXPECT_EQ(second.out, first.out);
+    // A Mamba-1 model's run never takes the Mamba-2 state: another fingerprint, a warning, the uncached text.
+    const CommandResult other = run(long_prompt, "--prompt-cache " + shell_quote(file));
+    ASSERT_EQ(other.exit_code, 0) << other.err;
+    EXPECT_EQ(restored(other), "0") << other.err;
+    EXPECT_EQ(other.out, run(long_prompt, "").out);
+}
+
+TEST_F(Mamba2CacheCliTest, CacheBenchSaysHowCloseTheCachedLogitsAre) {
+    const std::string scratch = dir.file("bench");
+    // A prefix of two whole chunks: bit-identical.
+    const CommandResult whole = dendro("cache bench " + shell_quote(scratch) + " -m " + shell_quote(mamba2.path()) +
+                                       " --prefix 128 --new 8 -r 1 -t 1");
+    ASSERT_EQ(whole.exit_code, 0) << whole.err;
+    EXPECT_NE(whole.out.find("logits identical to the cold prefill's"), std::string::npos) << whole.out;
+    EXPECT_NE(whole.out.find("mamba2: 2 layers"), std::string::npos) << whole.out;
+}
+
 }  // namespace
 }  // namespace dendro

@@ -61,6 +61,11 @@ public:
     virtual void write_state(int seq, const SequenceState& in) = 0;
     virtual void copy_state(int src, int dst) = 0;
 
+    // Prefill calls on a sequence split after a multiple of this many tokens give the bits of one call (1:
+    // any split). The CPU's Mamba-2 prefill runs SSD chunks counted from each call's first token, so only
+    // whole chunks keep the bits; the prefix cache places its checkpoints accordingly.
+    virtual int64_t exact_prefill_split() const { return 1; }
+
     // Bytes of weights one decode step streams (for achieved-bandwidth reporting).
     virtual uint64_t weight_bytes_per_token() const = 0;
     // Memory the backend holds for weights and states on its device, in bytes.

@@ -70,6 +70,10 @@ CachedPrefill prefill_with_cache(Backend& backend, int seq, std::span<const int3
         hit.reset();  // its state lives in the backend now
     }
 
+    // Checkpoints where a split keeps the bits of one prefill (a whole number of the backend's exact splits),
+    // so that resuming from one gives what computing the whole prompt gives.
+    const int64_t split = backend.exact_prefill_split();
+    checkpoint_every = (checkpoint_every + split - 1) / split * split;
     const bool checkpoints = store != nullptr && store->keeps_checkpoints() && checkpoint_every > 0;
     bool storing = store != nullptr;
     // One write at a time, so the store is never used by two threads at once and at most two snapshots

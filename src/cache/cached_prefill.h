@@ -1,7 +1,8 @@
 // Prompt prefill through a prefix store: restore the longest stored prefix of the prompt, run only the rest,
 // and store what is new. Checkpoints land at every multiple of checkpoint_every tokens (absolute positions),
 // so prompts that share only part of a prefix still resume from the nearest one below it. The state reached
-// and the logits written are those of a plain prefill of the whole prompt.
+// and the logits written are those of a plain prefill of the whole prompt (bit for bit when resuming from a
+// checkpoint; a Mamba-2 prompt resumed from another prompt's end is within float rounding, docs/mamba2.md).
 #pragma once
 
 #include <cstdint>
@@ -41,7 +42,8 @@ private:
 
 // Prefills `tokens` (non-empty) into sequence `seq`, whose previous state is discarded, and writes the last
 // position's logits (n_vocab floats). `store` may be null (plain prefill); checkpoint_every = 0 stores only
-// the end of the prompt. Snapshots are written on a second thread, one at a time, while the prefill goes on.
+// the end of the prompt, and other intervals are rounded up to a multiple of backend.exact_prefill_split().
+// Snapshots are written on a second thread, one at a time, while the prefill goes on.
 // A store that fails to save is reported through its warning sink and not used again for this prompt; the
 // prefill itself never depends on it.
 CachedPrefill prefill_with_cache(Backend& backend, int seq, std::span<const int32_t> tokens, PrefixStore* store,

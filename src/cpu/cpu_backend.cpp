@@ -177,6 +177,10 @@ uint64_t CpuBackend::fp32_vector_bytes() const {
     return total;
 }
 
+int64_t CpuBackend::exact_prefill_split() const {
+    return hp_.arch == Architecture::Mamba2 ? cpu::kSsdChunk : 1;
+}
+
 uint64_t CpuBackend::weight_bytes_per_token() const {
     // One embedding row, every matrix once (the lm_head included), and the fp32 vectors.
     const ModelWeights& w = model_.weights();

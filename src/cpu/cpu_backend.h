@@ -35,6 +35,7 @@ public:
     void read_state(int seq, SequenceState& out) const override;
     void write_state(int seq, const SequenceState& in) override;
     void copy_state(int src, int dst) override;
+    int64_t exact_prefill_split() const override;
     uint64_t weight_bytes_per_token() const override;
     uint64_t device_memory_bytes() const override;
 

@@ -45,6 +45,17 @@ ModelHparams tiny_hparams_byte_vocab() {
     return hp;
 }
 
+ModelHparams tiny_mamba2_hparams_byte_vocab() {
+    ModelHparams hp = tiny_hparams_byte_vocab();
+    hp.arch = Architecture::Mamba2;
+    hp.dt_rank = 0;
+    hp.d_state = 12;
+    hp.n_head = 8;
+    hp.head_dim = 8;
+    hp.n_group = 2;
+    return hp;
+}
+
 RandomModelOptions byte_tokenizer_options() {
     RandomModelOptions options;
     options.byte_tokenizer = true;

@@ -19,6 +19,8 @@ ModelHparams tiny_hparams_q8();
 // A small model with room for a byte-level vocabulary (256 byte tokens and a few more), for CLI tests where
 // any text must be a prompt: use with byte_tokenizer_options().
 ModelHparams tiny_hparams_byte_vocab();
+// The same for Mamba-2 (2 groups of 4 heads of 8 channels).
+ModelHparams tiny_mamba2_hparams_byte_vocab();
 RandomModelOptions byte_tokenizer_options();
 
 // Writes a random model into a fresh temporary directory, removed at destruction. For the quant types that

@@ -1,6 +1,7 @@
-// Random-weight Mamba-1 GGUF files (see random_model.h). Scales follow HF MambaMixer's initialisation so
-// that activations stay finite at any depth: A = -[1..d_state], dt bias = softplus^-1 of a log-uniform dt
-// in [1e-3, 1e-1], Linear weights uniform in +-1/sqrt(fan_in), out_proj further scaled by 1/sqrt(n_layer).
+// Random-weight Mamba-1 and Mamba-2 GGUF files (see random_model.h). Scales follow HF MambaMixer's and
+// Mamba2Mixer's initialisation so that activations stay finite at any depth: A = -[1..d_state] (Mamba-1) or
+// one A per head uniform in -[1, 16] (Mamba-2), dt bias = softplus^-1 of a log-uniform dt in [1e-3, 1e-1],
+// Linear weights uniform in +-1/sqrt(fan_in), out_proj further scaled by 1/sqrt(n_layer).
 #include "random_model.h"
 
 #include <cmath>
@@ -23,6 +24,7 @@ constexpr float kNormJitter = 0.1f;        // norm weights in 1 +- 0.1
 constexpr float kSkipJitter = 0.1f;        // D in 1 +- 0.1
 constexpr float kBiasScale = 0.05f;        // optional biases
 constexpr double kDtMin = 1e-3, kDtMax = 1e-1;
+constexpr float kMamba2AMin = 1.0f, kMamba2AMax = 16.0f;  // HF Mamba2Mixer: A_log = log(uniform(1, 16))
 // Tensors smaller than this are generated on one thread: waking the others would cost more.
 constexpr int64_t kParallelElements = int64_t{1} << 20;
 // llama.cpp's converter writes this context length for Mamba, which has no limit of its own.
@@ -99,6 +101,27 @@ RowFn around_one(float jitter) {
     };
 }
 
+// As llama.cpp's quantizer does, a matrix whose rows cannot be cut into Q8_0 blocks (dt_proj of most
+// Mamba sizes: dt_rank = d_model / 16) falls back to F16.
+struct LayerTensorTypes {
+    GgmlType matrix_type;
+    GgmlType matrix(int64_t row_length) const {
+        return matrix_type == GgmlType::Q8_0 && row_length % kQ8_0BlockSize != 0 ? GgmlType::F16 : matrix_type;
+    }
+};
+
+float fan_in(int64_t n) { return 1.0f / std::sqrt(static_cast<float>(n)); }
+
+RowFn dt_bias() {
+    return [](uint64_t stream, int64_t, float* values, int64_t n) {
+        for (int64_t c = 0; c < n; ++c) {
+            const double dt =
+                std::exp(uniform01(stream, c) * (std::log(kDtMax) - std::log(kDtMin)) + std::log(kDtMin));
+            values[c] = static_cast<float>(dt + std::log(-std::expm1(-dt)));
+        }
+    };
+}
+
 // general.file_type as llama.cpp numbers it, after the type of the large matrices.
 uint32_t file_type(GgmlType matrix_type) {
     switch (matrix_type) {
@@ -112,9 +135,14 @@ uint32_t file_type(GgmlType matrix_type) {
 
 void check_options(const ModelHparams& hp, GgmlType matrix_type, const RandomModelOptions& options) {
     for (auto [value, what] : {std::pair{hp.n_vocab, "n_vocab"}, {hp.d_model, "d_model"}, {hp.n_layer, "n_layer"},
-                               {hp.d_conv, "d_conv"}, {hp.d_inner, "d_inner"}, {hp.d_state, "d_state"},
-                               {hp.dt_rank, "dt_rank"}}) {
+                               {hp.d_conv, "d_conv"}, {hp.d_inner, "d_inner"}, {hp.d_state, "d_state"}}) {
         if (value <= 0) fail("random model: ", what, " must be positive, got ", value);
+    }
+    if (hp.arch == Architecture::Mamba1 && hp.dt_rank <= 0) fail("random model: dt_rank must be positive, got ", hp.dt_rank);
+    if (hp.arch == Architecture::Mamba2 &&
+        (hp.n_head <= 0 || hp.n_group <= 0 || hp.d_inner % hp.n_head != 0 || hp.n_head % hp.n_group != 0)) {
+        fail("random model: Mamba-2 needs n_head dividing d_inner and n_group dividing n_head (d_inner ", hp.d_inner,
+             ", n_head ", hp.n_head, ", n_group ", hp.n_group, ")");
     }
     if (matrix_type != GgmlType::F32 && matrix_type != GgmlType::F16 && matrix_type != GgmlType::BF16 &&
         matrix_type != GgmlType::Q8_0) {
@@ -128,73 +156,110 @@ void check_options(const ModelHparams& hp, GgmlType matrix_type, const RandomMod
     if (options.byte_tokenizer && options.bpe_vocabulary) fail("random model: give at most one vocabulary");
 }
 
+// The tensors of one Mamba-1 layer, in llama.cpp's order.
+void add_mamba1_layer(RandomModelWriter& rw, GgufWriter& writer, const ModelHparams& hp, const std::string& p,
+                      const LayerTensorTypes& types, const RandomModelOptions& options) {
+    const GgmlType vt = options.vector_type;
+    const int64_t n_xdbc = hp.dt_rank + 2 * hp.d_state;
+    const RowFn a = [](uint64_t, int64_t, float* values, int64_t n) {
+        for (int64_t c = 0; c < n; ++c) values[c] = -static_cast<float>(c + 1);
+    };
+    rw.add(writer, p + "ssm_in.weight", types.matrix(hp.d_model), {hp.d_model, 2 * hp.d_inner},
+           uniform(fan_in(hp.d_model)));
+    if (options.proj_bias) rw.add(writer, p + "ssm_in.bias", vt, {2 * hp.d_inner}, uniform(kBiasScale));
+    std::vector<int64_t> conv_shape = options.conv_3d ? std::vector<int64_t>{hp.d_conv, 1, hp.d_inner}
+                                                      : std::vector<int64_t>{hp.d_conv, hp.d_inner};
+    rw.add(writer, p + "ssm_conv1d.weight", vt, std::move(conv_shape), uniform(fan_in(hp.d_conv)));
+    if (options.conv_bias) rw.add(writer, p + "ssm_conv1d.bias", vt, {hp.d_inner}, uniform(kBiasScale));
+    rw.add(writer, p + "ssm_x.weight", types.matrix(hp.d_inner), {hp.d_inner, n_xdbc}, uniform(fan_in(hp.d_inner)));
+    rw.add(writer, p + "ssm_dt.weight", types.matrix(hp.dt_rank), {hp.dt_rank, hp.d_inner},
+           uniform(fan_in(hp.dt_rank)));
+    rw.add(writer, p + "ssm_dt.bias", vt, {hp.d_inner}, dt_bias());
+    rw.add(writer, p + "ssm_a", vt, {hp.d_state, hp.d_inner}, a);
+    rw.add(writer, p + "ssm_d", vt, {hp.d_inner}, around_one(kSkipJitter));
+    rw.add(writer, p + "ssm_out.weight", types.matrix(hp.d_inner), {hp.d_inner, hp.d_model},
+           uniform(fan_in(hp.d_inner) / std::sqrt(static_cast<float>(hp.n_layer))));
+    if (options.proj_bias) rw.add(writer, p + "ssm_out.bias", vt, {hp.d_model}, uniform(kBiasScale));
+}
+
+// The tensors of one Mamba-2 layer, with the shapes llama.cpp's converter writes.
+void add_mamba2_layer(RandomModelWriter& rw, GgufWriter& writer, const ModelHparams& hp, const std::string& p,
+                      const LayerTensorTypes& types, const RandomModelOptions& options) {
+    const GgmlType vt = options.vector_type;
+    const int64_t n_conv = hp.conv_channels(), n_in = hp.in_proj_rows();
+    const RowFn a = [](uint64_t stream, int64_t, float* values, int64_t n) {
+        for (int64_t h = 0; h < n; ++h) values[h] = -(kMamba2AMin + (kMamba2AMax - kMamba2AMin) * uniform01(stream, h));
+    };
+    rw.add(writer, p + "ssm_in.weight", types.matrix(hp.d_model), {hp.d_model, n_in}, uniform(fan_in(hp.d_model)));
+    if (options.proj_bias) rw.add(writer, p + "ssm_in.bias", vt, {n_in}, uniform(kBiasScale));
+    std::vector<int64_t> conv_shape = options.conv_3d ? std::vector<int64_t>{hp.d_conv, 1, n_conv}
+                                                      : std::vector<int64_t>{hp.d_conv, n_conv};
+    rw.add(writer, p + "ssm_conv1d.weight", vt, std::move(conv_shape), uniform(fan_in(hp.d_conv)));
+    if (options.conv_bias) rw.add(writer, p + "ssm_conv1d.bias", vt, {n_conv}, uniform(kBiasScale));
+    rw.add(writer, p + "ssm_dt.bias", vt, {hp.n_head}, dt_bias());
+    rw.add(writer, p + "ssm_a", vt, {1, hp.n_head}, a);
+    rw.add(writer, p + "ssm_d", vt, {1, hp.n_head}, around_one(kSkipJitter));
+    rw.add(writer, p + "ssm_norm.weight", vt, {hp.d_inner / hp.n_group, hp.n_group}, around_one(kNormJitter));
+    rw.add(writer, p + "ssm_out.weight", types.matrix(hp.d_inner), {hp.d_inner, hp.d_model},
+           uniform(fan_in(hp.d_inner) / std::sqrt(static_cast<float>(hp.n_layer))));
+    if (options.proj_bias) rw.add(writer, p + "ssm_out.bias", vt, {hp.d_model}, uniform(kBiasScale));
+}
+
+// The hyper-parameter keys of the architecture, as llama.cpp's converter writes them.
+void set_hparam_keys(GgufWriter& writer, const ModelHparams& hp) {
+    const std::string arch = architecture_name(hp.arch);
+    const auto key = [&](const char* suffix) { return concat(arch, ".", suffix); };
+    const auto u32 = [](int64_t v) { return GgufValue::u32(static_cast<uint32_t>(v)); };
+    writer.set(key("context_length"), GgufValue::u32(kMambaContextLength));
+    writer.set(key("embedding_length"), u32(hp.d_model));
+    writer.set(key("feed_forward_length"), GgufValue::u32(0));
+    writer.set(key("attention.head_count"), GgufValue::u32(0));
+    writer.set(key("block_count"), u32(hp.n_layer));
+    writer.set(key("ssm.conv_kernel"), u32(hp.d_conv));
+    writer.set(key("ssm.inner_size"), u32(hp.d_inner));
+    writer.set(key("ssm.state_size"), u32(hp.d_state));
+    writer.set(key("attention.layer_norm_rms_epsilon"), GgufValue::f32(hp.norm_eps));
+    if (hp.arch == Architecture::Mamba2) {
+        writer.set(key("ssm.time_step_rank"), u32(hp.n_head));
+        writer.set(key("ssm.group_count"), u32(hp.n_group));
+        if (hp.time_step_min > 0.0f) writer.set(kTimeStepMinKey, GgufValue::f32(hp.time_step_min));
+        if (std::isfinite(hp.time_step_max)) writer.set(kTimeStepMaxKey, GgufValue::f32(hp.time_step_max));
+        return;
+    }
+    writer.set(key("ssm.time_step_rank"), u32(hp.dt_rank));
+    writer.set(key("ssm.dt_b_c_rms"), GgufValue::boolean(hp.dt_b_c_rms));
+    if (hp.dt_b_c_rms) writer.set(kMixerRmsEpsKey, GgufValue::f32(hp.mixer_rms_eps));
+}
+
 }  // namespace
 
 void write_random_mamba_gguf(const std::string& path, const ModelHparams& hp, GgmlType matrix_type, uint64_t seed,
                              bool tied, const RandomModelOptions& options) {
     check_options(hp, matrix_type, options);
     GgufWriter writer;
-    writer.set("general.architecture", GgufValue::string("mamba"));
-    writer.set("general.name", GgufValue::string("random-mamba"));
-    writer.set("mamba.context_length", GgufValue::u32(kMambaContextLength));
-    writer.set("mamba.embedding_length", GgufValue::u32(static_cast<uint32_t>(hp.d_model)));
-    writer.set("mamba.feed_forward_length", GgufValue::u32(0));
-    writer.set("mamba.attention.head_count", GgufValue::u32(0));
-    writer.set("mamba.block_count", GgufValue::u32(static_cast<uint32_t>(hp.n_layer)));
-    writer.set("mamba.ssm.conv_kernel", GgufValue::u32(static_cast<uint32_t>(hp.d_conv)));
-    writer.set("mamba.ssm.inner_size", GgufValue::u32(static_cast<uint32_t>(hp.d_inner)));
-    writer.set("mamba.ssm.state_size", GgufValue::u32(static_cast<uint32_t>(hp.d_state)));
-    writer.set("mamba.ssm.time_step_rank", GgufValue::u32(static_cast<uint32_t>(hp.dt_rank)));
-    writer.set("mamba.attention.layer_norm_rms_epsilon", GgufValue::f32(hp.norm_eps));
-    writer.set("mamba.ssm.dt_b_c_rms", GgufValue::boolean(hp.dt_b_c_rms));
-    if (hp.dt_b_c_rms) writer.set(kMixerRmsEpsKey, GgufValue::f32(hp.mixer_rms_eps));
+    writer.set("general.architecture", GgufValue::string(architecture_name(hp.arch)));
+    writer.set("general.name", GgufValue::string(hp.arch == Architecture::Mamba2 ? "random-mamba2" : "random-mamba"));
+    set_hparam_keys(writer, hp);
     writer.set("general.file_type", GgufValue::u32(file_type(matrix_type)));
     if (options.byte_tokenizer) add_byte_vocab(writer, hp.n_vocab);
     if (options.bpe_vocabulary) add_synthetic_bpe_vocab(writer, hp.n_vocab);
 
     const GgmlType vt = options.vector_type;
-    // As llama.cpp's quantizer does, a matrix whose rows cannot be cut into Q8_0 blocks (dt_proj of most
-    // Mamba sizes: dt_rank = d_model / 16) falls back to F16.
-    const auto matrix = [&](int64_t row_length) {
-        return matrix_type == GgmlType::Q8_0 && row_length % kQ8_0BlockSize != 0 ? GgmlType::F16 : matrix_type;
-    };
-    const int64_t n_xdbc = hp.dt_rank + 2 * hp.d_state;
-    const auto fan_in = [](int64_t n) { return 1.0f / std::sqrt(static_cast<float>(n)); };
+    const LayerTensorTypes types{matrix_type};
     RandomModelWriter rw(seed);
-    rw.add(writer, "token_embd.weight", matrix(hp.d_model), {hp.d_model, hp.n_vocab}, uniform(kEmbeddingScale));
+    rw.add(writer, "token_embd.weight", types.matrix(hp.d_model), {hp.d_model, hp.n_vocab}, uniform(kEmbeddingScale));
     rw.add(writer, "output_norm.weight", vt, {hp.d_model}, around_one(kNormJitter));
     if (!tied) {
-        rw.add(writer, "output.weight", matrix(hp.d_model), {hp.d_model, hp.n_vocab}, uniform(kEmbeddingScale));
+        rw.add(writer, "output.weight", types.matrix(hp.d_model), {hp.d_model, hp.n_vocab}, uniform(kEmbeddingScale));
     }
-    const RowFn dt_bias = [](uint64_t stream, int64_t, float* values, int64_t n) {
-        for (int64_t c = 0; c < n; ++c) {
-            const double dt =
-                std::exp(uniform01(stream, c) * (std::log(kDtMax) - std::log(kDtMin)) + std::log(kDtMin));
-            values[c] = static_cast<float>(dt + std::log(-std::expm1(-dt)));
-        }
-    };
-    const RowFn a = [](uint64_t, int64_t, float* values, int64_t n) {
-        for (int64_t c = 0; c < n; ++c) values[c] = -static_cast<float>(c + 1);
-    };
     for (int64_t il = 0; il < hp.n_layer; ++il) {
         const std::string p = concat("blk.", il, ".");
         rw.add(writer, p + "attn_norm.weight", vt, {hp.d_model}, around_one(kNormJitter));
-        rw.add(writer, p + "ssm_in.weight", matrix(hp.d_model), {hp.d_model, 2 * hp.d_inner},
-               uniform(fan_in(hp.d_model)));
-        if (options.proj_bias) rw.add(writer, p + "ssm_in.bias", vt, {2 * hp.d_inner}, uniform(kBiasScale));
-        std::vector<int64_t> conv_shape = options.conv_3d ? std::vector<int64_t>{hp.d_conv, 1, hp.d_inner}
-                                                          : std::vector<int64_t>{hp.d_conv, hp.d_inner};
-        rw.add(writer, p + "ssm_conv1d.weight", vt, std::move(conv_shape), uniform(fan_in(hp.d_conv)));
-        if (options.conv_bias) rw.add(writer, p + "ssm_conv1d.bias", vt, {hp.d_inner}, uniform(kBiasScale));
-        rw.add(writer, p + "ssm_x.weight", matrix(hp.d_inner), {hp.d_inner, n_xdbc}, uniform(fan_in(hp.d_inner)));
-        rw.add(writer, p + "ssm_dt.weight", matrix(hp.dt_rank), {hp.dt_rank, hp.d_inner},
-               uniform(fan_in(hp.dt_rank)));
-        rw.add(writer, p + "ssm_dt.bias", vt, {hp.d_inner}, dt_bias);
-        rw.add(writer, p + "ssm_a", vt, {hp.d_state, hp.d_inner}, a);
-        rw.add(writer, p + "ssm_d", vt, {hp.d_inner}, around_one(kSkipJitter));
-        rw.add(writer, p + "ssm_out.weight", matrix(hp.d_inner), {hp.d_inner, hp.d_model},
-               uniform(fan_in(hp.d_inner) / std::sqrt(static_cast<float>(hp.n_layer))));
-        if (options.proj_bias) rw.add(writer, p + "ssm_out.bias", vt, {hp.d_model}, uniform(kBiasScale));
+        if (hp.arch == Architecture::Mamba2) {
+            add_mamba2_layer(rw, writer, hp, p, types, options);
+        } else {
+            add_mamba1_layer(rw, writer, hp, p, types, options);
+        }
     }
     writer.write(path);
 }

@@ -1,7 +1,7 @@
-// Writes a Mamba-1 GGUF file (llama.cpp architecture "mamba") with random weights of plausible scale, for
-// tests and benchmarks at any shape. Tensors are generated one at a time while the file is written, in
-// parallel and from a counter-based hash, so even multi-gigabyte files are quick to make and the same seed
-// gives the same file.
+// Writes a Mamba-1 or Mamba-2 GGUF file (llama.cpp architecture "mamba" or "mamba2", after hp.arch) with
+// random weights of plausible scale, for tests and benchmarks at any shape. Tensors are generated one at a
+// time while the file is written, in parallel and from a counter-based hash, so even multi-gigabyte files
+// are quick to make and the same seed gives the same file.
 #pragma once
 
 #include <cstdint>
@@ -24,7 +24,8 @@ struct RandomModelOptions {
     bool bpe_vocabulary = false;
 };
 
-// hp.n_vocab, d_model, n_layer, d_conv, d_inner, d_state, dt_rank, norm_eps and dt_b_c_rms are written, with
+// hp.n_vocab, d_model, n_layer, d_conv, d_inner, d_state, norm_eps and the mixer's own (dt_rank and dt_b_c_rms;
+// n_head, n_group and the time-step limit) are written, with
 // every key llama.cpp's "mamba" loader reads (as llama.cpp's converter writes them, general.file_type
 // included); matrix_type is F32, F16, BF16 or Q8_0 (Q8_0 matrices whose row length is not a multiple of 32
 // are written as F16, as llama.cpp's quantizer does). `tied` leaves out output.weight so that the lm_head is

@@ -43,25 +43,49 @@ struct BenchOptions {
     bool json = false;
 };
 
-// Published Mamba-1 shapes (state-spaces/mamba-130m-hf and mamba-2.8b-hf), tied embeddings.
-ModelHparams shape_hparams(const std::string& shape) {
+constexpr const char* kRandomShapes = "130m, 2.8b, mamba2-130m, mamba2-2.7b or codestral-7b";
+
+// Published shapes: state-spaces/mamba-130m-hf and mamba-2.8b-hf (Mamba-1), state-spaces/mamba2-130m and
+// mamba2-2.7b (tied, vocabulary padded to 50,288), mistralai/Mamba-Codestral-7B-v0.1 (8 groups, untied).
+struct RandomShape {
     ModelHparams hp;
-    hp.n_vocab = 50280;
+    bool tied = true;
+};
+
+RandomShape shape_hparams(const std::string& shape) {
+    RandomShape r;
+    ModelHparams& hp = r.hp;
     hp.d_conv = 4;
-    hp.d_state = 16;
     hp.norm_eps = 1e-5f;
-    if (shape == "130m") {
-        hp.d_model = 768;
-        hp.n_layer = 24;
-    } else if (shape == "2.8b") {
-        hp.d_model = 2560;
+    if (shape == "130m" || shape == "2.8b") {
+        hp.n_vocab = 50280;
+        hp.d_state = 16;
+        hp.d_model = shape == "130m" ? 768 : 2560;
+        hp.n_layer = shape == "130m" ? 24 : 64;
+        hp.d_inner = 2 * hp.d_model;
+        hp.dt_rank = (hp.d_model + 15) / 16;
+        return r;
+    }
+    hp.arch = Architecture::Mamba2;
+    hp.d_state = 128;
+    hp.head_dim = 64;
+    if (shape == "mamba2-130m" || shape == "mamba2-2.7b") {
+        hp.n_vocab = 50288;
+        hp.d_model = shape == "mamba2-130m" ? 768 : 2560;
+        hp.n_layer = shape == "mamba2-130m" ? 24 : 64;
+        hp.n_group = 1;
+    } else if (shape == "codestral-7b") {
+        hp.n_vocab = 32768;
+        hp.d_model = 4096;
         hp.n_layer = 64;
+        hp.n_group = 8;
+        r.tied = false;
     } else {
-        fail("unknown --random-shape '", shape, "': expected 130m or 2.8b");
+        fail("unknown --random-shape '", shape, "': expected ", kRandomShapes);
     }
     hp.d_inner = 2 * hp.d_model;
-    hp.dt_rank = (hp.d_model + 15) / 16;
-    return hp;
+    hp.n_head = hp.d_inner / hp.head_dim;
+    return r;
 }
 
 GgmlType parse_matrix_type(const std::string& text) {
@@ -87,7 +111,7 @@ void check_random_out(const std::string& path) {
 class RandomModelFile {
 public:
     // `hp` and `type` are the checked --random-shape and --type.
-    RandomModelFile(const BenchOptions& opt, const ModelHparams& hp, GgmlType type) {
+    RandomModelFile(const BenchOptions& opt, const RandomShape& shape, GgmlType type) {
         keep_ = !opt.random_out.empty();
         path_ = keep_ ? opt.random_out
                       : (std::filesystem::temp_directory_path() /
@@ -97,7 +121,7 @@ public:
                      opt.random_type.c_str(), path_.c_str());
         RandomModelOptions options;
         options.bpe_vocabulary = true;  // a complete file: llama.cpp can benchmark the same one
-        write_random_mamba_gguf(path_, hp, type, 1, true, options);
+        write_random_mamba_gguf(path_, shape.hp, type, 1, shape.tied, options);
     }
     ~RandomModelFile() {
         if (!keep_) {
@@ -168,10 +192,10 @@ void bench(const BenchOptions& opt) {
     std::unique_ptr<RandomModelFile> random_file;
     if (!opt.random_shape.empty()) {
         // Every random-model flag is checked before the "writing" line and the write.
-        const ModelHparams hp = shape_hparams(opt.random_shape);
+        const RandomShape shape = shape_hparams(opt.random_shape);
         const GgmlType type = parse_matrix_type(opt.random_type);
         check_random_out(opt.random_out);
-        random_file = std::make_unique<RandomModelFile>(opt, hp, type);
+        random_file = std::make_unique<RandomModelFile>(opt, shape, type);
     }
     const std::string path = random_file ? random_file->path() : opt.model_path;
     const auto model = Model::load(path);
@@ -269,7 +293,7 @@ void add_bench_command(CLI::App& app) {
         ->capture_default_str();
     cmd->add_option("--device", opt->device, "auto, cpu or cuda")->capture_default_str();
     add_thread_count_option(cmd, opt->n_threads);
-    cmd->add_option("--random-shape", opt->random_shape, "benchmark a random model of this shape: 130m or 2.8b");
+    cmd->add_option("--random-shape", opt->random_shape, concat("benchmark a random model of this shape: ", kRandomShapes));
     cmd->add_option("--type", opt->random_type, "weight type of the random model: f32, f16, bf16 or q8_0")
         ->capture_default_str();
     non_empty_path(cmd->add_option("--random-out", opt->random_out,
