@@ -2,7 +2,9 @@
 // kind of bad file (wrong architecture, missing key, missing tensor, wrong shape, wrong type).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <string>
 
@@ -51,7 +53,8 @@ void rewrite(const std::string& src, const std::string& dst, const KvEdit& edit_
 
 class ModelLoad : public ::testing::Test {
 protected:
-    ModelLoad() : hp_(test::tiny_hparams_any_length()), file_(hp_, GgmlType::F16, 1, false) {}
+    explicit ModelLoad(const ModelHparams& hp = test::tiny_hparams_any_length())
+        : hp_(hp), file_(hp_, GgmlType::F16, 1, false) {}
 
     // Rewrites the good file with an edit and returns the error message loading it gives.
     std::string load_error(const KvEdit& kv, const TensorEditFn& tensor, const std::vector<GgufKeyValue>& extra = {}) {
@@ -280,6 +283,109 @@ TEST_F(ModelLoad, RandomModelByteTokenizerEncodesBytes) {
 
 TEST_F(ModelLoad, NonexistentFileIsAnError) {
     EXPECT_THROW(Model::load(dir_.file("absent.gguf")), Error);
+}
+
+// llama.cpp's architecture "mamba2".
+ModelHparams tiny_mamba2_hparams() {
+    ModelHparams hp = test::tiny_hparams_any_length();
+    hp.arch = Architecture::Mamba2;
+    hp.dt_rank = 0;
+    hp.n_head = 6;
+    hp.head_dim = 5;
+    hp.n_group = 3;
+    hp.d_inner = hp.n_head * hp.head_dim;
+    hp.time_step_min = 0.001f;
+    hp.time_step_max = 0.1f;
+    return hp;
+}
+
+class Mamba2ModelLoad : public ModelLoad {
+protected:
+    Mamba2ModelLoad() : ModelLoad(tiny_mamba2_hparams()) {}
+    static KvEdit set_key(const std::string& name, const GgufValue& value) {
+        return [=](const std::string& key, const GgufValue& v) { return key == name ? value : v; };
+    }
+};
+
+TEST_F(Mamba2ModelLoad, ReadsHyperParametersAndTensors) {
+    const auto model = Model::load(file_.path());
+    const ModelHparams& hp = model->hparams();
+    EXPECT_EQ(hp.arch, Architecture::Mamba2);
+    EXPECT_EQ(hp.n_head, 6);
+    EXPECT_EQ(hp.head_dim, 5);
+    EXPECT_EQ(hp.n_group, 3);
+    EXPECT_FLOAT_EQ(hp.time_step_min, 0.001f);
+    EXPECT_FLOAT_EQ(hp.time_step_max, 0.1f);
+    EXPECT_EQ(hp.conv_channels(), hp.d_inner + 2 * 3 * hp.d_state);
+    const Mamba2Mixer& m = model->weights().layers[1].mamba2();
+    EXPECT_EQ(m.ssm_in.n_rows(), 2 * hp.d_inner + 2 * 3 * hp.d_state + 6);
+    EXPECT_EQ(m.ssm_a.ne, (std::array<int64_t, 4>{6, 1, 1, 1}));  // {1, n_head} in the file
+    EXPECT_EQ(m.ssm_norm.ne, (std::array<int64_t, 4>{hp.d_inner, 1, 1, 1}));
+    EXPECT_EQ(m.conv1d_w.n_rows(), hp.conv_channels());
+    EXPECT_FALSE(m.ssm_in_b.present());
+    uint64_t all_tensor_bytes = 0;
+    for (const GgufTensorInfo& t : model->gguf().tensors()) all_tensor_bytes += t.nbytes;
+    EXPECT_EQ(model->weight_bytes(), all_tensor_bytes);
+}
+
+TEST_F(Mamba2ModelLoad, AcceptsFlatVectorsAndNoTimeStepLimit) {
+    const std::string path = dir_.file("flat.gguf");
+    rewrite(
+        file_.path(), path,
+        [](const std::string& key, const GgufValue& v) -> std::optional<GgufValue> {
+            if (key == kTimeStepMinKey || key == kTimeStepMaxKey) return std::nullopt;
+            return v;
+        },
+        [&](const std::string& name, TensorEdit& e) {
+            if (name.ends_with("ssm_a") || name.ends_with("ssm_d")) e.ne = {hp_.n_head};
+            if (name.ends_with("ssm_norm.weight")) e.ne = {hp_.d_inner};
+            return true;
+        });
+    const auto model = Model::load(path);
+    EXPECT_EQ(model->hparams().time_step_min, 0.0f);
+    EXPECT_TRUE(std::isinf(model->hparams().time_step_max));
+}
+
+TEST_F(Mamba2ModelLoad, InconsistentHeadsAndGroupsAreNamed) {
+    const std::string heads = load_error(set_key("mamba2.ssm.time_step_rank", GgufValue::u32(7)), {});
+    EXPECT_NE(heads.find("not a multiple of the head count"), std::string::npos) << heads;
+    // 6 heads, 4 groups: heads do not split into groups (and the tensors' shapes no longer fit either).
+    const std::string groups = load_error(set_key("mamba2.ssm.group_count", GgufValue::u32(4)), {});
+    EXPECT_NE(groups.find("mamba2.ssm.group_count"), std::string::npos) << groups;
+    const std::string missing = load_error(
+        [](const std::string& key, const GgufValue& v) -> std::optional<GgufValue> {
+            if (key == "mamba2.ssm.group_count") return std::nullopt;
+            return v;
+        },
+        {});
+    EXPECT_NE(missing.find("mamba2.ssm.group_count is missing"), std::string::npos) << missing;
+}
+
+TEST_F(Mamba2ModelLoad, BadTimeStepLimitsAreNamed) {
+    for (const auto& [key, value] : {std::pair{kTimeStepMinKey, GgufValue::f32(std::numeric_limits<float>::quiet_NaN())},
+                                     std::pair{kTimeStepMinKey, GgufValue::f32(-1.0f)},
+                                     std::pair{kTimeStepMaxKey, GgufValue::f32(0.0001f)}}) {
+        const std::string message = load_error(set_key(key, value), {});
+        EXPECT_NE(message.find("dendro.ssm.time_step_m"), std::string::npos) << message;
+    }
+}
+
+TEST_F(Mamba2ModelLoad, WrongShapesAreNamedWithWhatIsExpected) {
+    const std::string in_proj = load_error({}, [&](const std::string& name, TensorEdit& e) {
+        if (name == "blk.1.ssm_in.weight") e.ne[1] -= 1;
+        return true;
+    });
+    EXPECT_NE(in_proj.find("blk.1.ssm_in.weight"), std::string::npos) << in_proj;
+    const std::string norm = load_error({}, [&](const std::string& name, TensorEdit& e) {
+        if (name == "blk.0.ssm_norm.weight") e.ne = {hp_.d_inner / 2, 2};
+        return true;
+    });
+    EXPECT_NE(norm.find("blk.0.ssm_norm.weight"), std::string::npos) << norm;
+    EXPECT_NE(norm.find(concat("{", hp_.d_inner / 3, ", 3} or {", hp_.d_inner, "}")), std::string::npos) << norm;
+    const std::string missing = load_error({}, [&](const std::string& name, TensorEdit&) {
+        return name != "blk.1.ssm_norm.weight";
+    });
+    EXPECT_NE(missing.find("blk.1.ssm_norm.weight is missing"), std::string::npos) << missing;
 }
 
 }  // namespace
