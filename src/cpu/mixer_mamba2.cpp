@@ -76,14 +76,7 @@ void Mamba2CpuLayer::recurrent_step(Mamba2Scratch& s, int64_t row, int64_t head,
     const float* c = xbc + hp_.d_inner + hp_.n_group * d_state + group * d_state;
     float* y = s.y.data() + row * hp_.d_inner + head * head_dim;
     for (int64_t p = 0; p < head_dim; ++p) {
-        float* hp = h + p * d_state;
-        const float x_dt = x[p] * dt;
-        float acc = 0.0f;
-        for (int64_t n = 0; n < d_state; ++n) {
-            hp[n] = hp[n] * decay + x_dt * b[n];
-            acc += hp[n] * c[n];
-        }
-        y[p] = acc + d_[head] * x[p];
+        y[p] = ssm_row_step(h + p * d_state, decay, x[p] * dt, b, c, d_state) + d_[head] * x[p];
     }
 }
 

@@ -58,4 +58,22 @@ void scan_channel(const ScanChannelInputs& in, const float* a, float d, float dt
     }
 }
 
+float ssm_row_step(float* h, float decay, float x_dt, const float* b, const float* c, int64_t d_state) {
+    const int64_t whole = d_state - d_state % kLanes;
+    const F32x8 decay8 = broadcast8(decay), x_dt8 = broadcast8(x_dt);
+    F32x8 acc = zero8();
+    for (int64_t s = 0; s < whole; s += kLanes) {
+        const F32x8 state = fma8(decay8, load8(h + s), mul8(x_dt8, load8(b + s)));
+        store8(h + s, state);
+        acc = fma8(state, load8(c + s), acc);
+    }
+    if (whole < d_state) {
+        const int64_t n = d_state - whole;
+        const F32x8 state = fma8(decay8, load8_partial(h + whole, n), mul8(x_dt8, load8_partial(b + whole, n)));
+        store8_partial(h + whole, state, n);
+        acc = fma8(state, load8_partial(c + whole, n), acc);
+    }
+    return hsum8(acc);
+}
+
 }  // namespace dendro::cpu

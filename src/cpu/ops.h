@@ -47,4 +47,8 @@ struct ScanChannelInputs {
 void scan_channel(const ScanChannelInputs& in, const float* a, float d, float dt_bias, int64_t d_state,
                   float* h, Channel y, int64_t n_tokens);
 
+// One token of a Mamba-2 head's state row p (d_state values): h = decay * h + x_dt * b, then returns c . h
+// (reduced in the canonical 8-lane order of simd.h).
+float ssm_row_step(float* h, float decay, float x_dt, const float* b, const float* c, int64_t d_state);
+
 }  // namespace dendro::cpu
