@@ -422,6 +422,22 @@ int cuda_device_count() {
     return count;
 }
 
+bool cuda_supports(const Model& model) {
+    if (model.hparams().arch != Architecture::Mamba1) return false;
+    const auto device_type = [](const TensorView& t) {
+        return t.type == GgmlType::F32 || t.type == GgmlType::F16 || t.type == GgmlType::BF16 ||
+               t.type == GgmlType::Q8_0;
+    };
+    const ModelWeights& w = model.weights();
+    if (!device_type(w.token_embd) || !device_type(w.output)) return false;
+    for (const LayerWeights& layer : w.layers) {
+        for (const TensorView* m : layer_matrices(layer)) {
+            if (!device_type(*m)) return false;
+        }
+    }
+    return true;
+}
+
 std::unique_ptr<Backend> make_cuda_backend(const Model& model, const BackendOptions& options) {
     if (model.hparams().arch != Architecture::Mamba1) {
         fail("the CUDA backend runs only Mamba-1 models so far; this model is '",

@@ -10,7 +10,10 @@
 
 namespace dendro {
 
-// Throws dendro::Error when no CUDA device is usable or device memory runs out.
+// Whether the CUDA backend computes this model: Mamba-1 with F32, F16, BF16 or Q8_0 matrices.
+bool cuda_supports(const Model& model);
+// Throws dendro::Error when no CUDA device is usable, the model is not one cuda_supports, or device memory
+// runs out.
 std::unique_ptr<Backend> make_cuda_backend(const Model& model, const BackendOptions& options);
 // Number of CUDA devices the runtime sees; 0 (never an error) without a driver or a device.
 int cuda_device_count();

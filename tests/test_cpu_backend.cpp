@@ -408,7 +408,7 @@ INSTANTIATE_TEST_SUITE_P(Types, CpuExactness,
 TEST(BackendFactory, ParsesDevicesAndRefusesMissingCuda) {
     EXPECT_EQ(parse_device("cpu"), DeviceKind::Cpu);
     EXPECT_EQ(parse_device("cuda"), DeviceKind::Cuda);
-    EXPECT_EQ(parse_device("auto"), cuda_available() ? DeviceKind::Cuda : DeviceKind::Cpu);
+    EXPECT_EQ(parse_device("auto"), DeviceKind::Auto);
     EXPECT_THROW(parse_device("gpu"), Error);
     EXPECT_THROW(parse_device(""), Error);
 
@@ -416,6 +416,20 @@ TEST(BackendFactory, ParsesDevicesAndRefusesMissingCuda) {
     const auto model = Model::load(file.path());
     EXPECT_EQ(make_backend(DeviceKind::Cpu, *model, BackendOptions{1, 1})->name(), "cpu");
     if (!cuda_available()) EXPECT_THROW(make_backend(DeviceKind::Cuda, *model, BackendOptions{1, 1}), Error);
+    EXPECT_EQ(make_backend(DeviceKind::Auto, *model, BackendOptions{1, 1})->name().starts_with("cuda"),
+              cuda_available());
+}
+
+// Auto never picks a backend that cannot compute the model: Mamba-2, and k-quant matrices, stay on the CPU
+// even with a GPU; asking for CUDA explicitly is an error that says why.
+TEST(BackendFactory, AutoChoosesTheCpuForModelsCudaDoesNotCompute) {
+    const TempModelFile mamba2(test::tiny_mamba2_hparams_byte_vocab(), GgmlType::F32);
+    const auto m2 = Model::load(mamba2.path());
+    EXPECT_EQ(make_backend(DeviceKind::Auto, *m2, BackendOptions{1, 1})->name(), "cpu");
+    EXPECT_THROW(make_backend(DeviceKind::Cuda, *m2, BackendOptions{1, 1}), Error);
+    const TempModelFile k_quant(test::tiny_hparams_k_quants(), GgmlType::Q4_K);
+    const auto q = Model::load(k_quant.path());
+    EXPECT_EQ(make_backend(DeviceKind::Auto, *q, BackendOptions{1, 1})->name(), "cpu");
 }
 
 TEST(CpuRandomModel, DeepModelsKeepActivationsFinite) {

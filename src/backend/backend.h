@@ -13,7 +13,8 @@
 
 namespace dendro {
 
-enum class DeviceKind { Cpu, Cuda };
+// Auto: CUDA when a usable GPU is present and the CUDA backend computes the model, else the CPU.
+enum class DeviceKind { Auto, Cpu, Cuda };
 
 // Sampling settings a backend can apply on its own device (no min-p, no repetition penalty).
 struct DeviceSampling {
@@ -76,9 +77,9 @@ std::unique_ptr<Backend> make_cpu_backend(const Model& model, const BackendOptio
 
 // Whether this build has the CUDA backend and a usable GPU is present.
 bool cuda_available();
-// CPU or CUDA; throws dendro::Error when CUDA is asked for and unavailable.
+// CPU or CUDA; throws dendro::Error when CUDA is asked for and unavailable or cannot compute the model.
 std::unique_ptr<Backend> make_backend(DeviceKind kind, const Model& model, const BackendOptions& options);
-// "cpu" or "cuda"; "auto" picks CUDA when available. Throws on anything else.
+// "auto", "cpu" or "cuda". Throws on anything else.
 DeviceKind parse_device(const std::string& text);
 
 }  // namespace dendro

@@ -11,6 +11,7 @@ namespace dendro {
 bool cuda_available() { return cuda_device_count() > 0; }
 
 std::unique_ptr<Backend> make_backend(DeviceKind kind, const Model& model, const BackendOptions& options) {
+    if (kind == DeviceKind::Auto) kind = cuda_available() && cuda_supports(model) ? DeviceKind::Cuda : DeviceKind::Cpu;
     if (kind == DeviceKind::Cuda) return make_cuda_backend(model, options);
     return make_cpu_backend(model, options);
 }
@@ -26,7 +27,7 @@ std::unique_ptr<Backend> make_backend(DeviceKind kind, const Model& model, const
 DeviceKind parse_device(const std::string& text) {
     if (text == "cpu") return DeviceKind::Cpu;
     if (text == "cuda") return DeviceKind::Cuda;
-    if (text == "auto") return cuda_available() ? DeviceKind::Cuda : DeviceKind::Cpu;
+    if (text == "auto") return DeviceKind::Auto;
     fail("unknown device '", text, "': expected auto, cpu or cuda");
 }
 

@@ -54,6 +54,13 @@ void gguf_model_seeds(const fs::path& dir) {
     with_vocab.n_vocab = test::tiny_hparams_byte_vocab().n_vocab;
     write_random_mamba_gguf((dir / "tiny-f16-byte-vocab.gguf").string(), with_vocab, GgmlType::F16, 3, true,
                             test::byte_tokenizer_options());
+    ModelHparams mamba2 = seed_model_hparams();
+    mamba2.arch = Architecture::Mamba2;
+    mamba2.n_head = 2;
+    mamba2.head_dim = 2;
+    mamba2.n_group = 2;
+    mamba2.time_step_max = 0.5f;
+    write_random_mamba_gguf((dir / "tiny-mamba2-f32.gguf").string(), mamba2, GgmlType::F32, 4, false);
     copy_fixture("gguf/gguf_py_written.gguf", dir / "gguf_py_written.gguf");
     test::write_vocab_gguf((dir / "vocab-spm-shakespeare.gguf").string(),
                            test::test_data_path("hf/tokenizers/spm-shakespeare"), kSpmSeedVocab);
@@ -67,6 +74,9 @@ void state_file_seeds(const fs::path& dir) {
         write_state_file((dir / ("tiny-" + std::to_string(n_tokens) + "-tokens.state")).string(), model,
                          test::random_snapshot(hp, tokens, n_tokens));
     }
+    const ModelHparams mamba2 = test::tiny_mamba2_state_hparams();
+    write_state_file((dir / "tiny-mamba2-3-tokens.state").string(), model,
+                     test::random_snapshot(mamba2, test::random_tokens(3, mamba2.n_vocab, 3), 3));
 }
 
 void safetensors_seeds(const fs::path& dir) {
