@@ -267,8 +267,8 @@ TEST(ConvertErrors, MissingDirectoryOrWeights) {
 TEST(ConvertErrors, UnsupportedArchitectureNamesSupportedOnes) {
     const test::TempDir tmp;
     const std::string dir = copy_fixture("mamba_tied_bpe", tmp);
-    edit_config(dir, [](nlohmann::json& c) { c["architectures"] = {"Mamba2ForCausalLM"}; });
-    expect_failure(dir, {"Mamba2ForCausalLM", "MambaForCausalLM, FalconMambaForCausalLM"});
+    edit_config(dir, [](nlohmann::json& c) { c["architectures"] = {"JambaForCausalLM"}; });
+    expect_failure(dir, {"JambaForCausalLM", "MambaForCausalLM, FalconMambaForCausalLM, Mamba2ForCausalLM"});
 }
 
 TEST(ConvertErrors, TruncatedSafetensors) {
