@@ -305,7 +305,6 @@ ConvertSummary convert_hf_mamba2_to_gguf(const ConvertOptions& options) {
     return summary;
 }
 
-
 }  // namespace
 
 OutType parse_out_type(const std::string& text) {
