@@ -139,15 +139,17 @@ void check_silu(const ConfigReader& reader) {
     }
 }
 
-// intermediate_size when config.json leaves it out: expand * hidden_size, as transformers computes it. expand
-// may be fractional (1.5), so long as the product is a whole number of channels.
-int64_t intermediate_size_from_expand(const ConfigReader& reader, int64_t hidden_size) {
+// intermediate_size from expand: expand * hidden_size, as transformers computes it (Mamba-1 when config.json
+// has no intermediate_size; Mamba-2 always). expand may be fractional (1.5), so long as the product is a
+// whole number of channels; `fix` ends the message when it is not.
+int64_t intermediate_size_from_expand(const ConfigReader& reader, int64_t hidden_size, std::string_view fix) {
     const std::string& source = reader.source();
     std::string_view key;
     const nlohmann::json* given = reader.find({"expand"}, key);
     const nlohmann::json expand = given ? *given : nlohmann::json(kDefaultExpand);
     if (!expand.is_number()) fail(source, ": key 'expand' must be a number, got ", expand.dump());
-    const std::string product_text = concat(source, ": 'expand' ", expand.dump(), " * hidden_size ", hidden_size);
+    const std::string product_text =
+        concat(source, ": intermediate_size = 'expand' ", expand.dump(), " * hidden_size ", hidden_size);
     if (expand.is_number_integer()) {
         const std::optional<uint64_t> factor = json_unsigned(expand);
         if (!factor || *factor == 0) fail(source, ": key 'expand' = ", expand.dump(), " is not positive");
@@ -165,7 +167,7 @@ int64_t intermediate_size_from_expand(const ConfigReader& reader, int64_t hidden
         fail(product_text, " = ", product, " is more than ", kMaxDimension);
     }
     if (product != std::floor(product)) {
-        fail(product_text, " = ", product, " is not a whole number; set intermediate_size");
+        fail(product_text, " = ", product, " is not a whole number", fix);
     }
     return static_cast<int64_t>(product);
 }
@@ -225,7 +227,7 @@ HfMamba2Config parse_hf_mamba2_config(const nlohmann::json& json, const std::str
     config.n_layer = reader.dimension({"num_hidden_layers", "n_layer", "n_layers", "num_layers"}, std::nullopt);
     // transformers' Mamba2 sizes its mixer from expand alone; an intermediate_size that disagrees means the
     // checkpoint was not made by it, and which of the two its weights follow is anybody's guess.
-    config.intermediate_size = intermediate_size_from_expand(reader, config.hidden_size);
+    config.intermediate_size = intermediate_size_from_expand(reader, config.hidden_size, "");
     std::string_view inner_key;
     if (reader.find({"intermediate_size", "d_inner"}, inner_key)) {
         const int64_t stated = reader.dimension({inner_key}, std::nullopt);
@@ -290,7 +292,7 @@ HfMambaConfig parse_hf_mamba_config(const nlohmann::json& json, const std::strin
     std::string_view inner_key;
     config.intermediate_size = reader.find({"intermediate_size", "d_inner"}, inner_key)
                                    ? reader.dimension({"intermediate_size", "d_inner"}, std::nullopt)
-                                   : intermediate_size_from_expand(reader, config.hidden_size);
+                                   : intermediate_size_from_expand(reader, config.hidden_size, "; set intermediate_size");
     config.state_size = reader.dimension({"state_size", "d_state"}, kDefaultStateSize);
     config.conv_kernel = reader.dimension({"conv_kernel", "d_conv"}, kDefaultConvKernel);
 
