@@ -121,7 +121,7 @@ TEST(HfConfig, RefusesOtherArchitecturesNamingTheSupportedOnes) {
 TEST(HfConfig, Mamba2DefaultsAndFamily) {
     const nlohmann::json json = parse_hf_json(
         R"({"model_type": "mamba2", "vocab_size": 64, "hidden_size": 4096, "num_hidden_layers": 1})", "c");
-    EXPECT_EQ(hf_mamba_family(json, "c"), HfMambaFamily::Mamba2);
+    EXPECT_TRUE(is_hf_mamba2_config(json));
     const HfMamba2Config c = parse_hf_mamba2_config(json, "c");
     EXPECT_EQ(c.intermediate_size, 8192);  // expand 2
     EXPECT_EQ(c.num_heads, 128);
@@ -137,8 +137,12 @@ TEST(HfConfig, Mamba2DefaultsAndFamily) {
     EXPECT_FALSE(c.time_step_limited());
     EXPECT_EQ(c.conv_dim(), 8192 + 2 * 8 * 128);
     EXPECT_EQ(c.in_proj_rows(), 2 * 8192 + 2 * 8 * 128 + 128);
-    EXPECT_EQ(hf_mamba_family(parse_hf_json(R"({"architectures": ["MambaForCausalLM"]})", "c"), "c"),
-              HfMambaFamily::Mamba1);
+    EXPECT_TRUE(is_hf_mamba2_config(parse_hf_json(R"({"architectures": ["Mamba2ForCausalLM"]})", "c")));
+    // Anything else (Mamba-1, mamba_ssm's config without a class, nonsense) is left to the Mamba-1 readers.
+    for (const char* other : {R"({"architectures": ["MambaForCausalLM"], "model_type": "mamba2"})",
+                              R"({"d_model": 768, "ssm_cfg": {"layer": "Mamba2"}})", R"({"architectures": 3})", "[1]"}) {
+        EXPECT_FALSE(is_hf_mamba2_config(parse_hf_json(other, "c"))) << other;
+    }
 }
 
 TEST(HfConfig, RefusesMissingOrInvalidValues) {

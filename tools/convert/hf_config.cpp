@@ -204,10 +204,14 @@ std::pair<double, double> time_step_limit(const ConfigReader& reader) {
 
 }  // namespace
 
-HfMambaFamily hf_mamba_family(const nlohmann::json& json, const std::string& source) {
-    if (!json.is_object()) fail(source, ": not a JSON object");
-    return architecture_of(ConfigReader(json, source)) == kHfMamba2Architecture ? HfMambaFamily::Mamba2
-                                                                                 : HfMambaFamily::Mamba1;
+bool is_hf_mamba2_config(const nlohmann::json& json) {
+    if (!json.is_object()) return false;
+    const auto architectures = json.find("architectures");
+    if (architectures != json.end() && !architectures->is_null()) {
+        return architectures->is_array() && !architectures->empty() && (*architectures)[0] == kHfMamba2Architecture;
+    }
+    const auto model_type = json.find("model_type");
+    return model_type != json.end() && *model_type == "mamba2";
 }
 
 bool HfMamba2Config::time_step_limited() const {
@@ -333,9 +337,9 @@ HfMamba2Config read_hf_mamba2_config(const std::string& dir) {
     return parse_hf_mamba2_config(read_hf_json_file(path), path);
 }
 
-HfMambaFamily read_hf_mamba_family(const std::string& dir) {
-    const std::string path = config_path(dir);
-    return hf_mamba_family(read_hf_json_file(path), path);
+bool is_hf_mamba2_checkpoint(const std::string& dir) {
+    const std::string path = (std::filesystem::path(dir) / "config.json").string();
+    return std::filesystem::exists(path) && is_hf_mamba2_config(read_hf_json_file(path));
 }
 
 }  // namespace dendro

@@ -15,9 +15,6 @@ inline constexpr const char* kHfMambaArchitecture = "MambaForCausalLM";
 inline constexpr const char* kHfFalconMambaArchitecture = "FalconMambaForCausalLM";
 inline constexpr const char* kHfMamba2Architecture = "Mamba2ForCausalLM";
 
-// Which mixer a checkpoint's layers have.
-enum class HfMambaFamily { Mamba1, Mamba2 };
-
 struct HfMambaConfig {
     std::string architecture;      // kHfMambaArchitecture or kHfFalconMambaArchitecture
     bool dt_b_c_rms = false;       // Falcon-Mamba: RMS norms on dt, B and C
@@ -63,9 +60,9 @@ struct HfMamba2Config {
     bool time_step_limited() const;  // time_step_limit is not (0, +infinity)
 };
 
-// The family of a parsed config.json: architectures[0], else model_type. Throws naming `source` and the
-// supported architectures when it is neither.
-HfMambaFamily hf_mamba_family(const nlohmann::json& config, const std::string& source);
+// Whether a parsed config.json is a Mamba2ForCausalLM's (architectures[0], else model_type "mamba2"). Never
+// throws: anything else is for the Mamba-1 readers to accept or refuse.
+bool is_hf_mamba2_config(const nlohmann::json& config);
 
 // Interprets a parsed Mamba2ForCausalLM config.json; throws dendro::Error naming `source` and the key at
 // fault, for inconsistent dimensions, and for what Dendro cannot honour (norm_before_gate true: HF and
@@ -79,6 +76,6 @@ HfMambaConfig parse_hf_mamba_config(const nlohmann::json& config, const std::str
 // Reads DIR/config.json (Infinity/NaN literals allowed, see hf_json.h).
 HfMambaConfig read_hf_mamba_config(const std::string& dir);
 HfMamba2Config read_hf_mamba2_config(const std::string& dir);
-HfMambaFamily read_hf_mamba_family(const std::string& dir);
+bool is_hf_mamba2_checkpoint(const std::string& dir);  // DIR/config.json, false when there is none
 
 }  // namespace dendro

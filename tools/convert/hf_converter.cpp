@@ -345,7 +345,7 @@ uint32_t out_type_file_type(OutType type) {
 }
 
 ConvertSummary convert_hf_to_gguf(const ConvertOptions& options) {
-    if (read_hf_mamba_family(options.model_dir) == HfMambaFamily::Mamba2) return convert_hf_mamba2_to_gguf(options);
+    if (is_hf_mamba2_checkpoint(options.model_dir)) return convert_hf_mamba2_to_gguf(options);
     if (options.output_path.empty()) fail("no output path given");
     const HfMambaConfig config = read_hf_mamba_config(options.model_dir);
     const std::unique_ptr<SafetensorsCheckpoint> checkpoint = SafetensorsCheckpoint::open(options.model_dir);
