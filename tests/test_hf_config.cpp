@@ -106,12 +106,43 @@ TEST(HfConfig, FalconMambaByArchitectureOrModelType) {
 }
 
 TEST(HfConfig, RefusesOtherArchitecturesNamingTheSupportedOnes) {
-    const std::string err = error_of(R"({"architectures": ["Mamba2ForCausalLM"], "vocab_size": 8})");
-    EXPECT_NE(err.find("unsupported architecture 'Mamba2ForCausalLM'"), std::string::npos) << err;
-    EXPECT_NE(err.find("MambaForCausalLM, FalconMambaForCausalLM"), std::string::npos) << err;
+    const std::string err = error_of(R"({"architectures": ["JambaForCausalLM"], "vocab_size": 8})");
+    EXPECT_NE(err.find("unsupported architecture 'JambaForCausalLM'"), std::string::npos) << err;
+    EXPECT_NE(err.find("MambaForCausalLM, FalconMambaForCausalLM, Mamba2ForCausalLM"), std::string::npos) << err;
+    // A Mamba-2 config is not read as a Mamba-1 one.
+    EXPECT_NE(error_of(R"({"architectures": ["Mamba2ForCausalLM"], "vocab_size": 8})").find("is a Mamba-2 checkpoint"),
+              std::string::npos);
     const std::string by_type = error_of(R"({"model_type": "llama", "vocab_size": 8})");
     EXPECT_NE(by_type.find("unsupported model_type 'llama'"), std::string::npos) << by_type;
     EXPECT_NE(by_type.find("FalconMambaForCausalLM"), std::string::npos) << by_type;
+}
+
+// Mamba2Config's defaults for the keys a config.json leaves out, and the family by architectures or model_type.
+TEST(HfConfig, Mamba2DefaultsAndFamily) {
+    const nlohmann::json json = parse_hf_json(
+        R"({"model_type": "mamba2", "vocab_size": 64, "hidden_size": 4096, "num_hidden_layers": 1})", "c");
+    EXPECT_TRUE(is_hf_mamba2_config(json));
+    const HfMamba2Config c = parse_hf_mamba2_config(json, "c");
+    EXPECT_EQ(c.intermediate_size, 8192);  // expand 2
+    EXPECT_EQ(c.num_heads, 128);
+    EXPECT_EQ(c.head_dim, 64);
+    EXPECT_EQ(c.n_groups, 8);
+    EXPECT_EQ(c.state_size, 128);
+    EXPECT_EQ(c.conv_kernel, 4);
+    EXPECT_EQ(c.chunk_size, 256);
+    EXPECT_DOUBLE_EQ(c.layer_norm_epsilon, 1e-5);
+    EXPECT_FALSE(c.tie_word_embeddings);  // Mamba2Config's default, unlike MambaConfig's
+    EXPECT_FALSE(c.use_bias);
+    EXPECT_TRUE(c.use_conv_bias);
+    EXPECT_FALSE(c.time_step_limited());
+    EXPECT_EQ(c.conv_dim(), 8192 + 2 * 8 * 128);
+    EXPECT_EQ(c.in_proj_rows(), 2 * 8192 + 2 * 8 * 128 + 128);
+    EXPECT_TRUE(is_hf_mamba2_config(parse_hf_json(R"({"architectures": ["Mamba2ForCausalLM"]})", "c")));
+    // Anything else (Mamba-1, mamba_ssm's config without a class, nonsense) is left to the Mamba-1 readers.
+    for (const char* other : {R"({"architectures": ["MambaForCausalLM"], "model_type": "mamba2"})",
+                              R"({"d_model": 768, "ssm_cfg": {"layer": "Mamba2"}})", R"({"architectures": 3})", "[1]"}) {
+        EXPECT_FALSE(is_hf_mamba2_config(parse_hf_json(other, "c"))) << other;
+    }
 }
 
 TEST(HfConfig, RefusesMissingOrInvalidValues) {

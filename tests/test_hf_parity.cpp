@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "convert_cli.h"
 #include "hf_reference.h"
 #include "model/model.h"
 #include "temp_dir.h"
@@ -125,7 +126,25 @@ TEST_P(HfParity, TokenizerEncodesPromptsAsHf) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfParity,
                          ::testing::Values("mamba_tied_bpe", "mamba_untied_spm", "falcon_mamba_bpe",
-                                           "mamba_sharded_bpe", "mamba_bf16_neox", "mamba_f16_spm"));
+                                           "mamba_sharded_bpe", "mamba_bf16_neox", "mamba_f16_spm", "mamba2_tied_bpe",
+                                           "mamba2_groups_spm", "mamba2_dtlimit_bpe", "mamba2_codestral_v3"));
+
+// The time_step_limit of mamba2_dtlimit_bpe binds (a third of its dt values lie below the limit, a sixth
+// above): converted without it, the same weights miss HF's logits by far more than the tolerance, so the
+// parity above checks the clamp in prefill and, through the greedy continuation, in decode.
+TEST(HfParityMamba2, TimeStepLimitBinds) {
+    const Reference ref = load_hf_reference("mamba2_dtlimit_bpe");
+    const test::TempDir tmp;
+    const std::string dir = test::copy_fixture(ref.fixture, tmp);
+    test::edit_config(dir, [](nlohmann::json& c) { c.erase("time_step_limit"); });
+    const std::string out = tmp.file("unlimited.gguf");
+    const test::CommandResult r = test::convert(dir, out, "--outtype f32");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto model = Model::load(out);
+    const LogitError error = compare_prompt_logits(*cpu_backend(*model), ref);
+    std::printf("[ parity ] %s without its time_step_limit: max |dlogit| %.3g\n", ref.fixture.c_str(), error.max_abs);
+    EXPECT_GT(error.max_abs, 100 * kExactWeightsTolerance);
+}
 
 // An f32 checkpoint rounded to a smaller type: logits move by a bounded fraction of their spread.
 struct RoundedCase {
@@ -157,7 +176,11 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, HfRoundedParity,
                                            RoundedCase{"mamba_tied_bpe", "q8_0", kQ8_0RelativeTolerance},
                                            RoundedCase{"mamba_untied_spm", "q8_0", kQ8_0RelativeTolerance},
                                            RoundedCase{"falcon_mamba_bpe", "q8_0", kQ8_0RelativeTolerance},
-                                           RoundedCase{"mamba_sharded_bpe", "q8_0", kQ8_0RelativeTolerance}));
+                                           RoundedCase{"mamba_sharded_bpe", "q8_0", kQ8_0RelativeTolerance},
+                                           RoundedCase{"mamba2_tied_bpe", "f16", kF16RelativeTolerance},
+                                           RoundedCase{"mamba2_groups_spm", "f16", kF16RelativeTolerance},
+                                           RoundedCase{"mamba2_dtlimit_bpe", "bf16", kBF16RelativeTolerance},
+                                           RoundedCase{"mamba2_tied_bpe", "q8_0", kQ8_0RelativeTolerance}));
 
 }  // namespace
 }  // namespace dendro

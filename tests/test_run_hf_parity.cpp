@@ -29,8 +29,9 @@ constexpr double kLogprobTolerance = 2e-3;
 constexpr double kTieMargin = 2 * kLogprobTolerance;
 constexpr int kTopN = 5;
 
-// Exact weights (f32 checkpoints), one BPE and one SentencePiece vocabulary.
-const char* const kFixtures[] = {"mamba_tied_bpe", "mamba_untied_spm"};
+// Exact weights (f32 checkpoints): one BPE and one SentencePiece vocabulary; Mamba-2 with and without a
+// binding time_step_limit.
+const char* const kFixtures[] = {"mamba_tied_bpe", "mamba_untied_spm", "mamba2_tied_bpe", "mamba2_dtlimit_bpe"};
 
 std::vector<double> log_softmax(const float* logits, size_t n) {
     const double max = *std::max_element(logits, logits + n);

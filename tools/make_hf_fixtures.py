@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Builds the HuggingFace reference fixtures under tests/data/hf/.
 
-Each fixture is a tiny random-weight Mamba (or FalconMamba) checkpoint written by transformers'
+Each fixture is a tiny random-weight Mamba, FalconMamba or Mamba-2 checkpoint written by transformers'
 save_pretrained, with a tokenizer, and a reference.json holding, for fixed prompts, the prompt token ids,
 the logits HF transformers computes (fp32, at every position or at listed positions, in logits-N.f32 files:
 raw little-endian float32, position-major) and the 32-token greedy continuation of model.generate.
@@ -13,11 +13,18 @@ Usage (from anywhere):
   tools/make_hf_fixtures.py --retrain-tokenizers --corpus tinyshakespeare.txt
 The small BPE and SentencePiece tokenizers are trained once (on tinyshakespeare) and committed under
 tests/data/hf/tokenizers/; later runs reuse them, so regenerating the models does not need the corpus.
-The GPT-NeoX fixture reads the GPT-NeoX-20B tokenizer from tests/data/tokenizers/gpt-neox-20b/.
+The GPT-NeoX fixture reads the GPT-NeoX-20B tokenizer from tests/data/tokenizers/gpt-neox-20b/, the
+Codestral-shaped one the Mistral v3 SentencePiece model from tests/data/tokenizers/mistral-v3/.
+
+Mamba-2 and time_step_limit: transformers clamps dt to config.time_step_limit in its chunked (prefill) path
+but not in its one-token (decode) path, so with a limit that binds its own generate() contradicts its full
+forward pass. The references are computed with the decode path patched to clamp as well (see
+decode_clamps_time_step), which is what Dendro computes in both.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -32,6 +39,8 @@ TOKENIZER_DIR = OUT_DIR / "tokenizers"
 BPE_DIR = TOKENIZER_DIR / "bpe-shakespeare"
 SPM_DIR = TOKENIZER_DIR / "spm-shakespeare"
 NEOX_DIR = REPO_ROOT / "tests" / "data" / "tokenizers" / "gpt-neox-20b"
+MISTRAL_DIR = REPO_ROOT / "tests" / "data" / "tokenizers" / "mistral-v3"
+MISTRAL_MODEL_FILE = "tokenizer.model.v3"
 
 # The versions the committed fixtures were generated with.
 PINNED_PACKAGES = [
@@ -49,6 +58,9 @@ SPM_VOCAB_SIZE = 500          # deliberately not a multiple of 8
 # so the GPT-NeoX fixture also covers [PAD] rows beyond the tokenizer.
 PAD_VOCAB_SIZE_MULTIPLE = 8
 MAX_PROMPT_TOKENS = 12
+# The long prompt of the Mamba-2 fixtures crosses Dendro's 64-token SSD chunks twice (and many of HF's
+# small chunk_size chunks).
+LONG_PROMPT_TOKENS = (130, 150)
 CONTINUATION_TOKENS = 32
 # A stored logit row costs 4 * n_vocab bytes: for the 50k NeoX vocabulary keep only the last position.
 ALL_POSITIONS_MAX_VOCAB = 4096
@@ -69,8 +81,23 @@ PROMPT_SENTENCES = [
     "First Citizen: Before we proceed any further, hear me speak. All: Speak, speak.",
     "O Romeo, Romeo!",
 ]
+# Public domain (Coriolanus, Act I, Scene 1, as in tinyshakespeare).
+LONG_PROMPT_PASSAGE = (
+    "First Citizen: Before we proceed any further, hear me speak. All: Speak, speak. First Citizen: You are "
+    "all resolved rather to die than to famish? All: Resolved. resolved. First Citizen: First, you know Caius "
+    "Marcius is chief enemy to the people. All: We know't, we know't. First Citizen: Let us kill him, and we'll "
+    "have corn at our own price. Is't a verdict? All: No more talking on't; let it be done: away, away! Second "
+    "Citizen: One word, good citizens. First Citizen: We are accounted poor citizens, the patricians good. What "
+    "authority surfeits on would relieve us: if they would yield us but the superfluity, while it were "
+    "wholesome, we might guess they relieved us humanely; but they think we are too dear: the leanness that "
+    "afflicts us, the object of our misery, is as an inventory to particularise their abundance; our "
+    "sufferance is a gain to them."
+)
 
-# name: (architecture, tokenizer, storage dtype, config overrides, extra save_pretrained arguments)
+# name: (architecture, tokenizer, storage dtype, config overrides, extra save_pretrained arguments[, options])
+# options: pad_vocab_multiple (embedding rows = tokenizer size rounded up to it), long_prompt (add a prompt of
+# LONG_PROMPT_TOKENS), max_prompt_tokens, all_positions (logits at every position whatever the vocabulary),
+# published_codestral_config (config.json keyed as Mamba-Codestral-7B-v0.1's, bare Infinity included).
 FIXTURES = {
     "mamba_tied_bpe": ("mamba", "bpe", "float32",
                        dict(hidden_size=32, num_hidden_layers=2, state_size=16, conv_kernel=4,
@@ -91,7 +118,30 @@ FIXTURES = {
     "mamba_f16_spm": ("mamba", "spm", "float16",
                       dict(hidden_size=32, num_hidden_layers=2, state_size=8, conv_kernel=4,
                            time_step_rank=3, tie_word_embeddings=False), {}),
+    "mamba2_tied_bpe": ("mamba2", "bpe", "float32",
+                        dict(hidden_size=32, num_hidden_layers=2, expand=2, num_heads=8, head_dim=8, n_groups=1,
+                             state_size=16, conv_kernel=4, chunk_size=16, tie_word_embeddings=True), {},
+                        dict(long_prompt=True)),
+    "mamba2_groups_spm": ("mamba2", "spm", "float32",
+                          dict(hidden_size=24, num_hidden_layers=2, expand=2, num_heads=4, head_dim=12, n_groups=2,
+                               state_size=12, conv_kernel=3, chunk_size=8, use_bias=True, use_conv_bias=False,
+                               tie_word_embeddings=False), {},
+                          dict(long_prompt=True, pad_vocab_multiple=16)),
+    "mamba2_dtlimit_bpe": ("mamba2", "bpe", "float32",
+                           dict(hidden_size=16, num_hidden_layers=3, expand=3, num_heads=6, head_dim=8, n_groups=3,
+                                state_size=7, conv_kernel=5, chunk_size=5, time_step_limit=(0.02, 0.2),
+                                tie_word_embeddings=False), {},
+                           dict(long_prompt=True)),
+    "mamba2_codestral_v3": ("mamba2", "mistral-v3", "bfloat16",
+                            dict(hidden_size=8, num_hidden_layers=2, expand=2, num_heads=16, head_dim=1, n_groups=8,
+                                 state_size=16, conv_kernel=4, chunk_size=256, tie_word_embeddings=False),
+                            {"max_shard_size": "400KB"},
+                            dict(max_prompt_tokens=6, all_positions=True, published_codestral_config=True)),
 }
+# Keys of Mamba-Codestral-7B-v0.1's config.json (transformers 4.44) that transformers 5 no longer writes.
+CODESTRAL_EXTRA_CONFIG = {"rms_norm": True, "time_step_init_scheme": "random", "time_step_scale": 1.0}
+# Fraction of a binding time_step_limit's dt values that must lie outside it, at each end.
+MIN_CLAMPED_FRACTION = 0.05
 
 
 def parse_args() -> argparse.Namespace:
@@ -104,6 +154,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--corpus", help="training text for --retrain-tokenizers (tinyshakespeare)")
     parser.add_argument("--neox-tokenizer", default=str(NEOX_DIR),
                         help="directory holding the GPT-NeoX-20B tokenizer.json")
+    parser.add_argument("--mistral-tokenizer", default=str(MISTRAL_DIR),
+                        help=f"directory holding the Mistral v3 {MISTRAL_MODEL_FILE}")
     parser.add_argument("--only", nargs="*", help="build only these fixtures")
     return parser.parse_args()
 
@@ -146,11 +198,12 @@ class PromptEncoder:
     """Token ids the HF tokenizer libraries give for a text: `tokenizers` for tokenizer.json, the
     sentencepiece library (plus BOS, as LlamaTokenizer adds it) for tokenizer.model."""
 
-    def __init__(self, kind: str, neox_dir: Path):
+    def __init__(self, kind: str, neox_dir: Path, mistral_dir: Path):
         self.kind = kind
-        if kind == "spm":
+        if kind in ("spm", "mistral-v3"):
             import sentencepiece as spm
-            self.sp = spm.SentencePieceProcessor(model_file=str(SPM_DIR / "tokenizer.model"))
+            model_file = SPM_DIR / "tokenizer.model" if kind == "spm" else mistral_dir / MISTRAL_MODEL_FILE
+            self.sp = spm.SentencePieceProcessor(model_file=str(model_file))
             self.size = self.sp.get_piece_size()
             self.special_ids = dict(bos_token_id=self.sp.bos_id(), eos_token_id=self.sp.eos_id(), pad_token_id=None)
         else:
@@ -162,27 +215,27 @@ class PromptEncoder:
             self.special_ids = dict(bos_token_id=end_of_text, eos_token_id=end_of_text, pad_token_id=padding)
 
     def encode(self, text: str) -> list[int]:
-        if self.kind == "spm":
+        if self.kind in ("spm", "mistral-v3"):
             return [self.sp.bos_id()] + self.sp.encode(text)
         return self.tok.encode(text, add_special_tokens=False).ids
 
-    def prompt(self, sentence: str) -> tuple[str, list[int]]:
-        """The longest word prefix of `sentence` that encodes to at most MAX_PROMPT_TOKENS tokens."""
+    def prompt(self, sentence: str, max_tokens: int = MAX_PROMPT_TOKENS, min_tokens: int = 1) -> tuple[str, list[int]]:
+        """The longest word prefix of `sentence` that encodes to at most max_tokens tokens."""
         words = sentence.split(" ")
         best = None
         for n in range(1, len(words) + 1):
             text = " ".join(words[:n])
             ids = self.encode(text)
-            if len(ids) > MAX_PROMPT_TOKENS:
+            if len(ids) > max_tokens:
                 break
             best = (text, ids)
-        assert best is not None, sentence
+        assert best is not None and len(best[1]) >= min_tokens, sentence
         return best
 
 
 def copy_tokenizer(kind: str, dst: Path) -> None:
-    if kind == "neox":
-        return  # converted with --vocab tests/data/tokenizers/gpt-neox-20b
+    if kind in ("neox", "mistral-v3"):
+        return  # converted with --vocab tests/data/tokenizers/gpt-neox-20b or mistral-v3
     src = BPE_DIR if kind == "bpe" else SPM_DIR
     for f in src.iterdir():
         shutil.copy(f, dst / f.name)
@@ -210,7 +263,7 @@ def randomize(model, generator) -> None:
                 uniform(p, 0.0, 3.0)                     # A = -exp(A_log) in [-20, -1]
             elif name.endswith(".D"):
                 normal(p, 0.5, 1.0)
-            elif name.endswith("dt_proj.bias"):
+            elif name.endswith("dt_proj.bias") or name.endswith("mixer.dt_bias"):
                 dt = torch.exp(torch.rand(p.shape, generator=generator) * 6.0 - 6.5)  # dt in [0.0015, 0.6]
                 p.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
             elif name.endswith("norm_f.weight"):
@@ -233,10 +286,12 @@ def randomize(model, generator) -> None:
 
 def build_model(arch: str, config_overrides: dict, vocab_size: int, special_ids: dict, seed: int):
     import torch
-    from transformers import FalconMambaConfig, FalconMambaForCausalLM, MambaConfig, MambaForCausalLM
+    from transformers import (FalconMambaConfig, FalconMambaForCausalLM, Mamba2Config, Mamba2ForCausalLM,
+                              MambaConfig, MambaForCausalLM)
 
-    config_class, model_class = ((FalconMambaConfig, FalconMambaForCausalLM) if arch == "falcon_mamba"
-                                 else (MambaConfig, MambaForCausalLM))
+    config_class, model_class = {"falcon_mamba": (FalconMambaConfig, FalconMambaForCausalLM),
+                                 "mamba2": (Mamba2Config, Mamba2ForCausalLM),
+                                 "mamba": (MambaConfig, MambaForCausalLM)}[arch]
     config = config_class(vocab_size=vocab_size, **special_ids, **config_overrides)
     torch.manual_seed(seed)
     model = model_class(config).eval()
@@ -256,12 +311,56 @@ def stored_precision(model, dtype_name: str):
     return model
 
 
+@contextlib.contextmanager
+def decode_clamps_time_step(model):
+    """Within the block, transformers' Mamba-2 one-token (decode) path clamps dt to time_step_limit as its
+    chunked path does (it skips the clamp; see the module docstring). No effect on other models."""
+    if model.config.model_type != "mamba2":
+        yield
+        return
+    import torch.nn.functional as F
+    from transformers.models.mamba2 import modeling_mamba2
+
+    lo, hi = model.config.time_step_limit
+    original = modeling_mamba2.mamba2_selective_state_update
+
+    def clamped(state, hidden_states, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, **kwargs):
+        if dt_bias is not None:
+            dt = dt + dt_bias.to(dt.dtype)
+        if dt_softplus:
+            dt = F.softplus(dt)
+        return original(state, hidden_states, dt.clamp(min=lo, max=hi), A, B, C, D, dt_bias=None,
+                        dt_softplus=False, **kwargs)
+
+    modeling_mamba2.mamba2_selective_state_update = clamped
+    try:
+        yield
+    finally:
+        modeling_mamba2.mamba2_selective_state_update = original
+
+
+def clamped_fractions(model, ids: list[int]) -> tuple[float, float]:
+    """The fractions of the first layer's dt values (softplus(dt + dt_bias), over the prompt and heads)
+    below and above time_step_limit: evidence that the limit binds."""
+    import torch
+    import torch.nn.functional as F
+    mixer = model.backbone.layers[0].mixer
+    projected = []
+    handle = mixer.in_proj.register_forward_hook(lambda module, args, out: projected.append(out))
+    with torch.no_grad():
+        model(torch.tensor([ids]))
+    handle.remove()
+    dt = F.softplus(projected[0][0, :, -mixer.num_heads:] + mixer.dt_bias)
+    lo, hi = model.config.time_step_limit
+    return float((dt < lo).float().mean()), float((dt > hi).float().mean())
+
+
 def greedy(model, ids: list[int]):
     """The 32-token greedy continuation through model.generate (prefill then recurrent decode), and the
     smallest top-1/top-2 logit gap along it, taken from one full forward pass over prompt + continuation
     (which also checks that HF's recurrent path and its scan path agree on every token)."""
     import torch
-    with torch.no_grad():
+    with torch.no_grad(), decode_clamps_time_step(model):
         input_ids = torch.tensor([ids])
         model.generation_config.eos_token_id = None
         model.generation_config.pad_token_id = model.config.pad_token_id
@@ -288,16 +387,30 @@ def compact_json(value) -> str:
     return re.sub(r"\[[-0-9.,\s]*\]", lambda m: re.sub(r"\s+", " ", m.group(0)), text) + "\n"
 
 
-def make_fixture(name: str, spec, neox_dir: Path) -> None:
+def write_published_codestral_config(out: Path) -> None:
+    """config.json as Mamba-Codestral-7B-v0.1 publishes it: its extra keys, and the unbounded time_step_limit
+    written with Python json's bare Infinity (transformers 5 writes {"__float__": "Infinity"})."""
+    path = out / "config.json"
+    config = json.loads(path.read_text())
+    config.update(CODESTRAL_EXTRA_CONFIG)
+    config["time_step_limit"] = [0.0, float("inf")]
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def make_fixture(name: str, spec, neox_dir: Path, mistral_dir: Path) -> None:
     import numpy as np
     import torch
     import transformers
 
-    arch, tokenizer_kind, dtype_name, overrides, save_args = spec
-    encoder = PromptEncoder(tokenizer_kind, neox_dir)
-    vocab_size = (-(-encoder.size // PAD_VOCAB_SIZE_MULTIPLE) * PAD_VOCAB_SIZE_MULTIPLE if tokenizer_kind == "neox"
-                  else encoder.size)
-    prompts = [encoder.prompt(s) for s in PROMPT_SENTENCES]
+    arch, tokenizer_kind, dtype_name, overrides, save_args, *rest = spec
+    options = rest[0] if rest else {}
+    encoder = PromptEncoder(tokenizer_kind, neox_dir, mistral_dir)
+    pad_multiple = options.get("pad_vocab_multiple", PAD_VOCAB_SIZE_MULTIPLE if tokenizer_kind == "neox" else 1)
+    vocab_size = -(-encoder.size // pad_multiple) * pad_multiple
+    max_tokens = options.get("max_prompt_tokens", MAX_PROMPT_TOKENS)
+    prompts = [encoder.prompt(s, max_tokens) for s in PROMPT_SENTENCES]
+    if options.get("long_prompt"):
+        prompts.append(encoder.prompt(LONG_PROMPT_PASSAGE, LONG_PROMPT_TOKENS[1], LONG_PROMPT_TOKENS[0]))
 
     for seed in range(MAX_SEED_TRIES):
         model = stored_precision(build_model(arch, overrides, vocab_size, encoder.special_ids, seed), dtype_name)
@@ -307,6 +420,12 @@ def make_fixture(name: str, spec, neox_dir: Path) -> None:
     else:
         raise SystemExit(f"{name}: no seed below {MAX_SEED_TRIES} gives varied, unambiguous continuations")
 
+    clamped = None
+    if "time_step_limit" in overrides:
+        clamped = clamped_fractions(model, prompts[-1][1])
+        if min(clamped) < MIN_CLAMPED_FRACTION:
+            raise SystemExit(f"{name}: time_step_limit binds too rarely (fractions below, above: {clamped})")
+
     out = OUT_DIR / name
     if out.exists():
         shutil.rmtree(out)
@@ -314,35 +433,41 @@ def make_fixture(name: str, spec, neox_dir: Path) -> None:
     model.to(getattr(torch, dtype_name)).save_pretrained(out, **save_args)
     model.to(torch.float32)
     copy_tokenizer(tokenizer_kind, out)
+    if options.get("published_codestral_config"):
+        write_published_codestral_config(out)
 
+    all_positions = options.get("all_positions", vocab_size <= ALL_POSITIONS_MAX_VOCAB)
     reference_prompts = []
     for k, ((text, ids), (continuation, margin)) in enumerate(zip(prompts, runs)):
         logits = prompt_logits(model, ids)
-        positions = (list(range(len(ids))) if vocab_size <= ALL_POSITIONS_MAX_VOCAB
-                     else [len(ids) - 1])
+        positions = list(range(len(ids))) if all_positions else [len(ids) - 1]
         logits_file = f"logits-{k}.f32"
         np.ascontiguousarray(logits[positions], dtype="<f4").tofile(out / logits_file)
         reference_prompts.append({
             "text": text, "ids": ids, "logits_file": logits_file, "logit_positions": positions,
             "continuation": continuation, "min_greedy_margin": round(margin, 6),
         })
+    vocab_dir = {"neox": NEOX_DIR, "mistral-v3": MISTRAL_DIR}.get(tokenizer_kind)
     reference = {
         "format": "dendro-hf-reference-1",
         "architecture": model.config.architectures[0] if model.config.architectures else type(model).__name__,
         "stored_dtype": dtype_name,
         "tokenizer": tokenizer_kind,
-        "vocab_dir": None if tokenizer_kind != "neox" else os.path.relpath(NEOX_DIR, out),
+        "vocab_dir": None if vocab_dir is None else os.path.relpath(vocab_dir, out),
         "n_vocab": vocab_size,
         "seed": seed,
         "transformers_version": transformers.__version__,
         "torch_version": torch.__version__,
         "prompts": reference_prompts,
     }
+    if clamped is not None:
+        reference["time_step_clamped_fractions"] = [round(f, 4) for f in clamped]
     (out / "reference.json").write_text(compact_json(reference))
     size = sum(f.stat().st_size for f in out.iterdir())
     print(f"{name}: seed {seed}, {size / 1024:.0f} KiB, margins "
           f"{[r['min_greedy_margin'] for r in reference_prompts]}, distinct "
-          f"{[len(set(r['continuation'])) for r in reference_prompts]}")
+          f"{[len(set(r['continuation'])) for r in reference_prompts]}"
+          + (f", dt clamped below/above {clamped}" if clamped is not None else ""))
 
 
 def main() -> None:
@@ -357,13 +482,15 @@ def main() -> None:
     if not (BPE_DIR / "tokenizer.json").exists() or not (SPM_DIR / "tokenizer.model").exists():
         raise SystemExit(f"make_hf_fixtures: no trained tokenizers in {TOKENIZER_DIR}; "
                          "run with --retrain-tokenizers --corpus tinyshakespeare.txt")
-    neox_dir = Path(args.neox_tokenizer)
+    neox_dir, mistral_dir = Path(args.neox_tokenizer), Path(args.mistral_tokenizer)
     for name, spec in FIXTURES.items():
         if args.only and name not in args.only:
             continue
         if spec[1] == "neox" and not (neox_dir / "tokenizer.json").exists():
             raise SystemExit(f"make_hf_fixtures: {neox_dir}/tokenizer.json is missing (--neox-tokenizer DIR)")
-        make_fixture(name, spec, neox_dir)
+        if spec[1] == "mistral-v3" and not (mistral_dir / MISTRAL_MODEL_FILE).exists():
+            raise SystemExit(f"make_hf_fixtures: {mistral_dir}/{MISTRAL_MODEL_FILE} is missing (--mistral-tokenizer DIR)")
+        make_fixture(name, spec, neox_dir, mistral_dir)
 
 
 if __name__ == "__main__":

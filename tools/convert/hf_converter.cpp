@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "format/gguf.h"
 #include "hf_config.h"
+#include "hf_mamba2.h"
 #include "hf_tokenizer.h"
 #include "model/model.h"
 #include "safetensors.h"
@@ -132,6 +133,27 @@ private:
 
 std::string layer_name(int64_t il, const char* suffix) { return concat("blk.", il, ".", suffix); }
 
+// The output matrix; returns whether it is tied to (omitted in favour of) the token embedding. HF ties
+// lm_head to the embedding when tie_word_embeddings is set (a stored lm_head is then ignored); llama.cpp also
+// drops an untied lm_head identical to the embedding.
+bool plan_output_matrix(bool tie_word_embeddings, const SafetensorsTensor& embd, int64_t n_vocab, int64_t d_model,
+                        TensorPlanner& planner) {
+    const SafetensorsTensor* lm_head = planner.find(kHfLmHeadName);
+    if (tie_word_embeddings) {
+        if (lm_head) planner.mark_used(*lm_head);
+        return true;
+    }
+    if (!lm_head) fail("checkpoint has no tensor 'lm_head.weight' although config.json sets tie_word_embeddings false");
+    const SafetensorsTensor& head = planner.require(kHfLmHeadName, {n_vocab, d_model});
+    if (head.dtype == embd.dtype && head.data.size() == embd.data.size() &&
+        std::memcmp(head.data.data(), embd.data.data(), embd.data.size()) == 0) {
+        planner.mark_used(head);
+        return true;
+    }
+    planner.add_matrix("output.weight", head, {d_model, n_vocab});
+    return false;
+}
+
 // Returns whether the output matrix is tied to (omitted in favour of) the token embedding.
 bool plan_tensors(const HfMambaConfig& cfg, TensorPlanner& planner) {
     const int64_t d_model = cfg.hidden_size, d_inner = cfg.intermediate_size, d_state = cfg.state_size;
@@ -174,23 +196,23 @@ bool plan_tensors(const HfMambaConfig& cfg, TensorPlanner& planner) {
         }
     }
     planner.add_f32("output_norm.weight", planner.require("backbone.norm_f.weight", {d_model}), {d_model});
+    return plan_output_matrix(cfg.tie_word_embeddings, embd, n_vocab, d_model, planner);
+}
 
-    // HF ties lm_head to the embedding when tie_word_embeddings is set (a stored lm_head is then ignored);
-    // llama.cpp also drops an untied lm_head identical to the embedding.
-    const SafetensorsTensor* lm_head = planner.find("lm_head.weight");
-    if (cfg.tie_word_embeddings) {
-        if (lm_head) planner.mark_used(*lm_head);
-        return true;
+// Mamba-2: the tensors hf_mamba2.h maps, then the output matrix.
+bool plan_mamba2_tensors(const HfMamba2Config& cfg, TensorPlanner& planner) {
+    for (const HfTensorMapping& m : hf_mamba2_tensor_mappings(cfg)) {
+        const SafetensorsTensor* source =
+            m.flag ? planner.expect(m.hf_name, m.hf_shape, m.flag_value, m.flag) : &planner.require(m.hf_name, m.hf_shape);
+        if (!source) continue;
+        if (m.matrix) {
+            planner.add_matrix(m.gguf_name, *source, m.ne);
+        } else {
+            planner.add_f32(m.gguf_name, *source, m.ne, m.negative_exp ? Transform::NegativeExp : Transform::None);
+        }
     }
-    if (!lm_head) fail("checkpoint has no tensor 'lm_head.weight' although config.json sets tie_word_embeddings false");
-    const SafetensorsTensor& head = planner.require("lm_head.weight", {n_vocab, d_model});
-    if (head.dtype == embd.dtype && head.data.size() == embd.data.size() &&
-        std::memcmp(head.data.data(), embd.data.data(), embd.data.size()) == 0) {
-        planner.mark_used(head);
-        return true;
-    }
-    planner.add_matrix("output.weight", head, {d_model, n_vocab});
-    return false;
+    const SafetensorsTensor& embd = planner.require(kHfMamba2EmbeddingName, {cfg.vocab_size, cfg.hidden_size});
+    return plan_output_matrix(cfg.tie_word_embeddings, embd, cfg.vocab_size, cfg.hidden_size, planner);
 }
 
 // Converts one tensor row by row into `out`. Source rows are copied out of the mapping first: safetensors
@@ -215,18 +237,25 @@ void produce_tensor(const TensorPlan& plan, std::vector<uint8_t>& out) {
     }
 }
 
-void set_metadata(const HfMambaConfig& cfg, OutType out_type, const std::string& name, GgufWriter& writer) {
-    const std::string arch = kGgufArchitecture;
-    auto u32 = [](int64_t v) { return GgufValue::u32(static_cast<uint32_t>(v)); };
+// The keys llama.cpp's converter writes for every Mamba architecture.
+void set_common_metadata(const std::string& arch, const std::string& name, int64_t d_model, int64_t n_layer,
+                         OutType out_type, GgufWriter& writer) {
     writer.set("general.architecture", GgufValue::string(arch));
     writer.set("general.type", GgufValue::string("model"));
     writer.set("general.name", GgufValue::string(name));
     writer.set(arch + ".context_length", GgufValue::u32(kContextLength));
-    writer.set(arch + ".embedding_length", u32(cfg.hidden_size));
+    writer.set(arch + ".embedding_length", GgufValue::u32(static_cast<uint32_t>(d_model)));
     // Unused by Mamba, but llama.cpp's converter writes them and its loader requires them.
     writer.set(arch + ".feed_forward_length", GgufValue::u32(0));
     writer.set(arch + ".attention.head_count", GgufValue::u32(0));
-    writer.set(arch + ".block_count", u32(cfg.n_layer));
+    writer.set(arch + ".block_count", GgufValue::u32(static_cast<uint32_t>(n_layer)));
+    writer.set("general.file_type", GgufValue::u32(out_type_file_type(out_type)));
+}
+
+void set_metadata(const HfMambaConfig& cfg, OutType out_type, const std::string& name, GgufWriter& writer) {
+    const std::string arch = kGgufArchitecture;
+    auto u32 = [](int64_t v) { return GgufValue::u32(static_cast<uint32_t>(v)); };
+    set_common_metadata(arch, name, cfg.hidden_size, cfg.n_layer, out_type, writer);
     writer.set(arch + ".ssm.conv_kernel", u32(cfg.conv_kernel));
     writer.set(arch + ".ssm.inner_size", u32(cfg.intermediate_size));
     writer.set(arch + ".ssm.state_size", u32(cfg.state_size));
@@ -234,13 +263,46 @@ void set_metadata(const HfMambaConfig& cfg, OutType out_type, const std::string&
     writer.set(arch + ".attention.layer_norm_rms_epsilon", GgufValue::f32(static_cast<float>(cfg.layer_norm_epsilon)));
     writer.set(arch + ".ssm.dt_b_c_rms", GgufValue::boolean(cfg.dt_b_c_rms));
     if (cfg.dt_b_c_rms) writer.set(kMixerRmsEpsKey, GgufValue::f32(static_cast<float>(cfg.mixer_rms_eps)));
-    writer.set("general.file_type", GgufValue::u32(out_type_file_type(out_type)));
 }
 
 std::string model_name(const std::string& model_dir) {
     const std::filesystem::path dir = std::filesystem::weakly_canonical(std::filesystem::path(model_dir));
     const std::string name = dir.filename().string();
     return name.empty() ? dir.string() : name;
+}
+
+// The tokenizer and the planned tensors into `writer`, then the file.
+void write_gguf(const ConvertOptions& options, int64_t n_vocab, const std::vector<TensorPlan>& plans,
+                GgufWriter& writer, ConvertSummary& summary) {
+    add_hf_tokenizer(options.vocab_dir.empty() ? options.model_dir : options.vocab_dir, n_vocab, writer, options.warn);
+    writer.set("general.quantization_version", GgufValue::u32(kQuantizationVersion));
+    for (const TensorPlan& plan : plans) {
+        summary.n_params += plan.source->n_elements();
+        writer.add_tensor(plan.name, plan.type, plan.ne,
+                          [&plan](std::vector<uint8_t>& out) { produce_tensor(plan, out); });
+    }
+    summary.n_tensors = static_cast<int64_t>(plans.size());
+    writer.write(options.output_path, options.progress);
+    summary.output_bytes = std::filesystem::file_size(options.output_path);
+}
+
+// HF Mamba2ForCausalLM -> llama.cpp's "mamba2" (see hf_mamba2.h).
+ConvertSummary convert_hf_mamba2_to_gguf(const ConvertOptions& options) {
+    if (options.output_path.empty()) fail("no output path given");
+    const HfMamba2Config config = read_hf_mamba2_config(options.model_dir);
+    const std::unique_ptr<SafetensorsCheckpoint> checkpoint = SafetensorsCheckpoint::open(options.model_dir);
+
+    TensorPlanner planner(*checkpoint, options.out_type);
+    ConvertSummary summary;
+    summary.tied_output = plan_mamba2_tensors(config, planner);
+    planner.check_all_used();
+
+    GgufWriter writer;
+    set_common_metadata(architecture_name(Architecture::Mamba2), model_name(options.model_dir), config.hidden_size,
+                        config.n_layer, options.out_type, writer);
+    set_hf_mamba2_metadata(config, writer);
+    write_gguf(options, config.vocab_size, planner.plans(), writer, summary);
+    return summary;
 }
 
 }  // namespace
@@ -283,6 +345,7 @@ uint32_t out_type_file_type(OutType type) {
 }
 
 ConvertSummary convert_hf_to_gguf(const ConvertOptions& options) {
+    if (is_hf_mamba2_checkpoint(options.model_dir)) return convert_hf_mamba2_to_gguf(options);
     if (options.output_path.empty()) fail("no output path given");
     const HfMambaConfig config = read_hf_mamba_config(options.model_dir);
     const std::unique_ptr<SafetensorsCheckpoint> checkpoint = SafetensorsCheckpoint::open(options.model_dir);
@@ -294,18 +357,7 @@ ConvertSummary convert_hf_to_gguf(const ConvertOptions& options) {
 
     GgufWriter writer;
     set_metadata(config, options.out_type, model_name(options.model_dir), writer);
-    add_hf_tokenizer(options.vocab_dir.empty() ? options.model_dir : options.vocab_dir, config.vocab_size, writer,
-                     options.warn);
-    writer.set("general.quantization_version", GgufValue::u32(kQuantizationVersion));
-
-    for (const TensorPlan& plan : planner.plans()) {
-        summary.n_params += plan.source->n_elements();
-        writer.add_tensor(plan.name, plan.type, plan.ne,
-                          [&plan](std::vector<uint8_t>& out) { produce_tensor(plan, out); });
-    }
-    summary.n_tensors = static_cast<int64_t>(planner.plans().size());
-    writer.write(options.output_path, options.progress);
-    summary.output_bytes = std::filesystem::file_size(options.output_path);
+    write_gguf(options, config.vocab_size, planner.plans(), writer, summary);
     return summary;
 }
 

@@ -4,7 +4,8 @@
 // metadata keys. Differences: HF in/out projection biases (use_bias) are kept as blk.N.ssm_in.bias and
 // blk.N.ssm_out.bias; the vocabulary is padded to the embedding rows rather than to a multiple of 8 (a
 // token list longer than the embedding makes a file no runtime can load); Falcon-Mamba's mixer_rms_eps is
-// kept under kMixerRmsEpsKey; intermediate_size need not be 2 * hidden_size.
+// kept under kMixerRmsEpsKey; intermediate_size need not be 2 * hidden_size. A Mamba2ForCausalLM directory
+// becomes llama.cpp's architecture "mamba2" instead (hf_mamba2.h).
 #pragma once
 
 #include <cstdint>
