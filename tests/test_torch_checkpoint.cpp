@@ -24,6 +24,7 @@
 #include "mamba_ssm_checkpoint.h"
 #include "model/model.h"
 #include "run_command.h"
+#include "safetensors.h"
 #include "temp_dir.h"
 #include "torch_checkpoint.h"
 #include "torch_pickle.h"
@@ -616,15 +617,8 @@ std::string convert(const std::string& dir, const std::string& vocab, const std:
     return out;
 }
 
-class MambaSsmParity : public ::testing::TestWithParam<ParityCase> {};
-
-TEST_P(MambaSsmParity, SameTensorsAndLogitsAsTheHfDirectory) {
-    const ParityCase c = GetParam();
-    const test::TempDir tmp;
-    const std::string hf_dir = test::hf_fixture_dir(c.hf_fixture);
-    const std::string ours = convert(kTorchData + "/" + c.torch_fixture, hf_dir, c.outtype, tmp.file("torch.gguf"));
-    const std::string theirs = convert(hf_dir, "", c.outtype, tmp.file("hf.gguf"));
-
+// The two GGUF files hold the same tensors: names, types, shapes and bytes.
+void expect_same_gguf_tensors(const std::string& ours, const std::string& theirs) {
     const auto a = GgufFile::open(ours);
     const auto b = GgufFile::open(theirs);
     ASSERT_EQ(a->tensors().size(), b->tensors().size());
@@ -636,6 +630,18 @@ TEST_P(MambaSsmParity, SameTensorsAndLogitsAsTheHfDirectory) {
         ASSERT_EQ(u->nbytes, t.nbytes) << t.name;
         EXPECT_EQ(std::memcmp(u->data, t.data, t.nbytes), 0) << t.name << " differs";
     }
+}
+
+class MambaSsmParity : public ::testing::TestWithParam<ParityCase> {};
+
+TEST_P(MambaSsmParity, SameTensorsAndLogitsAsTheHfDirectory) {
+    const ParityCase c = GetParam();
+    const test::TempDir tmp;
+    const std::string hf_dir = test::hf_fixture_dir(c.hf_fixture);
+    const std::string ours = convert(kTorchData + "/" + c.torch_fixture, hf_dir, c.outtype, tmp.file("torch.gguf"));
+    const std::string theirs = convert(hf_dir, "", c.outtype, tmp.file("hf.gguf"));
+
+    expect_same_gguf_tensors(ours, theirs);
 
     const test::HfReference ref = test::load_hf_reference(c.hf_fixture);
     const auto model_a = Model::load(ours);
@@ -658,6 +664,39 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, MambaSsmParity,
                          ::testing::Values(ParityCase{"mamba1_tied_bpe", "mamba_tied_bpe", "f32"},
                                            ParityCase{"mamba1_f16_spm", "mamba_f16_spm", "f16"}),
                          [](const ::testing::TestParamInfo<ParityCase>& info) { return std::string(info.param.torch_fixture); });
+
+// An HF config.json beside a pytorch_model.bin (HF's names; transformers' older save format): the weights are
+// read from the torch file, and the GGUF equals the one made from model.safetensors.
+TEST(TorchCheckpointConvert, HfConfigWithPytorchModelBinConvertsLikeSafetensors) {
+    const std::string hf_dir = test::hf_fixture_dir("mamba_untied_spm");
+    const auto safetensors = SafetensorsFile::open(hf_dir + "/model.safetensors");
+    std::vector<TensorSpec> specs;
+    std::vector<ZipEntry> entries;
+    for (const CheckpointTensor& t : safetensors->tensors()) {
+        ASSERT_EQ(t.dtype, "F32") << t.name;
+        TensorSpec spec{t.name, t.n_elements(), t.shape, std::vector<int64_t>(t.shape.size())};
+        int64_t stride = 1;
+        for (size_t i = t.shape.size(); i-- > 0;) {
+            spec.stride[i] = stride;
+            stride *= t.shape[i];
+        }
+        spec.key = std::to_string(specs.size());
+        entries.push_back({"model/data/" + spec.key, std::vector<uint8_t>(t.data.begin(), t.data.end())});
+        specs.push_back(std::move(spec));
+    }
+    entries.push_back({"model/data.pkl", state_dict_pickle(specs)});
+
+    const test::TempDir tmp;
+    const std::string dir = tmp.file("torch-hf");
+    fs::create_directory(dir);
+    for (const fs::directory_entry& f : fs::directory_iterator(hf_dir)) {
+        if (f.path().filename() != "model.safetensors") fs::copy_file(f.path(), fs::path(dir) / f.path().filename());
+    }
+    test::write_file(dir + "/" + TorchCheckpoint::kFileName, zip_archive(entries));
+
+    expect_same_gguf_tensors(convert(dir, "", "f32", tmp.file("torch.gguf")),
+                             convert(hf_dir, "", "f32", tmp.file("hf.gguf")));
+}
 
 }  // namespace
 }  // namespace dendro
