@@ -63,6 +63,19 @@ def fresh_dir(name: str) -> Path:
     return out
 
 
+def as_module_state_dict(state: dict):
+    """The tensors as nn.Module.state_dict() returns them: an OrderedDict whose _metadata attribute holds
+    each module's version (pickled with BUILD), so the fixtures have the opcodes of a real checkpoint."""
+    from collections import OrderedDict
+    result = OrderedDict(sorted(state.items()))
+    prefixes = {""}
+    for name in state:
+        parts = name.split(".")[:-1]
+        prefixes.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    result._metadata = OrderedDict((p, {"version": 1}) for p in sorted(prefixes))
+    return result
+
+
 def make_mamba1(name: str, hf_name: str, vocab_size: int, pad_multiple: int) -> None:
     import torch
     from safetensors.torch import load_file
@@ -78,7 +91,7 @@ def make_mamba1(name: str, hf_name: str, vocab_size: int, pad_multiple: int) -> 
     if hf["tie_word_embeddings"]:
         state["lm_head.weight"] = embedding  # one storage, two names
     out = fresh_dir(name)
-    torch.save(dict(sorted(state.items())), out / "pytorch_model.bin")
+    torch.save(as_module_state_dict(state), out / "pytorch_model.bin")
     write_config(out, {
         "d_model": hf["hidden_size"],
         "d_intermediate": 0,
@@ -123,7 +136,7 @@ def make_mamba2() -> None:
         state[p + "mixer.out_proj.weight"] = rand(c["d_model"], d_inner)
     state["lm_head.weight"] = state["backbone.embedding.weight"]
     out = fresh_dir("mamba2_bf16")
-    torch.save(state, out / "pytorch_model.bin")
+    torch.save(as_module_state_dict(state), out / "pytorch_model.bin")
     ssm_cfg = {"layer": "Mamba2", "d_state": c["d_state"], "d_conv": c["d_conv"], "expand": c["expand"],
                "headdim": c["headdim"], "ngroups": c["ngroups"], "chunk_size": c["chunk_size"],
                "dt_limit": [0.0, float("inf")]}
