@@ -11,6 +11,7 @@
 #include "hf_config.h"
 #include "hf_mamba2.h"
 #include "hf_tokenizer.h"
+#include "mamba_ssm_checkpoint.h"
 #include "model/model.h"
 #include "safetensors.h"
 
@@ -63,7 +64,7 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 // Maps HF tensors to GGUF ones, checking each against the shape config.json implies.
 class TensorPlanner {
 public:
-    TensorPlanner(const SafetensorsCheckpoint& checkpoint, OutType out_type)
+    TensorPlanner(const CheckpointTensors& checkpoint, OutType out_type)
         : checkpoint_(checkpoint), out_type_(out_type) {}
 
     const SafetensorsTensor* find(const std::string& hf_name) const { return checkpoint_.find(hf_name); }
@@ -125,7 +126,7 @@ private:
         plans_.push_back({std::move(name), &source, safetensors_float_type(source), std::move(ne), type, transform});
     }
 
-    const SafetensorsCheckpoint& checkpoint_;
+    const CheckpointTensors& checkpoint_;
     OutType out_type_;
     std::set<std::string> used_;
     std::vector<TensorPlan> plans_;
@@ -347,8 +348,8 @@ uint32_t out_type_file_type(OutType type) {
 ConvertSummary convert_hf_to_gguf(const ConvertOptions& options) {
     if (is_hf_mamba2_checkpoint(options.model_dir)) return convert_hf_mamba2_to_gguf(options);
     if (options.output_path.empty()) fail("no output path given");
-    const HfMambaConfig config = read_hf_mamba_config(options.model_dir);
-    const std::unique_ptr<SafetensorsCheckpoint> checkpoint = SafetensorsCheckpoint::open(options.model_dir);
+    const HfMambaConfig config = read_mamba_config_any_layout(options.model_dir);
+    const std::unique_ptr<CheckpointTensors> checkpoint = open_checkpoint_tensors(options.model_dir);
 
     TensorPlanner planner(*checkpoint, options.out_type);
     ConvertSummary summary;

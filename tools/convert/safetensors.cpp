@@ -90,18 +90,6 @@ SafetensorsTensor parse_tensor_entry(const std::string& path, const std::string&
 
 }  // namespace
 
-int64_t SafetensorsTensor::n_elements() const {
-    int64_t n = 1;
-    for (const int64_t d : shape) n *= d;
-    return n;
-}
-
-std::string SafetensorsTensor::shape_string() const {
-    std::string s = "[";
-    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-    return s + "]";
-}
-
 SafetensorsFile::~SafetensorsFile() = default;
 
 std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {

@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "checkpoint_tensors.h"
+
 namespace dendro {
 
 class MappedFile;
@@ -21,16 +23,8 @@ class MappedFile;
 // parser read or allocate gigabytes.
 inline constexpr uint64_t kSafetensorsMaxHeaderBytes = 100'000'000;
 
-struct SafetensorsTensor {
-    std::string name;
-    std::string dtype;           // as the file writes it: "F32", "F16", "BF16", "I64", ...
-    std::vector<int64_t> shape;  // PyTorch order: outermost dimension first
-    std::span<const uint8_t> data;
-    std::string file;            // path of the file holding it (for messages)
-
-    int64_t n_elements() const;
-    std::string shape_string() const;  // "[50280, 768]"
-};
+// Safetensors records are the converter's generic tensor records.
+using SafetensorsTensor = CheckpointTensor;
 
 class SafetensorsFile {
 public:
@@ -53,7 +47,7 @@ private:
 
 // The weights of a HF checkpoint directory: model.safetensors, or else the shards that
 // model.safetensors.index.json maps each tensor to.
-class SafetensorsCheckpoint {
+class SafetensorsCheckpoint : public CheckpointTensors {
 public:
     static constexpr const char* kSingleFileName = "model.safetensors";
     static constexpr const char* kIndexFileName = "model.safetensors.index.json";
@@ -62,9 +56,9 @@ public:
     // the index disagrees with the shards.
     static std::unique_ptr<SafetensorsCheckpoint> open(const std::string& dir);
 
-    const SafetensorsTensor* find(std::string_view name) const;
+    const SafetensorsTensor* find(std::string_view name) const override;
     // Every tensor of the checkpoint, sorted by name.
-    std::vector<const SafetensorsTensor*> tensors() const;
+    std::vector<const SafetensorsTensor*> tensors() const override;
     const std::vector<std::unique_ptr<SafetensorsFile>>& files() const { return files_; }
 
 private:
