@@ -223,8 +223,9 @@ TEST(ConvertMamba2, CodestralDirectoryAsPublished) {
     EXPECT_EQ(file->get_uint(vocab_key::kEosId), 2u);
 }
 
-// chunk_size only orders HF's prefill sums, and residual_in_fp32 is moot in fp32: neither changes the file.
-TEST(ConvertMamba2, ChunkSizeAndResidualInFp32ChangeNothing) {
+// chunk_size only orders HF's prefill sums, residual_in_fp32 is moot in fp32, and transformers' Mamba2 never
+// reads norm_before_gate (Codestral's config.json has it true): none of them changes the file.
+TEST(ConvertMamba2, ChunkSizeResidualInFp32AndNormBeforeGateChangeNothing) {
     const test::TempDir tmp;
     const std::string dir = copy_fixture("mamba2_tied_bpe", tmp);
     const std::string first = tmp.file("first.gguf"), second = tmp.file("second.gguf");
@@ -232,7 +233,7 @@ TEST(ConvertMamba2, ChunkSizeAndResidualInFp32ChangeNothing) {
     edit_config(dir, [](nlohmann::json& c) {
         c["chunk_size"] = 1;
         c["residual_in_fp32"] = false;
-        c["norm_before_gate"] = false;
+        c["norm_before_gate"] = true;
         c["rms_norm"] = true;
     });
     const test::CommandResult r = test::convert(dir, second, "--outtype f32");
@@ -273,8 +274,9 @@ private:
     std::vector<std::unique_ptr<test::TempDir>> copies_;
 };
 
-TEST_F(ConvertMamba2Errors, NormBeforeGateTrue) {
-    expect_failure(with_config([](nlohmann::json& c) { c["norm_before_gate"] = true; }), {"config.json", "norm_before_gate"});
+// Ignored, but still a flag: another type is an error naming it.
+TEST_F(ConvertMamba2Errors, NormBeforeGateOfTheWrongType) {
+    expect_failure(with_config([](nlohmann::json& c) { c["norm_before_gate"] = "yes"; }), {"config.json", "norm_before_gate"});
 }
 
 TEST_F(ConvertMamba2Errors, LayerNormInsteadOfRmsNorm) {

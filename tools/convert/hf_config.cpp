@@ -272,12 +272,12 @@ HfMamba2Config parse_hf_mamba2_config(const nlohmann::json& json, const std::str
     config.use_bias = reader.flag("use_bias", false);
     config.use_conv_bias = reader.flag("use_conv_bias", true);
     config.residual_in_fp32 = reader.flag("residual_in_fp32", true);
-    // Keys of older Mamba2Configs and of mamba_ssm that transformers' Mamba2 no longer reads: refused when
-    // they ask for something else than what it (and Dendro) computes.
-    if (reader.flag("norm_before_gate", false)) {
-        fail(source, ": norm_before_gate true is not supported (Dendro, like transformers' Mamba2, gates y by "
-                     "SiLU(z) before the grouped RMSNorm; mamba_ssm would normalise first)");
-    }
+    // norm_before_gate: older Mamba2Configs default it to true (Mamba-Codestral-7B-v0.1's config.json has
+    // it true), but transformers' Mamba2 never read it: its gated norm always multiplies by SiLU(z) first.
+    // HF is the reference for HF checkpoints, so the key is read (a wrong type is an error) and ignored.
+    // (mamba_ssm, whose module does honour it, is refused in mamba_ssm_checkpoint.cpp when it is true.)
+    (void)reader.flag("norm_before_gate", false);
+    // rms_norm false asks for LayerNorm blocks, which neither transformers' Mamba2 nor Dendro computes.
     if (!reader.flag("rms_norm", true)) {
         fail(source, ": rms_norm false (LayerNorm instead of RMSNorm) is not supported");
     }
