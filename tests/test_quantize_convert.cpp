@@ -15,6 +15,8 @@
 #include "cpu/cpu_backend.h"
 #include "format/gguf.h"
 #include "model/model.h"
+#include "random_model.h"
+#include "random_quant_model.h"
 #include "run_command.h"
 #include "temp_dir.h"
 #include "tensor_types.h"
@@ -189,6 +191,36 @@ TEST_F(ConvertedBundledModel, LogitsCloseToF16s) {
         EXPECT_LE(relative, c.logit_tolerance) << c.out_type;
         EXPECT_GE(static_cast<double>(agree), c.top1_agreement * static_cast<double>(n_positions)) << c.out_type;
     }
+}
+
+// Random models (dendro bench --random-shape --type) store their matrices by the same rules.
+TEST(RandomModelTypes, FollowTheOutTypesRules) {
+    const test::TempDir dir;
+    const ModelHparams hp = test::tiny_hparams_k_quants();  // d_model 256, d_inner 512, dt_rank 16, n_vocab 90
+    for (const bool tied : {true, false}) {
+        const std::string path = dir.file(tied ? "tied.gguf" : "untied.gguf");
+        write_random_mamba_gguf(path, hp, OutType::Q4_K_M, 3, tied);
+        const auto file = GgufFile::open(path);
+        EXPECT_EQ(file->get_uint("general.file_type"), 15u);
+        EXPECT_EQ(file->find_tensor("token_embd.weight")->type, tied ? GgmlType::Q6_K : GgmlType::Q4_K);
+        if (!tied) EXPECT_EQ(file->find_tensor("output.weight")->type, GgmlType::Q6_K);
+        EXPECT_EQ(file->find_tensor("blk.1.ssm_in.weight")->type, GgmlType::Q4_K);
+        EXPECT_EQ(file->find_tensor("blk.1.ssm_dt.weight")->type, GgmlType::F16);
+        EXPECT_EQ(file->find_tensor("blk.1.ssm_a")->type, GgmlType::F32);
+        std::vector<float> logits(static_cast<size_t>(hp.n_vocab));
+        const auto model = Model::load(path);
+        make_cpu_backend(*model, BackendOptions{1, 1})->prefill(0, std::vector<int32_t>{1, 2, 3}, logits, false);
+        for (const float l : logits) ASSERT_TRUE(std::isfinite(l));
+    }
+}
+
+TEST(BenchTypes, UnknownTypeListsTheOutTypes) {
+    const test::CommandResult r =
+        test::run_command(std::string(DENDRO_EXE) + " bench --random-shape 130m --device cpu --type q4_k");
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.err.find("unknown --type 'q4_k' (expected f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k)"),
+              std::string::npos)
+        << r.err;
 }
 
 }  // namespace
