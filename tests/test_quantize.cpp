@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -269,6 +270,18 @@ TEST(QuantizeRoundTrip, RepresentableKQuantBlocksAreReproducedExactly) {
         for (size_t i = 0; i < values.size(); ++i) {
             ASSERT_EQ(back[i], values[i]) << ggml_type_name(type) << " element " << i;
         }
+    }
+}
+
+// A weight that is not finite gives no undefined behaviour (the sanitizer build checks the conversions to
+// integers), and the blocks without it are quantized as usual.
+TEST(Quantize, NonFiniteValuesStayInTheirBlocks) {
+    for (const ErrorBound& bound : kErrorBounds) {
+        std::vector<float> row(512, 0.25f);
+        row[3] = std::numeric_limits<float>::quiet_NaN();
+        row[5] = std::numeric_limits<float>::infinity();
+        const std::vector<float> back = round_trip(bound.type, row.data(), 512);
+        for (size_t i = 256; i < back.size(); ++i) ASSERT_NEAR(back[i], 0.25f, 0.01f) << ggml_type_name(bound.type);
     }
 }
 

@@ -39,6 +39,12 @@ int nearest(float v) { return static_cast<int>(std::lrintf(v)); }
 
 void store_f16(uint16_t& field, float value) { field = fp32_to_fp16(value); }
 
+// trunc(v) limited to [0, max_quant]: ggml's legacy rounding for every finite v it can meet, and defined (0)
+// for a NaN that a non-finite input makes.
+uint8_t truncated_quant(float v, int max_quant) {
+    return static_cast<uint8_t>(std::fmin(std::fmax(v, 0.0f), static_cast<float>(max_quant)));
+}
+
 // The first value of largest magnitude, with its sign.
 float signed_absmax(const float* x, int n) {
     float amax = 0.0f, max = 0.0f;
@@ -59,7 +65,7 @@ float symmetric_quants(const float* x, uint8_t* q) {
     const float inverse = d != 0.0f ? 1.0f / d : 0.0f;
     for (int j = 0; j < kLegacyQuantBlockSize; ++j) {
         const float scaled = x[j] * inverse;
-        q[j] = static_cast<uint8_t>(std::clamp(static_cast<int>(scaled + (kOffset + kRoundUp)), 0, kMaxQuant));
+        q[j] = truncated_quant(scaled + (kOffset + kRoundUp), kMaxQuant);
     }
     return d;
 }
@@ -79,7 +85,7 @@ ScaleMin min_quants(const float* x, uint8_t* q) {
     const float inverse = d != 0.0f ? 1.0f / d : 0.0f;
     for (int j = 0; j < kLegacyQuantBlockSize; ++j) {
         const float scaled = (x[j] - min) * inverse;
-        q[j] = static_cast<uint8_t>(std::clamp(static_cast<int>(scaled + kRoundUp), 0, kMaxQuant));
+        q[j] = truncated_quant(scaled + kRoundUp, kMaxQuant);
     }
     return {d, min};
 }
@@ -366,7 +372,10 @@ void quantize_q8_0(const float* x, BlockQ8_0* blocks, int64_t n_blocks) {
         const float d = amax / kMaxQuant;
         const float inverse = d != 0.0f ? 1.0f / d : 0.0f;
         store_f16(blocks[b].d, d);
-        for (int64_t j = 0; j < kQ8_0BlockSize; ++j) blocks[b].qs[j] = static_cast<int8_t>(std::round(x[j] * inverse));
+        for (int64_t j = 0; j < kQ8_0BlockSize; ++j) {
+            const float q = std::round(x[j] * inverse);  // |q| <= 127, or NaN from a non-finite input
+            blocks[b].qs[j] = std::isnan(q) ? 0 : static_cast<int8_t>(q);
+        }
     }
 }
 
