@@ -20,7 +20,7 @@
 // 2. The sub-block scales (and mins) are quantized against one fp16 super-block scale (6-bit unsigned for
 //    Q4_K/Q5_K with the largest at 63, int8 for Q6_K with the largest magnitude at -128), and every quant is
 //    then recomputed from the stored (rounded) scales so that what a reader dequantizes is what was fitted.
-// Rounding to nearest is half to even (lrintf), as ggml's nearest_int.
+// Rounding to nearest is half to even, as ggml's nearest_int.
 #include "format/ggml_quantize.h"
 
 #include <algorithm>
@@ -35,7 +35,13 @@ constexpr int kLegacyHalf = kLegacyQuantBlockSize / 2;
 constexpr uint8_t kNibbleMask = 0x0f;
 constexpr float kRoundUp = 0.5f;  // trunc(v + 0.5): round half up, as ggml's reference legacy quantizers
 
-int nearest(float v) { return static_cast<int>(std::lrintf(v)); }
+// Round half to even (rintf in the default rounding mode: one instruction with SSE4.1, where lrintf is a
+// library call), limited to +-2^30 so that the conversion is defined for any input, NaN giving the lower limit.
+constexpr float kNearestLimit = 1073741824.0f;
+int nearest(float v) {
+    const float r = std::rint(v);
+    return static_cast<int>(!(r >= -kNearestLimit) ? -kNearestLimit : (r > kNearestLimit ? kNearestLimit : r));
+}
 
 void store_f16(uint16_t& field, float value) { field = fp32_to_fp16(value); }
 
