@@ -23,6 +23,7 @@ import ctypes
 import sys
 from pathlib import Path
 
+from make_quant_fixtures import ggml_name
 from pinned_python import ensure_pinned_interpreter
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -92,8 +93,7 @@ def build(out_path: Path, ggml_lib: str) -> None:
         assert raw.shape == (rows.shape[0], ROW_LENGTH // block_size * type_size), name
         values = gguf.quants.dequantize(raw, qtype)
         assert np.isfinite(values).all(), name
-        writer.add_tensor(name.lower() if name.endswith("_0") or name.endswith("_1") else name[0].lower() + name[1:],
-                          raw, raw_dtype=qtype)
+        writer.add_tensor(ggml_name(name), raw, raw_dtype=qtype)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
