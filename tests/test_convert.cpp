@@ -285,7 +285,8 @@ TEST(ConvertErrors, UnsupportedAndUnknownDtypes) {
 
 TEST(ConvertErrors, BadOuttypeAndMissingTokenizer) {
     const test::TempDir tmp;
-    expect_failure(kHfDir + "mamba_tied_bpe", {"'q4_0'", "f32, f16, bf16 or q8_0"}, "--outtype q4_0");
+    expect_failure(kHfDir + "mamba_tied_bpe", {"--outtype", "'q3_k_m'", "f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k"},
+                   "--outtype q3_k_m");
     expect_failure(kHfDir + "mamba_bf16_neox", {}, "--outtype bf16");  // no tokenizer beside the weights
     expect_failure(kHfDir + "mamba_tied_bpe", {}, "--vocab " + test::shell_quote(tmp.file("none")));
 }

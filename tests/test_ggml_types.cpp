@@ -335,7 +335,7 @@ TEST(Rows, F16AndBf16RowsConvertElementwise) {
 TEST(Rows, RejectUnsupportedTypesAndPartialBlocks) {
     std::vector<float> x(256, 1.0f);
     std::vector<uint8_t> out(1024);
-    EXPECT_THROW(quantize_row(GgmlType::Q4_K, x.data(), out.data(), 256), Error);
+    EXPECT_THROW(quantize_row(GgmlType::Q2_K, x.data(), out.data(), 256), Error);
     EXPECT_THROW(dequantize_row(GgmlType::Q8_1, out.data(), x.data(), 32), Error);
     EXPECT_THROW(quantize_row(GgmlType::Q8_0, x.data(), out.data(), 31), Error);
     try {

@@ -591,15 +591,6 @@ TEST(MambaSsmCheckpoint, Mamba2ReaderGivesHfNamesAndMamba2Shapes) {
         << "the tied head shares the embedding's storage";
 }
 
-TEST(MambaSsmCheckpoint, Mamba2DirectoryIsNotConvertedYet) {
-    const test::TempDir tmp;
-    const test::CommandResult r = test::run_command(test::shell_quote(DENDRO_EXE) + " convert " +
-                                                    test::shell_quote(kTorchData + "/mamba2_bf16") + " -o " +
-                                                    test::shell_quote(tmp.file("out.gguf")));
-    EXPECT_NE(r.exit_code, 0);
-    EXPECT_NE(r.err.find("Mamba2"), std::string::npos) << r.err;
-}
-
 // --- conversion: the mamba_ssm directory gives the HF directory's GGUF
 
 struct ParityCase {
@@ -662,7 +653,8 @@ TEST_P(MambaSsmParity, SameTensorsAndLogitsAsTheHfDirectory) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, MambaSsmParity,
                          ::testing::Values(ParityCase{"mamba1_tied_bpe", "mamba_tied_bpe", "f32"},
-                                           ParityCase{"mamba1_f16_spm", "mamba_f16_spm", "f16"}),
+                                           ParityCase{"mamba1_f16_spm", "mamba_f16_spm", "f16"},
+                                           ParityCase{"mamba2_tied_bpe", "mamba2_tied_bpe", "f32"}),
                          [](const ::testing::TestParamInfo<ParityCase>& info) { return std::string(info.param.torch_fixture); });
 
 // An HF config.json beside a pytorch_model.bin (HF's names; transformers' older save format): the weights are

@@ -7,8 +7,9 @@
   storage when tied, as MambaLMHeadModel.state_dict() has it). mamba1_f16_spm states vocab_size 497 with
   pad_vocab_size_multiple 4, so that mamba_ssm's padding gives the embedding's 500 rows. No tokenizer: like
   the state-spaces checkpoints, they are converted with --vocab (the HF fixture directory).
+- mamba2_tied_bpe: the HF fixture tests/data/hf/mamba2_tied_bpe likewise, as a mamba_ssm Mamba2 model.
 - mamba2_bf16: random bf16 weights with the names and shapes of a mamba_ssm Mamba2 model (ngroups 2), for
-  the reader only (its conversion needs the Mamba-2 converter).
+  the reader only (no tokenizer fits its 64 rows; mamba2_tied_bpe is the conversion fixture).
 - views.bin: a state dict whose tensors are views (a storage offset; two tensors of one storage).
 - noncontiguous.bin: a transposed tensor (torch.save keeps its strides).
 - legacy.bin: the pre-zip format (_use_new_zipfile_serialization=False).
@@ -146,6 +147,32 @@ def make_mamba2() -> None:
                        "pad_vocab_size_multiple": c["pad_vocab_size_multiple"], "tie_embeddings": True})
 
 
+def make_mamba2_from_hf(name: str, hf_name: str, pad_multiple: int) -> None:
+    """An HF Mamba2ForCausalLM fixture in mamba_ssm's layout: the same weights (mamba_ssm's names), its
+    MambaConfig with ssm_cfg.layer "Mamba2", for conversion parity with the HF directory."""
+    import torch
+    from safetensors.torch import load_file
+
+    hf = json.loads((HF_DIR / hf_name / "config.json").read_text())
+    weights = load_file(str(HF_DIR / hf_name / "model.safetensors"))
+    state = {t.replace("backbone.embeddings.", "backbone.embedding."): w for t, w in weights.items()}
+    embedding = state["backbone.embedding.weight"]
+    assert embedding.shape[0] == hf["vocab_size"] and hf["vocab_size"] % pad_multiple == 0
+    if hf["tie_word_embeddings"]:
+        state["lm_head.weight"] = embedding  # one storage, two names
+    out = fresh_dir(name)
+    torch.save(as_module_state_dict(state), out / "pytorch_model.bin")
+    limit = hf.get("time_step_limit", [0.0, float("inf")])
+    limit = [float(v["__float__"]) if isinstance(v, dict) else float(v) for v in limit]
+    ssm_cfg = {"layer": "Mamba2", "d_state": hf["state_size"], "d_conv": hf["conv_kernel"], "expand": hf["expand"],
+               "headdim": hf["head_dim"], "ngroups": hf["n_groups"], "chunk_size": hf["chunk_size"],
+               "dt_limit": limit, "bias": hf["use_bias"], "conv_bias": hf["use_conv_bias"]}
+    write_config(out, {"d_model": hf["hidden_size"], "d_intermediate": 0, "n_layer": hf["num_hidden_layers"],
+                       "vocab_size": hf["vocab_size"], "ssm_cfg": ssm_cfg, "attn_layer_idx": [], "attn_cfg": {},
+                       "rms_norm": True, "residual_in_fp32": True, "fused_add_norm": True,
+                       "pad_vocab_size_multiple": pad_multiple, "tie_embeddings": hf["tie_word_embeddings"]})
+
+
 def make_single_files() -> None:
     import torch
     base = torch.arange(10, dtype=torch.float32)
@@ -162,6 +189,7 @@ def main() -> None:
     for name, (hf_name, vocab_size, pad_multiple) in MAMBA1_FIXTURES.items():
         make_mamba1(name, hf_name, vocab_size, pad_multiple)
     make_mamba2()
+    make_mamba2_from_hf("mamba2_tied_bpe", "mamba2_tied_bpe", 16)
     make_single_files()
     for f in sorted(OUT_DIR.rglob("*")):
         if f.is_file():

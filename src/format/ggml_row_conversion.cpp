@@ -1,19 +1,15 @@
 // Row conversion between fp32 and the storage types: every supported type is read (the legacy quants and
-// k-quants through ggml_quant_blocks.h), F32, F16, BF16 and Q8_0 are written. Q8_0 follows ggml's reference
-// quantizer exactly (quantize_row_q8_0_ref), so files match what llama.cpp would write.
-#include <cmath>
+// k-quants through ggml_quant_blocks.h); F32, F16, BF16 and the types of ggml_quantize.h are written.
 #include <cstring>
 #include <string>
 
 #include "common/error.h"
 #include "format/ggml_quant_blocks.h"
+#include "format/ggml_quantize.h"
 #include "format/ggml_types.h"
 
 namespace dendro {
 namespace {
-
-// Largest int8 quant magnitude: Q8_0 scales each block so that its largest |x| maps to this.
-constexpr float kQ8_0MaxQuant = 127.0f;
 
 void check_row_length(GgmlType type, int64_t n) {
     // ggml_row_size throws for unknown types and lengths that are not whole blocks.
@@ -22,21 +18,6 @@ void check_row_length(GgmlType type, int64_t n) {
 
 [[noreturn]] void fail_unsupported(GgmlType type, const char* direction, const std::string& supported) {
     fail("cannot ", direction, " rows of ggml type ", ggml_type_name(type), ": supported types are ", supported);
-}
-
-void quantize_block_q8_0(const float* x, BlockQ8_0& block) {
-    float amax = 0.0f;
-    for (int64_t j = 0; j < kQ8_0BlockSize; ++j) {
-        const float magnitude = std::fabs(x[j]);
-        // Same comparison order as ggml's MAX(amax, |x|): a NaN element propagates into the scale.
-        amax = amax > magnitude ? amax : magnitude;
-    }
-    const float d = amax / kQ8_0MaxQuant;
-    const float inverse_d = d != 0.0f ? 1.0f / d : 0.0f;
-    block.d = fp32_to_fp16(d);
-    for (int64_t j = 0; j < kQ8_0BlockSize; ++j) {
-        block.qs[j] = static_cast<int8_t>(std::round(x[j] * inverse_d));
-    }
 }
 
 }  // namespace
@@ -98,13 +79,16 @@ void quantize_row(GgmlType type, const float* src, void* dst, int64_t n) {
             for (int64_t i = 0; i < n; ++i) out[i] = fp32_to_bf16(src[i]);
             return;
         }
-        case GgmlType::Q8_0: {
-            auto* blocks = static_cast<BlockQ8_0*>(dst);
-            for (int64_t b = 0; b < n / kQ8_0BlockSize; ++b) quantize_block_q8_0(src + b * kQ8_0BlockSize, blocks[b]);
-            return;
-        }
+        case GgmlType::Q8_0: return quantize_q8_0(src, static_cast<BlockQ8_0*>(dst), n / kQ8_0BlockSize);
+        case GgmlType::Q4_0: return quantize_q4_0(src, static_cast<BlockQ4_0*>(dst), n / kLegacyQuantBlockSize);
+        case GgmlType::Q4_1: return quantize_q4_1(src, static_cast<BlockQ4_1*>(dst), n / kLegacyQuantBlockSize);
+        case GgmlType::Q5_0: return quantize_q5_0(src, static_cast<BlockQ5_0*>(dst), n / kLegacyQuantBlockSize);
+        case GgmlType::Q5_1: return quantize_q5_1(src, static_cast<BlockQ5_1*>(dst), n / kLegacyQuantBlockSize);
+        case GgmlType::Q4_K: return quantize_q4_k(src, static_cast<BlockQ4_K*>(dst), n / kKQuantBlockSize);
+        case GgmlType::Q5_K: return quantize_q5_k(src, static_cast<BlockQ5_K*>(dst), n / kKQuantBlockSize);
+        case GgmlType::Q6_K: return quantize_q6_k(src, static_cast<BlockQ6_K*>(dst), n / kKQuantBlockSize);
         default:
-            fail_unsupported(type, "quantize", "f32, f16, bf16 and q8_0");
+            fail_unsupported(type, "quantize", "f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_K, q5_K and q6_K");
     }
 }
 

@@ -62,7 +62,7 @@ float bf16_to_fp32(uint16_t bits);
 uint16_t fp32_to_bf16(float value);  // round to nearest even; NaN stays NaN (as ggml)
 
 // Row conversion; n must be a multiple of the type's block size. dequantize_row reads every supported type,
-// quantize_row writes F32, F16, BF16 and Q8_0.
+// quantize_row writes F32, F16, BF16 and the types of format/ggml_quantize.h (can_quantize_to).
 void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n);
 void quantize_row(GgmlType type, const float* src, void* dst, int64_t n);
 

@@ -1,7 +1,7 @@
 // Random blocks of ggml's legacy quants and k-quants, and random Mamba models whose weight matrices are such
-// blocks. Dendro does not quantize to these types, so the quant bits are random and only the fp16 scales
-// are chosen (blocks dequantize to values of about the size asked for), as a quantizer's output would look
-// to a reader.
+// blocks: the quant bits are random and only the fp16 scales are chosen (blocks dequantize to values of
+// about the size asked for), so a reader meets every bit pattern, including those of the types Dendro does
+// not quantize to (Q2_K, Q3_K, IQ4_NL) and of scales no quantizer writes.
 #pragma once
 
 #include <cstdint>

@@ -337,9 +337,5 @@ HfMamba2Config read_hf_mamba2_config(const std::string& dir) {
     return parse_hf_mamba2_config(read_hf_json_file(path), path);
 }
 
-bool is_hf_mamba2_checkpoint(const std::string& dir) {
-    const std::string path = (std::filesystem::path(dir) / "config.json").string();
-    return std::filesystem::exists(path) && is_hf_mamba2_config(read_hf_json_file(path));
-}
 
 }  // namespace dendro

@@ -76,6 +76,5 @@ HfMambaConfig parse_hf_mamba_config(const nlohmann::json& config, const std::str
 // Reads DIR/config.json (Infinity/NaN literals allowed, see hf_json.h).
 HfMambaConfig read_hf_mamba_config(const std::string& dir);
 HfMamba2Config read_hf_mamba2_config(const std::string& dir);
-bool is_hf_mamba2_checkpoint(const std::string& dir);  // DIR/config.json, false when there is none
 
 }  // namespace dendro

@@ -23,12 +23,6 @@ constexpr const char* kGgufArchitecture = "mamba";
 constexpr uint32_t kContextLength = 1u << 20;
 constexpr uint32_t kQuantizationVersion = 2;  // ggml's GGML_QNT_VERSION
 
-// llama_ftype values (llama.h).
-constexpr uint32_t kFileTypeAllF32 = 0;
-constexpr uint32_t kFileTypeMostlyF16 = 1;
-constexpr uint32_t kFileTypeMostlyQ8_0 = 7;
-constexpr uint32_t kFileTypeMostlyBF16 = 32;
-
 enum class Transform { None, NegativeExp };
 
 // One output tensor: where its data comes from and how it is stored.
@@ -48,13 +42,6 @@ GgmlType safetensors_float_type(const SafetensorsTensor& t) {
     fail("tensor '", t.name, "' in ", t.file, " has dtype ", t.dtype, "; only F32, F16 and BF16 weights are supported");
 }
 
-// Matrices take the requested type; Q8_0 needs rows of whole blocks, else F16 (as llama.cpp falls back).
-GgmlType matrix_type(OutType out, int64_t row_length) {
-    const GgmlType type = out_type_tensor_type(out);
-    if (type == GgmlType::Q8_0 && row_length % kQ8_0BlockSize != 0) return GgmlType::F16;
-    return type;
-}
-
 std::string shape_text(const std::vector<int64_t>& shape) {
     std::string s = "[";
     for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
@@ -64,8 +51,7 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 // Maps HF tensors to GGUF ones, checking each against the shape config.json implies.
 class TensorPlanner {
 public:
-    TensorPlanner(const CheckpointTensors& checkpoint, OutType out_type)
-        : checkpoint_(checkpoint), out_type_(out_type) {}
+    explicit TensorPlanner(const CheckpointTensors& checkpoint) : checkpoint_(checkpoint) {}
 
     const SafetensorsTensor* find(const std::string& hf_name) const { return checkpoint_.find(hf_name); }
 
@@ -86,15 +72,19 @@ public:
 
     void mark_used(const SafetensorsTensor& t) { used_.insert(t.name); }
 
-    // A large matrix: stored in the requested type. `ne` is the GGUF shape (ggml order).
+    // A large matrix. `ne` is the GGUF shape (ggml order). Every tensor's storage type is chosen from its
+    // name and shape once the plan is complete (assign_types).
     void add_matrix(std::string name, const SafetensorsTensor& source, std::vector<int64_t> ne) {
-        const GgmlType type = matrix_type(out_type_, ne[0]);
-        add(std::move(name), source, std::move(ne), type, Transform::None);
+        add(std::move(name), source, std::move(ne), Transform::None);
     }
-    // Norms, biases, SSM parameters and the conv1d weight: always F32.
+    // Norms, biases, SSM parameters and the conv1d weight (F32 by tensor_types.h's rules).
     void add_f32(std::string name, const SafetensorsTensor& source, std::vector<int64_t> ne,
                  Transform transform = Transform::None) {
-        add(std::move(name), source, std::move(ne), GgmlType::F32, transform);
+        add(std::move(name), source, std::move(ne), transform);
+    }
+
+    void assign_types(OutType out_type, bool output_tied) {
+        for (TensorPlan& plan : plans_) plan.type = tensor_storage_type(plan.name, plan.ne, out_type, output_tied);
     }
 
     // Throws for any checkpoint tensor nothing was planned for (the checkpoint is not the model config.json
@@ -120,14 +110,13 @@ private:
         return t;
     }
 
-    void add(std::string name, const SafetensorsTensor& source, std::vector<int64_t> ne, GgmlType type,
-             Transform transform) {
+    void add(std::string name, const SafetensorsTensor& source, std::vector<int64_t> ne, Transform transform) {
         mark_used(source);
-        plans_.push_back({std::move(name), &source, safetensors_float_type(source), std::move(ne), type, transform});
+        plans_.push_back({std::move(name), &source, safetensors_float_type(source), std::move(ne), GgmlType::F32,
+                          transform});
     }
 
     const CheckpointTensors& checkpoint_;
-    OutType out_type_;
     std::set<std::string> used_;
     std::vector<TensorPlan> plans_;
 };
@@ -290,13 +279,14 @@ void write_gguf(const ConvertOptions& options, int64_t n_vocab, const std::vecto
 // HF Mamba2ForCausalLM -> llama.cpp's "mamba2" (see hf_mamba2.h).
 ConvertSummary convert_hf_mamba2_to_gguf(const ConvertOptions& options) {
     if (options.output_path.empty()) fail("no output path given");
-    const HfMamba2Config config = read_hf_mamba2_config(options.model_dir);
-    const std::unique_ptr<SafetensorsCheckpoint> checkpoint = SafetensorsCheckpoint::open(options.model_dir);
+    const HfMamba2Config config = read_mamba2_config_any_layout(options.model_dir);
+    const std::unique_ptr<CheckpointTensors> checkpoint = open_checkpoint_tensors(options.model_dir);
 
-    TensorPlanner planner(*checkpoint, options.out_type);
+    TensorPlanner planner(*checkpoint);
     ConvertSummary summary;
     summary.tied_output = plan_mamba2_tensors(config, planner);
     planner.check_all_used();
+    planner.assign_types(options.out_type, summary.tied_output);
 
     GgufWriter writer;
     set_common_metadata(architecture_name(Architecture::Mamba2), model_name(options.model_dir), config.hidden_size,
@@ -308,53 +298,17 @@ ConvertSummary convert_hf_mamba2_to_gguf(const ConvertOptions& options) {
 
 }  // namespace
 
-OutType parse_out_type(const std::string& text) {
-    for (const OutType type : {OutType::F32, OutType::F16, OutType::BF16, OutType::Q8_0}) {
-        if (text == out_type_name(type)) return type;
-    }
-    fail("unknown output type '", text, "' (expected f32, f16, bf16 or q8_0)");
-}
-
-const char* out_type_name(OutType type) {
-    switch (type) {
-        case OutType::F32: return "f32";
-        case OutType::F16: return "f16";
-        case OutType::BF16: return "bf16";
-        case OutType::Q8_0: return "q8_0";
-    }
-    fail("invalid OutType");
-}
-
-GgmlType out_type_tensor_type(OutType type) {
-    switch (type) {
-        case OutType::F32: return GgmlType::F32;
-        case OutType::F16: return GgmlType::F16;
-        case OutType::BF16: return GgmlType::BF16;
-        case OutType::Q8_0: return GgmlType::Q8_0;
-    }
-    fail("invalid OutType");
-}
-
-uint32_t out_type_file_type(OutType type) {
-    switch (type) {
-        case OutType::F32: return kFileTypeAllF32;
-        case OutType::F16: return kFileTypeMostlyF16;
-        case OutType::BF16: return kFileTypeMostlyBF16;
-        case OutType::Q8_0: return kFileTypeMostlyQ8_0;
-    }
-    fail("invalid OutType");
-}
-
 ConvertSummary convert_hf_to_gguf(const ConvertOptions& options) {
-    if (is_hf_mamba2_checkpoint(options.model_dir)) return convert_hf_mamba2_to_gguf(options);
+    if (is_mamba2_checkpoint_any_layout(options.model_dir)) return convert_hf_mamba2_to_gguf(options);
     if (options.output_path.empty()) fail("no output path given");
     const HfMambaConfig config = read_mamba_config_any_layout(options.model_dir);
     const std::unique_ptr<CheckpointTensors> checkpoint = open_checkpoint_tensors(options.model_dir);
 
-    TensorPlanner planner(*checkpoint, options.out_type);
+    TensorPlanner planner(*checkpoint);
     ConvertSummary summary;
     summary.tied_output = plan_tensors(config, planner);
     planner.check_all_used();
+    planner.assign_types(options.out_type, summary.tied_output);
 
     GgufWriter writer;
     set_metadata(config, options.out_type, model_name(options.model_dir), writer);

@@ -13,18 +13,9 @@
 #include <string>
 
 #include "format/ggml_types.h"
+#include "tensor_types.h"
 
 namespace dendro {
-
-// What --outtype asks for: the type of the large matrices. Norms, biases, ssm_a, ssm_d and the conv1d
-// weight stay F32 whatever the choice, and Q8_0 falls back to F16 for rows not a multiple of 32 (as
-// llama.cpp does).
-enum class OutType { F32, F16, BF16, Q8_0 };
-
-OutType parse_out_type(const std::string& text);  // "f32", "f16", "bf16", "q8_0"; throws naming the choices
-const char* out_type_name(OutType type);
-GgmlType out_type_tensor_type(OutType type);
-uint32_t out_type_file_type(OutType type);  // general.file_type: llama_ftype numbering
 
 struct ConvertOptions {
     std::string model_dir;

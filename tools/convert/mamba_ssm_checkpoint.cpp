@@ -225,6 +225,8 @@ MambaSsmMamba2Config parse_mamba_ssm_mamba2_config(const nlohmann::json& config,
     c.d_inner = checked_mul(c.expand, c.d_model, source, ": ssm_cfg.expand * d_model");
     if (c.d_inner > kMaxDimension) fail(source, ": ssm_cfg.expand * d_model = ", c.d_inner, " is too large");
     if (ssm.flag("D_has_hdim", false)) fail(source, ": ssm_cfg.D_has_hdim true (a D per channel) is not supported");
+    // mamba_ssm's module honours it (normalise, then gate), which Dendro does not compute.
+    if (c.norm_before_gate) fail(source, ": ssm_cfg.norm_before_gate true (normalise before the gate) is not supported");
     if (!ssm.flag("rmsnorm", true)) fail(source, ": ssm_cfg.rmsnorm false (no gated RMSNorm) is not supported");
     if (ssm.find("d_ssm") && ssm.dimension("d_ssm", std::nullopt) != c.d_inner) {
         fail(source, ": ssm_cfg.d_ssm ", ssm.dimension("d_ssm", std::nullopt), " differs from expand * d_model = ", c.d_inner,
@@ -256,12 +258,50 @@ std::string hf_tensor_name_of_mamba_ssm(std::string_view name) {
     return std::string(name);
 }
 
+HfMamba2Config mamba_ssm_to_hf_mamba2_config(const MambaSsmMamba2Config& c) {
+    HfMamba2Config hf;
+    hf.vocab_size = c.vocab_size;
+    hf.hidden_size = c.d_model;
+    hf.n_layer = c.n_layer;
+    hf.intermediate_size = c.d_inner;
+    hf.num_heads = c.n_heads;
+    hf.head_dim = c.headdim;
+    hf.state_size = c.d_state;
+    hf.n_groups = c.ngroups;
+    hf.conv_kernel = c.d_conv;
+    hf.chunk_size = c.chunk_size;
+    hf.time_step_min = c.dt_limit_min;
+    hf.time_step_max = c.dt_limit_max;
+    hf.layer_norm_epsilon = c.norm_epsilon;
+    hf.tie_word_embeddings = c.tie_embeddings;
+    hf.use_bias = c.bias;
+    hf.use_conv_bias = c.conv_bias;
+    return hf;
+}
+
+bool is_mamba2_checkpoint_any_layout(const std::string& dir) {
+    std::string path;
+    const std::optional<nlohmann::json> config = read_config_if_present(dir, path);
+    if (!config) return false;
+    if (is_mamba_ssm_config(*config)) return mamba_ssm_layer(*config, path) == MambaSsmLayer::Mamba2;
+    return is_hf_mamba2_config(*config);
+}
+
+HfMamba2Config read_mamba2_config_any_layout(const std::string& dir) {
+    std::string path;
+    const std::optional<nlohmann::json> config = read_config_if_present(dir, path);
+    if (config && is_mamba_ssm_config(*config)) {
+        return mamba_ssm_to_hf_mamba2_config(parse_mamba_ssm_mamba2_config(*config, path));
+    }
+    return read_hf_mamba2_config(dir);
+}
+
 HfMambaConfig read_mamba_config_any_layout(const std::string& dir) {
     std::string path;
     const std::optional<nlohmann::json> config = read_config_if_present(dir, path);
     if (!config || !is_mamba_ssm_config(*config)) return read_hf_mamba_config(dir);
     if (mamba_ssm_layer(*config, path) == MambaSsmLayer::Mamba2) {
-        fail(path, ": a mamba_ssm Mamba2 model (ssm_cfg.layer \"Mamba2\"): its conversion is not supported yet");
+        fail(path, ": a mamba_ssm Mamba2 model (ssm_cfg.layer \"Mamba2\"): read it with read_mamba2_config_any_layout");
     }
     return mamba_ssm_to_hf_mamba_config(*config, path);
 }

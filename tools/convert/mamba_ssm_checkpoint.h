@@ -64,8 +64,16 @@ struct MambaSsmMamba2Config {
 // (a partly gated-MLP mixer), and dimensions that do not divide (d_inner by headdim, heads by ngroups).
 MambaSsmMamba2Config parse_mamba_ssm_mamba2_config(const nlohmann::json& config, const std::string& source);
 
+// The HF Mamba2Config a mamba_ssm Mamba-2 config stands for (the mapping above).
+HfMamba2Config mamba_ssm_to_hf_mamba2_config(const MambaSsmMamba2Config& config);
+
 // The HF tensor name of a mamba_ssm one.
 std::string hf_tensor_name_of_mamba_ssm(std::string_view name);
+
+// Whether DIR's config.json describes a Mamba-2 model, in HF's layout or mamba_ssm's (false without one).
+bool is_mamba2_checkpoint_any_layout(const std::string& dir);
+// The Mamba-2 config of DIR's config.json, whichever layout (HF or mamba_ssm) it has.
+HfMamba2Config read_mamba2_config_any_layout(const std::string& dir);
 
 // The Mamba-1 config of DIR's config.json, whichever layout (HF or mamba_ssm) it has.
 HfMambaConfig read_mamba_config_any_layout(const std::string& dir);

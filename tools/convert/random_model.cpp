@@ -12,7 +12,7 @@
 #include "cpu/topology.h"
 #include "common/error.h"
 #include "format/gguf.h"
-#include "hf_converter.h"
+#include "tensor_types.h"
 #include "synthetic_vocab.h"
 #include "cpu/thread_pool.h"
 
@@ -101,14 +101,20 @@ RowFn around_one(float jitter) {
     };
 }
 
-// As llama.cpp's quantizer does, a matrix whose rows cannot be cut into Q8_0 blocks (dt_proj of most
-// Mamba sizes: dt_rank = d_model / 16) falls back to F16.
+// Each weight matrix in the type `dendro convert --outtype` would store it in (tensor_types.h).
 struct LayerTensorTypes {
-    GgmlType matrix_type;
-    GgmlType matrix(int64_t row_length) const {
-        return matrix_type == GgmlType::Q8_0 && row_length % kQ8_0BlockSize != 0 ? GgmlType::F16 : matrix_type;
+    OutType out_type;
+    bool tied;
+    GgmlType matrix(const std::string& name, const std::vector<int64_t>& ne) const {
+        return tensor_storage_type(name, ne, out_type, tied);
     }
 };
+
+void add_matrix(RandomModelWriter& rw, GgufWriter& writer, const LayerTensorTypes& types, const std::string& name,
+                std::vector<int64_t> ne, RowFn fn) {
+    const GgmlType type = types.matrix(name, ne);
+    rw.add(writer, name, type, std::move(ne), std::move(fn));
+}
 
 float fan_in(int64_t n) { return 1.0f / std::sqrt(static_cast<float>(n)); }
 
@@ -122,18 +128,18 @@ RowFn dt_bias() {
     };
 }
 
-// general.file_type as llama.cpp numbers it, after the type of the large matrices.
-uint32_t file_type(GgmlType matrix_type) {
+// The out type whose matrices are all of `matrix_type`.
+OutType out_type_of(GgmlType matrix_type) {
     switch (matrix_type) {
-        case GgmlType::F32: return out_type_file_type(OutType::F32);
-        case GgmlType::F16: return out_type_file_type(OutType::F16);
-        case GgmlType::BF16: return out_type_file_type(OutType::BF16);
-        case GgmlType::Q8_0: return out_type_file_type(OutType::Q8_0);
-        default: fail("random model: no file type for matrix type ", ggml_type_name(matrix_type));
+        case GgmlType::F32: return OutType::F32;
+        case GgmlType::F16: return OutType::F16;
+        case GgmlType::BF16: return OutType::BF16;
+        case GgmlType::Q8_0: return OutType::Q8_0;
+        default: fail("random model: matrix type ", ggml_type_name(matrix_type), " is not F32, F16, BF16 or Q8_0");
     }
 }
 
-void check_options(const ModelHparams& hp, GgmlType matrix_type, const RandomModelOptions& options) {
+void check_options(const ModelHparams& hp, const RandomModelOptions& options) {
     for (auto [value, what] : {std::pair{hp.n_vocab, "n_vocab"}, {hp.d_model, "d_model"}, {hp.n_layer, "n_layer"},
                                {hp.d_conv, "d_conv"}, {hp.d_inner, "d_inner"}, {hp.d_state, "d_state"}}) {
         if (value <= 0) fail("random model: ", what, " must be positive, got ", value);
@@ -143,10 +149,6 @@ void check_options(const ModelHparams& hp, GgmlType matrix_type, const RandomMod
         (hp.n_head <= 0 || hp.n_group <= 0 || hp.d_inner % hp.n_head != 0 || hp.n_head % hp.n_group != 0)) {
         fail("random model: Mamba-2 needs n_head dividing d_inner and n_group dividing n_head (d_inner ", hp.d_inner,
              ", n_head ", hp.n_head, ", n_group ", hp.n_group, ")");
-    }
-    if (matrix_type != GgmlType::F32 && matrix_type != GgmlType::F16 && matrix_type != GgmlType::BF16 &&
-        matrix_type != GgmlType::Q8_0) {
-        fail("random model: matrix type ", ggml_type_name(matrix_type), " is not F32, F16, BF16 or Q8_0");
     }
     if (options.vector_type != GgmlType::F32 && options.vector_type != GgmlType::F16 &&
         options.vector_type != GgmlType::BF16) {
@@ -164,20 +166,20 @@ void add_mamba1_layer(RandomModelWriter& rw, GgufWriter& writer, const ModelHpar
     const RowFn a = [](uint64_t, int64_t, float* values, int64_t n) {
         for (int64_t c = 0; c < n; ++c) values[c] = -static_cast<float>(c + 1);
     };
-    rw.add(writer, p + "ssm_in.weight", types.matrix(hp.d_model), {hp.d_model, 2 * hp.d_inner},
+    add_matrix(rw, writer, types, p + "ssm_in.weight", {hp.d_model, 2 * hp.d_inner},
            uniform(fan_in(hp.d_model)));
     if (options.proj_bias) rw.add(writer, p + "ssm_in.bias", vt, {2 * hp.d_inner}, uniform(kBiasScale));
     std::vector<int64_t> conv_shape = options.conv_3d ? std::vector<int64_t>{hp.d_conv, 1, hp.d_inner}
                                                       : std::vector<int64_t>{hp.d_conv, hp.d_inner};
     rw.add(writer, p + "ssm_conv1d.weight", vt, std::move(conv_shape), uniform(fan_in(hp.d_conv)));
     if (options.conv_bias) rw.add(writer, p + "ssm_conv1d.bias", vt, {hp.d_inner}, uniform(kBiasScale));
-    rw.add(writer, p + "ssm_x.weight", types.matrix(hp.d_inner), {hp.d_inner, n_xdbc}, uniform(fan_in(hp.d_inner)));
-    rw.add(writer, p + "ssm_dt.weight", types.matrix(hp.dt_rank), {hp.dt_rank, hp.d_inner},
+    add_matrix(rw, writer, types, p + "ssm_x.weight", {hp.d_inner, n_xdbc}, uniform(fan_in(hp.d_inner)));
+    add_matrix(rw, writer, types, p + "ssm_dt.weight", {hp.dt_rank, hp.d_inner},
            uniform(fan_in(hp.dt_rank)));
     rw.add(writer, p + "ssm_dt.bias", vt, {hp.d_inner}, dt_bias());
     rw.add(writer, p + "ssm_a", vt, {hp.d_state, hp.d_inner}, a);
     rw.add(writer, p + "ssm_d", vt, {hp.d_inner}, around_one(kSkipJitter));
-    rw.add(writer, p + "ssm_out.weight", types.matrix(hp.d_inner), {hp.d_inner, hp.d_model},
+    add_matrix(rw, writer, types, p + "ssm_out.weight", {hp.d_inner, hp.d_model},
            uniform(fan_in(hp.d_inner) / std::sqrt(static_cast<float>(hp.n_layer))));
     if (options.proj_bias) rw.add(writer, p + "ssm_out.bias", vt, {hp.d_model}, uniform(kBiasScale));
 }
@@ -190,7 +192,7 @@ void add_mamba2_layer(RandomModelWriter& rw, GgufWriter& writer, const ModelHpar
     const RowFn a = [](uint64_t stream, int64_t, float* values, int64_t n) {
         for (int64_t h = 0; h < n; ++h) values[h] = -(kMamba2AMin + (kMamba2AMax - kMamba2AMin) * uniform01(stream, h));
     };
-    rw.add(writer, p + "ssm_in.weight", types.matrix(hp.d_model), {hp.d_model, n_in}, uniform(fan_in(hp.d_model)));
+    add_matrix(rw, writer, types, p + "ssm_in.weight", {hp.d_model, n_in}, uniform(fan_in(hp.d_model)));
     if (options.proj_bias) rw.add(writer, p + "ssm_in.bias", vt, {n_in}, uniform(kBiasScale));
     std::vector<int64_t> conv_shape = options.conv_3d ? std::vector<int64_t>{hp.d_conv, 1, n_conv}
                                                       : std::vector<int64_t>{hp.d_conv, n_conv};
@@ -200,7 +202,7 @@ void add_mamba2_layer(RandomModelWriter& rw, GgufWriter& writer, const ModelHpar
     rw.add(writer, p + "ssm_a", vt, {1, hp.n_head}, a);
     rw.add(writer, p + "ssm_d", vt, {1, hp.n_head}, around_one(kSkipJitter));
     rw.add(writer, p + "ssm_norm.weight", vt, {hp.d_inner / hp.n_group, hp.n_group}, around_one(kNormJitter));
-    rw.add(writer, p + "ssm_out.weight", types.matrix(hp.d_inner), {hp.d_inner, hp.d_model},
+    add_matrix(rw, writer, types, p + "ssm_out.weight", {hp.d_inner, hp.d_model},
            uniform(fan_in(hp.d_inner) / std::sqrt(static_cast<float>(hp.n_layer))));
     if (options.proj_bias) rw.add(writer, p + "ssm_out.bias", vt, {hp.d_model}, uniform(kBiasScale));
 }
@@ -235,22 +237,27 @@ void set_hparam_keys(GgufWriter& writer, const ModelHparams& hp) {
 
 void write_random_mamba_gguf(const std::string& path, const ModelHparams& hp, GgmlType matrix_type, uint64_t seed,
                              bool tied, const RandomModelOptions& options) {
-    check_options(hp, matrix_type, options);
+    write_random_mamba_gguf(path, hp, out_type_of(matrix_type), seed, tied, options);
+}
+
+void write_random_mamba_gguf(const std::string& path, const ModelHparams& hp, OutType out_type, uint64_t seed,
+                             bool tied, const RandomModelOptions& options) {
+    check_options(hp, options);
     GgufWriter writer;
     writer.set("general.architecture", GgufValue::string(architecture_name(hp.arch)));
     writer.set("general.name", GgufValue::string(hp.arch == Architecture::Mamba2 ? "random-mamba2" : "random-mamba"));
     set_hparam_keys(writer, hp);
-    writer.set("general.file_type", GgufValue::u32(file_type(matrix_type)));
+    writer.set("general.file_type", GgufValue::u32(out_type_file_type(out_type)));
     if (options.byte_tokenizer) add_byte_vocab(writer, hp.n_vocab);
     if (options.bpe_vocabulary) add_synthetic_bpe_vocab(writer, hp.n_vocab);
 
     const GgmlType vt = options.vector_type;
-    const LayerTensorTypes types{matrix_type};
+    const LayerTensorTypes types{out_type, tied};
     RandomModelWriter rw(seed);
-    rw.add(writer, "token_embd.weight", types.matrix(hp.d_model), {hp.d_model, hp.n_vocab}, uniform(kEmbeddingScale));
+    add_matrix(rw, writer, types, "token_embd.weight", {hp.d_model, hp.n_vocab}, uniform(kEmbeddingScale));
     rw.add(writer, "output_norm.weight", vt, {hp.d_model}, around_one(kNormJitter));
     if (!tied) {
-        rw.add(writer, "output.weight", types.matrix(hp.d_model), {hp.d_model, hp.n_vocab}, uniform(kEmbeddingScale));
+        add_matrix(rw, writer, types, "output.weight", {hp.d_model, hp.n_vocab}, uniform(kEmbeddingScale));
     }
     for (int64_t il = 0; il < hp.n_layer; ++il) {
         const std::string p = concat("blk.", il, ".");

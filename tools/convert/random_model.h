@@ -9,6 +9,7 @@
 
 #include "format/ggml_types.h"
 #include "model/model.h"
+#include "tensor_types.h"
 
 namespace dendro {
 
@@ -27,10 +28,14 @@ struct RandomModelOptions {
 // hp.n_vocab, d_model, n_layer, d_conv, d_inner, d_state, norm_eps and the mixer's own (dt_rank and dt_b_c_rms;
 // n_head, n_group and the time-step limit) are written, with
 // every key llama.cpp's "mamba" loader reads (as llama.cpp's converter writes them, general.file_type
-// included); matrix_type is F32, F16, BF16 or Q8_0 (Q8_0 matrices whose row length is not a multiple of 32
-// are written as F16, as llama.cpp's quantizer does). `tied` leaves out output.weight so that the lm_head is
-// token_embd. With the default options every tensor is one llama.cpp's loader expects; proj_bias and conv_3d
-// make files only Dendro reads. Throws dendro::Error on invalid shapes or I/O failure.
+// included); the weight matrices are stored as `dendro convert --outtype` stores them (tensor_types.h: e.g.
+// q4_k_m mixes Q4_K, Q6_K and fallbacks, q8_0 falls back to F16 for rows not a multiple of 32). `tied` leaves
+// out output.weight so that the lm_head is token_embd. With the default options every tensor is one
+// llama.cpp's loader expects; proj_bias and conv_3d make files only Dendro reads. Throws dendro::Error on
+// invalid shapes or I/O failure.
+void write_random_mamba_gguf(const std::string& path, const ModelHparams& hp, OutType out_type, uint64_t seed,
+                             bool tied, const RandomModelOptions& options = {});
+// The same with matrix_type F32, F16, BF16 or Q8_0 (the out type of that name).
 void write_random_mamba_gguf(const std::string& path, const ModelHparams& hp, GgmlType matrix_type, uint64_t seed,
                              bool tied, const RandomModelOptions& options = {});
 

@@ -22,7 +22,6 @@
 #include "flag_checks.h"
 #include "measure.h"
 #include "common/error.h"
-#include "format/ggml_types.h"
 #include "model/model.h"
 #include "random_model.h"
 
@@ -88,14 +87,6 @@ RandomShape shape_hparams(const std::string& shape) {
     return r;
 }
 
-GgmlType parse_matrix_type(const std::string& text) {
-    if (text == "f32") return GgmlType::F32;
-    if (text == "f16") return GgmlType::F16;
-    if (text == "bf16") return GgmlType::BF16;
-    if (text == "q8_0") return GgmlType::Q8_0;
-    fail("unknown --type '", text, "': expected f32, f16, bf16 or q8_0");
-}
-
 // --random-out names a file to create or replace: its directory must exist and it must not be a directory.
 void check_random_out(const std::string& path) {
     if (path.empty()) return;  // a temporary file
@@ -111,7 +102,7 @@ void check_random_out(const std::string& path) {
 class RandomModelFile {
 public:
     // `hp` and `type` are the checked --random-shape and --type.
-    RandomModelFile(const BenchOptions& opt, const RandomShape& shape, GgmlType type) {
+    RandomModelFile(const BenchOptions& opt, const RandomShape& shape, OutType type) {
         keep_ = !opt.random_out.empty();
         path_ = keep_ ? opt.random_out
                       : (std::filesystem::temp_directory_path() /
@@ -193,7 +184,7 @@ void bench(const BenchOptions& opt) {
     if (!opt.random_shape.empty()) {
         // Every random-model flag is checked before the "writing" line and the write.
         const RandomShape shape = shape_hparams(opt.random_shape);
-        const GgmlType type = parse_matrix_type(opt.random_type);
+        const OutType type = parse_out_type(opt.random_type, "--type");
         check_random_out(opt.random_out);
         random_file = std::make_unique<RandomModelFile>(opt, shape, type);
     }
@@ -294,7 +285,8 @@ void add_bench_command(CLI::App& app) {
     cmd->add_option("--device", opt->device, "auto, cpu or cuda")->capture_default_str();
     add_thread_count_option(cmd, opt->n_threads);
     cmd->add_option("--random-shape", opt->random_shape, concat("benchmark a random model of this shape: ", kRandomShapes));
-    cmd->add_option("--type", opt->random_type, "weight type of the random model: f32, f16, bf16 or q8_0")
+    cmd->add_option("--type", opt->random_type,
+                    "weight types of the random model, as dendro convert --outtype: " + out_type_names())
         ->capture_default_str();
     non_empty_path(cmd->add_option("--random-out", opt->random_out,
                                    "keep the random model in this file (default: a temporary file)"));

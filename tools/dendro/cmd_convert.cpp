@@ -49,7 +49,7 @@ void run(const ConvertCommandOptions& opt) {
     ConvertOptions options;
     options.model_dir = opt.model_dir;
     options.output_path = opt.output_path;
-    options.out_type = parse_out_type(opt.out_type);
+    options.out_type = parse_out_type(opt.out_type, "--outtype");
     options.vocab_dir = opt.vocab_dir;
     ProgressBar bar;
     options.progress = [&bar](size_t done, size_t total) { bar.draw(done, total); };
@@ -79,7 +79,9 @@ void add_convert_command(CLI::App& app) {
                                    "Checkpoint directory: config.json, *.safetensors, tokenizer files"))
         ->required();
     non_empty_path(cmd->add_option("-o,--output", opt->output_path, "GGUF file to write"))->required();
-    cmd->add_option("--outtype", opt->out_type, "Type of the weight matrices: f32, f16, bf16 or q8_0")
+    cmd->add_option("--outtype", opt->out_type,
+                    "Type of the weight matrices (q4_0 and the k-quant mixes as llama.cpp's quantizer makes them): " +
+                        out_type_names())
         ->capture_default_str();
     non_empty_path(cmd->add_option("--vocab", opt->vocab_dir, "Take the tokenizer from this directory instead of HF_DIR"));
     cmd->callback([opt] { run(*opt); });
