@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """HF transformers baseline for `dendro bench`: MambaForCausalLM with random weights at the published
-mamba-130m / mamba-2.8b shapes, on CUDA (fp16 by default) or the CPU (--device cpu, fp32 by default), timing a
+mamba-130m / mamba-2.8b shapes, or Mamba2ForCausalLM at mamba2-130m / mamba2-2.7b / codestral-7b, on CUDA (fp16 by default) or the CPU (--device cpu, fp32 by default), timing a
 prefill of --prefill tokens at batch 1 and --decode greedy tokens at each --batches size, mean and sample
 standard deviation over --reps runs after one warm-up. Prints a table comparable to dendro bench's and
 optionally writes JSON.
@@ -22,17 +22,21 @@ import statistics
 import sys
 import time
 
-SHAPES = {  # d_model, n_layer; d_inner = 2 d_model, d_state 16, d_conv 4, dt_rank = ceil(d_model / 16)
-    "130m": (768, 24),
-    "2.8b": (2560, 64),
+# The shapes of dendro bench --random-shape. Mamba-1: d_inner = 2 d_model, d_state 16, d_conv 4,
+# dt_rank = ceil(d_model / 16). Mamba-2: d_inner = 2 d_model, head_dim 64, d_state 128, d_conv 4.
+SHAPES = {  # name: (architecture, d_model, n_layer, n_vocab, n_groups, tied)
+    "130m": ("mamba", 768, 24, 50280, 0, True),
+    "2.8b": ("mamba", 2560, 64, 50280, 0, True),
+    "mamba2-130m": ("mamba2", 768, 24, 50288, 1, True),
+    "mamba2-2.7b": ("mamba2", 2560, 64, 50288, 1, True),
+    "codestral-7b": ("mamba2", 4096, 64, 32768, 8, False),
 }
-N_VOCAB = 50280
 DEFAULT_DTYPE = {"cuda": "float16", "cpu": "float32"}  # half-precision matmuls on the CPU are not HF's use case
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--shapes", default="130m,2.8b", help="comma-separated: 130m, 2.8b")
+    p.add_argument("--shapes", default="130m,2.8b", help="comma-separated: " + ", ".join(SHAPES))
     p.add_argument("--prefill", type=int, default=2048, help="prompt tokens of the prefill test (0 = skip)")
     p.add_argument("--decode", type=int, default=128, help="generated tokens of the decode tests (0 = skip)")
     p.add_argument("--batches", default="1,16", help="comma-separated batch sizes of the decode tests")
@@ -109,7 +113,7 @@ def main():
     args = parse_args()
     import torch
     import transformers
-    from transformers import MambaConfig, MambaForCausalLM
+    from transformers import Mamba2Config, Mamba2ForCausalLM, MambaConfig, MambaForCausalLM
 
     device = args.device
     if device == "cuda":
@@ -129,17 +133,24 @@ def main():
     dtype = getattr(torch, args.dtype)
     results = []
     for shape in args.shapes.split(","):
-        d_model, n_layer = SHAPES[shape]
-        config = MambaConfig(vocab_size=N_VOCAB, hidden_size=d_model, num_hidden_layers=n_layer,
-                             intermediate_size=2 * d_model, state_size=16, conv_kernel=4,
-                             time_step_rank=(d_model + 15) // 16, tie_word_embeddings=True)
+        arch, d_model, n_layer, n_vocab, n_groups, tied = SHAPES[shape]
+        if arch == "mamba":
+            config = MambaConfig(vocab_size=n_vocab, hidden_size=d_model, num_hidden_layers=n_layer,
+                                 intermediate_size=2 * d_model, state_size=16, conv_kernel=4,
+                                 time_step_rank=(d_model + 15) // 16, tie_word_embeddings=tied)
+            model_class = MambaForCausalLM
+        else:
+            config = Mamba2Config(vocab_size=n_vocab, hidden_size=d_model, num_hidden_layers=n_layer, expand=2,
+                                  head_dim=64, num_heads=2 * d_model // 64, state_size=128, n_groups=n_groups,
+                                  conv_kernel=4, tie_word_embeddings=tied)
+            model_class = Mamba2ForCausalLM
         torch.manual_seed(0)
         with torch.device(device):
-            model = MambaForCausalLM(config).to(dtype).eval()
+            model = model_class(config).to(dtype).eval()
         gen = torch.Generator(device=device).manual_seed(0)
         with torch.inference_mode():
             if args.prefill > 0:
-                ids = torch.randint(0, N_VOCAB, (1, args.prefill), device=device, generator=gen)
+                ids = torch.randint(0, n_vocab, (1, args.prefill), device=device, generator=gen)
                 times = timed(synchronize, lambda: model(ids, use_cache=False, logits_to_keep=1), args.reps)
                 rates = [args.prefill / t for t in times]
                 mean, sd = stats(rates)
@@ -147,7 +158,7 @@ def main():
                                 "tokens_per_second": mean, "tokens_per_second_sd": sd,
                                 "tokens_per_second_reps": rates})
             for batch in (int(b) for b in args.batches.split(",")) if args.decode > 0 else ():
-                ids = torch.randint(0, N_VOCAB, (batch, 1), device=device, generator=gen)
+                ids = torch.randint(0, n_vocab, (batch, 1), device=device, generator=gen)
 
                 def generate():
                     model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=args.decode,
