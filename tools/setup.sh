@@ -21,7 +21,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 packages=(build-essential cmake pkg-config nlohmann-json3-dev libcli11-dev libsentencepiece-dev libgtest-dev
-          libpcre2-dev libutf8proc-dev libxxhash-dev)
+          libpcre2-dev libutf8proc-dev libxxhash-dev libcpp-httplib-dev)
 # The sanitizer and fuzz builds of --test: clang, its sanitizer and libFuzzer runtimes, and llvm-symbolizer
 # for readable reports.
 if [[ $run_tests -eq 1 ]]; then
