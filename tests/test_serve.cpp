@@ -364,6 +364,36 @@ TEST(Serve, SigtermEndsStreamsCleanlyAndKeepsTheCache) {
     EXPECT_GT(std::max(lengths[0], lengths[1]), std::min(lengths[0], lengths[1]) + 5);
 }
 
+TEST(Serve, RequestsOverTheTimeoutEndWithFinishReasonTimeout) {
+    ServerProcess server({"--timeout", "1", "--max-tokens", "1000000"});
+    ASSERT_GT(server.port(), 0);
+    const HttpReply r = http_request(server, "POST", "/v1/completions",
+                                     body({{"prompt", "ROMEO:"}, {"max_tokens", 1000000}}), "--max-time 30");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.json()["choices"][0]["finish_reason"], "timeout");
+    EXPECT_GT(r.json()["usage"]["completion_tokens"].get<int>(), 0);
+    EXPECT_EQ(metric(server, "dendro_active_sequences"), 0);
+}
+
+// Two replicas sharing one --cache-dir (as behind a load balancer): a prompt computed by one is a disk hit
+// on the other, whose RAM tier has never seen it.
+TEST(Serve, ReplicasSharingACacheDirHitEachOthersPrefixes) {
+    const TempDir cache;
+    ServerProcess first({"--cache-dir", cache.path()});
+    ServerProcess second({"--cache-dir", cache.path()});
+    ASSERT_GT(first.port(), 0);
+    ASSERT_GT(second.port(), 0);
+    const std::string request = body({{"prompt", "ROMEO:\nWhat light through yonder window breaks?"}, {"max_tokens", 8}, {"temperature", 0}});
+    const HttpReply a = http_request(first, "POST", "/v1/completions", request);
+    const HttpReply b = http_request(second, "POST", "/v1/completions", request);
+    ASSERT_EQ(a.status, 200);
+    ASSERT_EQ(b.status, 200);
+    EXPECT_EQ(a.json()["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+    EXPECT_EQ(b.json()["usage"]["prompt_tokens_details"]["cached_tokens"], b.json()["usage"]["prompt_tokens"]);
+    EXPECT_EQ(a.json()["choices"][0]["text"], b.json()["choices"][0]["text"]);
+    EXPECT_NE(second.log().find("disk hit"), std::string::npos) << second.log();
+}
+
 // The openai Python package (pinned, in its own venv) against the server.
 TEST(Serve, OpenAiPythonClient) {
     ServerProcess server({"--chat-format", "plain", "--api-key", "sesame"});
