@@ -313,14 +313,18 @@ TEST(Serve, FullQueueGets503WithRetryAfter) {
     ASSERT_GT(server.port(), 0);
     const TempDir dir;
     // One long request holds the only slot...
+    HttpReply running;
     std::thread busy([&] {
-        http_request(server, "POST", "/v1/completions", body({{"prompt", "ROMEO:"}, {"max_tokens", 1000000}, {"stream", true}}),
-                     "-N --max-time 3");
+        running = http_request(server, "POST", "/v1/completions", body({{"prompt", "ROMEO:"}, {"max_tokens", 1000000}, {"stream", true}}),
+                               "-N --max-time 3");
     });
     // ...once it is running, the next one finds no room.
     for (int i = 0; i < 100 && metric(server, "dendro_active_sequences") < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     const HttpReply refused = http_request(server, "POST", "/v1/completions", body({{"prompt", "JULIET:"}, {"max_tokens", 2}}));
     busy.join();
+    // The first request had the free slot, though the queue holds none.
+    EXPECT_EQ(running.status, 200) << running.body;
+    EXPECT_FALSE(stream_text(running.body).empty());
     EXPECT_EQ(refused.status, 503) << refused.body;
     EXPECT_NE(refused.headers.find("Retry-After: 1"), std::string::npos) << refused.headers;
     EXPECT_EQ(refused.json()["error"]["code"], "queue_full");
@@ -385,6 +389,13 @@ TEST(Serve, ReplicasSharingACacheDirHitEachOthersPrefixes) {
     ASSERT_GT(second.port(), 0);
     const std::string request = body({{"prompt", "ROMEO:\nWhat light through yonder window breaks?"}, {"max_tokens", 8}, {"temperature", 0}});
     const HttpReply a = http_request(first, "POST", "/v1/completions", request);
+    // The first replica writes its states to disk in the background: the prompt's and the one after the reply.
+    const auto entries = [&] {
+        std::error_code ec;
+        const auto it = std::filesystem::directory_iterator(cache.path() + "/entries", ec);
+        return ec ? 0 : std::distance(it, std::filesystem::directory_iterator());
+    };
+    for (int i = 0; i < 500 && entries() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     const HttpReply b = http_request(second, "POST", "/v1/completions", request);
     ASSERT_EQ(a.status, 200);
     ASSERT_EQ(b.status, 200);

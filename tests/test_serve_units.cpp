@@ -157,7 +157,8 @@ TEST(RamPrefixTier, LongestPrefixLruEvictionAndDiskFallback) {
                                              uint64_t{1} << 30, WarningSink{});
     };
     RamPrefixTier writer(ModelFingerprint{1, 2}, 2 * one, disk(), {});
-    writer.store(s20, true);
+    EXPECT_TRUE(writer.store(s20, true));
+    writer.flush();
     RamPrefixTier reader(ModelFingerprint{1, 2}, 2 * one, disk(), {});
     hit = reader.longest_prefix(tokens);
     ASSERT_TRUE(hit);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets Dendro up on a Debian machine: installs the build dependencies that are missing (apt-get), then
 # configures build/ and builds the dendro executable only (the quick start's first text comes sooner).
-# With --test, builds everything, prepares the openai client's venv for test_serve, runs the test suite (ctest), then tools/sanitizer_checks.sh: the cpu tests
-# under ASan + UBSan (clang, in DIR-sanitize) and each fuzz target for FUZZ_SECONDS (default 60).
+# With --test, builds everything, prepares the openai client's venv for test_serve, runs the test suite
+# (ctest), then tools/sanitizer_checks.sh: the cpu tests under ASan + UBSan (clang, in DIR-sanitize) and each
+# fuzz target for FUZZ_SECONDS (default 60).
 #   tools/setup.sh [--test] [--build-dir DIR] [-- extra cmake args]
 set -euo pipefail
 

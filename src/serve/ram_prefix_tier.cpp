@@ -17,7 +17,45 @@ uint64_t snapshot_bytes(const StateSnapshot& s) {
 
 RamPrefixTier::RamPrefixTier(const ModelFingerprint& model, uint64_t max_bytes, std::unique_ptr<PrefixStore> disk,
                              WarningSink warn)
-    : PrefixStore(std::move(warn)), model_(model), max_bytes_(max_bytes), disk_(std::move(disk)) {}
+    : PrefixStore(std::move(warn)), model_(model), max_bytes_(max_bytes), disk_(std::move(disk)) {
+    if (disk_) writer_ = std::thread([this] { write_to_disk(); });
+}
+
+RamPrefixTier::~RamPrefixTier() {
+    {
+        std::lock_guard lock(pending_mutex_);
+        stopping_ = true;
+    }
+    pending_changed_.notify_all();
+    if (writer_.joinable()) writer_.join();
+}
+
+void RamPrefixTier::flush() {
+    std::unique_lock lock(pending_mutex_);
+    pending_changed_.wait(lock, [&] { return pending_.empty() && !writing_; });
+}
+
+void RamPrefixTier::write_to_disk() {
+    std::unique_lock lock(pending_mutex_);
+    for (;;) {
+        pending_changed_.wait(lock, [&] { return !pending_.empty() || stopping_; });
+        if (pending_.empty()) return;  // stopping, and everything is written
+        PendingWrite write = std::move(pending_.front());
+        pending_.pop_front();
+        writing_ = true;
+        lock.unlock();
+        pending_changed_.notify_all();
+        try {
+            std::lock_guard disk_lock(disk_mutex_);
+            disk_->store(*write.snapshot, write.end_of_prompt);
+        } catch (const std::exception& e) {
+            warn(concat("disk tier: ", e.what()));
+        }
+        lock.lock();
+        writing_ = false;
+        pending_changed_.notify_all();
+    }
+}
 
 RamPrefixTier::Key RamPrefixTier::key(std::span<const int32_t> prefix) const {
     return {model_.high, model_.low, static_cast<int64_t>(prefix.size()), token_prefix_hash(prefix)};
@@ -58,9 +96,13 @@ std::optional<StateSnapshot> RamPrefixTier::longest_prefix(std::span<const int32
     std::optional<StateSnapshot> hit = ram_lookup(tokens);
     const std::string ram_note = hit ? concat("RAM hit of ", hit->n_tokens(), " tokens") : describe_ram_miss(tokens);
     if (disk_ && (!hit || hit->n_tokens() < static_cast<int64_t>(tokens.size()))) {
-        std::optional<StateSnapshot> from_disk = disk_->longest_prefix(tokens);
+        std::optional<StateSnapshot> from_disk;
+        {
+            std::lock_guard disk_lock(disk_mutex_);
+            from_disk = disk_->longest_prefix(tokens);
+        }
         if (from_disk && (!hit || from_disk->n_tokens() > hit->n_tokens())) {
-            insert(*from_disk);
+            insert(std::make_shared<const StateSnapshot>(*from_disk));
             last_lookup_ = concat("disk hit of ", from_disk->n_tokens(), " tokens (", ram_note, ")");
             return from_disk;
         }
@@ -71,10 +113,10 @@ std::optional<StateSnapshot> RamPrefixTier::longest_prefix(std::span<const int32
     return hit;
 }
 
-void RamPrefixTier::insert(const StateSnapshot& snapshot) {
-    const uint64_t bytes = snapshot_bytes(snapshot);
+void RamPrefixTier::insert(const std::shared_ptr<const StateSnapshot>& snapshot) {
+    const uint64_t bytes = snapshot_bytes(*snapshot);
     if (bytes > max_bytes_) return;
-    const Key k = key(snapshot.tokens);
+    const Key k = key(snapshot->tokens);
     if (const auto found = index_.find(k); found != index_.end()) {
         lru_.splice(lru_.begin(), lru_, found->second);
         return;
@@ -84,23 +126,25 @@ void RamPrefixTier::insert(const StateSnapshot& snapshot) {
         index_.erase(lru_.back().first);
         lru_.pop_back();
     }
-    lru_.emplace_front(k, Entry{std::make_shared<const StateSnapshot>(snapshot), bytes});
+    lru_.emplace_front(k, Entry{snapshot, bytes});
     index_[k] = lru_.begin();
     bytes_ += bytes;
 }
 
 bool RamPrefixTier::store(const StateSnapshot& snapshot, bool end_of_prompt) {
     const bool had = index_.count(key(snapshot.tokens)) > 0;
-    insert(snapshot);
-    bool written = !had && index_.count(key(snapshot.tokens)) > 0;
-    if (disk_ && (end_of_prompt || disk_->keeps_checkpoints())) {
-        try {
-            written = disk_->store(snapshot, end_of_prompt) || written;
-        } catch (const std::exception& e) {
-            warn(concat("disk tier: ", e.what()));
-        }
+    if (had && !disk_) return false;
+    const auto shared = std::make_shared<const StateSnapshot>(snapshot);
+    insert(shared);
+    // An entry already in RAM was written to disk when it was stored, or came from there.
+    if (had || !disk_ || !(end_of_prompt || disk_->keeps_checkpoints())) return !had && index_.count(key(snapshot.tokens)) > 0;
+    {
+        std::unique_lock lock(pending_mutex_);
+        pending_changed_.wait(lock, [&] { return pending_.size() < kMaxPendingWrites; });
+        pending_.push_back({shared, end_of_prompt});
     }
-    return written;
+    pending_changed_.notify_all();
+    return true;  // queued for the disk tier
 }
 
 }  // namespace dendro::serve

@@ -53,7 +53,8 @@ std::shared_ptr<Job> Scheduler::submit(JobSpec spec) {
     {
         std::lock_guard lock(mutex_);
         if (stopping_) throw ApiError(kHttpServiceUnavailable, "server_error", "the server is shutting down", "", "shutting_down");
-        if (queue_.size() >= options_.max_queue) {
+        // Room for the queue's bound beyond the slots that are free now.
+        if (queue_.size() + busy_slots_ >= slots_.size() + options_.max_queue) {
             throw ApiError(kHttpServiceUnavailable, "server_error",
                            concat("the server is busy: ", queue_.size(), " requests are waiting already"), "", "queue_full");
         }
@@ -98,6 +99,7 @@ void Scheduler::loop() {
                 if (slots_[i]->job) continue;
                 admitted.emplace_back(static_cast<int>(i), std::move(queue_.front()));
                 queue_.pop_front();
+                ++busy_slots_;
             }
             metrics_.queue_depth = static_cast<int64_t>(queue_.size());
             // Past the grace of a shutdown, queued jobs end without running.
@@ -300,6 +302,8 @@ void Scheduler::finish(int seq, FinishReason reason) {
     slot.job->finish(reason, {static_cast<int64_t>(slot.job->spec().prompt.size()), slot.generated, slot.cached_tokens});
     slot.job.reset();
     --metrics_.active_sequences;
+    std::lock_guard lock(mutex_);
+    --busy_slots_;
 }
 
 }  // namespace dendro::serve

@@ -30,7 +30,7 @@
 namespace dendro::serve {
 
 struct SchedulerOptions {
-    size_t max_queue = 16;          // jobs waiting beyond the slots; more are refused (HTTP 503)
+    size_t max_queue = 16;          // jobs waiting when every slot is busy; more are refused (HTTP 503)
     int64_t prefill_chunk = 256;    // prompt tokens per prefill step
     int64_t checkpoint_every = 512; // 0: checkpoints only at message ends and the prompt's end
 };
@@ -82,9 +82,10 @@ private:
     std::vector<int32_t> batch_tokens_;
     std::vector<float> batch_logits_;
 
-    mutable std::mutex mutex_;  // guards the queue and the shutdown state
+    mutable std::mutex mutex_;  // guards the queue, busy_slots_ and the shutdown state
     std::condition_variable wake_;
     std::deque<std::shared_ptr<Job>> queue_;
+    size_t busy_slots_ = 0;  // slots holding a job (admitted, not finished)
     bool stopping_ = false;
     std::chrono::steady_clock::time_point grace_end_;
     std::thread thread_;

@@ -240,6 +240,7 @@ void Server::wait_for_signal_and_stop(std::thread& http_thread) {
     while (open_streams_ > 0 && std::chrono::steady_clock::now() < drain_end) std::this_thread::sleep_for(kStreamPoll);
     http_.stop();
     http_thread.join();
+    if (cache_) cache_->flush();
     log_line("stopped");
 }
 
