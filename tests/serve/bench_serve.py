@@ -3,7 +3,7 @@
 about 2,000 tokens (a prefix-cache hit after the first request). Python standard library only.
 
   tests/serve/bench_serve.py [--dendro build/bin/dendro] [--model FILE] [--requests-per-client N]
-                             [--max-tokens N] [--threads N] [--clients 1,4,16]
+                             [--max-tokens N] [--threads N] [--clients 1,4,16] [--no-cache]
 
 Starts its own server (--port 0, --parallel = the most clients) and stops it with SIGTERM; each client sends
 its requests one after another (a bounded loop), greedy, max_tokens tokens each.
@@ -32,6 +32,8 @@ def start_server(args, parallel: int) -> tuple[subprocess.Popen, int]:
                "--chat-format", "plain", "--threads", str(args.threads)]
     if args.model:
         command += ["-m", args.model]
+    if args.no_cache:
+        command += ["--cache-ram", "0"]
     server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     for line in server.stderr:
         match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
@@ -107,6 +109,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--clients", default="1,4,16")
+    parser.add_argument("--no-cache", action="store_true", help="serve without the prefix cache (--cache-ram 0)")
     args = parser.parse_args()
     client_counts = [int(c) for c in args.clients.split(",")]
     system = " ".join([SYSTEM_LINE] * SYSTEM_LINE_REPEATS)

@@ -94,7 +94,7 @@ def main() -> None:
     args = parser.parse_args()
     try:
         ensure_pinned_interpreter(Path(__file__), PINNED_PACKAGES, Path(args.venv), None)
-    except SystemExit as error:
+    except (SystemExit, Exception) as error:  # pip offline, or no ensurepip to make a venv with
         print(f"openai client: cannot prepare the venv {args.venv} with {' '.join(PINNED_PACKAGES)} "
               f"(offline? run tools/setup.sh --test once online): {error}", file=sys.stderr)
         raise SystemExit(SKIP_STATUS)
