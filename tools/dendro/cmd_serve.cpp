@@ -273,8 +273,9 @@ void Server::run() {
     const auto warn = [](const std::string& message) { log_line(concat("warning: ", message)); };
     std::unique_ptr<PrefixStore> disk = open_prefix_store(opt_.cache, *model_, warn);
     if (disk || opt_.cache_ram_bytes > 0) {
+        // The disk tier's memo makes this a lookup; a RAM-only cache hashes the file and writes no memo anywhere.
         const std::string memo = opt_.cache.cache_dir.empty()
-                                     ? default_fingerprint_memo_dir()
+                                     ? std::string()
                                      : CacheDirectory::open(opt_.cache.cache_dir, false).fingerprint_memo_dir().string();
         cache_ = std::make_unique<RamPrefixTier>(fingerprint_model_file(model_->gguf(), memo), opt_.cache_ram_bytes,
                                                  std::move(disk), warn);
