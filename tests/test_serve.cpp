@@ -181,7 +181,7 @@ TEST(Serve, SixteenConcurrentGreedyStreamsEqualSequentialRuns) {
 // same tokens as a server without any cache.
 TEST(Serve, SecondTurnReportsCachedTokensAndMatchesAnUncachedServer) {
     const json first_turn = json::array({{{"role", "system"}, {"content", "A play."}}, {{"role", "user"}, {"content", "ROMEO:"}}});
-    ServerProcess cached({"--chat-format", "plain", "--cache-every", "4"});
+    ServerProcess cached({"--chat-format", "plain", "--cache-every", "0"});  // checkpoints only at message ends
     ServerProcess uncached({"--chat-format", "plain", "--cache-ram", "0"});
     ASSERT_GT(cached.port(), 0);
     ASSERT_GT(uncached.port(), 0);
@@ -206,6 +206,12 @@ TEST(Serve, SecondTurnReportsCachedTokensAndMatchesAnUncachedServer) {
     const json reference = chat(uncached, second_turn);
     EXPECT_EQ(reference["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
     EXPECT_EQ(turn2["choices"][0]["message"]["content"], reference["choices"][0]["message"]["content"]);
+
+    // Another conversation with the same system message resumes at that message's end (a checkpoint): in the
+    // plain format, its content and a newline, after the BOS the vocabulary adds.
+    const json other = chat(cached, json::array({{{"role", "system"}, {"content", "A play."}}, {{"role", "user"}, {"content", "HAMLET:"}}}));
+    const json system_only = chat(uncached, json::array({{{"role", "user"}, {"content", "A play."}}}));
+    EXPECT_EQ(other["usage"]["prompt_tokens_details"]["cached_tokens"], system_only["usage"]["prompt_tokens"]);
 
     // A prompt that diverges from everything stored inside its first checkpoint: the log says why it missed.
     chat(cached, json::array({{{"role", "user"}, {"content", "Z"}}}));
