@@ -23,8 +23,9 @@ using nlohmann::json;
 
 // What `dendro run --temp 0` generates after `prompt` (its stdout is the prompt, the text, a newline).
 std::string sequential_run(const std::string& prompt, int n_tokens) {
-    const CommandResult r = run_command(std::string(DENDRO_EXE) + " run -t 1 --temp 0 -m " + shell_quote(bundled_model_path()) +
-                                        " -n " + std::to_string(n_tokens) + " -p " + shell_quote(prompt));
+    const CommandResult r =
+        run_command(std::string(DENDRO_EXE) + " run -t 1 --temp 0 -m " + shell_quote(bundled_model_path()) + " -n " +
+                    std::to_string(n_tokens) + " -p " + shell_quote(prompt));
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(r.out.substr(0, prompt.size()), prompt);
     EXPECT_GE(r.out.size(), prompt.size() + 1);
@@ -63,11 +64,13 @@ TEST(Serve, CompletionsMatchTheCommandLineStreamedOrNot) {
     EXPECT_GT(j["usage"]["prompt_tokens"].get<int>(), 0);
     EXPECT_TRUE(j["usage"]["prompt_tokens_details"].contains("cached_tokens"));
 
-    const HttpReply streamed = http_request(
-        server, "POST", "/v1/completions",
-        body({{"prompt", prompt}, {"max_tokens", 24}, {"temperature", 0}, {"stream", true},
-              {"stream_options", {{"include_usage", true}}}}),
-        "-N");
+    const HttpReply streamed = http_request(server, "POST", "/v1/completions",
+                                            body({{"prompt", prompt},
+                                                  {"max_tokens", 24},
+                                                  {"temperature", 0},
+                                                  {"stream", true},
+                                                  {"stream_options", {{"include_usage", true}}}}),
+                                            "-N");
     ASSERT_EQ(streamed.status, 200) << streamed.body;
     EXPECT_NE(streamed.headers.find("text/event-stream"), std::string::npos);
     EXPECT_EQ(stream_text(streamed.body), expected);
@@ -89,7 +92,8 @@ TEST(Serve, ChatCompletionsStreamedOrNotAgreeAndCarryLogprobs) {
 
     const HttpReply whole = http_request(
         server, "POST", "/v1/chat/completions",
-        body({{"messages", messages}, {"max_tokens", 12}, {"temperature", 0}, {"logprobs", true}, {"top_logprobs", 3}}));
+        body(
+            {{"messages", messages}, {"max_tokens", 12}, {"temperature", 0}, {"logprobs", true}, {"top_logprobs", 3}}));
     ASSERT_EQ(whole.status, 200) << whole.body;
     const json j = whole.json();
     EXPECT_EQ(j["object"], "chat.completion");
@@ -104,9 +108,9 @@ TEST(Serve, ChatCompletionsStreamedOrNotAgreeAndCarryLogprobs) {
         EXPECT_LE(t["logprob"].get<double>(), 0.0);
     }
 
-    const HttpReply streamed = http_request(
-        server, "POST", "/v1/chat/completions",
-        body({{"messages", messages}, {"max_tokens", 12}, {"temperature", 0}, {"stream", true}}), "-N");
+    const HttpReply streamed =
+        http_request(server, "POST", "/v1/chat/completions",
+                     body({{"messages", messages}, {"max_tokens", 12}, {"temperature", 0}, {"stream", true}}), "-N");
     ASSERT_EQ(streamed.status, 200);
     EXPECT_EQ(stream_text(streamed.body), expected);
     const std::vector<std::string> payloads = sse_payloads(streamed.body);
@@ -128,9 +132,12 @@ TEST(Serve, StopStringsEndTheTextBeforeThem) {
     const size_t newline = full.find('\n', 1);
     ASSERT_NE(newline, std::string::npos) << full;
     for (bool stream : {false, true}) {
-        const HttpReply r = http_request(
-            server, "POST", "/v1/completions",
-            body({{"prompt", prompt}, {"max_tokens", 24}, {"temperature", 0}, {"stop", json::array({"\n"})}, {"stream", stream}}));
+        const HttpReply r = http_request(server, "POST", "/v1/completions",
+                                         body({{"prompt", prompt},
+                                               {"max_tokens", 24},
+                                               {"temperature", 0},
+                                               {"stop", json::array({"\n"})},
+                                               {"stream", stream}}));
         ASSERT_EQ(r.status, 200) << r.body;
         const std::string text = stream ? stream_text(r.body) : r.json()["choices"][0]["text"].get<std::string>();
         // The text up to the first newline (a leading one is the stop itself).
@@ -143,9 +150,10 @@ TEST(Serve, SixteenConcurrentGreedyStreamsEqualSequentialRuns) {
     constexpr int kTokens = 20;
     ServerProcess server({"--parallel", std::to_string(kClients), "--prefill-chunk", "4"});
     ASSERT_GT(server.port(), 0);
-    const std::vector<std::string> speakers = {"ROMEO", "JULIET", "KING HENRY", "GLOUCESTER", "MERCUTIO", "NURSE",
-                                               "FRIAR LAURENCE", "BENVOLIO", "TYBALT", "CAPULET", "PARIS", "LADY CAPULET",
-                                               "QUEEN MARGARET", "BUCKINGHAM", "HASTINGS", "CLARENCE"};
+    const std::vector<std::string> speakers = {"ROMEO",          "JULIET",     "KING HENRY",     "GLOUCESTER",
+                                               "MERCUTIO",       "NURSE",      "FRIAR LAURENCE", "BENVOLIO",
+                                               "TYBALT",         "CAPULET",    "PARIS",          "LADY CAPULET",
+                                               "QUEEN MARGARET", "BUCKINGHAM", "HASTINGS",       "CLARENCE"};
     const TempDir dir;
     std::string command;
     std::vector<std::string> prompts;
@@ -154,12 +162,16 @@ TEST(Serve, SixteenConcurrentGreedyStreamsEqualSequentialRuns) {
         std::string prompt = speakers[i] + ":\n";
         for (int k = 0; k < i % 5; ++k) prompt += "O, ";
         prompts.push_back(prompt);
-        const std::string request = body({{"prompt", prompt}, {"max_tokens", kTokens}, {"temperature", 0}, {"stream", true},
+        const std::string request = body({{"prompt", prompt},
+                                          {"max_tokens", kTokens},
+                                          {"temperature", 0},
+                                          {"stream", true},
                                           {"stream_options", {{"include_usage", true}}}});
         const std::string request_path = dir.file("request" + std::to_string(i));
         std::ofstream(request_path) << request;
-        command += "curl -sS -N --max-time 120 -H 'Content-Type: application/json' --data-binary @" + shell_quote(request_path) +
-                   " " + shell_quote(server.url("/v1/completions")) + " > " + shell_quote(dir.file("out" + std::to_string(i))) + " & ";
+        command += "curl -sS -N --max-time 120 -H 'Content-Type: application/json' --data-binary @" +
+                   shell_quote(request_path) + " " + shell_quote(server.url("/v1/completions")) + " > " +
+                   shell_quote(dir.file("out" + std::to_string(i))) + " & ";
     }
     command += "wait";
     ASSERT_EQ(run_command(command).exit_code, 0);
@@ -180,7 +192,8 @@ TEST(Serve, SixteenConcurrentGreedyStreamsEqualSequentialRuns) {
 // The second turn of a conversation resumes from the state after the first turn's reply, and gives the
 // same tokens as a server without any cache.
 TEST(Serve, SecondTurnReportsCachedTokensAndMatchesAnUncachedServer) {
-    const json first_turn = json::array({{{"role", "system"}, {"content", "A play."}}, {{"role", "user"}, {"content", "ROMEO:"}}});
+    const json first_turn =
+        json::array({{{"role", "system"}, {"content", "A play."}}, {{"role", "user"}, {"content", "ROMEO:"}}});
     ServerProcess cached({"--chat-format", "plain", "--cache-every", "0"});  // checkpoints only at message ends
     ServerProcess uncached({"--chat-format", "plain", "--cache-ram", "0"});
     ASSERT_GT(cached.port(), 0);
@@ -200,7 +213,8 @@ TEST(Serve, SecondTurnReportsCachedTokensAndMatchesAnUncachedServer) {
     const json turn2 = chat(cached, second_turn);
     const int turn1_prompt = turn1["usage"]["prompt_tokens"];
     EXPECT_GE(turn2["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(), turn1_prompt);
-    EXPECT_LT(turn2["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(), turn2["usage"]["prompt_tokens"].get<int>());
+    EXPECT_LT(turn2["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(),
+              turn2["usage"]["prompt_tokens"].get<int>());
     EXPECT_NE(cached.log().find("prefix cache miss: the RAM tier is empty"), std::string::npos) << cached.log();
 
     const json reference = chat(uncached, second_turn);
@@ -209,7 +223,9 @@ TEST(Serve, SecondTurnReportsCachedTokensAndMatchesAnUncachedServer) {
 
     // Another conversation with the same system message resumes at that message's end (a checkpoint): in the
     // plain format, its content and a newline, after the BOS the vocabulary adds.
-    const json other = chat(cached, json::array({{{"role", "system"}, {"content", "A play."}}, {{"role", "user"}, {"content", "HAMLET:"}}}));
+    const json other =
+        chat(cached,
+             json::array({{{"role", "system"}, {"content", "A play."}}, {{"role", "user"}, {"content", "HAMLET:"}}}));
     const json system_only = chat(uncached, json::array({{{"role", "user"}, {"content", "A play."}}}));
     EXPECT_EQ(other["usage"]["prompt_tokens_details"]["cached_tokens"], system_only["usage"]["prompt_tokens"]);
 
@@ -222,13 +238,15 @@ TEST(Serve, DisconnectMidStreamFreesTheSlot) {
     ServerProcess server({"--parallel", "1", "--max-tokens", "1000000"});
     ASSERT_GT(server.port(), 0);
     // curl gives up after a second, long before a million tokens.
-    const HttpReply gone = http_request(
-        server, "POST", "/v1/completions",
-        body({{"prompt", "ROMEO:"}, {"max_tokens", 1000000}, {"stream", true}, {"temperature", 1.0}}), "-N --max-time 1");
+    const HttpReply gone =
+        http_request(server, "POST", "/v1/completions",
+                     body({{"prompt", "ROMEO:"}, {"max_tokens", 1000000}, {"stream", true}, {"temperature", 1.0}}),
+                     "-N --max-time 1");
     EXPECT_EQ(gone.status, 200);
     // With the only slot still taken this would wait for the request timeout.
-    const HttpReply next = http_request(server, "POST", "/v1/completions",
-                                        body({{"prompt", "JULIET:"}, {"max_tokens", 4}, {"temperature", 0}}), "--max-time 30");
+    const HttpReply next =
+        http_request(server, "POST", "/v1/completions",
+                     body({{"prompt", "JULIET:"}, {"max_tokens", 4}, {"temperature", 0}}), "--max-time 30");
     ASSERT_EQ(next.status, 200) << next.body;
     EXPECT_EQ(next.json()["usage"]["completion_tokens"], 4);
     EXPECT_EQ(metric(server, "dendro_requests_cancelled_total"), 1);
@@ -238,7 +256,8 @@ TEST(Serve, DisconnectMidStreamFreesTheSlot) {
 
 // Every bad request gets a 4xx with an OpenAI-style error body, and the server goes on serving.
 TEST(Serve, BadInputGetsAnErrorAndTheServerKeepsServing) {
-    ServerProcess server({"--max-prompt-tokens", "16", "--max-tokens", "64", "--max-body", "2K", "--read-timeout", "1"});
+    ServerProcess server(
+        {"--max-prompt-tokens", "16", "--max-tokens", "64", "--max-body", "2K", "--read-timeout", "1"});
     ASSERT_GT(server.port(), 0);
     struct Case {
         std::string path, body, param;
@@ -246,13 +265,14 @@ TEST(Serve, BadInputGetsAnErrorAndTheServerKeepsServing) {
     };
     const std::string big(4096, 'a');
     const std::vector<Case> cases = {
-        {"/v1/completions", "{\"prompt\": \"ROMEO:\"", "", 400},                 // malformed JSON
-        {"/v1/completions", "[1, 2]", "", 400},                                 // not an object
-        {"/v1/completions", body({{"prompt", 7}}), "prompt", 400},              // wrong type
+        {"/v1/completions", "{\"prompt\": \"ROMEO:\"", "", 400},                   // malformed JSON
+        {"/v1/completions", "[1, 2]", "", 400},                                    // not an object
+        {"/v1/completions", body({{"prompt", 7}}), "prompt", 400},                 // wrong type
         {"/v1/completions", body({{"prompt", "a"}, {"bogus", 1}}), "bogus", 400},  // unknown field
-        {"/v1/completions", body({{"prompt", ""}}), "prompt", 400},             // empty prompt
-        {"/v1/completions", body({{"max_tokens", 4}}), "prompt", 400},          // no prompt
-        {"/v1/completions", body({{"prompt", std::string(300, 'x') + " y z w v u t s r q p o n m l k j i h g f e"}}), "prompt", 400},  // over --max-prompt-tokens
+        {"/v1/completions", body({{"prompt", ""}}), "prompt", 400},                // empty prompt
+        {"/v1/completions", body({{"max_tokens", 4}}), "prompt", 400},             // no prompt
+        {"/v1/completions", body({{"prompt", std::string(300, 'x') + " y z w v u t s r q p o n m l k j i h g f e"}}),
+         "prompt", 400},  // over --max-prompt-tokens
         {"/v1/completions", body({{"prompt", "a"}, {"max_tokens", 65}}), "max_tokens", 400},
         {"/v1/completions", body({{"prompt", "a"}, {"max_tokens", 0}}), "max_tokens", 400},
         {"/v1/completions", body({{"prompt", "a"}, {"temperature", -1}}), "temperature", 400},
@@ -268,10 +288,13 @@ TEST(Serve, BadInputGetsAnErrorAndTheServerKeepsServing) {
         {"/v1/completions", body({{"prompt", "a"}, {"stream", "yes"}}), "stream", 400},
         {"/v1/chat/completions", body({{"messages", json::array()}}), "messages", 400},
         {"/v1/chat/completions", body({{"messages", "hi"}}), "messages", 400},
-        {"/v1/chat/completions", body({{"messages", json::array({{{"role", "robot"}, {"content", "x"}}})}}), "messages[0]", 400},
+        {"/v1/chat/completions", body({{"messages", json::array({{{"role", "robot"}, {"content", "x"}}})}}),
+         "messages[0]", 400},
         {"/v1/chat/completions", body({{"messages", json::array({{{"role", "user"}}})}}), "messages[0]", 400},
-        {"/v1/chat/completions", body({{"messages", json::array({{{"role", "user"}, {"content", "x"}}})}, {"top_logprobs", 2}}), "top_logprobs", 400},
-        {"/v1/completions", body({{"prompt", big}}), "", 413},                   // over --max-body
+        {"/v1/chat/completions",
+         body({{"messages", json::array({{{"role", "user"}, {"content", "x"}}})}, {"top_logprobs", 2}}), "top_logprobs",
+         400},
+        {"/v1/completions", body({{"prompt", big}}), "", 413},  // over --max-body
     };
     for (const Case& c : cases) {
         const HttpReply r = http_request(server, "POST", c.path, c.body);
@@ -286,11 +309,14 @@ TEST(Serve, BadInputGetsAnErrorAndTheServerKeepsServing) {
 
     // A client that sends half a request and stalls is dropped after --read-timeout; others are served meanwhile.
     const TempDir dir;
-    const std::string stalled = "exec 3<>/dev/tcp/127.0.0.1/" + std::to_string(server.port()) +
-                                " && printf 'POST /v1/completions HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 100\\r\\n\\r\\n{' >&3"
-                                " && timeout 20 cat <&3 > " + shell_quote(dir.file("stalled")) + "; echo $? > " + shell_quote(dir.file("rc"));
+    const std::string stalled =
+        "exec 3<>/dev/tcp/127.0.0.1/" + std::to_string(server.port()) +
+        " && printf 'POST /v1/completions HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 100\\r\\n\\r\\n{' >&3"
+        " && timeout 20 cat <&3 > " +
+        shell_quote(dir.file("stalled")) + "; echo $? > " + shell_quote(dir.file("rc"));
     std::thread stall([&] { run_command("bash -c " + shell_quote(stalled)); });
-    const HttpReply ok = http_request(server, "POST", "/v1/completions", body({{"prompt", "ROMEO:"}, {"max_tokens", 4}, {"temperature", 0}}));
+    const HttpReply ok = http_request(server, "POST", "/v1/completions",
+                                      body({{"prompt", "ROMEO:"}, {"max_tokens", 4}, {"temperature", 0}}));
     EXPECT_EQ(ok.status, 200) << ok.body;
     stall.join();
     std::ifstream rc(dir.file("rc"));
@@ -306,11 +332,15 @@ TEST(Serve, ApiKeyIsCheckedOnEveryRouteButHealth) {
     const std::string request = body({{"prompt", "ROMEO:"}, {"max_tokens", 2}});
     EXPECT_EQ(http_request(server, "POST", "/v1/completions", request).status, 401);
     EXPECT_EQ(http_request(server, "POST", "/v1/completions", request, "-H 'Authorization: Bearer wrong'").status, 401);
-    EXPECT_EQ(http_request(server, "POST", "/v1/chat/completions", body({{"messages", json::array({{{"role", "user"}, {"content", "x"}}})}})).status, 401);
+    EXPECT_EQ(http_request(server, "POST", "/v1/chat/completions",
+                           body({{"messages", json::array({{{"role", "user"}, {"content", "x"}}})}}))
+                  .status,
+              401);
     EXPECT_EQ(http_request(server, "GET", "/v1/models").status, 401);
     EXPECT_EQ(http_request(server, "GET", "/metrics").status, 401);
     EXPECT_EQ(http_request(server, "GET", "/health").status, 200);
-    EXPECT_EQ(http_request(server, "POST", "/v1/completions", request, "-H 'Authorization: Bearer sesame'").status, 200);
+    EXPECT_EQ(http_request(server, "POST", "/v1/completions", request, "-H 'Authorization: Bearer sesame'").status,
+              200);
     EXPECT_EQ(http_request(server, "GET", "/metrics", "", "-H 'Authorization: Bearer sesame'").status, 200);
 }
 
@@ -321,12 +351,16 @@ TEST(Serve, FullQueueGets503WithRetryAfter) {
     // One long request holds the only slot...
     HttpReply running;
     std::thread busy([&] {
-        running = http_request(server, "POST", "/v1/completions", body({{"prompt", "ROMEO:"}, {"max_tokens", 1000000}, {"stream", true}}),
-                               "-N --max-time 3");
+        running =
+            http_request(server, "POST", "/v1/completions",
+                         body({{"prompt", "ROMEO:"}, {"max_tokens", 1000000}, {"stream", true}}), "-N --max-time 3");
     });
     // ...once it is running, the next one finds no room.
-    for (int i = 0; i < 100 && metric(server, "dendro_active_sequences") < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    const HttpReply refused = http_request(server, "POST", "/v1/completions", body({{"prompt", "JULIET:"}, {"max_tokens", 2}}));
+    for (int i = 0; i < 100 && metric(server, "dendro_active_sequences") < 1; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    const HttpReply refused =
+        http_request(server, "POST", "/v1/completions", body({{"prompt", "JULIET:"}, {"max_tokens", 2}}));
     busy.join();
     // The first request had the free slot, though the queue holds none.
     EXPECT_EQ(running.status, 200) << running.body;
@@ -346,8 +380,9 @@ TEST(Serve, SigtermEndsStreamsCleanlyAndKeepsTheCache) {
     std::thread stream([&] {
         const std::string request = body({{"prompt", "ROMEO:"}, {"max_tokens", 1000000}, {"stream", true}});
         std::ofstream(dir.file("request")) << request;
-        run_command("curl -sS -N --max-time 60 -H 'Content-Type: application/json' --data-binary @" + shell_quote(dir.file("request")) +
-                    " " + shell_quote(server.url("/v1/completions")) + " > " + shell_quote(dir.file("stream")));
+        run_command("curl -sS -N --max-time 60 -H 'Content-Type: application/json' --data-binary @" +
+                    shell_quote(dir.file("request")) + " " + shell_quote(server.url("/v1/completions")) + " > " +
+                    shell_quote(dir.file("stream")));
     });
     for (int i = 0; i < 200 && metric(server, "dendro_generated_tokens_total") < 10; ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -393,7 +428,8 @@ TEST(Serve, ReplicasSharingACacheDirHitEachOthersPrefixes) {
     ServerProcess second({"--cache-dir", cache.path()});
     ASSERT_GT(first.port(), 0);
     ASSERT_GT(second.port(), 0);
-    const std::string request = body({{"prompt", "ROMEO:\nWhat light through yonder window breaks?"}, {"max_tokens", 8}, {"temperature", 0}});
+    const std::string request =
+        body({{"prompt", "ROMEO:\nWhat light through yonder window breaks?"}, {"max_tokens", 8}, {"temperature", 0}});
     const HttpReply a = http_request(first, "POST", "/v1/completions", request);
     // The first replica writes its states to disk in the background: the prompt's and the one after the reply.
     const auto entries = [&] {
@@ -416,8 +452,9 @@ TEST(Serve, OpenAiPythonClient) {
     ServerProcess server({"--chat-format", "plain", "--api-key", "sesame"});
     ASSERT_GT(server.port(), 0);
     const std::string script = std::string(DENDRO_SOURCE_DIR) + "/tests/serve/openai_client.py";
-    const CommandResult r = run_command("python3 " + shell_quote(script) + " --base-url " + shell_quote(server.url("/v1")) +
-                                        " --api-key sesame --venv " + shell_quote(std::string(DENDRO_BINARY_DIR) + "/serve-client-venv"));
+    const CommandResult r =
+        run_command("python3 " + shell_quote(script) + " --base-url " + shell_quote(server.url("/v1")) +
+                    " --api-key sesame --venv " + shell_quote(std::string(DENDRO_BINARY_DIR) + "/serve-client-venv"));
     if (r.exit_code == 77) GTEST_SKIP() << r.err;
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
     EXPECT_NE(r.out.find("openai client: all checks passed"), std::string::npos) << r.out << r.err;

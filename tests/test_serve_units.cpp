@@ -24,7 +24,7 @@ TEST(StopStringFilter, HoldsBackWhatMayStartAStopAndCutsAtTheFirst) {
     StopStringFilter filter({"END", "\n\n"});
     EXPECT_EQ(filter.push("abc E"), "abc ");  // "E" may start END
     EXPECT_EQ(filter.push("N"), "");
-    EXPECT_EQ(filter.push("X\n"), "ENX");     // not END after all; "\n" may start "\n\n"
+    EXPECT_EQ(filter.push("X\n"), "ENX");  // not END after all; "\n" may start "\n\n"
     EXPECT_FALSE(filter.stopped());
     EXPECT_EQ(filter.push("\nmore"), "");
     EXPECT_TRUE(filter.stopped());
@@ -40,7 +40,9 @@ TEST(StopStringFilter, FlushReleasesAHeldTailAndNoStopsPassesEverything) {
     EXPECT_EQ(none.push("anything"), "anything");
 }
 
-GenerationRequest parse(Endpoint endpoint, const json& body) { return parse_generation_request(endpoint, body, RequestLimits{}); }
+GenerationRequest parse(Endpoint endpoint, const json& body) {
+    return parse_generation_request(endpoint, body, RequestLimits{});
+}
 
 std::string error_param(Endpoint endpoint, const json& body) {
     try {
@@ -63,9 +65,16 @@ TEST(Request, OpenAiDefaultsAndValuesParse) {
     EXPECT_EQ(r.top_logprobs, -1);
     EXPECT_FALSE(r.seed_given);
 
-    const GenerationRequest c = parse(Endpoint::ChatCompletions,
-                                      {{"messages", json::array({{{"role", "user"}, {"content", json::array({{{"type", "text"}, {"text", "a"}}, {{"type", "text"}, {"text", "b"}}})}}})},
-                                       {"max_completion_tokens", 5}, {"stop", "x"}, {"seed", 9}, {"logprobs", true}, {"top_k", 3}});
+    const GenerationRequest c =
+        parse(Endpoint::ChatCompletions,
+              {{"messages", json::array({{{"role", "user"},
+                                          {"content", json::array({{{"type", "text"}, {"text", "a"}},
+                                                                   {{"type", "text"}, {"text", "b"}}})}}})},
+               {"max_completion_tokens", 5},
+               {"stop", "x"},
+               {"seed", 9},
+               {"logprobs", true},
+               {"top_k", 3}});
     ASSERT_EQ(c.messages.size(), 1u);
     EXPECT_EQ(c.messages[0].content, "ab");
     EXPECT_EQ(c.max_tokens, 5);
@@ -79,18 +88,23 @@ TEST(Request, OpenAiDefaultsAndValuesParse) {
 TEST(Request, BadValuesNameTheirField) {
     EXPECT_EQ(error_param(Endpoint::Completions, {{"prompt", "a"}, {"top_logprobs", 1}}), "top_logprobs");  // chat only
     EXPECT_EQ(error_param(Endpoint::ChatCompletions, {{"prompt", "a"}}), "prompt");
-    EXPECT_EQ(error_param(Endpoint::Completions, {{"prompt", "a"}, {"stop", json::array({"a", "b", "c", "d", "e"})}}), "stop");
+    EXPECT_EQ(error_param(Endpoint::Completions, {{"prompt", "a"}, {"stop", json::array({"a", "b", "c", "d", "e"})}}),
+              "stop");
     EXPECT_EQ(error_param(Endpoint::Completions, {{"prompt", "a"}, {"stop", ""}}), "stop");
     EXPECT_EQ(error_param(Endpoint::Completions, {{"prompt", "a"}, {"max_tokens", 1.5}}), "max_tokens");
     EXPECT_EQ(error_param(Endpoint::Completions, {{"prompt", "a"}, {"seed", 18446744073709551615ull}}), "seed");
-    EXPECT_EQ(error_param(Endpoint::Completions, {{"prompt", "a"}, {"stream_options", {{"include_usage", true}}}}), "stream_options");
-    EXPECT_EQ(error_param(Endpoint::ChatCompletions, {{"messages", json::array({{{"role", "user"}, {"content", "x"}, {"tool_calls", 1}}})}}), "messages[0]");
+    EXPECT_EQ(error_param(Endpoint::Completions, {{"prompt", "a"}, {"stream_options", {{"include_usage", true}}}}),
+              "stream_options");
+    EXPECT_EQ(error_param(Endpoint::ChatCompletions,
+                          {{"messages", json::array({{{"role", "user"}, {"content", "x"}, {"tool_calls", 1}}})}}),
+              "messages[0]");
     EXPECT_THROW(parse_json_body("{\"a\": "), ApiError);
     EXPECT_THROW(parse_json_body("3"), ApiError);
 }
 
 TEST(ChatFormat, PlainConcatenatesAndMistralV3WrapsTurns) {
-    const std::vector<ChatMessage> messages = {{"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello"}, {"user", "Bye"}};
+    const std::vector<ChatMessage> messages = {
+        {"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello"}, {"user", "Bye"}};
     EXPECT_EQ(render_chat(ChatFormat::Plain, messages), "Be brief.\nHi\nHello\nBye\n");
     EXPECT_EQ(render_chat(ChatFormat::MistralV3, messages), "[INST] Be brief.\n\nHi[/INST] Hello</s>[INST] Bye[/INST]");
     EXPECT_EQ(parse_chat_format("auto"), std::nullopt);
@@ -139,7 +153,7 @@ TEST(RamPrefixTier, LongestPrefixLruEvictionAndDiskFallback) {
     ASSERT_TRUE(hit);
     EXPECT_TRUE(test::same_bits(*hit, s20));
     EXPECT_TRUE(tier.longest_prefix(prefix(15)));  // s10 is now the most recently used
-    tier.store(s30, true);                          // evicts s20
+    tier.store(s30, true);                         // evicts s20
     EXPECT_EQ(tier.ram_entries(), 2u);
     hit = tier.longest_prefix(prefix(25));
     ASSERT_TRUE(hit);

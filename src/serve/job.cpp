@@ -4,11 +4,16 @@ namespace dendro::serve {
 
 const char* finish_reason_name(FinishReason reason) {
     switch (reason) {
-        case FinishReason::Stop: return "stop";
-        case FinishReason::Length: return "length";
-        case FinishReason::Cancelled: return "cancelled";
-        case FinishReason::Timeout: return "timeout";
-        case FinishReason::Shutdown: return "shutdown";
+        case FinishReason::Stop:
+            return "stop";
+        case FinishReason::Length:
+            return "length";
+        case FinishReason::Cancelled:
+            return "cancelled";
+        case FinishReason::Timeout:
+            return "timeout";
+        case FinishReason::Shutdown:
+            return "shutdown";
     }
     return "stop";
 }

@@ -20,12 +20,12 @@ namespace dendro::serve {
 
 struct JobSpec {
     std::string id;
-    std::vector<int32_t> prompt;        // non-empty
-    std::vector<int64_t> checkpoints;   // prompt lengths to keep a cache checkpoint at (message ends)
+    std::vector<int32_t> prompt;       // non-empty
+    std::vector<int64_t> checkpoints;  // prompt lengths to keep a cache checkpoint at (message ends)
     SamplingParams sampling;
     int32_t max_tokens = 1;
     std::vector<std::string> stop;
-    int32_t top_logprobs = -1;          // -1: none
+    int32_t top_logprobs = -1;  // -1: none
     std::chrono::steady_clock::duration timeout = std::chrono::minutes(10);
 };
 

@@ -22,9 +22,11 @@ JobSpec make_job_spec(const GenerationRequest& request, const Tokenizer& tokeniz
     const char* param = chat ? "messages" : "prompt";
     if (spec.prompt.empty()) throw invalid_request(param, "the prompt encodes to no tokens");
     if (static_cast<int64_t>(spec.prompt.size()) > limits.max_prompt_tokens) {
-        throw invalid_request(param, concat("the prompt has ", spec.prompt.size(), " tokens, more than this server's limit of ",
-                                            limits.max_prompt_tokens, " (--max-prompt-tokens)"),
-                              "context_length_exceeded");
+        throw invalid_request(
+            param,
+            concat("the prompt has ", spec.prompt.size(), " tokens, more than this server's limit of ",
+                   limits.max_prompt_tokens, " (--max-prompt-tokens)"),
+            "context_length_exceeded");
     }
     spec.sampling = request.sampling;
     if (!request.seed_given) spec.sampling.seed = std::random_device{}();

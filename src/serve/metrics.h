@@ -32,7 +32,7 @@ struct ServeMetrics {
     std::atomic<uint64_t> requests_cancelled{0};  // client gone, timeout or shutdown
     std::atomic<uint64_t> prompt_tokens{0};
     std::atomic<uint64_t> generated_tokens{0};
-    std::atomic<uint64_t> cached_tokens{0};       // prompt tokens restored from the prefix cache
+    std::atomic<uint64_t> cached_tokens{0};  // prompt tokens restored from the prefix cache
     std::atomic<uint64_t> cache_hits{0};
     std::atomic<uint64_t> cache_misses{0};
     std::atomic<int64_t> queue_depth{0};

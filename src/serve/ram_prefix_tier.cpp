@@ -83,11 +83,13 @@ std::string RamPrefixTier::describe_ram_miss(std::span<const int32_t> tokens) co
     size_t best_common = 0, best_length = 0;
     for (const auto& [k, entry] : lru_) {
         const std::vector<int32_t>& t = entry.snapshot->tokens;
-        const size_t common = static_cast<size_t>(
-            std::mismatch(t.begin(), t.end(), tokens.begin(), tokens.end()).first - t.begin());
+        const size_t common =
+            static_cast<size_t>(std::mismatch(t.begin(), t.end(), tokens.begin(), tokens.end()).first - t.begin());
         if (common > best_common) best_common = common, best_length = t.size();
     }
-    if (best_common == 0) return concat("none of the RAM tier's ", lru_.size(), " entries shares a first token with the prompt");
+    if (best_common == 0) {
+        return concat("none of the RAM tier's ", lru_.size(), " entries shares a first token with the prompt");
+    }
     return concat("no RAM entry is a prefix of the ", tokens.size(), "-token prompt: the closest of ", lru_.size(),
                   " shares ", best_common, " tokens of its ", best_length, " (no checkpoint inside the shared part)");
 }
@@ -106,7 +108,8 @@ std::optional<StateSnapshot> RamPrefixTier::longest_prefix(std::span<const int32
             last_lookup_ = concat("disk hit of ", from_disk->n_tokens(), " tokens (", ram_note, ")");
             return from_disk;
         }
-        last_lookup_ = concat(ram_note, hit ? "; the disk tier has none longer" : "; the disk tier has no prefix of it either");
+        last_lookup_ =
+            concat(ram_note, hit ? "; the disk tier has none longer" : "; the disk tier has no prefix of it either");
         return hit;
     }
     last_lookup_ = concat(ram_note, disk_ || hit ? "" : " (no disk tier: --cache-dir not given)");
@@ -137,7 +140,9 @@ bool RamPrefixTier::store(const StateSnapshot& snapshot, bool end_of_prompt) {
     const auto shared = std::make_shared<const StateSnapshot>(snapshot);
     insert(shared);
     // An entry already in RAM was written to disk when it was stored, or came from there.
-    if (had || !disk_ || !(end_of_prompt || disk_->keeps_checkpoints())) return !had && index_.count(key(snapshot.tokens)) > 0;
+    if (had || !disk_ || !(end_of_prompt || disk_->keeps_checkpoints())) {
+        return !had && index_.count(key(snapshot.tokens)) > 0;
+    }
     {
         std::unique_lock lock(pending_mutex_);
         pending_changed_.wait(lock, [&] { return pending_.size() < kMaxPendingWrites; });

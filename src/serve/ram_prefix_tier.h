@@ -26,7 +26,8 @@ namespace dendro::serve {
 class RamPrefixTier : public PrefixStore {
 public:
     // max_bytes 0 keeps nothing in RAM (every lookup goes to the disk tier). `disk` may be null.
-    RamPrefixTier(const ModelFingerprint& model, uint64_t max_bytes, std::unique_ptr<PrefixStore> disk, WarningSink warn);
+    RamPrefixTier(const ModelFingerprint& model, uint64_t max_bytes, std::unique_ptr<PrefixStore> disk,
+                  WarningSink warn);
     ~RamPrefixTier() override;
     RamPrefixTier(const RamPrefixTier&) = delete;
     RamPrefixTier& operator=(const RamPrefixTier&) = delete;
@@ -51,7 +52,7 @@ private:
         uint64_t bytes = 0;
     };
     using Key = std::tuple<uint64_t, uint64_t, int64_t, uint64_t>;  // fingerprint halves, prefix length, prefix hash
-    using Lru = std::list<std::pair<Key, Entry>>;  // most recently used first
+    using Lru = std::list<std::pair<Key, Entry>>;                   // most recently used first
 
     Key key(std::span<const int32_t> prefix) const;
     std::optional<StateSnapshot> ram_lookup(std::span<const int32_t> tokens);

@@ -15,12 +15,14 @@ using nlohmann::json;
 constexpr double kMaxTemperature = 2.0;
 
 const std::set<std::string>& known_fields(Endpoint endpoint) {
-    static const std::set<std::string> completions = {
-        "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p", "repetition_penalty",
-        "seed", "stop", "n", "stream", "stream_options", "logprobs", "user"};
+    static const std::set<std::string> completions = {"model", "prompt", "max_tokens",         "temperature", "top_p",
+                                                      "top_k", "min_p",  "repetition_penalty", "seed",        "stop",
+                                                      "n",     "stream", "stream_options",     "logprobs",    "user"};
     static const std::set<std::string> chat = {
-        "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p",
-        "repetition_penalty", "seed", "stop", "n", "stream", "stream_options", "logprobs", "top_logprobs", "user"};
+        "model",        "messages", "max_tokens", "max_completion_tokens", "temperature",
+        "top_p",        "top_k",    "min_p",      "repetition_penalty",    "seed",
+        "stop",         "n",        "stream",     "stream_options",        "logprobs",
+        "top_logprobs", "user"};
     return endpoint == Endpoint::Completions ? completions : chat;
 }
 
@@ -28,7 +30,9 @@ const char* type_name(const json& value) { return value.type_name(); }
 
 double number_field(const json& body, const std::string& key) {
     const json& v = body.at(key);
-    if (!v.is_number()) throw invalid_request(key, concat("'", key, "' must be a number, got ", type_name(v)), "invalid_type");
+    if (!v.is_number()) {
+        throw invalid_request(key, concat("'", key, "' must be a number, got ", type_name(v)), "invalid_type");
+    }
     return v.get<double>();
 }
 
@@ -45,13 +49,17 @@ int64_t integer_field(const json& body, const std::string& key) {
 
 bool bool_field(const json& body, const std::string& key) {
     const json& v = body.at(key);
-    if (!v.is_boolean()) throw invalid_request(key, concat("'", key, "' must be a boolean, got ", type_name(v)), "invalid_type");
+    if (!v.is_boolean()) {
+        throw invalid_request(key, concat("'", key, "' must be a boolean, got ", type_name(v)), "invalid_type");
+    }
     return v.get<bool>();
 }
 
 const std::string& string_field(const json& body, const std::string& key) {
     const json& v = body.at(key);
-    if (!v.is_string()) throw invalid_request(key, concat("'", key, "' must be a string, got ", type_name(v)), "invalid_type");
+    if (!v.is_string()) {
+        throw invalid_request(key, concat("'", key, "' must be a string, got ", type_name(v)), "invalid_type");
+    }
     return v.get_ref<const std::string&>();
 }
 
@@ -60,11 +68,16 @@ std::string message_content(const json& message, const std::string& where) {
     if (!message.contains("content")) throw invalid_request(where, concat(where, " has no 'content'"));
     const json& content = message.at("content");
     if (content.is_string()) return content.get<std::string>();
-    if (!content.is_array()) throw invalid_request(where, concat(where, ".content must be a string or an array of text parts"), "invalid_type");
+    if (!content.is_array()) {
+        throw invalid_request(where, concat(where, ".content must be a string or an array of text parts"),
+                              "invalid_type");
+    }
     std::string text;
     for (const json& part : content) {
-        if (!part.is_object() || part.value("type", json()) != "text" || !part.contains("text") || !part["text"].is_string()) {
-            throw invalid_request(where, concat(where, ".content: only {\"type\": \"text\", \"text\": ...} parts are supported"));
+        if (!part.is_object() || part.value("type", json()) != "text" || !part.contains("text") ||
+            !part["text"].is_string()) {
+            throw invalid_request(
+                where, concat(where, ".content: only {\"type\": \"text\", \"text\": ...} parts are supported"));
         }
         text += part["text"].get<std::string>();
     }
@@ -72,9 +85,13 @@ std::string message_content(const json& message, const std::string& where) {
 }
 
 std::vector<ChatMessage> parse_messages(const json& body) {
-    if (!body.contains("messages")) throw invalid_request("messages", "'messages' is required", "missing_required_parameter");
+    if (!body.contains("messages")) {
+        throw invalid_request("messages", "'messages' is required", "missing_required_parameter");
+    }
     const json& list = body.at("messages");
-    if (!list.is_array()) throw invalid_request("messages", concat("'messages' must be an array, got ", type_name(list)), "invalid_type");
+    if (!list.is_array()) {
+        throw invalid_request("messages", concat("'messages' must be an array, got ", type_name(list)), "invalid_type");
+    }
     if (list.empty()) throw invalid_request("messages", "'messages' must not be empty");
     std::vector<ChatMessage> messages;
     for (size_t i = 0; i < list.size(); ++i) {
@@ -86,7 +103,9 @@ std::vector<ChatMessage> parse_messages(const json& body) {
                 throw invalid_request(where, concat(where, " has an unknown field '", key, "'"), "unknown_parameter");
             }
         }
-        if (!m.contains("role") || !m["role"].is_string()) throw invalid_request(where, concat(where, ".role must be a string"));
+        if (!m.contains("role") || !m["role"].is_string()) {
+            throw invalid_request(where, concat(where, ".role must be a string"));
+        }
         const std::string role = m["role"].get<std::string>();
         if (role != "system" && role != "user" && role != "assistant") {
             throw invalid_request(where, concat(where, ".role must be system, user or assistant, got '", role, "'"));
@@ -104,11 +123,14 @@ std::vector<std::string> parse_stop(const json& body, const RequestLimits& limit
         stop.push_back(v.get<std::string>());
     } else if (v.is_array()) {
         for (const json& s : v) {
-            if (!s.is_string()) throw invalid_request("stop", "'stop' must be a string or an array of strings", "invalid_type");
+            if (!s.is_string()) {
+                throw invalid_request("stop", "'stop' must be a string or an array of strings", "invalid_type");
+            }
             stop.push_back(s.get<std::string>());
         }
     } else {
-        throw invalid_request("stop", concat("'stop' must be a string or an array of strings, got ", type_name(v)), "invalid_type");
+        throw invalid_request("stop", concat("'stop' must be a string or an array of strings, got ", type_name(v)),
+                              "invalid_type");
     }
     if (stop.size() > limits.max_stop_strings) {
         throw invalid_request("stop", concat("at most ", limits.max_stop_strings, " stop strings, got ", stop.size()));
@@ -126,10 +148,12 @@ json parse_json_body(const std::string& text) {
     try {
         body = json::parse(text);
     } catch (const json::parse_error& e) {
-        throw ApiError(kHttpBadRequest, "invalid_request_error", concat("the body is not valid JSON: ", e.what()), "", "invalid_json");
+        throw ApiError(kHttpBadRequest, "invalid_request_error", concat("the body is not valid JSON: ", e.what()), "",
+                       "invalid_json");
     }
     if (!body.is_object()) {
-        throw ApiError(kHttpBadRequest, "invalid_request_error", concat("the body must be a JSON object, got ", body.type_name()), "", "invalid_json");
+        throw ApiError(kHttpBadRequest, "invalid_request_error",
+                       concat("the body must be a JSON object, got ", body.type_name()), "", "invalid_json");
     }
     return body;
 }
@@ -150,7 +174,9 @@ GenerationRequest parse_generation_request(Endpoint endpoint, const json& body, 
 
     if (body.contains("model")) req.model = string_field(body, "model");
     if (endpoint == Endpoint::Completions) {
-        if (!body.contains("prompt")) throw invalid_request("prompt", "'prompt' is required", "missing_required_parameter");
+        if (!body.contains("prompt")) {
+            throw invalid_request("prompt", "'prompt' is required", "missing_required_parameter");
+        }
         req.prompt = string_field(body, "prompt");
         if (req.prompt.empty()) throw invalid_request("prompt", "'prompt' must not be empty");
     } else {
@@ -159,9 +185,14 @@ GenerationRequest parse_generation_request(Endpoint endpoint, const json& body, 
     if (body.contains("stream")) req.stream = bool_field(body, "stream");
     if (body.contains("stream_options") && !body["stream_options"].is_null()) {
         const json& options = body["stream_options"];
-        if (!options.is_object()) throw invalid_request("stream_options", "'stream_options' must be an object", "invalid_type");
+        if (!options.is_object()) {
+            throw invalid_request("stream_options", "'stream_options' must be an object", "invalid_type");
+        }
         for (const auto& [key, value] : options.items()) {
-            if (key != "include_usage") throw invalid_request("stream_options", concat("unknown field 'stream_options.", key, "'"), "unknown_parameter");
+            if (key != "include_usage") {
+                throw invalid_request("stream_options", concat("unknown field 'stream_options.", key, "'"),
+                                      "unknown_parameter");
+            }
             req.include_usage_in_stream = bool_field(options, key);
         }
         if (!req.stream) throw invalid_request("stream_options", "'stream_options' is only allowed with stream: true");
@@ -183,7 +214,9 @@ GenerationRequest parse_generation_request(Endpoint endpoint, const json& body, 
     SamplingParams& s = req.sampling;
     if (body.contains("temperature") && !body["temperature"].is_null()) {
         const double t = number_field(body, "temperature");
-        if (!(t >= 0.0 && t <= kMaxTemperature)) throw invalid_request("temperature", concat("'temperature' must be in [0, 2], got ", t));
+        if (!(t >= 0.0 && t <= kMaxTemperature)) {
+            throw invalid_request("temperature", concat("'temperature' must be in [0, 2], got ", t));
+        }
         s.temperature = static_cast<float>(t);
     }
     if (body.contains("top_p") && !body["top_p"].is_null()) {
@@ -203,7 +236,9 @@ GenerationRequest parse_generation_request(Endpoint endpoint, const json& body, 
     }
     if (body.contains("repetition_penalty") && !body["repetition_penalty"].is_null()) {
         const double r = number_field(body, "repetition_penalty");
-        if (!(r > 0.0) || !std::isfinite(r)) throw invalid_request("repetition_penalty", concat("'repetition_penalty' must be > 0, got ", r));
+        if (!(r > 0.0) || !std::isfinite(r)) {
+            throw invalid_request("repetition_penalty", concat("'repetition_penalty' must be > 0, got ", r));
+        }
         s.repeat_penalty = static_cast<float>(r);
     }
     if (body.contains("seed") && !body["seed"].is_null()) {
@@ -218,7 +253,8 @@ GenerationRequest parse_generation_request(Endpoint endpoint, const json& body, 
         if (body.contains("logprobs") && !body["logprobs"].is_null()) {
             const int64_t n = integer_field(body, "logprobs");
             if (n < 0 || n > limits.max_top_logprobs) {
-                throw invalid_request("logprobs", concat("'logprobs' must be in [0, ", limits.max_top_logprobs, "], got ", n));
+                throw invalid_request("logprobs",
+                                      concat("'logprobs' must be in [0, ", limits.max_top_logprobs, "], got ", n));
             }
             req.top_logprobs = static_cast<int32_t>(n);
         }
@@ -228,7 +264,8 @@ GenerationRequest parse_generation_request(Endpoint endpoint, const json& body, 
             const int64_t n = integer_field(body, "top_logprobs");
             if (!wanted) throw invalid_request("top_logprobs", "'top_logprobs' needs 'logprobs': true");
             if (n < 0 || n > limits.max_top_logprobs) {
-                throw invalid_request("top_logprobs", concat("'top_logprobs' must be in [0, ", limits.max_top_logprobs, "], got ", n));
+                throw invalid_request("top_logprobs",
+                                      concat("'top_logprobs' must be in [0, ", limits.max_top_logprobs, "], got ", n));
             }
             req.top_logprobs = static_cast<int32_t>(n);
         } else if (wanted) {

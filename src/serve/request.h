@@ -17,9 +17,9 @@ namespace dendro::serve {
 enum class Endpoint { Completions, ChatCompletions };
 
 struct RequestLimits {
-    int32_t max_tokens = 4096;          // the most a request may ask for
-    int32_t default_max_tokens = 256;   // when it does not say (capped by max_tokens)
-    int32_t max_top_logprobs = 20;      // alternatives per token
+    int32_t max_tokens = 4096;         // the most a request may ask for
+    int32_t default_max_tokens = 256;  // when it does not say (capped by max_tokens)
+    int32_t max_top_logprobs = 20;     // alternatives per token
     size_t max_stop_strings = 4;
 };
 
@@ -31,10 +31,10 @@ struct GenerationRequest {
     bool stream = false;
     bool include_usage_in_stream = false;  // stream_options.include_usage
     int32_t max_tokens = 0;
-    SamplingParams sampling;            // OpenAI's defaults: temperature 1, top_p 1, no top-k or min-p
+    SamplingParams sampling;  // OpenAI's defaults: temperature 1, top_p 1, no top-k or min-p
     bool seed_given = false;
     std::vector<std::string> stop;
-    int32_t top_logprobs = -1;          // -1: no logprobs; else the alternatives per generated token
+    int32_t top_logprobs = -1;  // -1: no logprobs; else the alternatives per generated token
 };
 
 // Throws ApiError for any problem of the body (not yet parsed from text: see parse_json_body).

@@ -20,7 +20,9 @@ bool is_chat(const ResponseIdentity& who) { return who.endpoint == Endpoint::Cha
 
 // Completions: {"tokens", "token_logprobs", "top_logprobs": [{text: logprob}], "text_offset"}.
 json completion_logprobs(const Tokenizer& tokenizer, const std::vector<GeneratedPiece>& pieces, size_t text_offset) {
-    json out = {{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()},
+    json out = {{"tokens", json::array()},
+                {"token_logprobs", json::array()},
+                {"top_logprobs", json::array()},
                 {"text_offset", json::array()}};
     for (const GeneratedPiece& p : pieces) {
         if (p.token >= 0 && p.logprobs) {
@@ -47,13 +49,16 @@ json chat_logprobs(const Tokenizer& tokenizer, const std::vector<GeneratedPiece>
             const std::string alt = tokenizer.token_bytes(t.id);
             top.push_back({{"token", alt}, {"logprob", json_logprob(t.logprob)}, {"bytes", byte_list(alt)}});
         }
-        content.push_back({{"token", text}, {"logprob", json_logprob(p.logprobs->chosen.logprob)},
-                           {"bytes", byte_list(text)}, {"top_logprobs", top}});
+        content.push_back({{"token", text},
+                           {"logprob", json_logprob(p.logprobs->chosen.logprob)},
+                           {"bytes", byte_list(text)},
+                           {"top_logprobs", top}});
     }
     return {{"content", content}};
 }
 
-json logprobs_json(const ResponseIdentity& who, const Tokenizer& tokenizer, const std::vector<GeneratedPiece>& pieces, bool logprobs) {
+json logprobs_json(const ResponseIdentity& who, const Tokenizer& tokenizer, const std::vector<GeneratedPiece>& pieces,
+                   bool logprobs) {
     if (!logprobs) return nullptr;
     return is_chat(who) ? chat_logprobs(tokenizer, pieces) : completion_logprobs(tokenizer, pieces, 0);
 }
@@ -80,7 +85,8 @@ json usage_json(const JobUsage& usage) {
 
 json full_response(const ResponseIdentity& who, const Tokenizer& tokenizer, const std::vector<GeneratedPiece>& pieces,
                    bool logprobs, FinishReason reason, const JobUsage& usage) {
-    json choice = {{"index", 0}, {"finish_reason", finish_reason_name(reason)},
+    json choice = {{"index", 0},
+                   {"finish_reason", finish_reason_name(reason)},
                    {"logprobs", logprobs_json(who, tokenizer, pieces, logprobs)}};
     if (is_chat(who)) {
         choice["message"] = {{"role", "assistant"}, {"content", joined_text(pieces)}};
@@ -95,7 +101,8 @@ json full_response(const ResponseIdentity& who, const Tokenizer& tokenizer, cons
 
 json stream_chunk(const ResponseIdentity& who, const Tokenizer& tokenizer, const std::vector<GeneratedPiece>& pieces,
                   bool logprobs, bool first) {
-    json choice = {{"index", 0}, {"finish_reason", nullptr}, {"logprobs", logprobs_json(who, tokenizer, pieces, logprobs)}};
+    json choice = {
+        {"index", 0}, {"finish_reason", nullptr}, {"logprobs", logprobs_json(who, tokenizer, pieces, logprobs)}};
     if (is_chat(who)) {
         json delta = {{"content", joined_text(pieces)}};
         if (first) delta["role"] = "assistant";

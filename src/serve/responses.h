@@ -17,8 +17,8 @@ namespace dendro::serve {
 // What every chunk and response of one request carries.
 struct ResponseIdentity {
     Endpoint endpoint = Endpoint::Completions;
-    std::string id;      // "cmpl-..." / "chatcmpl-..."
-    int64_t created = 0; // Unix seconds
+    std::string id;       // "cmpl-..." / "chatcmpl-..."
+    int64_t created = 0;  // Unix seconds
     std::string model;
 };
 

@@ -14,7 +14,9 @@ using Clock = std::chrono::steady_clock;
 // How long an idle scheduler sleeps before it looks at its queue again without being woken.
 constexpr auto kIdleWait = std::chrono::milliseconds(100);
 
-double seconds_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double>(b - a).count();
+}
 
 }  // namespace
 
@@ -30,7 +32,7 @@ struct Scheduler::Slot {
     std::optional<Sampler> sampler;
     std::optional<StreamDecoder> stream;
     std::optional<StopStringFilter> stop;
-    int32_t pending = -1;           // sampled, not yet consumed
+    int32_t pending = -1;  // sampled, not yet consumed
     int64_t generated = 0;
     Clock::time_point deadline, last_token_at;
 };
@@ -52,11 +54,14 @@ std::shared_ptr<Job> Scheduler::submit(JobSpec spec) {
     auto job = std::make_shared<Job>(std::move(spec));
     {
         std::lock_guard lock(mutex_);
-        if (stopping_) throw ApiError(kHttpServiceUnavailable, "server_error", "the server is shutting down", "", "shutting_down");
+        if (stopping_) {
+            throw ApiError(kHttpServiceUnavailable, "server_error", "the server is shutting down", "", "shutting_down");
+        }
         // Room for the queue's bound beyond the slots that are free now.
         if (queue_.size() + busy_slots_ >= slots_.size() + options_.max_queue) {
             throw ApiError(kHttpServiceUnavailable, "server_error",
-                           concat("the server is busy: ", queue_.size(), " requests are waiting already"), "", "queue_full");
+                           concat("the server is busy: ", queue_.size(), " requests are waiting already"), "",
+                           "queue_full");
         }
         queue_.push_back(job);
         metrics_.queue_depth = static_cast<int64_t>(queue_.size());
@@ -138,11 +143,13 @@ void Scheduler::admit(int seq, std::shared_ptr<Job> job) {
         try {
             hit = cache_->longest_prefix(spec.prompt);
         } catch (const std::exception& e) {
-            log_(concat("request ", spec.id, ": prefix cache lookup failed: ", e.what(), "; computing the whole prompt"));
+            log_(concat("request ", spec.id, ": prefix cache lookup failed: ", e.what(),
+                        "; computing the whole prompt"));
         }
         if (hit) {
             ++metrics_.cache_hits;
-            log_(concat("request ", spec.id, ": prefix cache: ", spec.prompt.size(), "-token prompt, ", cache_->last_lookup()));
+            log_(concat("request ", spec.id, ": prefix cache: ", spec.prompt.size(), "-token prompt, ",
+                        cache_->last_lookup()));
         } else {
             ++metrics_.cache_misses;
             log_(concat("request ", spec.id, ": prefix cache miss: ", cache_->last_lookup()));
@@ -197,12 +204,15 @@ void Scheduler::prefill_step() {
         const auto pos = static_cast<int64_t>(slot.consumed.size());
         // The chunk ends at the next checkpoint when that comes first, so that its state can be stored.
         int64_t checkpoint = n;
-        if (options_.checkpoint_every > 0) checkpoint = std::min(checkpoint, (pos / options_.checkpoint_every + 1) * options_.checkpoint_every);
+        if (options_.checkpoint_every > 0) {
+            checkpoint = std::min(checkpoint, (pos / options_.checkpoint_every + 1) * options_.checkpoint_every);
+        }
         for (int64_t end : slot.job->spec().checkpoints) {
             if (end > pos) checkpoint = std::min(checkpoint, end);
         }
         const int64_t end = std::min(checkpoint, pos + options_.prefill_chunk);
-        const auto chunk = std::span<const int32_t>(prompt).subspan(static_cast<size_t>(pos), static_cast<size_t>(end - pos));
+        const auto chunk =
+            std::span<const int32_t>(prompt).subspan(static_cast<size_t>(pos), static_cast<size_t>(end - pos));
         backend_.prefill(static_cast<int>(seq), chunk, slot.logits, /*all_logits=*/false);
         slot.consumed.insert(slot.consumed.end(), chunk.begin(), chunk.end());
         if (end == checkpoint) store_state(static_cast<int>(seq), /*end_of_prompt=*/end == n);
@@ -271,12 +281,16 @@ void Scheduler::consume_logits(int seq) {
 
 void Scheduler::store_state(int seq, bool end_of_prompt) {
     Slot& slot = *slots_[seq];
-    if (cache_ == nullptr || slot.consumed.empty() || static_cast<int64_t>(slot.consumed.size()) == slot.stored_length) return;
+    if (cache_ == nullptr || slot.consumed.empty() ||
+        static_cast<int64_t>(slot.consumed.size()) == slot.stored_length) {
+        return;
+    }
     try {
         cache_->store(take_snapshot(backend_, seq, slot.consumed, slot.logits), end_of_prompt);
         slot.stored_length = static_cast<int64_t>(slot.consumed.size());
     } catch (const std::exception& e) {
-        log_(concat("request ", slot.job->spec().id, ": prefix cache: could not store ", slot.consumed.size(), " tokens: ", e.what()));
+        log_(concat("request ", slot.job->spec().id, ": prefix cache: could not store ", slot.consumed.size(),
+                    " tokens: ", e.what()));
     }
 }
 
@@ -297,9 +311,11 @@ void Scheduler::finish(int seq, FinishReason reason) {
         ++metrics_.requests_finished;
     } else {
         ++metrics_.requests_cancelled;
-        log_(concat("request ", slot.job->spec().id, ": ", finish_reason_name(reason), " after ", slot.generated, " tokens"));
+        log_(concat("request ", slot.job->spec().id, ": ", finish_reason_name(reason), " after ", slot.generated,
+                    " tokens"));
     }
-    slot.job->finish(reason, {static_cast<int64_t>(slot.job->spec().prompt.size()), slot.generated, slot.cached_tokens});
+    slot.job->finish(reason,
+                     {static_cast<int64_t>(slot.job->spec().prompt.size()), slot.generated, slot.cached_tokens});
     slot.job.reset();
     --metrics_.active_sequences;
     std::lock_guard lock(mutex_);

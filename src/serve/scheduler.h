@@ -30,9 +30,9 @@
 namespace dendro::serve {
 
 struct SchedulerOptions {
-    size_t max_queue = 16;          // jobs waiting when every slot is busy; more are refused (HTTP 503)
-    int64_t prefill_chunk = 256;    // prompt tokens per prefill step
-    int64_t checkpoint_every = 512; // 0: checkpoints only at message ends and the prompt's end
+    size_t max_queue = 16;           // jobs waiting when every slot is busy; more are refused (HTTP 503)
+    int64_t prefill_chunk = 256;     // prompt tokens per prefill step
+    int64_t checkpoint_every = 512;  // 0: checkpoints only at message ends and the prompt's end
 };
 
 using LogSink = std::function<void(const std::string& line)>;

@@ -120,26 +120,29 @@ private:
 void Server::check_api_key(const httplib::Request& req) const {
     if (opt_.api_key.empty()) return;
     if (req.get_header_value("Authorization") != "Bearer " + opt_.api_key) {
-        throw ApiError(kHttpUnauthorized, "invalid_request_error", "missing or wrong API key (Authorization: Bearer KEY)", "",
-                       "invalid_api_key");
+        throw ApiError(kHttpUnauthorized, "invalid_request_error",
+                       "missing or wrong API key (Authorization: Bearer KEY)", "", "invalid_api_key");
     }
 }
 
 void Server::generation(Endpoint endpoint, const httplib::Request& req, httplib::Response& res) {
     try {
         check_api_key(req);
-        const GenerationRequest request = parse_generation_request(endpoint, parse_json_body(req.body), request_limits_);
+        const GenerationRequest request =
+            parse_generation_request(endpoint, parse_json_body(req.body), request_limits_);
         const bool chat = endpoint == Endpoint::ChatCompletions;
         const std::string id = concat(chat ? "chatcmpl-" : "cmpl-", next_id_++);
         auto job = scheduler_->submit(make_job_spec(request, *tokenizer_, chat_format_, prompt_limits_, id));
-        const ResponseIdentity who{endpoint, id, std::time(nullptr), request.model.empty() ? opt_.model_name : request.model};
+        const ResponseIdentity who{endpoint, id, std::time(nullptr),
+                                   request.model.empty() ? opt_.model_name : request.model};
         const bool logprobs = request.top_logprobs >= 0;
         if (!request.stream) {
             job->wait_finished();
             std::vector<GeneratedPiece> pieces;
             job->take(pieces, std::chrono::milliseconds(0));
-            res.set_content(json_text(full_response(who, *tokenizer_, pieces, logprobs, job->finish_reason(), job->usage())),
-                            "application/json");
+            res.set_content(
+                json_text(full_response(who, *tokenizer_, pieces, logprobs, job->finish_reason(), job->usage())),
+                "application/json");
             return;
         }
         auto state = std::make_shared<StreamState>(StreamState{job, who, logprobs, request.include_usage_in_stream});
@@ -151,7 +154,8 @@ void Server::generation(Endpoint endpoint, const httplib::Request& req, httplib:
                 std::vector<GeneratedPiece> pieces;
                 const bool done = state->job->take(pieces, kStreamPoll);
                 if (!pieces.empty()) {
-                    const std::string event = sse_event(stream_chunk(state->who, *tokenizer_, pieces, state->logprobs, state->first));
+                    const std::string event =
+                        sse_event(stream_chunk(state->who, *tokenizer_, pieces, state->logprobs, state->first));
                     state->first = false;
                     if (!sink.write(event.data(), event.size())) return false;
                 }
@@ -188,7 +192,8 @@ void Server::configure_routes() {
         } catch (const ApiError& e) {
             return send_api_error(res, e);
         }
-        const json model = {{"id", opt_.model_name}, {"object", "model"}, {"created", started_at_}, {"owned_by", "dendro"}};
+        const json model = {
+            {"id", opt_.model_name}, {"object", "model"}, {"created", started_at_}, {"owned_by", "dendro"}};
         res.set_content(json_text({{"object", "list"}, {"data", json::array({model})}}), "application/json");
     });
     http_.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
@@ -204,11 +209,13 @@ void Server::configure_routes() {
         res.set_content(metrics_.render(), "text/plain; version=0.0.4");
     });
     // Errors httplib answers by itself (no route, body over --max-body, a malformed request) get a body too.
-    http_.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+    http_.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req,
+                                                                    httplib::Response& res) {
         if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-        const std::string message = res.status == kHttpNotFound      ? concat("no route ", req.method, " ", req.path)
-                                    : res.status == kHttpPayloadTooLarge ? std::string("the body is over this server's size limit (--max-body)")
-                                                                         : concat("HTTP ", res.status);
+        const std::string message = res.status == kHttpNotFound ? concat("no route ", req.method, " ", req.path)
+                                    : res.status == kHttpPayloadTooLarge
+                                        ? std::string("the body is over this server's size limit (--max-body)")
+                                        : concat("HTTP ", res.status);
         res.set_content(json_text(ApiError::error_body(message, "invalid_request_error", "", "")), "application/json");
         return httplib::Server::HandlerResponse::Handled;
     }));
@@ -274,9 +281,10 @@ void Server::run() {
     std::unique_ptr<PrefixStore> disk = open_prefix_store(opt_.cache, *model_, warn);
     if (disk || opt_.cache_ram_bytes > 0) {
         // The disk tier's memo makes this a lookup; a RAM-only cache hashes the file and writes no memo anywhere.
-        const std::string memo = opt_.cache.cache_dir.empty()
-                                     ? std::string()
-                                     : CacheDirectory::open(opt_.cache.cache_dir, false).fingerprint_memo_dir().string();
+        const std::string memo =
+            opt_.cache.cache_dir.empty()
+                ? std::string()
+                : CacheDirectory::open(opt_.cache.cache_dir, false).fingerprint_memo_dir().string();
         cache_ = std::make_unique<RamPrefixTier>(fingerprint_model_file(model_->gguf(), memo), opt_.cache_ram_bytes,
                                                  std::move(disk), warn);
     }
@@ -288,7 +296,8 @@ void Server::run() {
     scheduler_options.max_queue = opt_.queue;
     scheduler_options.prefill_chunk = opt_.prefill_chunk;
     scheduler_options.checkpoint_every = opt_.cache.checkpoint_every;
-    scheduler_ = std::make_unique<Scheduler>(*backend_, *tokenizer_, cache_.get(), metrics_, scheduler_options, log_line);
+    scheduler_ =
+        std::make_unique<Scheduler>(*backend_, *tokenizer_, cache_.get(), metrics_, scheduler_options, log_line);
 
     // One HTTP thread per connection that can be busy at once: the slots, the queue and a few for the
     // cheap routes (/health, /metrics) and for refusing requests.
@@ -309,7 +318,8 @@ void Server::run() {
     }
     log_line(concat(opt_.model_name, " on ", backend_->name(), ", ", opt_.parallel, " sequence slots of ",
                     format_byte_size(state.bytes()), " state each (", format_byte_size(state.bytes() * opt_.parallel),
-                    " in all), queue of ", opt_.queue, ", chat format ", chat_format_name(chat_format_), ", prefix cache ",
+                    " in all), queue of ", opt_.queue, ", chat format ", chat_format_name(chat_format_),
+                    ", prefix cache ",
                     cache_ ? concat(format_byte_size(opt_.cache_ram_bytes), " RAM",
                                     opt_.cache.cache_dir.empty() ? "" : " + " + opt_.cache.cache_dir)
                            : std::string("off")));
@@ -322,7 +332,8 @@ void Server::run() {
 
 void add_serve_command(CLI::App& app) {
     auto opt = std::make_shared<ServeOptions>();
-    CLI::App* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server with continuous batching and a prefix cache");
+    CLI::App* cmd =
+        app.add_subcommand("serve", "OpenAI-compatible HTTP server with continuous batching and a prefix cache");
     non_empty_path(cmd->add_option("-m,--model", opt->model_path, "GGUF model file (default: the bundled model)"));
     cmd->add_option("--model-name", opt->model_name, "Model id in /v1/models and responses (default: the file's stem)");
     cmd->add_option("--host", opt->host, "Address to listen on")->capture_default_str();
