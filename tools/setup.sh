@@ -52,8 +52,9 @@ if [[ $run_tests -eq 0 ]]; then
   exit 0
 fi
 cmake --build "$build_dir" -j "$jobs"
-# The venv of the openai client that test_serve drives the server with (the test skips without it, offline).
-python3 "$root/tests/serve/openai_client.py" --prepare-only --venv "$build_dir/serve-client-venv" ||
+# The venv of the openai client that test_serve drives the server with (the test skips without it, offline);
+# in build/ of the source tree, where the sanitizer build's tests find it too.
+python3 "$root/tests/serve/openai_client.py" --prepare-only ||
   echo "setup.sh: warning: could not prepare the openai client venv; Serve.OpenAiPythonClient will skip" >&2
 # GPU tests skip by themselves where no GPU is present.
 ctest --test-dir "$build_dir" --output-on-failure -j "$jobs"
