@@ -353,7 +353,7 @@ TEST(Serve, FullQueueGets503WithRetryAfter) {
     std::thread busy([&] {
         running =
             http_request(server, "POST", "/v1/completions",
-                         body({{"prompt", "ROMEO:"}, {"max_tokens", 1000000}, {"stream", true}}), "-N --max-time 3");
+                         body({{"prompt", "ROMEO:"}, {"max_tokens", 1000000}, {"stream", true}}), "-N --max-time 6");
     });
     // ...once it is running, the next one finds no room.
     for (int i = 0; i < 100 && metric(server, "dendro_active_sequences") < 1; ++i) {
