@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets Dendro up on a Debian machine: installs the build dependencies that are missing (apt-get), then
 # configures build/ and builds the dendro executable only (the quick start's first text comes sooner).
-# With --test, builds everything, runs the test suite (ctest), then tools/sanitizer_checks.sh: the cpu tests
-# under ASan + UBSan (clang, in DIR-sanitize) and each fuzz target for FUZZ_SECONDS (default 60).
+# With --test, builds everything, prepares the openai client's venv for test_serve, runs the test suite
+# (ctest), then tools/sanitizer_checks.sh: the cpu tests under ASan + UBSan (clang, in DIR-sanitize) and each
+# fuzz target for FUZZ_SECONDS (default 60).
 #   tools/setup.sh [--test] [--build-dir DIR] [-- extra cmake args]
 set -euo pipefail
 
@@ -21,7 +22,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 packages=(build-essential cmake pkg-config nlohmann-json3-dev libcli11-dev libsentencepiece-dev libgtest-dev
-          libpcre2-dev libutf8proc-dev libxxhash-dev libzip-dev zlib1g-dev)
+          libpcre2-dev libutf8proc-dev libxxhash-dev libzip-dev zlib1g-dev libcpp-httplib-dev)
 # The sanitizer and fuzz builds of --test: clang, its sanitizer and libFuzzer runtimes, and llvm-symbolizer
 # for readable reports.
 if [[ $run_tests -eq 1 ]]; then
@@ -51,6 +52,10 @@ if [[ $run_tests -eq 0 ]]; then
   exit 0
 fi
 cmake --build "$build_dir" -j "$jobs"
+# The venv of the openai client that test_serve drives the server with (the test skips without it, offline);
+# in build/ of the source tree, where the sanitizer build's tests find it too.
+python3 "$root/tests/serve/openai_client.py" --prepare-only ||
+  echo "setup.sh: warning: could not prepare the openai client venv; Serve.OpenAiPythonClient will skip" >&2
 # GPU tests skip by themselves where no GPU is present.
 ctest --test-dir "$build_dir" --output-on-failure -j "$jobs"
 exec "$root/tools/sanitizer_checks.sh" --build-dir "$build_dir-sanitize"

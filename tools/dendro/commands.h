@@ -13,5 +13,6 @@ void add_convert_command(CLI::App& app);
 void add_perplexity_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_cache_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
 
 }  // namespace dendro::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
     dendro::cli::add_perplexity_command(app);
     dendro::cli::add_bench_command(app);
     dendro::cli::add_cache_command(app);
+    dendro::cli::add_serve_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
