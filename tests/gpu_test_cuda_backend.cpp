@@ -6,6 +6,8 @@
 
 #include "backend/backend.h"
 
+#include "gpu_test_support.h"
+
 #ifdef DENDRO_HAVE_CUDA
 
 #include <algorithm>
@@ -84,7 +86,7 @@ protected:
     static constexpr int kSlots = 20;
 
     void SetUp() override {
-        if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+        DENDRO_REQUIRE_CUDA_DEVICE(cuda_available(), "no CUDA device");
         const ModelCase& c = GetParam();
         ModelHparams hp = c.q8_shape ? test::tiny_hparams_q8() : test::tiny_hparams_any_length();
         hp.dt_b_c_rms = c.falcon;
@@ -328,7 +330,7 @@ std::vector<float> read_f32(const std::string& path) {
 class CudaHfFixture : public ::testing::TestWithParam<const char*> {
 protected:
     void SetUp() override {
-        if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+        DENDRO_REQUIRE_CUDA_DEVICE(cuda_available(), "no CUDA device");
     }
 
     std::unique_ptr<Model> convert(const Fixture& f, OutType type) {
@@ -409,6 +411,6 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, CudaHfFixture,
 
 #else
 
-TEST(CudaBackendParity, NeedsTheCudaBackend) { GTEST_SKIP() << "built without the CUDA backend"; }
+TEST(CudaBackendParity, NeedsTheCudaBackend) { DENDRO_REQUIRE_CUDA_DEVICE(false, "built without the CUDA backend"); }
 
 #endif

@@ -5,6 +5,8 @@
 
 #include "backend/backend.h"
 
+#include "gpu_test_support.h"
+
 #ifdef DENDRO_HAVE_CUDA
 
 #include <algorithm>
@@ -13,7 +15,6 @@
 #include <random>
 #include <vector>
 
-#include "gpu_test_support.h"
 #include "cuda_check.h"
 #include "device_buffer.h"
 #include "common/error.h"
@@ -143,6 +144,6 @@ TEST_F(Sampling, FrequenciesFollowTheDistribution) {
 
 #else
 
-TEST(Sampling, NeedsTheCudaBackend) { GTEST_SKIP() << "built without the CUDA backend"; }
+TEST(Sampling, NeedsTheCudaBackend) { DENDRO_REQUIRE_CUDA_DEVICE(false, "built without the CUDA backend"); }
 
 #endif
