@@ -40,6 +40,7 @@ done
 # Seconds kept back from the budget for the archive and the table.
 readonly reserve_s=10
 readonly jobs=16
+readonly sanitizer_step_s=40 sanitizer_budget_s=150
 readonly kernel_tests=(gpu_test_norm_conv gpu_test_projection gpu_test_sampling gpu_test_selective_scan
                        gpu_test_ssm_decode)
 mapfile -t gpu_tests < <(cd "$root/tests" && ls gpu_test_*.cpp | sed 's/\.cpp$//')
@@ -77,7 +78,6 @@ finish() {  # finish [CODE]: CODE, else 0 when every step says ok, 1 when not
     code=0
     tail -n +2 "$steps" | cut -f2 | grep -qvx ok && code=1
   fi
-  cp "$steps" "$out/summary.tsv" 2>/dev/null
   tar -czf "$out/gpu-session.tar.gz" -C "$logs" . 2>/dev/null
   {
     echo "| step | status | s | note |"
@@ -86,11 +86,13 @@ finish() {  # finish [CODE]: CODE, else 0 when every step says ok, 1 when not
     echo
     echo "gpu_session: exit $code$([[ $dry_run -eq 1 ]] && echo ' (dry run)'); archive gpu-session.tar.gz"
   } >"$out/summary.md"
-  rm -f "$out/summary.tsv"
   cat "$out/summary.md"
   rm -rf "$logs"
   exit "$code"
 }
+
+# Killed from outside (the device call's own limit): the archive and table still get written.
+trap 'record killed "signal" 0 "stopped from outside"; finish 143' TERM INT
 
 abort() {  # abort CODE STEP MESSAGE
   echo "gpu_session: $3" | tee -a "$logs/$2.log" >&2
@@ -179,9 +181,15 @@ for t in "${gpu_tests[@]}"; do
   run_step "test-$t" 90 env DENDRO_REQUIRE_GPU=1 "$build/bin/$t" --gtest_output="xml:$logs/$t.xml"
 done
 sanitizer="$(command -v compute-sanitizer || echo "$cuda_home/bin/compute-sanitizer")"
+# The sanitizers slow kernels 10-100x: each run is capped, and all of them together, so the benchmarks keep
+# their time.
+sanitizer_end=$((SECONDS + sanitizer_budget_s))
 for tool in memcheck racecheck; do
   for t in "${kernel_tests[@]}"; do
-    run_step "$tool-$t" 60 env DENDRO_REQUIRE_GPU=1 "$sanitizer" --tool "$tool" --error-exitcode 1 "$build/bin/$t"
+    limit=$((sanitizer_end - SECONDS))
+    [[ $limit -gt $sanitizer_step_s ]] && limit=$sanitizer_step_s
+    if [[ $limit -lt 1 ]]; then record "$tool-$t" skipped 0 "sanitizer budget (${sanitizer_budget_s}s) spent"; continue; fi
+    run_step "$tool-$t" "$limit" env DENDRO_REQUIRE_GPU=1 "$sanitizer" --tool "$tool" --error-exitcode 1 "$build/bin/$t"
   done
 done
 
@@ -196,13 +204,30 @@ if [[ $dry_run -eq 0 ]]; then
 fi
 
 # --- bench ------------------------------------------------------------------------------------------------
+# The numbers, one row per benchmark in the table: tokens/s of each test.
+bench_numbers() {
+  "$python" - "$@" <<'PY' 2>/dev/null
+import json, sys
+rows = []
+for path in sys.argv[1:]:
+    with open(path) as f:
+        data = json.load(f)
+    for r in data.get("results", []):
+        model = f"{r['model']} " if "model" in r else ""
+        rows.append(f"{model}{r['test']} {r['tokens_per_second']:.0f} t/s")
+print("; ".join(rows))
+PY
+}
 wait "$models_pid"
 for shape in 130m 2.8b; do
   model="$models/random-$shape-f16.gguf"
   run_step "bench-$shape" 90 bash -c "'$dendro' bench -m '$model' -p 2048 -n 128 -r 3 --device cuda --json \
     >'$logs/bench/dendro-$shape-b1.json' && '$dendro' bench -m '$model' -p 0 -n 128 -b 16 -r 3 --device cuda \
-    --json >'$logs/bench/dendro-$shape-b16.json'"
+    --json >'$logs/bench/dendro-$shape-b16.json'" &&
+    [[ $dry_run -eq 0 ]] &&
+    record "dendro-$shape" ok 0 "$(bench_numbers "$logs/bench/dendro-$shape-b1.json" "$logs/bench/dendro-$shape-b16.json")"
 done
 run_step bench-hf 150 env PYTHONUNBUFFERED=1 "$python" "$root/tools/bench_hf.py" --shapes 130m,2.8b --prefill 2048 \
-  --decode 128 --batches 1,16 --reps 2 --json "$logs/bench/hf.json"
+  --decode 128 --batches 1,16 --reps 2 --json "$logs/bench/hf.json" &&
+  [[ $dry_run -eq 0 ]] && record hf ok 0 "$(bench_numbers "$logs/bench/hf.json")"
 finish
