@@ -40,6 +40,7 @@ CublasLibrary load() {
     resolve(handle, "cublasDestroy_v2", lib.destroy);
     resolve(handle, "cublasSetStream_v2", lib.set_stream);
     resolve(handle, "cublasSetMathMode", lib.set_math_mode);
+    resolve(handle, "cublasSetWorkspace_v2", lib.set_workspace);
     resolve(handle, "cublasGemmEx", lib.gemm_ex);
     resolve(handle, "cublasGetStatusName", lib.status_name);
     resolve(handle, "cublasGetStatusString", lib.status_string);
