@@ -2,10 +2,12 @@
 
 #include <dlfcn.h>
 
+#include <cstdlib>
 #include <mutex>
 #include <string>
 
 #include "common/error.h"
+#include "cublas_search.h"
 
 namespace dendro::cuda {
 namespace {
@@ -19,8 +21,8 @@ void resolve(void* handle, const char* symbol, Function& out) {
 
 CublasLibrary load() {
     const std::string name = concat("libcublas.so.", CUBLAS_VER_MAJOR);
-    // The soname through the usual search (LD_LIBRARY_PATH, ld.so.cache), then the toolkit that built us.
-    const std::string candidates[] = {name, concat(DENDRO_CUDA_LIBRARY_DIR, "/", name)};
+    const std::vector<std::string> candidates = cublas_candidates(std::getenv(kCublasOverrideVariable),
+                                                                  std::getenv("CUDA_HOME"), name, DENDRO_CUDA_LIBRARY_DIR);
     void* handle = nullptr;
     std::string errors;
     for (const std::string& path : candidates) {
@@ -29,12 +31,16 @@ CublasLibrary load() {
         const char* why = dlerror();
         errors += concat(errors.empty() ? "" : "; ", why != nullptr ? why : path.c_str());
     }
-    if (handle == nullptr) fail("cuBLAS could not be loaded (", errors, ")");
+    if (handle == nullptr) {
+        fail("cuBLAS could not be loaded (", errors, "); set ", kCublasOverrideVariable,
+             " to the libcublas.so file or CUDA_HOME to the toolkit");
+    }
     CublasLibrary lib{};
     resolve(handle, "cublasCreate_v2", lib.create);
     resolve(handle, "cublasDestroy_v2", lib.destroy);
     resolve(handle, "cublasSetStream_v2", lib.set_stream);
     resolve(handle, "cublasSetMathMode", lib.set_math_mode);
+    resolve(handle, "cublasSetWorkspace_v2", lib.set_workspace);
     resolve(handle, "cublasGemmEx", lib.gemm_ex);
     resolve(handle, "cublasGetStatusName", lib.status_name);
     resolve(handle, "cublasGetStatusString", lib.status_string);

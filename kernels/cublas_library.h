@@ -13,6 +13,7 @@ struct CublasLibrary {
     decltype(&::cublasDestroy_v2) destroy;
     decltype(&::cublasSetStream_v2) set_stream;
     decltype(&::cublasSetMathMode) set_math_mode;
+    decltype(&::cublasSetWorkspace_v2) set_workspace;
     // Spelled out: C++ sees an overloaded cublasGemmEx (the header adds a cublasDataType_t variant).
     cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int m, int n, int k,
                               const void* alpha, const void* a, cudaDataType a_type, int lda, const void* b,

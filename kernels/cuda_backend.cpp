@@ -6,6 +6,7 @@
 #include <cstring>
 #include <map>
 #include <utility>
+#include <vector>
 
 #include "backend/backend_arguments.h"
 #include "conv1d.h"
@@ -19,6 +20,7 @@
 #include "gemv.h"
 #include "projection.h"
 #include "rms_norm.h"
+#include "sampled_tokens.h"
 #include "sampling.h"
 #include "selective_scan.h"
 #include "ssm_decode.h"
@@ -33,8 +35,11 @@ using cuda::check;
 constexpr int64_t kPrefillChunk = 2048;
 // Rows of logits computed at once when a prefill returns every position's logits.
 constexpr int64_t kLogitsChunk = 256;
-// Sequences per decode graph launch.
-constexpr int kMaxDecodeBatch = cuda::kMaxGemvBatch;
+// Sequences per decode graph launch. Up to kMaxGemvBatch the projections are GEMVs (fp32 activations);
+// above, cuBLAS GEMMs on the weights' 16-bit type, whose scratch and workspace the constructor reserves so
+// that the capture of a decode graph never allocates (one graph per batch size, captured on first use).
+constexpr int kMaxDecodeBatch = 64;
+static_assert(kMaxDecodeBatch <= cuda::kMaxSsmDecodeBatch);
 
 // What the host hands a decode step, copied to the device inside the captured graph.
 struct DecodeInputs {
@@ -157,6 +162,11 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& options)
     pinned_inputs_ = cuda::PinnedBuffer(sizeof(DecodeInputs), "decode inputs");
     pinned_tokens_ = cuda::PinnedBuffer(kMaxDecodeBatch * sizeof(int32_t), "sampled tokens");
     pinned_logits_ = cuda::PinnedBuffer(static_cast<size_t>(kMaxDecodeBatch) * hp_.n_vocab * f, "decode logits");
+    std::vector<cuda::DeviceMatrix> matrices{weights_.output()};
+    for (const cuda::DeviceLayer& l : weights_.layers()) {
+        matrices.insert(matrices.end(), {l.ssm_in, l.ssm_x, l.ssm_dt, l.ssm_out});
+    }
+    gemm_.reserve(std::max<int64_t>({kPrefillChunk, kLogitsChunk, kMaxDecodeBatch}), matrices);
     synchronize("initialising the backend");
 }
 
@@ -398,6 +408,7 @@ bool CudaBackend::decode_sample(std::span<const int> seqs, std::span<const int32
         const size_t n = std::min<size_t>(kMaxDecodeBatch, seqs.size() - first);
         run_decode_step(seqs.subspan(first, n), tokens.subspan(first, n), config, true);
         std::memcpy(next_tokens.data() + first, pinned_tokens_.get(), n * sizeof(int32_t));
+        cuda::check_sampled_tokens(next_tokens.subspan(first, n), seqs.subspan(first, n));
     }
     return true;
 }

@@ -1,8 +1,11 @@
 #include "device_model.h"
 
+#include <cuda_runtime.h>
+
 #include <cstring>
 
 #include "common/error.h"
+#include "cuda_check.h"
 
 namespace dendro::cuda {
 
@@ -86,6 +89,10 @@ DeviceModel::DeviceModel(const Model& model) {
         bytes_per_token_ += d.ssm_in.bytes() + d.ssm_x.bytes() + d.ssm_dt.bytes() + d.ssm_out.bytes();
         layers_.push_back(d);
     }
+    // The uploads ran on the legacy default stream, and a pageable cudaMemcpy may return before its DMA has
+    // landed; the backend computes on a non-blocking stream, which does not wait for the default stream. So
+    // the weights are complete on the device before any kernel can read them.
+    check(cudaDeviceSynchronize(), "finishing the upload of the model's weights");
 }
 
 }  // namespace dendro::cuda

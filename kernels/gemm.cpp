@@ -1,18 +1,34 @@
 #include "gemm.h"
 
+#include <algorithm>
+
 #include "cublas_library.h"
 #include "cuda_check.h"
 #include "common/error.h"
 #include "gemm_operands.h"
 
 namespace dendro::cuda {
+namespace {
 
-Gemm::Gemm(cudaStream_t stream) : stream_(stream) {
+// cuBLAS's workspace: NVIDIA's guidance for Hopper is 32 MiB (smaller ones restrict its kernel choice).
+constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
+
+bool capturing(cudaStream_t stream) {
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    check(cudaStreamIsCapturing(stream, &status), "asking whether the GEMM stream is capturing");
+    return status != cudaStreamCaptureStatusNone;
+}
+
+}  // namespace
+
+Gemm::Gemm(cudaStream_t stream)
+    : stream_(stream), workspace_(kCublasWorkspaceBytes, "the cuBLAS workspace") {
     check(cublas().create(&handle_), "creating the cuBLAS handle");
     try {
         check(cublas().set_stream(handle_, stream_), "binding cuBLAS to the backend's stream");
         // Exact fp32 products for F32 weights: no silent TF32.
         check(cublas().set_math_mode(handle_, CUBLAS_DEFAULT_MATH), "setting the cuBLAS math mode");
+        check(cublas().set_workspace(handle_, workspace_.get(), workspace_.bytes()), "setting the cuBLAS workspace");
     } catch (...) {
         cublas().destroy(handle_);
         throw;
@@ -21,8 +37,19 @@ Gemm::Gemm(cudaStream_t stream) : stream_(stream) {
 
 Gemm::~Gemm() { cublas().destroy(handle_); }
 
+void Gemm::reserve(int64_t max_rows, std::span<const DeviceMatrix> weights) {
+    size_t activations = 0, expanded = 0;
+    for (const DeviceMatrix& w : weights) {
+        if (w.type != GgmlType::F32) activations = std::max(activations, static_cast<size_t>(max_rows * w.cols) * 2);
+        if (w.type == GgmlType::Q8_0) expanded = std::max(expanded, static_cast<size_t>(w.rows * w.cols) * 2);
+    }
+    activation_scratch(activations);
+    weight_scratch(expanded);
+}
+
 void* Gemm::activation_scratch(size_t bytes) {
     if (activations_.bytes() < bytes) {
+        if (capturing(stream_)) fail("GEMM: ", bytes, " bytes of activation scratch needed inside a graph capture");
         check(cudaStreamSynchronize(stream_), "waiting for GEMMs before growing their activation scratch");
         activations_ = DeviceBuffer(bytes, "GEMM activation scratch");
     }
@@ -31,6 +58,7 @@ void* Gemm::activation_scratch(size_t bytes) {
 
 void* Gemm::weight_scratch(size_t bytes) {
     if (expanded_weights_.bytes() < bytes) {
+        if (capturing(stream_)) fail("GEMM: ", bytes, " bytes of Q8_0 expansion scratch needed inside a graph capture");
         check(cudaStreamSynchronize(stream_), "waiting for GEMMs before growing their weight scratch");
         expanded_weights_ = DeviceBuffer(bytes, "Q8_0 weights expanded to fp16 for prefill GEMMs");
     }

@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <span>
 
 #include "device_buffer.h"
 #include "device_matrix.h"
@@ -22,10 +23,16 @@ public:
     Gemm(const Gemm&) = delete;
     Gemm& operator=(const Gemm&) = delete;
 
+    // Allocates, once, the scratch that GEMMs of up to max_rows activation rows with any of these weights
+    // need, so that no later run() allocates or synchronises: a run inside a CUDA graph capture (decode
+    // batches above kMaxGemvBatch) must not, and run() fails instead of growing scratch while capturing.
+    void reserve(int64_t max_rows, std::span<const DeviceMatrix> weights);
     // All pointers are device pointers; x rows are x_stride floats apart, y rows y_stride floats apart.
     void run(const DeviceMatrix& w, const float* x, int64_t x_stride, int64_t n, float* y, int64_t y_stride);
     // Scratch memory the GEMMs have needed so far (converted activations, expanded Q8_0 weights).
-    uint64_t scratch_bytes() const { return activations_.bytes() + expanded_weights_.bytes(); }
+    uint64_t scratch_bytes() const {
+        return activations_.bytes() + expanded_weights_.bytes() + workspace_.bytes();
+    }
 
 private:
     void* activation_scratch(size_t bytes);
@@ -33,6 +40,7 @@ private:
 
     cudaStream_t stream_;
     cublasHandle_t handle_ = nullptr;
+    DeviceBuffer workspace_;  // cuBLAS's own, set on the handle so that it never allocates one in a capture
     DeviceBuffer activations_;
     DeviceBuffer expanded_weights_;
 };

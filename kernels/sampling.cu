@@ -9,6 +9,7 @@
 #include <cub/block/block_scan.cuh>
 
 #include "cuda_check.h"
+#include "sampled_tokens.h"
 
 namespace dendro::cuda {
 namespace {
@@ -35,6 +36,13 @@ __device__ __forceinline__ uint64_t splitmix64(uint64_t x) {
 __device__ __forceinline__ float uniform01(uint64_t seed, uint64_t counter) {
     constexpr float kInv2Pow24 = 1.0f / 16777216.0f;
     return static_cast<float>(splitmix64(seed ^ splitmix64(counter)) >> 40) * kInv2Pow24;
+}
+
+// A NaN logit counts as -inf: never chosen, no weight (a NaN would otherwise win comparisons arbitrarily and
+// poison every sum of the row).
+__device__ __forceinline__ float logit_at(const float* logits, int64_t i) {
+    const float l = logits[i];
+    return isnan(l) ? -INFINITY : l;
 }
 
 struct ArgMax {
@@ -70,7 +78,7 @@ __global__ void __launch_bounds__(kSampleThreads)
     const int tid = threadIdx.x;
 
     ArgMax best{-INFINITY, n_vocab};
-    for (int64_t i = tid; i < n_vocab; i += kSampleThreads) best = better(best, ArgMax{logits[i], i});
+    for (int64_t i = tid; i < n_vocab; i += kSampleThreads) best = better(best, ArgMax{logit_at(logits, i), i});
     best = ArgMaxReduce(storage.argmax).Reduce(best, better);
     if (tid == 0) {
         shared_value = best.value;
@@ -79,7 +87,13 @@ __global__ void __launch_bounds__(kSampleThreads)
     __syncthreads();
     const float max_logit = shared_value;
     const int64_t argmax_token = shared_token;
-    if (config.temperature <= 0.0f) {
+    // No logit above -inf (all NaN or -inf): no distribution to sample; the host reports it.
+    if (!(max_logit > -INFINITY)) {
+        if (tid == 0) out_tokens[row] = kNoSampledToken;
+        return;
+    }
+    // Greedy; and a +inf logit takes all the probability (exp(inf - inf) would be NaN).
+    if (config.temperature <= 0.0f || max_logit == INFINITY) {
         if (tid == 0) out_tokens[row] = static_cast<int32_t>(argmax_token);
         return;
     }
@@ -93,7 +107,7 @@ __global__ void __launch_bounds__(kSampleThreads)
             for (int i = tid; i < kRadixBins; i += kSampleThreads) histogram[i] = 0;
             __syncthreads();
             for (int64_t i = tid; i < n_vocab; i += kSampleThreads) {
-                const uint32_t key = order_key(logits[i]);
+                const uint32_t key = order_key(logit_at(logits, i));
                 if ((key & prefix_mask) == prefix) atomicAdd(&histogram[(key >> shift) & (kRadixBins - 1)], 1u);
             }
             __syncthreads();
@@ -120,7 +134,7 @@ __global__ void __launch_bounds__(kSampleThreads)
     auto mass_at_or_above = [&](uint32_t bound) {
         float sum = 0.0f;
         for (int64_t i = tid; i < n_vocab; i += kSampleThreads) {
-            const float l = logits[i];
+            const float l = logit_at(logits, i);
             if (order_key(l) >= bound) sum += expf((l - max_logit) * inv_temperature);
         }
         const float total = FloatReduce(storage.reduce).Sum(sum);
@@ -149,7 +163,7 @@ __global__ void __launch_bounds__(kSampleThreads)
     const int64_t end = min(begin + slice, n_vocab);
     float slice_sum = 0.0f;
     for (int64_t i = begin; i < end; ++i) {
-        const float l = logits[i];
+        const float l = logit_at(logits, i);
         if (order_key(l) >= threshold) slice_sum += expf((l - max_logit) * inv_temperature);
     }
     float before = 0.0f, total = 0.0f;
@@ -162,7 +176,7 @@ __global__ void __launch_bounds__(kSampleThreads)
         float running = before;
         int64_t chosen = -1;
         for (int64_t i = begin; i < end && chosen < 0; ++i) {
-            const float l = logits[i];
+            const float l = logit_at(logits, i);
             if (order_key(l) < threshold) continue;
             running += expf((l - max_logit) * inv_temperature);
             if (target < running) chosen = i;

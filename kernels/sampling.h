@@ -2,7 +2,8 @@
 // host. Greedy (temperature 0: the first index of the largest logit), else softmax at the temperature restricted
 // to the top-k logits (0 = all) and then to the smallest set of most likely tokens whose probability reaches
 // top_p (1 = all), sampled with a counter-based RNG: (seed, per-row counter) -> uniform, counter += 1.
-// Tokens tied with the k-th largest logit or the nucleus boundary are all kept.
+// Tokens tied with the k-th largest logit or the nucleus boundary are all kept. A NaN logit counts as -inf; a
+// row with no logit above -inf gets kNoSampledToken (sampled_tokens.h), which the backend reports as an error.
 #pragma once
 
 #include <cuda_runtime.h>

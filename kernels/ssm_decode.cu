@@ -4,6 +4,8 @@
 // sequence) walks the d_state states of its channel, updating them in place and summing C.h.
 #include "ssm_decode.h"
 
+#include <algorithm>
+
 #include "cuda_check.h"
 #include "common/error.h"
 #include "gemv.h"
@@ -81,11 +83,9 @@ __global__ void __launch_bounds__(kDecodeWarps* kWarpSize) ssm_decode_kernel(Ssm
 
 }  // namespace
 
-void launch_ssm_decode(const SsmDecodeParams& params, cudaStream_t stream) {
-    if (params.n_batch < 1 || params.n_batch > kMaxGemvBatch) {
-        fail("ssm_decode: batch ", params.n_batch, " outside 1..", kMaxGemvBatch);
-    }
-    if (params.d_inner == 0) return;
+namespace {
+
+void launch_rows(const SsmDecodeParams& params, cudaStream_t stream) {
     const size_t shared_bytes = decode_shared_bytes(params);
     check(cudaFuncSetAttribute(ssm_decode_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                static_cast<int>(shared_bytes)),
@@ -93,6 +93,26 @@ void launch_ssm_decode(const SsmDecodeParams& params, cudaStream_t stream) {
     const auto blocks = static_cast<unsigned>((params.d_inner + kDecodeChannels - 1) / kDecodeChannels);
     ssm_decode_kernel<<<blocks, kDecodeWarps * kWarpSize, shared_bytes, stream>>>(params);
     check_launch("ssm_decode_kernel");
+}
+
+}  // namespace
+
+void launch_ssm_decode(const SsmDecodeParams& params, cudaStream_t stream) {
+    if (params.n_batch < 1 || params.n_batch > kMaxSsmDecodeBatch) {
+        fail("ssm_decode: batch ", params.n_batch, " outside 1..", kMaxSsmDecodeBatch);
+    }
+    if (params.d_inner == 0) return;
+    // The kernel keeps kMaxGemvBatch rows' dt accumulators in registers; larger batches go in such groups.
+    for (int first = 0; first < params.n_batch; first += kMaxGemvBatch) {
+        SsmDecodeParams group = params;
+        group.n_batch = std::min(kMaxGemvBatch, params.n_batch - first);
+        group.x_dbl += first * params.x_dbl_stride;
+        group.u += first * params.u_stride;
+        group.z += first * params.z_stride;
+        group.slots += first;
+        group.y += first * params.y_stride;
+        launch_rows(group, stream);
+    }
 }
 
 }  // namespace dendro::cuda

@@ -12,7 +12,7 @@
 namespace dendro::cuda {
 
 struct SsmDecodeParams {
-    int n_batch = 0;                                   // 1..kMaxGemvBatch
+    int n_batch = 0;                                   // 1..kMaxSsmDecodeBatch
     int64_t d_inner = 0, d_state = 0, dt_rank = 0;
     const float* x_dbl = nullptr;  int64_t x_dbl_stride = 0;  // rows of [dt_low (dt_rank), B (d_state), C (d_state)]
     DeviceMatrix dt_weight;                            // d_inner x dt_rank
@@ -25,6 +25,8 @@ struct SsmDecodeParams {
     const int32_t* slots = nullptr;
     float* y = nullptr;            int64_t y_stride = 0;
 };
+
+inline constexpr int kMaxSsmDecodeBatch = 64;
 
 void launch_ssm_decode(const SsmDecodeParams& params, cudaStream_t stream);
 

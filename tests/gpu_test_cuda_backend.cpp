@@ -6,6 +6,8 @@
 
 #include "backend/backend.h"
 
+#include "gpu_test_support.h"
+
 #ifdef DENDRO_HAVE_CUDA
 
 #include <algorithm>
@@ -81,10 +83,10 @@ struct ModelCase {
 
 class CudaBackendParity : public ::testing::TestWithParam<ModelCase> {
 protected:
-    static constexpr int kSlots = 20;
+    static constexpr int kSlots = 70;  // room for a decode batch above the largest graph (64)
 
     void SetUp() override {
-        if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+        DENDRO_REQUIRE_CUDA_DEVICE(cuda_available(), "no CUDA device");
         const ModelCase& c = GetParam();
         ModelHparams hp = c.q8_shape ? test::tiny_hparams_q8() : test::tiny_hparams_any_length();
         hp.dt_b_c_rms = c.falcon;
@@ -170,25 +172,28 @@ TEST_P(CudaBackendParity, GreedyGenerationMatchesCpu) {
 }
 
 TEST_P(CudaBackendParity, BatchedDecodeOverScatteredSlotsMatchesCpu) {
-    // 18 sequences: more than one decode graph's 16, in scrambled slot order, with different pasts.
-    std::vector<int> seqs;
-    for (int i = 0; i < 18; ++i) seqs.push_back((i * 7 + 5) % kSlots);
-    for (int seq : seqs) {
-        const auto prompt = random_tokens(3 + seq, n_vocab_, 100 + seq);
-        cpu_->reset(seq);
-        cuda_->reset(seq);
-        prefill(*cpu_, seq, prompt);
-        prefill(*cuda_, seq, prompt);
-    }
-    for (int step = 0; step < 3; ++step) {
-        const auto tokens = random_tokens(seqs.size(), n_vocab_, 200 + step);
-        std::vector<float> cpu_logits(seqs.size() * n_vocab_), cuda_logits(seqs.size() * n_vocab_);
-        cpu_->decode(seqs, tokens, cpu_logits);
-        cuda_->decode(seqs, tokens, cuda_logits);
-        for (size_t i = 0; i < seqs.size(); ++i) {
-            expect_logits_near(std::span(cuda_logits).subspan(i * n_vocab_, n_vocab_),
-                               std::span(cpu_logits).subspan(i * n_vocab_, n_vocab_), tolerance_,
-                               concat("step ", step, " sequence ", seqs[i]));
+    // Around each switch: GEMV up to 16 rows, cuBLAS GEMMs (captured in the decode graph, on reserved
+    // scratch) from 17, one graph up to 64, several graphs above; scrambled slots with different pasts.
+    for (const int batch : {1, 3, 16, 17, 64, 66}) {
+        std::vector<int> seqs;
+        for (int i = 0; i < batch; ++i) seqs.push_back((i * 37 + 5) % kSlots);  // 37 is coprime with 70
+        for (int seq : seqs) {
+            const auto prompt = random_tokens(3 + seq % 11, n_vocab_, 100 + seq);
+            cpu_->reset(seq);
+            cuda_->reset(seq);
+            prefill(*cpu_, seq, prompt);
+            prefill(*cuda_, seq, prompt);
+        }
+        for (int step = 0; step < 3; ++step) {
+            const auto tokens = random_tokens(seqs.size(), n_vocab_, 200 + step);
+            std::vector<float> cpu_logits(seqs.size() * n_vocab_), cuda_logits(seqs.size() * n_vocab_);
+            cpu_->decode(seqs, tokens, cpu_logits);
+            cuda_->decode(seqs, tokens, cuda_logits);
+            for (size_t i = 0; i < seqs.size(); ++i) {
+                expect_logits_near(std::span(cuda_logits).subspan(i * n_vocab_, n_vocab_),
+                                   std::span(cpu_logits).subspan(i * n_vocab_, n_vocab_), tolerance_,
+                                   concat("batch ", batch, " step ", step, " sequence ", seqs[i]));
+            }
         }
     }
 }
@@ -328,7 +333,7 @@ std::vector<float> read_f32(const std::string& path) {
 class CudaHfFixture : public ::testing::TestWithParam<const char*> {
 protected:
     void SetUp() override {
-        if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+        DENDRO_REQUIRE_CUDA_DEVICE(cuda_available(), "no CUDA device");
     }
 
     std::unique_ptr<Model> convert(const Fixture& f, OutType type) {
@@ -409,6 +414,6 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, CudaHfFixture,
 
 #else
 
-TEST(CudaBackendParity, NeedsTheCudaBackend) { GTEST_SKIP() << "built without the CUDA backend"; }
+TEST(CudaBackendParity, NeedsTheCudaBackend) { DENDRO_REQUIRE_CUDA_DEVICE(false, "built without the CUDA backend"); }
 
 #endif

@@ -4,12 +4,13 @@
 
 #include "backend/backend.h"
 
+#include "gpu_test_support.h"
+
 #ifdef DENDRO_HAVE_CUDA
 
 #include <random>
 #include <vector>
 
-#include "gpu_test_support.h"
 #include "conv1d.h"
 #include "cpu/ops.h"
 #include "cuda_check.h"
@@ -148,6 +149,6 @@ TEST_F(NormConv, ConvDecodeAdvancesEachSlotsWindow) {
 
 #else
 
-TEST(NormConv, NeedsTheCudaBackend) { GTEST_SKIP() << "built without the CUDA backend"; }
+TEST(NormConv, NeedsTheCudaBackend) { DENDRO_REQUIRE_CUDA_DEVICE(false, "built without the CUDA backend"); }
 
 #endif

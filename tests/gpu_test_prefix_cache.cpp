@@ -1,6 +1,7 @@
 // The prefix cache on the CUDA backend: a checkpointed prefill, a resume from a checkpoint and an exact hit
 // give the logits of a plain whole-prompt prefill (within the backend's chunking tolerance), and decoding on
-// from a restored state follows decoding on from the computed one. Skips without a CUDA device.
+// from a restored state follows decoding on from the computed one. Skips without a CUDA device (fails instead
+// with DENDRO_REQUIRE_GPU=1).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include "model/model.h"
 #include "model/model_fingerprint.h"
 #include "cache/prefix_cache.h"
+#include "gpu_test_support.h"
 #include "random_model_file.h"
 #include "temp_dir.h"
 
@@ -45,7 +47,7 @@ void expect_near(std::span<const float> actual, std::span<const float> expected,
 class CudaPrefixCache : public ::testing::Test {
 protected:
     void SetUp() override {
-        if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+        DENDRO_REQUIRE_CUDA_DEVICE(cuda_available(), "no CUDA device");
         model_file = std::make_unique<test::TempModelFile>(test::tiny_hparams_q8(), GgmlType::F16);
         model = Model::load(model_file->path());
         hp = model->hparams();

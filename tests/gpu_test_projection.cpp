@@ -4,13 +4,14 @@
 
 #include "backend/backend.h"
 
+#include "gpu_test_support.h"
+
 #ifdef DENDRO_HAVE_CUDA
 
 #include <cmath>
 #include <random>
 #include <vector>
 
-#include "gpu_test_support.h"
 #include "cuda_check.h"
 #include "device_buffer.h"
 #include "common/error.h"
@@ -140,6 +141,6 @@ INSTANTIATE_TEST_SUITE_P(WeightTypes, Projection,
 
 #else
 
-TEST(Projection, NeedsTheCudaBackend) { GTEST_SKIP() << "built without the CUDA backend"; }
+TEST(Projection, NeedsTheCudaBackend) { DENDRO_REQUIRE_CUDA_DEVICE(false, "built without the CUDA backend"); }
 
 #endif

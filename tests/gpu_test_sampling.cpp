@@ -5,6 +5,8 @@
 
 #include "backend/backend.h"
 
+#include "gpu_test_support.h"
+
 #ifdef DENDRO_HAVE_CUDA
 
 #include <algorithm>
@@ -13,10 +15,10 @@
 #include <random>
 #include <vector>
 
-#include "gpu_test_support.h"
 #include "cuda_check.h"
 #include "device_buffer.h"
 #include "common/error.h"
+#include "sampled_tokens.h"
 #include "sampling.h"
 
 namespace dendro::cuda {
@@ -62,6 +64,27 @@ TEST_F(Sampling, GreedyPicksTheFirstLargestLogit) {
         const auto row = logits.begin() + r * n_vocab;
         EXPECT_EQ(tokens[r], std::max_element(row, row + n_vocab) - row) << "row " << r;
     }
+}
+
+// NaN logits count as -inf: never chosen greedily or by sampling (with top-k and top-p too), no weight; a
+// row of NaN and -inf only gets kNoSampledToken and leaves its counter alone.
+TEST_F(Sampling, NanLogitsAreNeverChosenAndAnAllNanRowHasNoToken) {
+    std::mt19937 rng(7);
+    const int64_t n_vocab = 1000;
+    auto logits = random_logits(3, n_vocab, rng);
+    for (int64_t i = 0; i < n_vocab; i += 2) logits[i] = NAN;  // row 0: every even token NaN
+    for (int64_t i = 0; i < n_vocab; ++i) logits[2 * n_vocab + i] = (i % 2 == 0) ? NAN : -INFINITY;  // row 2
+    std::vector<uint64_t> counters(3, 0);
+    for (const SamplingConfig& config : {SamplingConfig{}, SamplingConfig{1.0f, 0, 1.0f, 5},
+                                         SamplingConfig{2.0f, 7, 1.0f, 5}, SamplingConfig{1.0f, 0, 0.9f, 5}}) {
+        for (int draw = 0; draw < 20; ++draw) {
+            const auto tokens = sample(logits, n_vocab, config, counters);
+            EXPECT_EQ(tokens[0] % 2, 1) << "row 0 drew NaN token " << tokens[0];
+            EXPECT_GE(tokens[1], 0);
+            EXPECT_EQ(tokens[2], kNoSampledToken);
+        }
+    }
+    EXPECT_EQ(counters[2], 0u);
 }
 
 TEST_F(Sampling, TopKOneIsGreedyAndTopKStaysInTheTopK) {
@@ -143,6 +166,6 @@ TEST_F(Sampling, FrequenciesFollowTheDistribution) {
 
 #else
 
-TEST(Sampling, NeedsTheCudaBackend) { GTEST_SKIP() << "built without the CUDA backend"; }
+TEST(Sampling, NeedsTheCudaBackend) { DENDRO_REQUIRE_CUDA_DEVICE(false, "built without the CUDA backend"); }
 
 #endif

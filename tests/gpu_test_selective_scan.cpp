@@ -5,13 +5,14 @@
 
 #include "backend/backend.h"
 
+#include "gpu_test_support.h"
+
 #ifdef DENDRO_HAVE_CUDA
 
 #include <cmath>
 #include <random>
 #include <vector>
 
-#include "gpu_test_support.h"
 #include "cpu/ops.h"
 #include "cuda_check.h"
 #include "device_buffer.h"
@@ -146,6 +147,6 @@ TEST_F(SelectiveScan, ResumedScanEqualsUninterruptedScan) {
 
 #else
 
-TEST(SelectiveScan, NeedsTheCudaBackend) { GTEST_SKIP() << "built without the CUDA backend"; }
+TEST(SelectiveScan, NeedsTheCudaBackend) { DENDRO_REQUIRE_CUDA_DEVICE(false, "built without the CUDA backend"); }
 
 #endif

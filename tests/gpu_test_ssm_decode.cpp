@@ -5,13 +5,14 @@
 
 #include "backend/backend.h"
 
+#include "gpu_test_support.h"
+
 #ifdef DENDRO_HAVE_CUDA
 
 #include <cmath>
 #include <random>
 #include <vector>
 
-#include "gpu_test_support.h"
 #include "cpu/ops.h"
 #include "cuda_check.h"
 #include "device_buffer.h"
@@ -132,6 +133,6 @@ INSTANTIATE_TEST_SUITE_P(WeightTypes, SsmDecode,
 
 #else
 
-TEST(SsmDecode, NeedsTheCudaBackend) { GTEST_SKIP() << "built without the CUDA backend"; }
+TEST(SsmDecode, NeedsTheCudaBackend) { DENDRO_REQUIRE_CUDA_DEVICE(false, "built without the CUDA backend"); }
 
 #endif

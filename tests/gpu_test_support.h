@@ -1,7 +1,35 @@
-// Pieces shared by the kernel-level CUDA tests; include only where DENDRO_HAVE_CUDA is defined.
+// Pieces shared by the CUDA tests. The skip-or-fail switch below builds everywhere; the rest only where
+// DENDRO_HAVE_CUDA is defined.
 #pragma once
 
 #include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+
+namespace dendro::test {
+
+// DENDRO_REQUIRE_GPU=1 (tools/gpu_session.sh sets it) turns every "no GPU, skipping" into a failure, so that
+// a GPU run cannot pass by skipping.
+inline constexpr const char* kRequireGpuVariable = "DENDRO_REQUIRE_GPU";
+
+inline bool gpu_required() {
+    const char* value = std::getenv(kRequireGpuVariable);
+    return value != nullptr && std::strcmp(value, "1") == 0;
+}
+
+}  // namespace dendro::test
+
+// At the top of a test or SetUp(): skips (or with DENDRO_REQUIRE_GPU=1 fails) unless `available`.
+#define DENDRO_REQUIRE_CUDA_DEVICE(available, why)                                                          \
+    do {                                                                                                  \
+        if (!(available)) {                                                                               \
+            if (::dendro::test::gpu_required()) GTEST_FAIL() << why << " and DENDRO_REQUIRE_GPU=1 forbids skipping"; \
+            GTEST_SKIP() << why;                                                                          \
+        }                                                                                                 \
+    } while (0)
+
+#ifdef DENDRO_HAVE_CUDA
 
 #include <cmath>
 #include <string>
@@ -20,7 +48,7 @@ template <typename Base = ::testing::Test>
 class CudaStreamTest : public Base {
 protected:
     void SetUp() override {
-        if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+        DENDRO_REQUIRE_CUDA_DEVICE(cuda_available(), "no CUDA device");
         check(cudaStreamCreate(&stream_), "creating a test stream");
     }
     void TearDown() override {
@@ -39,3 +67,5 @@ inline void expect_all_near(const std::vector<float>& actual, const std::vector<
 }
 
 }  // namespace dendro::cuda
+
+#endif  // DENDRO_HAVE_CUDA

@@ -1,148 +1,233 @@
 #!/usr/bin/env bash
-# Everything a session with an NVIDIA Hopper GPU runs for the CUDA backend, writing logs and results under
-# $OUT (default ./gpu-session-out):
-#   deps   (run where apt works, before the GPU session) downloads the .deb files of the build dependencies
-#          into .debs/ (git-excluded), so that a machine without them (and without network) can build
-#   build  configures build-gpu/ with the CUDA backend for sm_90 and builds everything
-#   test   runs the gpu-labelled tests (ctest -L gpu) and test_bench_cli
-#   bench  dendro bench on random mamba-130m and mamba-2.8b models (f16; 2.8b also q8_0): prefill 2048 at
-#          batch 1, decode 128 at batch 1 and 16, the llama-bench-style pp512/tg128 table, and the prompt
-#          cache's time to first token (8,000 cached + 32 new tokens) against cold
-#   hf     tools/bench_hf.py: HF transformers on the same shapes, for comparison
-#   all    build test bench hf
-# Each step fits one 10-minute device call; build outputs persist between calls on a warm machine.
-#   tools/gpu_session.sh [--python PYTHON] STEP...
+# The whole CUDA check in one device call (docs/gpu-session.md gives the exact `run` call). On a fresh H200
+# machine with only the CUDA toolkit, cmake, ninja and python3 (torch, transformers), no network:
+#   gpu        prints nvidia-smi; aborts (exit 3) at once when no GPU is visible
+#   cublas     finds libcublas.so.<major> (DENDRO_CUBLAS_LIBRARY, ld cache, $CUDA_HOME/lib64, torch's bundled
+#              NVIDIA libraries); aborts (exit 4) when there is none; exports DENDRO_CUBLAS_LIBRARY for dendro
+#   deps       points CMake and pkg-config at .gpu-deps/root (tools/gpu_session_deps.sh made it; carried);
+#              aborts (exit 5) when it is missing
+#   configure, build-dendro, build-tests   Ninja, sm_90, -j16, only dendro and the gpu_test_* executables;
+#              the random 130m and 2.8b models are written (on the CPU) while the tests build
+#   test-*     each gpu test executable with DENDRO_REQUIRE_GPU=1: a skip for want of a GPU is a failure
+#   memcheck-*, racecheck-*   compute-sanitizer on the kernel tests (small shapes)
+#   smoke      greedy generation with the bundled model on cuda, compared with cpu
+#   bench-*    dendro bench on the random models (pp2048 + tg128 at batch 1, tg128 at batch 16), then
+#              tools/bench_hf.py (HF transformers, same GPU)
+# Every step runs under its own timeout, cut to what is left of --budget; the logs go into one archive,
+# $OUT/gpu-session.tar.gz, with the step table in $OUT/summary.md, printed last.
+#   tools/gpu_session.sh [--dry-run] [--budget SECONDS] [--python PYTHON]
+# --dry-run runs the real logic of gpu, cublas and deps (nvidia-smi from PATH: a test puts a fake first)
+# and prints every other step's command instead of running it; the archive and table are made the same way.
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${OUT:-$root/gpu-session-out}"
 build="$root/build-gpu"
-models="$build/bench-models"
+deps_root="$root/.gpu-deps/root"
 python=python3
-steps=()
+dry_run=0
+budget_s=520
 while [[ $# -gt 0 ]]; do
   case "$1" in
+    --dry-run) dry_run=1 ;;
+    --budget) budget_s="$2"; shift ;;
     --python) python="$2"; shift ;;
-    deps|build|test|bench|hf|all) steps+=("$1") ;;
-    *) echo "gpu_session.sh: unknown argument '$1' (expected --python PY, deps, build, test, bench, hf, all)" >&2
+    *) echo "gpu_session.sh: unknown argument '$1' (expected --dry-run, --budget SECONDS, --python PYTHON)" >&2
        exit 2 ;;
   esac
   shift
 done
-[[ ${#steps[@]} -eq 0 ]] && steps=(all)
-mkdir -p "$out"
+# Seconds kept back from the budget for the archive and the table.
+readonly reserve_s=10
+readonly jobs=16
+readonly sanitizer_step_s=40 sanitizer_budget_s=150
+readonly kernel_tests=(gpu_test_norm_conv gpu_test_projection gpu_test_sampling gpu_test_selective_scan
+                       gpu_test_ssm_decode)
+mapfile -t gpu_tests < <(cd "$root/tests" && ls gpu_test_*.cpp | sed 's/\.cpp$//')
+deadline=$((SECONDS + budget_s))
+logs="$(mktemp -d "${TMPDIR:-/tmp}/dendro-gpu-session.XXXXXX")"
+mkdir -p "$out" "$logs/bench"
+steps="$logs/steps.tsv"
+printf 'step\tstatus\tseconds\tnote\n' >"$steps"
 
-deb_packages=(nlohmann-json3-dev libcli11-dev libsentencepiece-dev libsentencepiece0 googletest libgtest-dev
-              libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 libutf8proc-dev libutf8proc2
-              libxxhash-dev libxxhash0 pkgconf pkgconf-bin libpkgconf3 pkg-config)
+record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${4:-}" >>"$steps"; }
 
-step_deps() {
-  mkdir -p "$root/.debs"
-  local exclude="$root/.git/info/exclude" entry
-  for entry in /.debs/ /.debs-root/ /gpu-session-out/; do
-    grep -qxF "$entry" "$exclude" 2>/dev/null || echo "$entry" >>"$exclude"
-  done
-  (cd "$root/.debs" && apt-get download "${deb_packages[@]}")
+# run_step NAME TIMEOUT_S COMMAND...: output in $logs/NAME.log; a dry run logs the command instead.
+run_step() {
+  local name="$1" limit="$2"; shift 2
+  local left=$((deadline - SECONDS - reserve_s))
+  if [[ $left -lt 5 ]]; then record "$name" skipped 0 "budget spent"; return 1; fi
+  [[ $limit -gt $left ]] && limit=$left
+  local start=$SECONDS status=0
+  if [[ $dry_run -eq 1 ]]; then
+    echo "[dry-run] timeout $limit $*" >"$logs/$name.log"
+  else
+    timeout -k 5 "$limit" "$@" >"$logs/$name.log" 2>&1 || status=$?
+  fi
+  local verdict=ok
+  [[ $status -eq 124 || $status -eq 137 ]] && verdict="timeout(${limit}s)"
+  [[ $status -ne 0 && $verdict == ok ]] && verdict="exit $status"
+  record "$name" "$verdict" $((SECONDS - start)) "${step_note:-}"
+  step_note=""
+  [[ $status -eq 0 ]]
 }
 
-# Unpacks .debs/ into a private prefix when the machine lacks the build dependencies (the GPU machines have
-# no package registry); the packages' pkg-config files are pointed at that prefix.
-use_carried_debs() {
-  if pkg-config --exists sentencepiece libpcre2-8 libutf8proc libxxhash 2>/dev/null &&
-     [[ -e /usr/include/CLI/CLI.hpp && -e /usr/include/nlohmann/json.hpp ]]; then
+finish() {  # finish [CODE]: CODE, else 0 when every step says ok, 1 when not
+  local code="${1:-}"
+  if [[ -z "$code" ]]; then
+    code=0
+    tail -n +2 "$steps" | cut -f2 | grep -qvx ok && code=1
+  fi
+  tar -czf "$out/gpu-session.tar.gz" -C "$logs" . 2>/dev/null
+  {
+    echo "| step | status | s | note |"
+    echo "| --- | --- | ---: | --- |"
+    tail -n +2 "$steps" | awk -F'\t' '{printf "| %s | %s | %s | %s |\n", $1, $2, $3, $4}'
+    echo
+    echo "gpu_session: exit $code$([[ $dry_run -eq 1 ]] && echo ' (dry run)'); archive gpu-session.tar.gz"
+  } >"$out/summary.md"
+  cat "$out/summary.md"
+  rm -rf "$logs"
+  exit "$code"
+}
+
+# Killed from outside (the device call's own limit): the archive and table still get written.
+trap 'record killed "signal" 0 "stopped from outside"; finish 143' TERM INT
+
+abort() {  # abort CODE STEP MESSAGE
+  echo "gpu_session: $3" | tee -a "$logs/$2.log" >&2
+  record "$2" "ABORT" 0 "$3"
+  finish "$1"
+}
+
+# --- gpu: nvidia-smi, at once ---------------------------------------------------------------------------
+if ! timeout 30 nvidia-smi 2>&1 | tee "$logs/gpu.log"; then
+  abort 3 gpu "no GPU visible: nvidia-smi failed or is missing"
+fi
+if ! timeout 30 nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then abort 3 gpu "no GPU visible: nvidia-smi -L lists none"; fi
+record gpu ok 0 "$(timeout 30 nvidia-smi -L 2>/dev/null | head -n 1)"
+
+# --- cublas ------------------------------------------------------------------------------------------------
+cuda_home="${CUDA_HOME:-/usr/local/cuda}"
+cublas_major=$(sed -n 's/^#define CUBLAS_VER_MAJOR \([0-9]*\).*/\1/p' "$cuda_home/include/cublas_api.h" 2>/dev/null)
+cublas_major="${cublas_major:-13}"
+soname="libcublas.so.$cublas_major"
+locate_cublas() {
+  if [[ -n "${DENDRO_CUBLAS_LIBRARY:-}" ]]; then  # an explicit choice: that file or nothing
+    [[ -f "$DENDRO_CUBLAS_LIBRARY" ]] && echo "$DENDRO_CUBLAS_LIBRARY"
     return
   fi
-  if ! compgen -G "$root/.debs/*.deb" >/dev/null; then
-    echo "gpu_session.sh: build dependencies missing and no .debs/ to unpack (run '$0 deps' where apt works," \
-         "then carry .debs)" >&2
-    return
-  fi
-  local prefix="$root/.debs-root"
-  rm -rf "$prefix" && mkdir -p "$prefix"
-  for deb in "$root"/.debs/*.deb; do dpkg -x "$deb" "$prefix"; done
-  find "$prefix" -name '*.pc' -exec sed -i "s|/usr|$prefix/usr|g" {} +
-  local libdir="$prefix/usr/lib/x86_64-linux-gnu"
-  export PKG_CONFIG_PATH="$libdir/pkgconfig:$prefix/usr/share/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
-  export CPATH="$prefix/usr/include${CPATH:+:$CPATH}"
-  export LIBRARY_PATH="$libdir${LIBRARY_PATH:+:$LIBRARY_PATH}"
-  export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  export CMAKE_PREFIX_PATH="$prefix/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
-  command -v pkg-config >/dev/null || export PKG_CONFIG="$prefix/usr/bin/pkgconf"
-}
-
-step_build() {
-  use_carried_debs
-  { nvidia-smi; nvcc --version; g++ --version; cmake --version; } >"$out/machine.txt" 2>&1
-  local pkg_config_flag=()
-  [[ -n "${PKG_CONFIG:-}" ]] && pkg_config_flag=(-DPKG_CONFIG_EXECUTABLE="$PKG_CONFIG")
-  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DDENDRO_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-    "${pkg_config_flag[@]}" >"$out/build.log" 2>&1 &&
-    cmake --build "$build" -j "$(nproc)" >>"$out/build.log" 2>&1
-  local status=$?
-  echo "build: exit $status (log: build.log)"
-  return $status
-}
-
-step_test() {
-  use_carried_debs
-  ctest --test-dir "$build" -L gpu --output-on-failure -j 1 >"$out/gpu-tests.log" 2>&1
-  local gpu_status=$?
-  "$build/bin/test_bench_cli" >"$out/bench-cli-test.log" 2>&1
-  local cli_status=$?
-  echo "gpu tests: exit $gpu_status (gpu-tests.log); test_bench_cli: exit $cli_status (bench-cli-test.log)"
-  tail -n 5 "$out/gpu-tests.log"
-  [[ $gpu_status -eq 0 && $cli_status -eq 0 ]]
-}
-
-step_bench() {
-  use_carried_debs
-  mkdir -p "$models"
-  local dendro="$build/bin/dendro" status=0
-  for spec in 130m:f16 2.8b:f16 2.8b:q8_0; do
-    local shape="${spec%%:*}" type="${spec##*:}"
-    local model="$models/random-$shape-$type.gguf" tag="$shape-$type"
-    if [[ ! -s "$model" ]]; then
-      "$dendro" bench --random-shape "$shape" --type "$type" --random-out "$model" -p 0 -n 1 -r 1 --device cuda \
-        >/dev/null 2>>"$out/bench.log" || status=1
-    fi
-    {
-      "$dendro" bench -m "$model" -p 2048 -n 0 -r 5 --device cuda --json >"$out/bench-$tag-pp2048.json" &&
-        "$dendro" bench -m "$model" -p 0 -n 128 -r 5 -b 1 --device cuda --json >"$out/bench-$tag-tg128-b1.json" &&
-        "$dendro" bench -m "$model" -p 0 -n 128 -r 5 -b 16 --device cuda --json >"$out/bench-$tag-tg128-b16.json" &&
-        "$dendro" bench -m "$model" -p 512 -n 128 -r 5 --device cuda &&
-        "$dendro" cache bench "$models/cache-bench-$tag" -m "$model" --prefix 8000 --new 32 -r 3 --device cuda
-    } >>"$out/bench.md" 2>>"$out/bench.log" || status=1
+  local found
+  found=$(ldconfig -p 2>/dev/null | awk -v n="$soname" '$1 == n {print $NF; exit}')
+  [[ -n "$found" ]] && { echo "$found"; return; }
+  for found in "$cuda_home/lib64/$soname" "$cuda_home/lib/$soname"; do
+    [[ -f "$found" ]] && { echo "$found"; return; }
   done
-  cat "$out/bench.md"
-  echo "bench: exit $status (bench.md, bench-*.json, bench.log)"
-  return $status
+  local torch_dir
+  torch_dir=$(timeout 60 "$python" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)
+  [[ -n "$torch_dir" ]] && find "$torch_dir/../nvidia" -name "$soname" 2>/dev/null | head -n 1
 }
+cublas_path=$(locate_cublas)
+if [[ -z "$cublas_path" ]]; then
+  abort 4 cublas "no $soname (DENDRO_CUBLAS_LIBRARY='${DENDRO_CUBLAS_LIBRARY:-}', ld cache, $cuda_home/lib64, torch's nvidia libraries)"
+fi
+export DENDRO_CUBLAS_LIBRARY="$cublas_path"
+# cuBLASLt lies beside cuBLAS; the loader must find it there.
+export LD_LIBRARY_PATH="$(dirname "$cublas_path")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+echo "cuBLAS: $cublas_path" | tee "$logs/cublas.log"
+record cublas ok 0 "$cublas_path"
 
-step_hf() {
-  PYTHONUNBUFFERED=1 "$python" "$root/tools/bench_hf.py" --shapes 130m,2.8b --prefill 2048 --decode 128 \
-    --batches 1,16 --reps 3 --json "$out/bench-hf.json" >"$out/bench-hf.md" 2>"$out/bench-hf.log"
-  local status=$?
-  cat "$out/bench-hf.md"
-  echo "hf: exit $status (bench-hf.md, bench-hf.json, bench-hf.log)"
-  return $status
+# --- deps -------------------------------------------------------------------------------------------------
+if [[ ! -d "$deps_root/usr" ]]; then
+  [[ $dry_run -eq 1 ]] || abort 5 deps "no $deps_root: run tools/gpu_session_deps.sh where apt works and carry .gpu-deps/root"
+  record deps ok 0 "dry run: $deps_root absent, CMake would use the system's packages"
+else
+  libdir="$deps_root/usr/lib/x86_64-linux-gnu"
+  export PKG_CONFIG_PATH="$libdir/pkgconfig:$deps_root/usr/share/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+  export LD_LIBRARY_PATH="$libdir:$LD_LIBRARY_PATH"
+  export CMAKE_PREFIX_PATH="$deps_root/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+  pkg_config="$deps_root/usr/bin/pkgconf"
+  if ! "$pkg_config" --exists sentencepiece libpcre2-8 libutf8proc libxxhash libzip zlib 2>"$logs/deps.log"; then
+    abort 5 deps "the carried pkg-config files do not resolve (deps.log)"
+  fi
+  record deps ok 0 "$deps_root"
+fi
+
+# --- build ------------------------------------------------------------------------------------------------
+configure=(cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDENDRO_CUDA=ON
+           -DCMAKE_CUDA_ARCHITECTURES=90)
+[[ -n "${pkg_config:-}" ]] && configure+=(-DPKG_CONFIG_EXECUTABLE="$pkg_config")
+run_step configure 90 "${configure[@]}" || finish 1
+run_step build-dendro 240 ninja -C "$build" -j "$jobs" dendro || finish 1
+dendro="$build/bin/dendro"
+models="$build/bench-models"
+[[ $dry_run -eq 1 ]] || mkdir -p "$models"  # a dry run writes nothing into the tree
+# The random models are written on the CPU while the tests build.
+generate_models() {
+  local shape
+  for shape in 130m 2.8b; do
+    [[ -s "$models/random-$shape-f16.gguf" ]] && continue
+    step_note="random-$shape-f16" run_step "model-$shape" 150 "$dendro" bench --random-shape "$shape" --type f16 \
+      --random-out "$models/random-$shape-f16.gguf" -p 1 -n 0 -r 1 --device cpu
+  done
 }
+generate_models &
+models_pid=$!
+run_step build-tests 240 ninja -C "$build" -j "$jobs" "${gpu_tests[@]}" || { wait "$models_pid"; finish 1; }
+step_note="unresolved libraries" run_step libraries 10 bash -c "! ldd '$dendro' '$build/bin/${gpu_tests[0]}' | grep 'not found'"
 
-overall=0
-for step in "${steps[@]}"; do
-  case "$step" in
-    deps) step_deps || overall=1 ;;
-    build) step_build || overall=1 ;;
-    test) step_test || overall=1 ;;
-    bench) step_bench || overall=1 ;;
-    hf) step_hf || overall=1 ;;
-    all)
-      if step_build; then
-        step_test || overall=1
-        step_bench || overall=1
-        step_hf || overall=1
-      else
-        overall=1
-      fi ;;
-  esac
+# --- tests ------------------------------------------------------------------------------------------------
+for t in "${gpu_tests[@]}"; do
+  run_step "test-$t" 90 env DENDRO_REQUIRE_GPU=1 "$build/bin/$t" --gtest_output="xml:$logs/$t.xml"
 done
-exit $overall
+sanitizer="$(command -v compute-sanitizer || echo "$cuda_home/bin/compute-sanitizer")"
+# The sanitizers slow kernels 10-100x: each run is capped, and all of them together, so the benchmarks keep
+# their time.
+sanitizer_end=$((SECONDS + sanitizer_budget_s))
+for tool in memcheck racecheck; do
+  for t in "${kernel_tests[@]}"; do
+    limit=$((sanitizer_end - SECONDS))
+    [[ $limit -gt $sanitizer_step_s ]] && limit=$sanitizer_step_s
+    if [[ $limit -lt 1 ]]; then record "$tool-$t" skipped 0 "sanitizer budget (${sanitizer_budget_s}s) spent"; continue; fi
+    run_step "$tool-$t" "$limit" env DENDRO_REQUIRE_GPU=1 "$sanitizer" --tool "$tool" --error-exitcode 1 "$build/bin/$t"
+  done
+done
+
+# --- smoke ------------------------------------------------------------------------------------------------
+for device in cuda cpu; do
+  run_step "smoke-$device" 30 bash -c "'$dendro' run -p 'ROMEO:' -n 48 --temp 0 --device $device >'$logs/smoke-$device.txt'"
+done
+if [[ $dry_run -eq 0 ]]; then
+  same=no
+  cmp -s "$logs/smoke-cuda.txt" "$logs/smoke-cpu.txt" && same=yes
+  record smoke-compare "$([[ $same == yes ]] && echo ok || echo differs)" 0 "greedy text on cuda = on cpu: $same"
+fi
+
+# --- bench ------------------------------------------------------------------------------------------------
+# The numbers, one row per benchmark in the table: tokens/s of each test.
+bench_numbers() {
+  "$python" - "$@" <<'PY' 2>/dev/null
+import json, sys
+rows = []
+for path in sys.argv[1:]:
+    with open(path) as f:
+        data = json.load(f)
+    for r in data.get("results", []):
+        model = f"{r['model']} " if "model" in r else ""
+        rows.append(f"{model}{r['test']} {r['tokens_per_second']:.0f} t/s")
+print("; ".join(rows))
+PY
+}
+wait "$models_pid"
+for shape in 130m 2.8b; do
+  model="$models/random-$shape-f16.gguf"
+  run_step "bench-$shape" 90 bash -c "'$dendro' bench -m '$model' -p 2048 -n 128 -r 3 --device cuda --json \
+    >'$logs/bench/dendro-$shape-b1.json' && '$dendro' bench -m '$model' -p 0 -n 128 -b 16 -r 3 --device cuda \
+    --json >'$logs/bench/dendro-$shape-b16.json'" &&
+    [[ $dry_run -eq 0 ]] &&
+    record "dendro-$shape" ok 0 "$(bench_numbers "$logs/bench/dendro-$shape-b1.json" "$logs/bench/dendro-$shape-b16.json")"
+done
+run_step bench-hf 150 env PYTHONUNBUFFERED=1 "$python" "$root/tools/bench_hf.py" --shapes 130m,2.8b --prefill 2048 \
+  --decode 128 --batches 1,16 --reps 2 --json "$logs/bench/hf.json" &&
+  [[ $dry_run -eq 0 ]] && record hf ok 0 "$(bench_numbers "$logs/bench/hf.json")"
+finish
