@@ -28,13 +28,15 @@ void Mamba2Scratch::reserve(const ModelHparams& hp, int64_t n_rows, int64_t n_ch
     }
     const size_t gram_floats = static_cast<size_t>(n_chunks * hp.n_group) * kGramFloats;
     if (gram.size() < gram_floats) gram.resize(gram_floats);
+    const size_t packed_floats = static_cast<size_t>(n_chunks * hp.n_group * 2 * kSsdChunk * hp.d_state);
+    if (packed.size() < packed_floats) packed.resize(packed_floats);
     if (n_threads < threads) {
         per_thread.resize(static_cast<size_t>(threads) * per_thread_floats());
         n_threads = threads;
     }
 }
 
-uint64_t Mamba2Scratch::bytes() const { return float_bytes({&zxbcdt, &xbc, &y, &out, &gram, &per_thread}); }
+uint64_t Mamba2Scratch::bytes() const { return float_bytes({&zxbcdt, &xbc, &y, &out, &gram, &packed, &per_thread}); }
 
 int64_t count_multi_token_chunks(std::span<const SeqSpan> spans) {
     int64_t n = 0;
@@ -80,15 +82,13 @@ void Mamba2CpuLayer::recurrent_step(Mamba2Scratch& s, int64_t row, int64_t head,
     }
 }
 
-void Mamba2CpuLayer::ssd_chunk(Mamba2Scratch& s, const float* gram, int64_t r0, int64_t n, int64_t head, float* h,
-                               float* work) const {
+void Mamba2CpuLayer::ssd_chunk(Mamba2Scratch& s, const float* gram, const float* b_rows, const float* c_rows, int64_t r0,
+                               int64_t n, int64_t head, float* h, float* work) const {
     const int64_t d_state = hp_.d_state, head_dim = hp_.head_dim, n_conv = hp_.conv_channels();
-    const int64_t group = head / (hp_.n_head / hp_.n_group);
-    const int64_t b_offset = hp_.d_inner + group * d_state;
-    const int64_t c_offset = hp_.d_inner + hp_.n_group * d_state + group * d_state;
     float* dt = work;                  // dt_t
     float* decay = work + kSsdChunk;   // cum_t = sum_{i<=t} dt_i A: h decays by exp(cum_t - cum_s) from s to t
     float* weight = work + 2 * kSsdChunk;
+    float* coef = work + 3 * kSsdChunk;
     float cum = 0.0f;
     for (int64_t t = 0; t < n; ++t) {
         dt[t] = time_step(s, r0 + t, head);
@@ -96,35 +96,66 @@ void Mamba2CpuLayer::ssd_chunk(Mamba2Scratch& s, const float* gram, int64_t r0, 
         decay[t] = cum;
     }
     const auto x_of = [&](int64_t t) { return s.xbc.data() + (r0 + t) * n_conv + head * head_dim; };
+    const auto b_of = [&](int64_t t) { return b_rows + t * d_state; };
+    const auto c_of = [&](int64_t t) { return c_rows + t * d_state; };
+    const auto y_of = [&](int64_t t) { return s.y.data() + (r0 + t) * hp_.d_inner + head * head_dim; };
 
-    // Outputs: y_t = exp(cum_t) C_t h0 + sum_{s<=t} (C_t.B_s) exp(cum_t - cum_s) dt_s x_s + D x_t.
+    // From the start state: y_t = exp(cum_t) C_t . h0[p], as C (n x d_state) times h0^T, one state row
+    // against every token's C so that the row is read once.
+    constexpr int64_t kTokensAtOnce = 4;  // independent accumulators, so the FMAs do not wait on each other
+    const int64_t whole = d_state - d_state % kLanes;
+    for (int64_t p = 0; p < head_dim; ++p) {
+        const float* hp = h + p * d_state;
+        int64_t t = 0;
+        for (; t + kTokensAtOnce <= n && whole == d_state; t += kTokensAtOnce) {
+            F32x8 acc[kTokensAtOnce] = {zero8(), zero8(), zero8(), zero8()};
+            for (int64_t k = 0; k < d_state; k += kLanes) {
+                const F32x8 hv = load8(hp + k);
+                for (int64_t i = 0; i < kTokensAtOnce; ++i) acc[i] = fma8(load8(c_of(t + i) + k), hv, acc[i]);
+            }
+            for (int64_t i = 0; i < kTokensAtOnce; ++i) y_of(t + i)[p] = hsum8(acc[i]);
+        }
+        for (; t < n; ++t) y_of(t)[p] = dot_f32(c_of(t), hp, d_state);
+    }
+    // Within the chunk: y_t += sum_{s<=t} (C_t.B_s) exp(cum_t - cum_s) dt_s x_s, and the skip D x_t.
     for (int64_t t = 0; t < n; ++t) {
-        float* y = s.y.data() + (r0 + t) * hp_.d_inner + head * head_dim;
-        const float* c = s.xbc.data() + (r0 + t) * n_conv + c_offset;
+        float* y = y_of(t);
         const float from_start = std::exp(decay[t]);
-        for (int64_t p = 0; p < head_dim; ++p) y[p] = from_start * dot_f32(c, h + p * d_state, d_state);
+        const float* x_t = x_of(t);
+        for (int64_t p = 0; p < head_dim; ++p) y[p] = from_start * y[p] + d_[head] * x_t[p];
         const float* gram_row = gram + t * kSsdChunk;
         for (int64_t j = 0; j <= t; ++j) weight[j] = gram_row[j] * std::exp(decay[t] - decay[j]) * dt[j];
         for (int64_t j = 0; j <= t; ++j) {
             const float* x = x_of(j);
             for (int64_t p = 0; p < head_dim; ++p) y[p] += weight[j] * x[p];
         }
-        const float* x = x_of(t);
-        for (int64_t p = 0; p < head_dim; ++p) y[p] += d_[head] * x[p];
     }
 
-    // End state: h = exp(cum_last) h0 + sum_s exp(cum_last - cum_s) dt_s x_s B_s^T.
+    // End state: h = exp(cum_last) h0 + sum_s exp(cum_last - cum_s) dt_s x_s B_s^T, as X^T diag(w) B: each
+    // state row held in registers across the chunk's tokens.
     const float last = decay[n - 1];
-    const float through = std::exp(last);
-    for (int64_t i = 0; i < head_dim * d_state; ++i) h[i] *= through;
-    for (int64_t j = 0; j < n; ++j) {
-        const float w = std::exp(last - decay[j]) * dt[j];
-        const float* x = x_of(j);
-        const float* b = s.xbc.data() + (r0 + j) * n_conv + b_offset;
-        for (int64_t p = 0; p < head_dim; ++p) {
-            const float wx = w * x[p];
-            float* hp = h + p * d_state;
-            for (int64_t k = 0; k < d_state; ++k) hp[k] += wx * b[k];
+    const F32x8 through = broadcast8(std::exp(last));
+    for (int64_t j = 0; j < n; ++j) weight[j] = std::exp(last - decay[j]) * dt[j];
+    constexpr int64_t kBlocksAtOnce = 4;  // 32 state elements held in registers across the chunk's tokens
+    for (int64_t p = 0; p < head_dim; ++p) {
+        for (int64_t j = 0; j < n; ++j) coef[j] = weight[j] * x_of(j)[p];
+        float* hp = h + p * d_state;
+        int64_t k = 0;
+        for (; k + kBlocksAtOnce * kLanes <= whole; k += kBlocksAtOnce * kLanes) {
+            F32x8 a[kBlocksAtOnce];
+            for (int64_t i = 0; i < kBlocksAtOnce; ++i) a[i] = mul8(through, load8(hp + k + i * kLanes));
+            for (int64_t j = 0; j < n; ++j) {
+                const F32x8 c = broadcast8(coef[j]);
+                const float* b = b_of(j) + k;
+                for (int64_t i = 0; i < kBlocksAtOnce; ++i) a[i] = fma8(c, load8(b + i * kLanes), a[i]);
+            }
+            for (int64_t i = 0; i < kBlocksAtOnce; ++i) store8(hp + k + i * kLanes, a[i]);
+        }
+        for (; k < d_state; k += kLanes) {
+            const int64_t lanes = std::min<int64_t>(kLanes, d_state - k);
+            F32x8 a = mul8(through, load8_partial(hp + k, lanes));
+            for (int64_t j = 0; j < n; ++j) a = fma8(broadcast8(coef[j]), load8_partial(b_of(j) + k, lanes), a);
+            store8_partial(hp + k, a, lanes);
         }
     }
 }
@@ -156,8 +187,10 @@ void Mamba2CpuLayer::forward(const MixerBatch& batch, Mamba2Scratch& s, const Te
     }
     team.pool.barrier();
 
-    // C_t . B_s (s <= t) of every multi-token chunk and group: rows of the products dealt out round-robin.
+    // C_t . B_s (s <= t) of every multi-token chunk and group, and its B and C rows packed contiguous (the
+    // scan reads them once per head): rows dealt out round-robin.
     const int64_t n_chunks = count_multi_token_chunks(batch.spans);
+    const size_t packed_per_group = static_cast<size_t>(2 * kSsdChunk * d_state);
     if (n_chunks > 0) {
         int64_t chunk = 0;
         int64_t item = 0;  // (chunk, group, t) in order, for the round-robin
@@ -167,10 +200,16 @@ void Mamba2CpuLayer::forward(const MixerBatch& batch, Mamba2Scratch& s, const Te
                 if (n == 1) continue;
                 const int64_t r0 = span.first_row + start;
                 for (int64_t g = 0; g < n_group; ++g) {
-                    float* gram = s.gram.data() + static_cast<size_t>(chunk * n_group + g) * kGramFloats;
+                    const size_t index = static_cast<size_t>(chunk * n_group + g);
+                    float* gram = s.gram.data() + index * kGramFloats;
+                    float* packed_b = s.packed.data() + index * packed_per_group;
+                    float* packed_c = packed_b + kSsdChunk * d_state;
                     for (int64_t t = 0; t < n; ++t, ++item) {
                         if (item % n_threads != thread) continue;
+                        const float* b_t = s.xbc.data() + (r0 + t) * n_conv + d_inner + g * d_state;
                         const float* c = s.xbc.data() + (r0 + t) * n_conv + d_inner + n_group * d_state + g * d_state;
+                        std::copy(b_t, b_t + d_state, packed_b + t * d_state);
+                        std::copy(c, c + d_state, packed_c + t * d_state);
                         for (int64_t j = 0; j <= t; ++j) {
                             const float* b = s.xbc.data() + (r0 + j) * n_conv + d_inner + g * d_state;
                             gram[t * kSsdChunk + j] = dot_f32(c, b, d_state);
@@ -197,8 +236,10 @@ void Mamba2CpuLayer::forward(const MixerBatch& batch, Mamba2Scratch& s, const Te
                     recurrent_step(s, span.first_row + start, head, h);
                     continue;
                 }
-                const float* gram = s.gram.data() + static_cast<size_t>(chunk * n_group + group) * kGramFloats;
-                ssd_chunk(s, gram, span.first_row + start, n, head, h, work);
+                const size_t index = static_cast<size_t>(chunk * n_group + group);
+                const float* packed_b = s.packed.data() + index * packed_per_group;
+                ssd_chunk(s, s.gram.data() + index * kGramFloats, packed_b, packed_b + kSsdChunk * d_state,
+                          span.first_row + start, n, head, h, work);
                 ++chunk;
             }
         }

@@ -29,12 +29,13 @@ struct Mamba2Scratch {
     std::vector<float> y;       // n_rows x d_inner: SSM outputs, then gated and normalised
     std::vector<float> out;     // n_rows x d_model
     std::vector<float> gram;    // chunks x n_group x kSsdChunk^2: C_t . B_s of each multi-token chunk
-    std::vector<float> per_thread;  // per thread: a chunk's dt, cumulative decay and weights
+    std::vector<float> packed;  // chunks x n_group x (B, C) x kSsdChunk x d_state: the chunk's B and C rows, contiguous
+    std::vector<float> per_thread;  // per thread: a chunk's dt, cumulative decay, weights and coefficients
     int n_threads = 0;
     void reserve(const ModelHparams& hp, int64_t n_rows, int64_t n_chunks, int n_threads);
     uint64_t bytes() const;
     float* thread_buffer(int thread) { return per_thread.data() + static_cast<size_t>(thread) * per_thread_floats(); }
-    static size_t per_thread_floats() { return 3 * kSsdChunk; }
+    static size_t per_thread_floats() { return 4 * kSsdChunk; }
 };
 
 // The multi-token chunks of a batch, in order: for span i, chunks of kSsdChunk tokens from its first row.
@@ -50,8 +51,9 @@ public:
 private:
     // One chunk of `n` tokens (rows r0..r0+n-1) of head `head`, from and to the state h (head_dim x d_state).
     void recurrent_step(Mamba2Scratch& s, int64_t row, int64_t head, float* h) const;
-    void ssd_chunk(Mamba2Scratch& s, const float* gram, int64_t r0, int64_t n, int64_t head, float* h,
-                   float* work) const;
+    // `gram`, `b` and `c` are the chunk's C.B products and its packed B and C rows (n x d_state each).
+    void ssd_chunk(Mamba2Scratch& s, const float* gram, const float* b, const float* c, int64_t r0, int64_t n,
+                   int64_t head, float* h, float* work) const;
     float time_step(const Mamba2Scratch& s, int64_t row, int64_t head) const;
 
     const ModelHparams& hp_;
