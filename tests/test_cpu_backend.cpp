@@ -12,26 +12,20 @@
 #include "format/ggml_quant_blocks.h"
 #include "model/model.h"
 #include "random_model_file.h"
+#include "reference_math.h"
 #include "random_quant_model.h"
 #include "temp_dir.h"
 
 namespace dendro {
 namespace {
 
+using test::linear;
+using test::silu;
+using test::softplus;
 using test::TempModelFile;
+using test::to_double;
 
 // ---- Scalar reference (double precision, HF MambaMixer slow path order) ----
-
-std::vector<double> to_double(const TensorView& t) {
-    if (!t.present()) return {};
-    std::vector<double> out;
-    std::vector<float> row(static_cast<size_t>(t.row_length()));
-    for (int64_t r = 0; r < t.n_rows(); ++r) {
-        dequantize_row(t.type, t.row(r), row.data(), t.row_length());
-        out.insert(out.end(), row.begin(), row.end());
-    }
-    return out;
-}
 
 struct RefLayer {
     std::vector<double> norm, in_w, in_b, conv_w, conv_b, x_w, dt_w, dt_b, a, d, out_w, out_b;
@@ -72,20 +66,6 @@ std::vector<double> rms(const std::vector<double>& x, const double* w, double ep
     for (size_t i = 0; i < x.size(); ++i) out[i] = (w ? w[i] : 1.0) * x[i] * scale;
     return out;
 }
-
-std::vector<double> linear(const std::vector<double>& w, const std::vector<double>& b, const double* x, int64_t n_in,
-                           int64_t n_out) {
-    std::vector<double> y(n_out);
-    for (int64_t o = 0; o < n_out; ++o) {
-        double s = b.empty() ? 0.0 : b[o];
-        for (int64_t i = 0; i < n_in; ++i) s += w[o * n_in + i] * x[i];
-        y[o] = s;
-    }
-    return y;
-}
-
-double silu(double x) { return x / (1.0 + std::exp(-x)); }
-double softplus(double x) { return x > 20.0 ? x : std::log1p(std::exp(x)); }
 
 std::vector<double> ref_step(const RefModel& m, RefState& st, int32_t token) {
     const ModelHparams& hp = m.hp;
