@@ -73,6 +73,13 @@ public:
     virtual uint64_t device_memory_bytes() const = 0;
 };
 
+// A checkpoint interval (tokens; 0 = none) rounded up to a multiple of backend.exact_prefill_split(), so that
+// prefilling in pieces that end on checkpoints keeps the bits of one prefill.
+inline int64_t exact_checkpoint_interval(const Backend& backend, int64_t every) {
+    const int64_t split = backend.exact_prefill_split();
+    return (every + split - 1) / split * split;
+}
+
 std::unique_ptr<Backend> make_cpu_backend(const Model& model, const BackendOptions& options);
 
 // Whether this build has the CUDA backend and a usable GPU is present.

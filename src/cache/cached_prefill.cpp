@@ -72,8 +72,7 @@ CachedPrefill prefill_with_cache(Backend& backend, int seq, std::span<const int3
 
     // Checkpoints where a split keeps the bits of one prefill (a whole number of the backend's exact splits),
     // so that resuming from one gives what computing the whole prompt gives.
-    const int64_t split = backend.exact_prefill_split();
-    checkpoint_every = (checkpoint_every + split - 1) / split * split;
+    checkpoint_every = exact_checkpoint_interval(backend, checkpoint_every);
     const bool checkpoints = store != nullptr && store->keeps_checkpoints() && checkpoint_every > 0;
     bool storing = store != nullptr;
     // One write at a time, so the store is never used by two threads at once and at most two snapshots

@@ -18,6 +18,15 @@ double seconds_between(Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double>(b - a).count();
 }
 
+// The options as given, checked, with the checkpoint interval rounded as dendro run rounds it (so that
+// resuming from an interval checkpoint is exact for every architecture).
+SchedulerOptions checked_options(const Backend& backend, SchedulerOptions options) {
+    if (options.prefill_chunk < 1) fail("--prefill-chunk must be >= 1, got ", options.prefill_chunk);
+    if (options.checkpoint_every < 0) fail("--cache-every must be >= 0, got ", options.checkpoint_every);
+    options.checkpoint_every = exact_checkpoint_interval(backend, options.checkpoint_every);
+    return options;
+}
+
 }  // namespace
 
 struct Scheduler::Slot {
@@ -39,10 +48,8 @@ struct Scheduler::Slot {
 
 Scheduler::Scheduler(Backend& backend, const Tokenizer& tokenizer, RamPrefixTier* cache, ServeMetrics& metrics,
                      const SchedulerOptions& options, LogSink log)
-    : backend_(backend), tokenizer_(tokenizer), cache_(cache), metrics_(metrics), options_(options),
-      log_(std::move(log)), n_vocab_(backend.hparams().n_vocab) {
-    if (options_.prefill_chunk < 1) fail("--prefill-chunk must be >= 1, got ", options_.prefill_chunk);
-    if (options_.checkpoint_every < 0) fail("--cache-every must be >= 0, got ", options_.checkpoint_every);
+    : backend_(backend), tokenizer_(tokenizer), cache_(cache), metrics_(metrics),
+      options_(checked_options(backend, options)), log_(std::move(log)), n_vocab_(backend.hparams().n_vocab) {
     for (int i = 0; i < backend.n_seq_max(); ++i) slots_.push_back(std::make_unique<Slot>());
     thread_ = std::thread([this] { loop(); });
 }
