@@ -163,7 +163,12 @@ TEST_F(StateFileTest, Mamba2ShapesRoundTrip) {
     std::vector<uint8_t> bytes = test::read_file(path);
     bytes[32] = 9;
     test::write_file(path, bytes);
-    EXPECT_NE(read_error(path).find("unknown architecture"), std::string::npos) << read_error(path);
+    EXPECT_NE(read_error(path).find("unknown architecture 9"), std::string::npos) << read_error(path);
+    // The reserved word must be 0: a later version may give it a meaning.
+    bytes[32] = 2;
+    bytes[36] = 1;
+    test::write_file(path, bytes);
+    EXPECT_NE(read_error(path).find("reserved header word is 1"), std::string::npos) << read_error(path);
 }
 
 // Version 1 (Dendro before Mamba-2) had no architecture and no conv width: its files still load, as Mamba-1.

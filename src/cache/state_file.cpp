@@ -5,6 +5,7 @@
 #include <bit>
 #include <cstring>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "common/checked_int.h"
@@ -88,9 +89,9 @@ void encode_header(const StateFileHeader& h, uint8_t* out) {
     }
 }
 
-// `in` holds h.header_bytes() bytes of a header whose version (already read) is 1 or 2. Returns false when
-// the recorded architecture is unknown.
-bool decode_header(const uint8_t* in, StateFileHeader& h) {
+// `in` holds h.header_bytes() bytes of a header whose version (already read) is 1 or 2. Returns what is wrong
+// with it (an unknown architecture, a reserved word that is not 0), or an empty string.
+std::string decode_header(const uint8_t* in, StateFileHeader& h) {
     const uint8_t* p = in + kMagicBytes;
     const auto get = [&p](void* value, size_t size) {
         std::memcpy(value, p, size);
@@ -110,7 +111,7 @@ bool decode_header(const uint8_t* in, StateFileHeader& h) {
             get(field, sizeof *field);
         }
         sh.conv_channels = sh.d_inner;
-        return true;
+        return {};
     }
     uint32_t arch = 0, reserved = 0;
     get(&arch, sizeof arch);
@@ -119,14 +120,15 @@ bool decode_header(const uint8_t* in, StateFileHeader& h) {
          {&sh.n_layer, &sh.d_conv, &sh.conv_channels, &sh.d_inner, &sh.d_state, &h.n_vocab, &h.n_tokens}) {
         get(field, sizeof *field);
     }
+    if (reserved != 0) return concat("reserved header word is ", reserved, ", not 0");
     if (arch == kFileArchMamba1) {
         sh.arch = Architecture::Mamba1;
     } else if (arch == kFileArchMamba2) {
         sh.arch = Architecture::Mamba2;
     } else {
-        return false;
+        return concat("unknown architecture ", arch, " in the header");
     }
-    return true;
+    return {};
 }
 
 // An open state file being read front to back, feeding the checksum as it goes.
@@ -152,7 +154,7 @@ public:
         h.version = version;
         if (size_ < h.header_bytes()) fail("state file ", path_, ": truncated (", size_, " bytes)");
         read(bytes + kPreambleBytes, h.header_bytes() - kPreambleBytes);
-        if (!decode_header(bytes, h)) fail("state file ", path_, ": unknown architecture in the header");
+        if (const std::string problem = decode_header(bytes, h); !problem.empty()) fail("state file ", path_, ": ", problem);
         if (h.dtype != GgmlType::F32) {
             fail("state file ", path_, ": unsupported element type ", static_cast<uint32_t>(h.dtype));
         }
