@@ -171,6 +171,35 @@ TEST_F(StateFileTest, Mamba2ShapesRoundTrip) {
     EXPECT_NE(read_error(path).find("reserved header word is 1"), std::string::npos) << read_error(path);
 }
 
+// A header whose conv width no model has (Mamba-1's is d_inner; Mamba-2's adds B and C for whole groups) is
+// refused when read, before its body is sized: no model could restore it.
+TEST_F(StateFileTest, ShapesNoModelHasAreRefused) {
+    constexpr size_t kConvChannelsOffset = 56;
+    const auto refuse_conv_channels = [&](const StateSnapshot& s, int64_t conv_channels) {
+        write_state_file(path, kModel, s);
+        std::vector<uint8_t> bytes = test::read_file(path);
+        std::memcpy(bytes.data() + kConvChannelsOffset, &conv_channels, sizeof conv_channels);
+        test::write_file(path, bytes);
+        const std::string error = read_error(path);
+        EXPECT_NE(error.find("invalid sizes ("), std::string::npos) << "conv_channels " << conv_channels << ": " << error;
+    };
+    const StateShape& m1 = snapshot.state.shape;
+    refuse_conv_channels(snapshot, m1.d_inner + 2 * m1.d_state);
+    const ModelHparams m2 = test::tiny_mamba2_state_hparams();
+    const StateSnapshot s2 = random_snapshot(m2, random_tokens(5, m2.n_vocab, 3), 3);
+    const StateShape& sh = s2.state.shape;
+    for (const int64_t conv_channels : {sh.d_inner, sh.d_inner + sh.d_state, sh.d_inner + 2 * sh.d_state + 2, sh.d_inner - 2}) {
+        refuse_conv_channels(s2, conv_channels);
+    }
+
+    StateShape possible = sh;
+    EXPECT_TRUE(possible.is_possible());
+    possible.conv_channels = sh.d_inner + 6 * sh.d_state;  // three groups
+    EXPECT_TRUE(possible.is_possible());
+    possible.d_state = INT64_MAX;  // 2 * d_state would overflow
+    EXPECT_FALSE(possible.is_possible());
+}
+
 // Version 1 (Dendro before Mamba-2) had no architecture and no conv width: its files still load, as Mamba-1.
 TEST_F(StateFileTest, Version1FilesStillLoad) {
     write_state_file(path, kModel, snapshot);

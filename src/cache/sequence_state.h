@@ -21,6 +21,9 @@ struct StateShape {
     size_t conv_per_layer() const { return static_cast<size_t>((d_conv - 1) * conv_channels); }
     size_t ssm_per_layer() const { return static_cast<size_t>(d_inner * d_state); }
     bool operator==(const StateShape&) const = default;
+    // Some model has this shape: positive sizes whose conv channels are Mamba-1's d_inner, or Mamba-2's
+    // d_inner plus B and C for a whole number of groups (2 * n_group * d_state).
+    bool is_possible() const;
     // "mamba2: 24 layers, conv 3 x 1792, ssm 1536 x 128" (for messages).
     std::string text() const;
 };

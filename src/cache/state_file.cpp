@@ -59,11 +59,9 @@ BodyCounts body_counts(const StateFileHeader& h) {
             mul(mul(n_layer, static_cast<uint64_t>(sh.d_inner)), static_cast<uint64_t>(sh.d_state))};
 }
 
-// Every size of a state is at least 1: the reader and the writer refuse anything else.
-bool has_positive_sizes(const StateFileHeader& h) {
-    const StateShape& sh = h.shape;
-    return sh.n_layer >= 1 && sh.d_conv >= 1 && sh.conv_channels >= 1 && sh.d_inner >= 1 && sh.d_state >= 1 &&
-           h.n_vocab >= 1 && h.n_tokens >= 1;
+// A shape some model has, a vocabulary and at least one token: the reader and the writer refuse anything else.
+bool has_possible_sizes(const StateFileHeader& h) {
+    return h.shape.is_possible() && h.n_vocab >= 1 && h.n_tokens >= 1;
 }
 
 // Version 2's header (version 1's lacked the architecture and conv_channels, see decode_header).
@@ -158,9 +156,9 @@ public:
         if (h.dtype != GgmlType::F32) {
             fail("state file ", path_, ": unsupported element type ", static_cast<uint32_t>(h.dtype));
         }
-        if (!has_positive_sizes(h)) {
+        if (!has_possible_sizes(h)) {
             const StateShape& sh = h.shape;
-            fail("state file ", path_, ": invalid sizes (n_layer ", sh.n_layer, ", d_conv ", sh.d_conv,
+            fail("state file ", path_, ": invalid sizes (", architecture_name(sh.arch), ", n_layer ", sh.n_layer, ", d_conv ", sh.d_conv,
                  ", conv_channels ", sh.conv_channels, ", d_inner ", sh.d_inner, ", d_state ", sh.d_state, ", n_vocab ",
                  h.n_vocab, ", n_tokens ", h.n_tokens, ")");
         }
@@ -226,7 +224,7 @@ uint64_t state_file_size(const StateSnapshot& snapshot) { return state_file_head
 uint64_t write_state_file(const std::string& path, const ModelFingerprint& model, const StateSnapshot& snapshot) {
     const SequenceState& s = snapshot.state;
     const StateFileHeader h = state_file_header(model, snapshot);
-    if (!has_positive_sizes(h)) {
+    if (!has_possible_sizes(h)) {
         fail("state file ", path, ": refusing to save an empty or shapeless snapshot");
     }
     const BodyCounts counts = body_counts(h);
