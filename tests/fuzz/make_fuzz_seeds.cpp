@@ -4,6 +4,7 @@
 //   build-sanitize/fuzz/make_fuzz_seeds tests/fuzz/corpus
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,8 @@
 #include "cache/state_file.h"
 #include "state_snapshot_fixture.h"
 #include "tokenizer_gguf.h"
+#include "format/mapped_file.h"
+#include "torch_zip.h"
 
 namespace fs = std::filesystem;
 using namespace dendro;
@@ -92,6 +95,27 @@ void safetensors_seeds(const fs::path& dir) {
     }
 }
 
+// The small torch.save fixtures (a contiguous state dict, views into a shared storage, a non-contiguous one).
+constexpr const char* kTorchSeedFixtures[] = {"views", "noncontiguous"};
+
+void torch_checkpoint_seeds(const fs::path& dir) {
+    for (const char* fixture : kTorchSeedFixtures) {
+        copy_fixture(std::string("torch/") + fixture + ".bin", dir / (std::string(fixture) + ".bin"));
+    }
+}
+
+// Their data.pkl records, as the unpickler receives them.
+void torch_pickle_seeds(const fs::path& dir) {
+    for (const char* fixture : kTorchSeedFixtures) {
+        const auto archive = TorchZipArchive::open(
+            std::make_unique<MappedFile>(test::test_data_path(std::string("torch/") + fixture + ".bin")));
+        for (const auto& [name, bytes] : archive->records()) {
+            if (!name.ends_with("/data.pkl")) continue;
+            test::write_file((dir / (std::string(fixture) + ".pkl")).string(), std::vector<uint8_t>(bytes.begin(), bytes.end()));
+        }
+    }
+}
+
 void hf_config_seeds(const fs::path& dir) {
     for (const char* fixture : {"mamba_tied_bpe", "falcon_mamba_bpe", "mamba_f16_spm"}) {
         copy_fixture(std::string("hf/") + fixture + "/config.json", dir / (std::string(fixture) + ".json"));
@@ -130,7 +154,8 @@ int main(int argc, char** argv) {
         {"fuzz_gguf_model", gguf_model_seeds},           {"fuzz_state_file", state_file_seeds},
         {"fuzz_safetensors", safetensors_seeds},         {"fuzz_hf_config", hf_config_seeds},
         {"fuzz_hf_tokenizer", hf_tokenizer_seeds},       {"fuzz_spm_model_proto", spm_model_proto_seeds},
-        {"fuzz_tokenizer_roundtrip", tokenizer_roundtrip_seeds},
+        {"fuzz_tokenizer_roundtrip", tokenizer_roundtrip_seeds}, {"fuzz_torch_checkpoint", torch_checkpoint_seeds},
+        {"fuzz_torch_pickle", torch_pickle_seeds},
     };
     try {
         for (const auto& [name, make] : targets) {
