@@ -7,11 +7,14 @@
 #include <vector>
 
 #include "common/error.h"
+#include "cpu/thread_pool.h"
+#include "cpu/topology.h"
 #include "format/gguf.h"
 #include "hf_config.h"
 #include "hf_mamba2.h"
 #include "hf_tokenizer.h"
 #include "mamba_ssm_checkpoint.h"
+#include "parallel_rows.h"
 #include "model/model.h"
 #include "safetensors.h"
 
@@ -205,26 +208,28 @@ bool plan_mamba2_tensors(const HfMamba2Config& cfg, TensorPlanner& planner) {
     return plan_output_matrix(cfg.tie_word_embeddings, embd, cfg.vocab_size, cfg.hidden_size, planner);
 }
 
-// Converts one tensor row by row into `out`. Source rows are copied out of the mapping first: safetensors
-// data need not be aligned for its element type.
-void produce_tensor(const TensorPlan& plan, std::vector<uint8_t>& out) {
+// Converts one tensor row by row into `out`, the rows shared among the pool's threads. Source rows are
+// copied out of the mapping first: safetensors data need not be aligned for its element type.
+void produce_tensor(const TensorPlan& plan, ThreadPool& pool, std::vector<uint8_t>& out) {
     const int64_t row_length = plan.ne[0];
     int64_t n_rows = 1;
     for (size_t i = 1; i < plan.ne.size(); ++i) n_rows *= plan.ne[i];
     const size_t source_row_bytes = ggml_row_size(plan.source_type, row_length);
     const size_t out_row_bytes = ggml_row_size(plan.type, row_length);
     out.resize(out_row_bytes * static_cast<size_t>(n_rows));
-    std::vector<uint8_t> source_row(source_row_bytes);
-    std::vector<float> values(static_cast<size_t>(row_length));
-    for (int64_t r = 0; r < n_rows; ++r) {
-        std::memcpy(source_row.data(), plan.source->data.data() + static_cast<size_t>(r) * source_row_bytes,
-                    source_row_bytes);
-        dequantize_row(plan.source_type, source_row.data(), values.data(), row_length);
-        if (plan.transform == Transform::NegativeExp) {
-            for (float& v : values) v = -std::exp(v);
+    fill_rows_in_parallel(pool, n_rows, row_length, [&](int64_t row_begin, int64_t row_end) {
+        std::vector<uint8_t> source_row(source_row_bytes);
+        std::vector<float> values(static_cast<size_t>(row_length));
+        for (int64_t r = row_begin; r < row_end; ++r) {
+            std::memcpy(source_row.data(), plan.source->data.data() + static_cast<size_t>(r) * source_row_bytes,
+                        source_row_bytes);
+            dequantize_row(plan.source_type, source_row.data(), values.data(), row_length);
+            if (plan.transform == Transform::NegativeExp) {
+                for (float& v : values) v = -std::exp(v);
+            }
+            quantize_row(plan.type, values.data(), out.data() + static_cast<size_t>(r) * out_row_bytes, row_length);
         }
-        quantize_row(plan.type, values.data(), out.data() + static_cast<size_t>(r) * out_row_bytes, row_length);
-    }
+    });
 }
 
 // The keys llama.cpp's converter writes for every Mamba architecture.
@@ -266,10 +271,11 @@ void write_gguf(const ConvertOptions& options, int64_t n_vocab, const std::vecto
                 GgufWriter& writer, ConvertSummary& summary) {
     add_hf_tokenizer(options.vocab_dir.empty() ? options.model_dir : options.vocab_dir, n_vocab, writer, options.warn);
     writer.set("general.quantization_version", GgufValue::u32(kQuantizationVersion));
+    ThreadPool pool(default_thread_count());  // the tensors are produced inside writer.write below
     for (const TensorPlan& plan : plans) {
         summary.n_params += plan.source->n_elements();
         writer.add_tensor(plan.name, plan.type, plan.ne,
-                          [&plan](std::vector<uint8_t>& out) { produce_tensor(plan, out); });
+                          [&plan, &pool](std::vector<uint8_t>& out) { produce_tensor(plan, pool, out); });
     }
     summary.n_tensors = static_cast<int64_t>(plans.size());
     writer.write(options.output_path, options.progress);

@@ -12,6 +12,7 @@
 #include "cpu/topology.h"
 #include "common/error.h"
 #include "format/gguf.h"
+#include "parallel_rows.h"
 #include "tensor_types.h"
 #include "synthetic_vocab.h"
 #include "cpu/thread_pool.h"
@@ -25,8 +26,6 @@ constexpr float kSkipJitter = 0.1f;        // D in 1 +- 0.1
 constexpr float kBiasScale = 0.05f;        // optional biases
 constexpr double kDtMin = 1e-3, kDtMax = 1e-1;
 constexpr float kMamba2AMin = 1.0f, kMamba2AMax = 16.0f;  // HF Mamba2Mixer: A_log = log(uniform(1, 16))
-// Tensors smaller than this are generated on one thread: waking the others would cost more.
-constexpr int64_t kParallelElements = int64_t{1} << 20;
 // llama.cpp's converter writes this context length for Mamba, which has no limit of its own.
 constexpr uint32_t kMambaContextLength = 1u << 20;
 
@@ -69,18 +68,13 @@ public:
         // The tensor is filled when the writer streams it out, after add() has returned: the pool is shared.
         writer.add_tensor(name, type, std::move(ne), [=, pool = pool_](std::vector<uint8_t>& out) {
             out.resize(row_bytes * static_cast<size_t>(n_rows));
-            const auto fill_rows = [&](int thread, int n_threads) {
+            fill_rows_in_parallel(*pool, n_rows, row_length, [&](int64_t row_begin, int64_t row_end) {
                 std::vector<float> values(static_cast<size_t>(row_length));
-                for (int64_t r = thread; r < n_rows; r += n_threads) {
+                for (int64_t r = row_begin; r < row_end; ++r) {
                     fn(stream, r, values.data(), row_length);
                     quantize_row(type, values.data(), out.data() + r * row_bytes, row_length);
                 }
-            };
-            if (row_length * n_rows >= kParallelElements) {
-                pool->run(fill_rows);
-            } else {
-                fill_rows(0, 1);
-            }
+            });
         });
     }
 
