@@ -36,6 +36,8 @@ TEST_F(BenchCli, PrintsPromptAndGenerationRates) {
     EXPECT_NE(result.out.find("| cpu |"), std::string::npos) << result.out;
     EXPECT_NE(result.out.find("backend memory:"), std::string::npos) << result.out;
     EXPECT_NE(result.out.find("sampling on the host"), std::string::npos) << result.out;
+    EXPECT_NE(result.out.find("machine read bandwidth: "), std::string::npos) << result.out;
+    EXPECT_NE(result.out.find("% of the machine's read bandwidth"), std::string::npos) << result.out;
 }
 
 TEST_F(BenchCli, JsonReportHasOneResultPerTest) {
@@ -52,7 +54,15 @@ TEST_F(BenchCli, JsonReportHasOneResultPerTest) {
         EXPECT_GT(row["tokens_per_second"].get<double>(), 0.0) << row.dump();
         EXPECT_GE(row["tokens_per_second_sd"].get<double>(), 0.0) << row.dump();
     }
-    EXPECT_GT(report["results"][1]["weight_bandwidth_gb_per_s"].get<double>(), 0.0);
+    const double weight_gbs = report["results"][1]["weight_bandwidth_gb_per_s"].get<double>();
+    EXPECT_GT(weight_gbs, 0.0);
+    // The machine's read bandwidth, measured with the backend's one thread, and decode's share of it.
+    const auto& read = report["read_bandwidth"];
+    EXPECT_GT(read["gb_per_s"].get<double>(), 0.0) << read.dump();
+    EXPECT_EQ(read["threads"], 1) << read.dump();
+    EXPECT_GE(read["buffer_bytes"].get<uint64_t>(), uint64_t{256} << 20) << read.dump();
+    EXPECT_DOUBLE_EQ(report["results"][1]["weight_bandwidth_fraction"].get<double>(),
+                     weight_gbs / read["gb_per_s"].get<double>());
 }
 
 TEST_F(BenchCli, SkipsATestAskedForZeroTokens) {
@@ -61,6 +71,13 @@ TEST_F(BenchCli, SkipsATestAskedForZeroTokens) {
     const auto report = nlohmann::json::parse(result.out);
     ASSERT_EQ(report["results"].size(), 1u);
     EXPECT_EQ(report["results"][0]["test"], "tg2");
+}
+
+// Prefill alone never reads the weights once per token: no bandwidth is measured for it.
+TEST_F(BenchCli, PrefillAloneMeasuresNoBandwidth) {
+    const auto result = bench("-p 4 -n 0 -r 1 --device cpu -t 1 --json");
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    EXPECT_FALSE(nlohmann::json::parse(result.out).contains("read_bandwidth")) << result.out;
 }
 
 TEST_F(BenchCli, RejectsBadArgumentsWithOneErrorLine) {

@@ -3,12 +3,13 @@
 // each step feeding back its greedy tokens (sampled on the device when the backend can). Each test runs once
 // to warm up (CUDA graphs are captured then), then -r times; states are reset before each repetition. Reports
 // mean ± sample standard deviation of tokens per second, the backend's memory and, for tg, the weight
-// bandwidth achieved. --random-shape benchmarks a random model of a published Mamba shape instead of -m.
+// bandwidth achieved (on the CPU also as a share of the machine's read bandwidth, measured first). --random-shape benchmarks a random model of a published Mamba shape instead of -m.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -22,6 +23,8 @@
 #include "flag_checks.h"
 #include "measure.h"
 #include "common/error.h"
+#include "cpu/read_bandwidth.h"
+#include "cpu/topology.h"
 #include "model/model.h"
 #include "random_model.h"
 
@@ -203,6 +206,11 @@ void bench(const BenchOptions& opt) {
         std::string sampling;         // tg only
     };
     std::vector<Result> results;
+    // What decode can at best reach on the CPU, with the backend's threads, measured before the tests.
+    std::optional<ReadBandwidth> read_bandwidth;
+    if (opt.n_gen > 0 && backend->name() == "cpu") {
+        read_bandwidth = measure_read_bandwidth(opt.n_threads > 0 ? opt.n_threads : default_thread_count());
+    }
 
     if (opt.n_prompt > 0) {
         const std::vector<int32_t> tokens = random_tokens(static_cast<size_t>(opt.n_prompt), n_vocab);
@@ -242,11 +250,17 @@ void bench(const BenchOptions& opt) {
         out["weight_bytes_per_token"] = backend->weight_bytes_per_token();
         out["repetitions"] = opt.repetitions;
         out["batch"] = opt.batch;
+        if (read_bandwidth) {
+            out["read_bandwidth"] = {{"gb_per_s", read_bandwidth->gb_per_s},
+                                     {"buffer_bytes", read_bandwidth->buffer_bytes},
+                                     {"threads", read_bandwidth->threads}};
+        }
         for (const Result& r : results) {
             nlohmann::json row{{"test", r.test}, {"tokens_per_second", r.tokens_per_second.mean},
                                {"tokens_per_second_sd", r.tokens_per_second.sd}};
             if (!r.sampling.empty()) {
                 row["weight_bandwidth_gb_per_s"] = r.bandwidth_gbs;
+                if (read_bandwidth) row["weight_bandwidth_fraction"] = r.bandwidth_gbs / read_bandwidth->gb_per_s;
                 row["sampling"] = r.sampling;
             }
             out["results"].push_back(row);
@@ -263,11 +277,19 @@ void bench(const BenchOptions& opt) {
     std::printf("\nbackend memory: %s; weights read per decode step: %s\n",
                 format_byte_size(backend->device_memory_bytes()).c_str(),
                 format_byte_size(backend->weight_bytes_per_token()).c_str());
+    if (read_bandwidth) {
+        std::printf("machine read bandwidth: %.1f GB/s (%d thread%s, %s buffer, best of %d passes)\n",
+                    read_bandwidth->gb_per_s, read_bandwidth->threads, read_bandwidth->threads == 1 ? "" : "s",
+                    format_byte_size(read_bandwidth->buffer_bytes).c_str(), kReadBandwidthPasses);
+    }
     for (const Result& r : results) {
-        if (!r.sampling.empty()) {
-            std::printf("%s: %.1f GB/s of weights, sampling on the %s\n", r.test.c_str(), r.bandwidth_gbs,
-                        r.sampling.c_str());
-        }
+        if (r.sampling.empty()) continue;
+        const std::string share =
+            read_bandwidth ? concat(" (", std::lround(100.0 * r.bandwidth_gbs / read_bandwidth->gb_per_s),
+                                    " % of the machine's read bandwidth)")
+                           : std::string();
+        std::printf("%s: %.1f GB/s of weights%s, sampling on the %s\n", r.test.c_str(), r.bandwidth_gbs,
+                    share.c_str(), r.sampling.c_str());
     }
 }
 
