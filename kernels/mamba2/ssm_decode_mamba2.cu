@@ -104,6 +104,8 @@ Mamba2DecodeWorkspace::Mamba2DecodeWorkspace(int max_batch, int64_t n_head, int6
     partial_sums_ = DeviceBuffer(batch * n_head * row_blocks(head_dim) * sizeof(float), "Mamba-2 decode norm sums");
     arrivals_ = DeviceBuffer(batch * n_group * sizeof(unsigned), "Mamba-2 decode norm counters");
     check(cudaMemset(arrivals_.get(), 0, arrivals_.bytes()), "clearing the Mamba-2 decode norm counters");
+    // The memset runs on the legacy default stream, which the backend's non-blocking stream does not wait for.
+    check(cudaDeviceSynchronize(), "clearing the Mamba-2 decode norm counters");
 }
 
 void launch_mamba2_decode(const Mamba2DecodeParams& p, const Mamba2DecodeWorkspace& workspace, cudaStream_t stream) {
