@@ -18,6 +18,7 @@
 #include "common/error.h"
 #include "gemm.h"
 #include "gemv.h"
+#include "mamba2/mamba2_mixer.h"
 #include "projection.h"
 #include "rms_norm.h"
 #include "sampled_tokens.h"
@@ -103,6 +104,8 @@ private:
     float* ssm_state(int slot, int64_t layer) const;
     void run_layers(const Rows& rows);
     void run_mixer(int64_t layer, const Rows& rows);
+    // Mamba-2's mixer (mamba2/mamba2_mixer.h) from the normed rows in xn_ to out_.
+    void run_mamba2_mixer(int64_t layer, const Rows& rows);
     // Final residual add, norm and lm_head for rows [first, first + n) into logits_.
     void compute_logits(int64_t first, int64_t n);
     // Issues one decode step of n sequences whose inputs are in pinned_inputs_; with `sample`, ends with the
@@ -126,6 +129,7 @@ private:
     cuda::DeviceBuffer decode_inputs_, sampled_tokens_;
     cuda::PinnedBuffer pinned_inputs_, pinned_tokens_, pinned_logits_;
     std::map<std::pair<int, bool>, std::unique_ptr<cuda::CudaGraph>> decode_graphs_;
+    std::unique_ptr<cuda::Mamba2Workspace> mamba2_;  // Mamba-2 models only
 };
 
 CudaBackend::CudaBackend(const Model& model, const BackendOptions& options)
@@ -135,7 +139,7 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& options)
     check(cudaGetDeviceProperties(&props, device_), "reading the device's properties");
     name_ = concat("cuda:", device_, " (", props.name, ")");
 
-    conv_per_slot_ = hp_.n_layer * (hp_.d_conv - 1) * hp_.d_inner;
+    conv_per_slot_ = hp_.n_layer * (hp_.d_conv - 1) * hp_.conv_channels();
     ssm_per_slot_ = hp_.n_layer * hp_.d_inner * hp_.d_state;
     const auto slots = static_cast<size_t>(n_seq_max_);
     conv_states_ = cuda::DeviceBuffer(slots * conv_per_slot_ * sizeof(float), "conv window states");
@@ -149,8 +153,8 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& options)
     tokens_ = cuda::DeviceBuffer(rows * sizeof(int32_t), "prompt tokens");
     h_ = cuda::DeviceBuffer(rows * hp_.d_model * f, "residual stream");
     xn_ = cuda::DeviceBuffer(rows * hp_.d_model * f, "normed activations");
-    xz_ = cuda::DeviceBuffer(rows * 2 * hp_.d_inner * f, "in_proj outputs");
-    xc_ = cuda::DeviceBuffer(rows * hp_.d_inner * f, "conv outputs");
+    xz_ = cuda::DeviceBuffer(rows * hp_.in_proj_rows() * f, "in_proj outputs");
+    xc_ = cuda::DeviceBuffer(rows * hp_.conv_channels() * f, "conv outputs");
     x_dbl_ = cuda::DeviceBuffer(rows * x_dbl_width_ * f, "x_proj outputs");
     dt_ = cuda::DeviceBuffer(rows * hp_.d_inner * f, "dt_proj outputs");
     y_ = cuda::DeviceBuffer(rows * hp_.d_inner * f, "SSM outputs");
@@ -167,13 +171,16 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& options)
         matrices.insert(matrices.end(), {l.ssm_in, l.ssm_x, l.ssm_dt, l.ssm_out});
     }
     gemm_.reserve(std::max<int64_t>({kPrefillChunk, kLogitsChunk, kMaxDecodeBatch}), matrices);
+    if (hp_.arch == Architecture::Mamba2) {
+        mamba2_ = std::make_unique<cuda::Mamba2Workspace>(hp_, kPrefillChunk, kMaxDecodeBatch);
+    }
     synchronize("initialising the backend");
 }
 
 void CudaBackend::synchronize(const char* what) const { check(cudaStreamSynchronize(stream_.get()), what); }
 
 float* CudaBackend::conv_state(int slot, int64_t layer) const {
-    return conv_states_.as<float>() + slot * conv_per_slot_ + layer * (hp_.d_conv - 1) * hp_.d_inner;
+    return conv_states_.as<float>() + slot * conv_per_slot_ + layer * (hp_.d_conv - 1) * hp_.conv_channels();
 }
 
 float* CudaBackend::ssm_state(int slot, int64_t layer) const {
@@ -239,6 +246,10 @@ void CudaBackend::run_mixer(int64_t layer, const Rows& rows) {
     const auto* inputs = decode_inputs_.as<DecodeInputs>();
 
     cuda::launch_residual_rms_norm(h, layer == 0 ? nullptr : out, w.attn_norm, xn, n, d_model, hp_.norm_eps, s);
+    if (mamba2_) {
+        run_mamba2_mixer(layer, rows);
+        return;
+    }
     cuda::project(w.ssm_in, w.ssm_in_b, xn, d_model, n, xz, 2 * d_inner, gemm_, s);
 
     const cuda::ConvWeights conv{d_inner, hp_.d_conv, w.conv_w, w.conv_b};
@@ -304,6 +315,20 @@ void CudaBackend::run_mixer(int64_t layer, const Rows& rows) {
     }
 
     cuda::project(w.ssm_out, w.ssm_out_b, y, d_inner, n, out, d_model, gemm_, s);
+}
+
+void CudaBackend::run_mamba2_mixer(int64_t layer, const Rows& rows) {
+    const cuda::DeviceLayer& w = weights_.layers()[layer];
+    const cuda::Mamba2Activations a{xz_.as<float>(), xc_.as<float>(), y_.as<float>()};
+    const cuda::Mamba2SlotStates states{conv_state(0, layer), conv_per_slot_, ssm_state(0, layer), ssm_per_slot_,
+                                        decode_inputs_.as<DecodeInputs>()->slots};
+    if (rows.prefill_slot >= 0) {
+        cuda::run_mamba2_prefill(hp_, w, xn_.as<float>(), rows.n, states, rows.prefill_slot, a, out_.as<float>(),
+                                 *mamba2_, gemm_, stream_.get());
+    } else {
+        cuda::run_mamba2_decode(hp_, w, xn_.as<float>(), static_cast<int>(rows.n), states, a, out_.as<float>(),
+                                *mamba2_, gemm_, stream_.get());
+    }
 }
 
 void CudaBackend::compute_logits(int64_t first, int64_t n) {
@@ -414,7 +439,7 @@ bool CudaBackend::decode_sample(std::span<const int> seqs, std::span<const int32
 }
 
 uint64_t CudaBackend::device_memory_bytes() const {
-    uint64_t total = weights_.bytes() + gemm_.scratch_bytes();
+    uint64_t total = weights_.bytes() + gemm_.scratch_bytes() + (mamba2_ ? mamba2_->bytes() : 0);
     for (const cuda::DeviceBuffer* b : {&conv_states_, &ssm_states_, &rng_counters_, &tokens_, &h_, &xn_, &xz_, &xc_,
                                         &x_dbl_, &dt_, &y_, &out_, &logits_, &decode_inputs_, &sampled_tokens_}) {
         total += b->bytes();
@@ -434,7 +459,8 @@ int cuda_device_count() {
 }
 
 bool cuda_supports(const Model& model) {
-    if (model.hparams().arch != Architecture::Mamba1) return false;
+    const ModelHparams& hp = model.hparams();
+    if (hp.arch == Architecture::Mamba2 && !cuda::mamba2_shape_supported(hp)) return false;
     const auto device_type = [](const TensorView& t) {
         return t.type == GgmlType::F32 || t.type == GgmlType::F16 || t.type == GgmlType::BF16 ||
                t.type == GgmlType::Q8_0;
@@ -450,9 +476,11 @@ bool cuda_supports(const Model& model) {
 }
 
 std::unique_ptr<Backend> make_cuda_backend(const Model& model, const BackendOptions& options) {
-    if (model.hparams().arch != Architecture::Mamba1) {
-        fail("the CUDA backend runs only Mamba-1 models so far; this model is '",
-             architecture_name(model.hparams().arch), "': use --device cpu");
+    const ModelHparams& hp = model.hparams();
+    if (hp.arch == Architecture::Mamba2 && !cuda::mamba2_shape_supported(hp)) {
+        fail("the CUDA backend's Mamba-2 kernels take head_dim and d_state up to ", cuda::kMaxSsdHeadDim, " and ",
+             cuda::kMaxSsdState, " and conv widths up to ", cuda::kMaxConvWidth, "; this model has head_dim ",
+             hp.head_dim, ", d_state ", hp.d_state, ", conv width ", hp.d_conv, ": use --device cpu");
     }
     return std::make_unique<CudaBackend>(model, options);
 }

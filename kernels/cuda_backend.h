@@ -1,4 +1,4 @@
-// The CUDA backend: the model's weights (as loaded: F32/F16/BF16/Q8_0) and every sequence's state live on the
+// The CUDA backend (Mamba-1 and Mamba-2): the model's weights (as loaded: F32/F16/BF16/Q8_0) and every sequence's state live on the
 // device; each backend owns one stream. Prefill runs cuBLAS GEMMs and the chunked selective scan; decode runs
 // GEMV kernels and a fused SSM step per layer, the whole step (embedding to logits or sampled tokens) captured
 // once per batch size as a CUDA graph and replayed per token.
@@ -10,7 +10,8 @@
 
 namespace dendro {
 
-// Whether the CUDA backend computes this model: Mamba-1 with F32, F16, BF16 or Q8_0 matrices.
+// Whether the CUDA backend computes this model: Mamba-1, or Mamba-2 of a shape its kernels take
+// (mamba2/mamba2_mixer.h), with F32, F16, BF16 or Q8_0 matrices.
 bool cuda_supports(const Model& model);
 // Throws dendro::Error when no CUDA device is usable, the model is not one cuda_supports, or device memory
 // runs out.

@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <cstring>
+#include <variant>
 
 #include "common/error.h"
 #include "cuda_check.h"
@@ -63,6 +64,24 @@ const float* DeviceModel::add_vector(const TensorView& t) {
     return v;
 }
 
+DeviceLayer DeviceModel::add_mamba2(const LayerWeights& layer) {
+    const Mamba2Mixer& l = layer.mamba2();
+    DeviceLayer d;
+    d.attn_norm = add_vector(layer.attn_norm);
+    d.ssm_in = add_matrix(l.ssm_in);
+    d.ssm_in_b = add_vector(l.ssm_in_b);
+    d.conv_w = add_vector(l.conv1d_w);
+    d.conv_b = add_vector(l.conv1d_b);
+    d.ssm_dt_b = add_vector(l.ssm_dt_b);
+    d.ssm_a = add_vector(l.ssm_a);
+    d.ssm_d = add_vector(l.ssm_d);
+    d.ssm_norm = add_vector(l.ssm_norm);
+    d.ssm_out = add_matrix(l.ssm_out);
+    d.ssm_out_b = add_vector(l.ssm_out_b);
+    bytes_per_token_ += d.ssm_in.bytes() + d.ssm_out.bytes();
+    return d;
+}
+
 DeviceModel::DeviceModel(const Model& model) {
     const ModelWeights& w = model.weights();
     token_embd_ = add_matrix(w.token_embd);
@@ -71,7 +90,10 @@ DeviceModel::DeviceModel(const Model& model) {
     bytes_per_token_ += output_.bytes() + token_embd_.bytes() / static_cast<uint64_t>(token_embd_.rows);
     layers_.reserve(w.layers.size());
     for (const LayerWeights& layer : w.layers) {
-        // The CUDA backend computes Mamba-1 only so far; make_cuda_backend refuses the others.
+        if (std::holds_alternative<Mamba2Mixer>(layer.mixer)) {
+            layers_.push_back(add_mamba2(layer));
+            continue;
+        }
         const Mamba1Mixer& l = layer.mamba1();
         DeviceLayer d;
         d.attn_norm = add_vector(layer.attn_norm);

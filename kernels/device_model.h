@@ -11,6 +11,8 @@
 
 namespace dendro::cuda {
 
+// Mamba-2 leaves ssm_x and ssm_dt empty, its conv covers xBC ([conv_channels][d_conv]) and its ssm_dt_b,
+// ssm_a and ssm_d hold one value per head.
 struct DeviceLayer {
     const float* attn_norm = nullptr;
     DeviceMatrix ssm_in;
@@ -24,6 +26,7 @@ struct DeviceLayer {
     const float* ssm_d = nullptr;
     DeviceMatrix ssm_out;
     const float* ssm_out_b = nullptr;
+    const float* ssm_norm = nullptr;  // Mamba-2 only: the gated RMSNorm's weight, [d_inner]
 };
 
 // Copies one matrix tensor to the device (repacking Q8_0); the memory joins `storage`. Throws naming the tensor
@@ -46,6 +49,7 @@ public:
     uint64_t bytes_per_token() const { return bytes_per_token_; }  // what one decode step reads
 
 private:
+    DeviceLayer add_mamba2(const LayerWeights& layer);
     DeviceMatrix add_matrix(const TensorView& t);
     const float* add_vector(const TensorView& t);
 

@@ -12,7 +12,8 @@
 #   memcheck-*, racecheck-*   compute-sanitizer on the kernel tests (small shapes)
 #   smoke      greedy generation with the bundled model on cuda, compared with cpu
 #   bench-*    dendro bench on the random models (pp2048 + tg128 at batch 1, tg128 at batch 16), then
-#              tools/bench_hf.py (HF transformers, same GPU)
+#              tools/bench_hf.py (HF transformers, same GPU); then Mamba-2: mamba2-2.7b pp2048 + tg128 and
+#              pp8192 at batch 1, codestral-7b tg128 at batch 1, and HF at mamba2-2.7b (what budget is left)
 # Every step runs under its own timeout, cut to what is left of --budget; the logs go into one archive,
 # $OUT/gpu-session.tar.gz, with the step table in $OUT/summary.md, printed last.
 #   tools/gpu_session.sh [--dry-run] [--budget SECONDS] [--python PYTHON]
@@ -42,7 +43,11 @@ readonly reserve_s=10
 readonly jobs=16
 readonly sanitizer_step_s=40 sanitizer_budget_s=150
 readonly kernel_tests=(gpu_test_norm_conv gpu_test_projection gpu_test_sampling gpu_test_selective_scan
-                       gpu_test_ssm_decode)
+                       gpu_test_ssm_decode gpu_test_mamba2_kernels)
+# Sanitizer runs of kernel tests whose whole shape list would outlast sanitizer_step_s: a few small shapes.
+declare -A sanitizer_filter=([gpu_test_mamba2_kernels]='--gtest_filter=*P6_N5*:*P40_N100*:*GatedNorm*')
+# The Mamba-2 shapes benchmarked after the Mamba-1 ones (docs/cuda-notes.md, "Mamba-2", gives their floors).
+readonly mamba2_shapes=(mamba2-2.7b codestral-7b)
 mapfile -t gpu_tests < <(cd "$root/tests" && ls gpu_test_*.cpp | sed 's/\.cpp$//')
 deadline=$((SECONDS + budget_s))
 logs="$(mktemp -d "${TMPDIR:-/tmp}/dendro-gpu-session.XXXXXX")"
@@ -165,7 +170,7 @@ models="$build/bench-models"
 # The random models are written on the CPU while the tests build.
 generate_models() {
   local shape
-  for shape in 130m 2.8b; do
+  for shape in 130m 2.8b "${mamba2_shapes[@]}"; do
     [[ -s "$models/random-$shape-f16.gguf" ]] && continue
     step_note="random-$shape-f16" run_step "model-$shape" 150 "$dendro" bench --random-shape "$shape" --type f16 \
       --random-out "$models/random-$shape-f16.gguf" -p 1 -n 0 -r 1 --device cpu
@@ -189,7 +194,10 @@ for tool in memcheck racecheck; do
     limit=$((sanitizer_end - SECONDS))
     [[ $limit -gt $sanitizer_step_s ]] && limit=$sanitizer_step_s
     if [[ $limit -lt 1 ]]; then record "$tool-$t" skipped 0 "sanitizer budget (${sanitizer_budget_s}s) spent"; continue; fi
-    run_step "$tool-$t" "$limit" env DENDRO_REQUIRE_GPU=1 "$sanitizer" --tool "$tool" --error-exitcode 1 "$build/bin/$t"
+    filter=()
+    [[ -n "${sanitizer_filter[$t]:-}" ]] && filter=("${sanitizer_filter[$t]}")
+    run_step "$tool-$t" "$limit" env DENDRO_REQUIRE_GPU=1 "$sanitizer" --tool "$tool" --error-exitcode 1 "$build/bin/$t" \
+      "${filter[@]}"
   done
 done
 
@@ -230,4 +238,19 @@ done
 run_step bench-hf 150 env PYTHONUNBUFFERED=1 "$python" "$root/tools/bench_hf.py" --shapes 130m,2.8b --prefill 2048 \
   --decode 128 --batches 1,16 --reps 2 --json "$logs/bench/hf.json" &&
   [[ $dry_run -eq 0 ]] && record hf ok 0 "$(bench_numbers "$logs/bench/hf.json")"
+# Mamba-2 (issue 11): decode at batch 1 against the bandwidth floor, prefill at 2,048 and 8,192 tokens
+# against the tensor-core floor (docs/cuda-notes.md, "Mamba-2").
+model="$models/random-mamba2-2.7b-f16.gguf"
+run_step bench-mamba2-2.7b 120 bash -c "'$dendro' bench -m '$model' -p 2048 -n 128 -r 3 --device cuda --json \
+  >'$logs/bench/dendro-mamba2-2.7b-b1.json' && '$dendro' bench -m '$model' -p 8192 -n 0 -r 2 --device cuda --json \
+  >'$logs/bench/dendro-mamba2-2.7b-pp8192.json'" &&
+  [[ $dry_run -eq 0 ]] && record dendro-mamba2-2.7b ok 0 "$(bench_numbers "$logs/bench/dendro-mamba2-2.7b-b1.json" \
+    "$logs/bench/dendro-mamba2-2.7b-pp8192.json")"
+model="$models/random-codestral-7b-f16.gguf"
+run_step bench-codestral-7b 90 bash -c "'$dendro' bench -m '$model' -p 512 -n 128 -r 3 --device cuda --json \
+  >'$logs/bench/dendro-codestral-7b-b1.json'" &&
+  [[ $dry_run -eq 0 ]] && record dendro-codestral-7b ok 0 "$(bench_numbers "$logs/bench/dendro-codestral-7b-b1.json")"
+run_step bench-hf-mamba2 120 env PYTHONUNBUFFERED=1 "$python" "$root/tools/bench_hf.py" --shapes mamba2-2.7b \
+  --prefill 2048 --decode 128 --batches 1 --reps 2 --json "$logs/bench/hf-mamba2.json" &&
+  [[ $dry_run -eq 0 ]] && record hf-mamba2 ok 0 "$(bench_numbers "$logs/bench/hf-mamba2.json")"
 finish
