@@ -10,6 +10,7 @@
 
 #include "backend/backend_arguments.h"
 #include "conv1d.h"
+#include "conv_x_proj.h"
 #include "cuda_check.h"
 #include "cuda_graph.h"
 #include "device_buffer.h"
@@ -123,6 +124,7 @@ private:
     cuda::DeviceBuffer conv_states_, ssm_states_, rng_counters_;
     int64_t x_dbl_width_;
     cuda::DeviceBuffer tokens_, h_, xn_, xz_, xc_, x_dbl_, dt_, y_, out_, logits_;
+    cuda::DeviceBuffer x_dbl_partials_;  // decode of up to kMaxGemvBatch rows: conv_x_proj's partial sums
     cuda::DeviceBuffer decode_inputs_, sampled_tokens_;
     cuda::PinnedBuffer pinned_inputs_, pinned_tokens_, pinned_logits_;
     std::map<std::pair<int, bool>, std::unique_ptr<cuda::CudaGraph>> decode_graphs_;
@@ -152,6 +154,8 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& options)
     xz_ = cuda::DeviceBuffer(rows * 2 * hp_.d_inner * f, "in_proj outputs");
     xc_ = cuda::DeviceBuffer(rows * hp_.d_inner * f, "conv outputs");
     x_dbl_ = cuda::DeviceBuffer(rows * x_dbl_width_ * f, "x_proj outputs");
+    const auto partial_rows = static_cast<size_t>(cuda::conv_x_proj_max_partials(hp_.d_inner)) * cuda::kMaxGemvBatch;
+    x_dbl_partials_ = cuda::DeviceBuffer(partial_rows * x_dbl_width_ * f, "x_proj partial sums");
     dt_ = cuda::DeviceBuffer(rows * hp_.d_inner * f, "dt_proj outputs");
     y_ = cuda::DeviceBuffer(rows * hp_.d_inner * f, "SSM outputs");
     out_ = cuda::DeviceBuffer(rows * hp_.d_model * f, "out_proj outputs");
@@ -242,15 +246,35 @@ void CudaBackend::run_mixer(int64_t layer, const Rows& rows) {
     cuda::project(w.ssm_in, w.ssm_in_b, xn, d_model, n, xz, 2 * d_inner, gemm_, s);
 
     const cuda::ConvWeights conv{d_inner, hp_.d_conv, w.conv_w, w.conv_b};
+    // Decode in the GEMV regime fuses the conv into x_proj and leaves partial x_proj rows for the SSM decode
+    // to sum (kernels/conv_x_proj.h); prefill and larger decode batches run the conv, then x_proj whole.
+    const bool fused_x_proj = rows.prefill_slot < 0 && n <= cuda::kMaxGemvBatch;
     if (rows.prefill_slot >= 0) {
         cuda::launch_conv1d_prefill(conv, xz, 2 * d_inner, n, conv_state(rows.prefill_slot, layer), xc, s);
-    } else {
+    } else if (!fused_x_proj) {
         cuda::launch_conv1d_decode(conv, xz, 2 * d_inner, static_cast<int>(n), conv_state(0, layer), conv_per_slot_,
                                    inputs->slots, xc, s);
     }
-
-    cuda::project(w.ssm_x, nullptr, xc, d_inner, n, x_dbl, x_dbl_width_, gemm_, s);
-    if (hp_.dt_b_c_rms) {
+    if (fused_x_proj) {
+        cuda::ConvXProjParams p;
+        p.n_batch = static_cast<int>(n);
+        p.conv = conv;
+        p.x = xz;
+        p.x_stride = 2 * d_inner;
+        p.windows = conv_state(0, layer);
+        p.slot_stride = conv_per_slot_;
+        p.slots = inputs->slots;
+        p.u = xc;
+        p.u_stride = d_inner;
+        p.x_proj = w.ssm_x;
+        p.partials = x_dbl_partials_.as<float>();
+        p.partial_stride = n * x_dbl_width_;
+        cuda::launch_conv_x_proj(p, s);
+    } else {
+        cuda::project(w.ssm_x, nullptr, xc, d_inner, n, x_dbl, x_dbl_width_, gemm_, s);
+    }
+    // Decode applies the dt/B/C norms inside the SSM decode kernel.
+    if (hp_.dt_b_c_rms && rows.prefill_slot >= 0) {
         cuda::launch_rms_norm_segment(x_dbl, x_dbl_width_, 0, dt_rank, n, hp_.mixer_rms_eps, s);
         cuda::launch_rms_norm_segment(x_dbl, x_dbl_width_, dt_rank, d_state, n, hp_.mixer_rms_eps, s);
         cuda::launch_rms_norm_segment(x_dbl, x_dbl_width_, dt_rank + d_state, d_state, n, hp_.mixer_rms_eps, s);
@@ -285,8 +309,12 @@ void CudaBackend::run_mixer(int64_t layer, const Rows& rows) {
         p.d_inner = d_inner;
         p.d_state = d_state;
         p.dt_rank = dt_rank;
-        p.x_dbl = x_dbl;
+        p.x_dbl = fused_x_proj ? x_dbl_partials_.as<float>() : x_dbl;
         p.x_dbl_stride = x_dbl_width_;
+        p.n_partials = fused_x_proj ? static_cast<int>(cuda::conv_x_proj_partials(d_inner, static_cast<int>(n))) : 1;
+        p.partial_stride = n * x_dbl_width_;
+        p.norm_dt_b_c = hp_.dt_b_c_rms;
+        p.norm_eps = hp_.mixer_rms_eps;
         p.dt_weight = w.ssm_dt;
         p.dt_bias = w.ssm_dt_b;
         p.A = w.ssm_a;
@@ -416,7 +444,8 @@ bool CudaBackend::decode_sample(std::span<const int> seqs, std::span<const int32
 uint64_t CudaBackend::device_memory_bytes() const {
     uint64_t total = weights_.bytes() + gemm_.scratch_bytes();
     for (const cuda::DeviceBuffer* b : {&conv_states_, &ssm_states_, &rng_counters_, &tokens_, &h_, &xn_, &xz_, &xc_,
-                                        &x_dbl_, &dt_, &y_, &out_, &logits_, &decode_inputs_, &sampled_tokens_}) {
+                                        &x_dbl_, &x_dbl_partials_, &dt_, &y_, &out_, &logits_, &decode_inputs_,
+                                        &sampled_tokens_}) {
         total += b->bytes();
     }
     return total;

@@ -95,13 +95,11 @@ template <GgmlType T, int NB>
 void launch_typed(const DeviceMatrix& w, const float* bias, const float* x, int64_t x_stride, int n_batch, float* y,
                   int64_t y_stride, cudaStream_t stream) {
     constexpr int R = rows_per_warp<NB>();
-    const bool rows_aligned = (w.cols * static_cast<int64_t>(w.element_bytes())) % kVectorBytes == 0 &&
-                              reinterpret_cast<uintptr_t>(w.data) % kVectorBytes == 0;
     const bool x_aligned = x_stride % 4 == 0 && reinterpret_cast<uintptr_t>(x) % kVectorBytes == 0;
     const int64_t warps = (w.rows + R - 1) / R;
     const int64_t blocks = (warps + kGemvWarpsPerBlock - 1) / kGemvWarpsPerBlock;
     gemv_kernel<T, NB><<<static_cast<unsigned>(blocks), kGemvWarpsPerBlock * kWarpSize, 0, stream>>>(
-        w, bias, x, x_stride, n_batch, y, y_stride, rows_aligned && x_aligned);
+        w, bias, x, x_stride, n_batch, y, y_stride, rows_are_vectors(w) && x_aligned);
     check_launch("gemv_kernel");
 }
 
