@@ -11,6 +11,7 @@
 
 #include "conv_step.cuh"
 #include "cuda_check.h"
+#include "dependent_launch.cuh"
 #include "common/error.h"
 #include "gemv.h"
 #include "weight_access.cuh"
@@ -117,6 +118,8 @@ template <GgmlType T, int NB>
 __global__ void __launch_bounds__(kConvXProjThreads)
     conv_x_proj_kernel(ConvXProjParams p, int64_t slices_per_block, bool vector_rows) {
     __shared__ float conv_out[NB][kConvXProjSlice];
+    wait_for_producers();
+    allow_consumers();
     const int64_t first = blockIdx.x * slices_per_block;
     const int64_t last = first + slices_per_block < slices(p.conv.d_inner) ? first + slices_per_block
                                                                            : slices(p.conv.d_inner);
@@ -129,9 +132,8 @@ __global__ void __launch_bounds__(kConvXProjThreads)
 template <GgmlType T, int NB>
 void launch_typed(const ConvXProjParams& p, cudaStream_t stream) {
     const auto blocks = static_cast<unsigned>(conv_x_proj_partials(p.conv.d_inner, p.n_batch));
-    conv_x_proj_kernel<T, NB><<<blocks, kConvXProjThreads, 0, stream>>>(
-        p, slices_per_block(p.conv.d_inner, p.n_batch), rows_are_vectors(p.x_proj));
-    check_launch("conv_x_proj_kernel");
+    launch_dependent("conv_x_proj_kernel", conv_x_proj_kernel<T, NB>, blocks, kConvXProjThreads, 0, stream, p,
+                     slices_per_block(p.conv.d_inner, p.n_batch), rows_are_vectors(p.x_proj));
 }
 
 template <GgmlType T>

@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "cuda_check.h"
+#include "dependent_launch.cuh"
 #include "common/error.h"
 #include "weight_access.cuh"
 
@@ -31,6 +32,17 @@ __global__ void __launch_bounds__(kGemvWarpsPerBlock* kWarpSize)
     const int lane = threadIdx.x % kWarpSize;
     const int64_t warp = static_cast<int64_t>(blockIdx.x) * kGemvWarpsPerBlock + threadIdx.x / kWarpSize;
     const int64_t row0 = warp * R;
+    // The weights do not depend on the previous kernel: start pulling this warp's first vectors into L2
+    // while it finishes (dependent_launch.cuh), then wait for the activations.
+    if (vector_path && row0 < w.rows && lane < w.cols / E) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const int64_t row = min(row0 + r, w.rows - 1);
+            prefetch_to_l2(static_cast<const uint8_t*>(w.data) + (row * (w.cols / E) + lane) * kVectorBytes);
+        }
+    }
+    wait_for_producers();
+    allow_consumers();
     if (row0 >= w.rows) return;
 
     float acc[R][NB];
@@ -98,9 +110,8 @@ void launch_typed(const DeviceMatrix& w, const float* bias, const float* x, int6
     const bool x_aligned = x_stride % 4 == 0 && reinterpret_cast<uintptr_t>(x) % kVectorBytes == 0;
     const int64_t warps = (w.rows + R - 1) / R;
     const int64_t blocks = (warps + kGemvWarpsPerBlock - 1) / kGemvWarpsPerBlock;
-    gemv_kernel<T, NB><<<static_cast<unsigned>(blocks), kGemvWarpsPerBlock * kWarpSize, 0, stream>>>(
-        w, bias, x, x_stride, n_batch, y, y_stride, rows_are_vectors(w) && x_aligned);
-    check_launch("gemv_kernel");
+    launch_dependent("gemv_kernel", gemv_kernel<T, NB>, static_cast<unsigned>(blocks), kGemvWarpsPerBlock * kWarpSize, 0,
+                     stream, w, bias, x, x_stride, n_batch, y, y_stride, rows_are_vectors(w) && x_aligned);
 }
 
 template <GgmlType T>

@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "cuda_check.h"
+#include "dependent_launch.cuh"
 #include "common/error.h"
 #include "gemv.h"
 #include "weight_access.cuh"
@@ -40,6 +41,8 @@ __global__ void __launch_bounds__(kDecodeThreads) ssm_decode_kernel(SsmDecodePar
     const int lane = threadIdx.x % kWarpSize;
     const int warp = threadIdx.x / kWarpSize;
     const int64_t c0 = static_cast<int64_t>(blockIdx.x) * kDecodeChannels;
+    wait_for_producers();
+    allow_consumers();
 
     for (int64_t i = threadIdx.x; i < p.n_batch * row_length; i += blockDim.x) {
         const int64_t b = i / row_length, k = i % row_length;
@@ -133,8 +136,8 @@ void launch_typed(const SsmDecodeParams& params, cudaStream_t stream) {
                                static_cast<int>(shared_bytes)),
           concat("allowing ", shared_bytes, " bytes of shared memory for the fused SSM decode"));
     const auto blocks = static_cast<unsigned>((params.d_inner + kDecodeChannels - 1) / kDecodeChannels);
-    ssm_decode_kernel<T><<<blocks, kDecodeThreads, shared_bytes, stream>>>(params, rows_are_vectors(params.dt_weight));
-    check_launch("ssm_decode_kernel");
+    launch_dependent("ssm_decode_kernel", ssm_decode_kernel<T>, blocks, kDecodeThreads, shared_bytes, stream, params,
+                     rows_are_vectors(params.dt_weight));
 }
 
 void launch_rows(const SsmDecodeParams& params, cudaStream_t stream) {
