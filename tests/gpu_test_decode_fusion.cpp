@@ -11,8 +11,10 @@
 
 #ifdef DENDRO_HAVE_CUDA
 
+#include <algorithm>
 #include <cmath>
 #include <random>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -207,6 +209,36 @@ TEST_P(DecodeFusion, ConvXProjThenSsmDecodeMatchCpuReference) {
                 expect_all_near(down(y_d, e_y.size()), e_y, loose, what + ": y");
                 expect_all_near(down(states_d, states.size()), e_states, loose, what + ": states");
             }
+        }
+    }
+}
+
+// Host-side: how conv_x_proj splits the channels (runs without a GPU). Every batch gets at least one partial,
+// no more than the buffer's bound, and no more partial rows than the SSM decode is meant to sum (128) unless one
+// slice a partial is already the most there can be.
+TEST(DecodeFusionPartition, PartialsStayWithinTheBufferAndTheStagingBound) {
+    constexpr int64_t kStagingRows = 128;
+    for (const int64_t d_inner : {1, 37, 64, 65, 200, 1536, 5120, 8192}) {
+        const int64_t slices = (d_inner + kConvXProjSlice - 1) / kConvXProjSlice;
+        EXPECT_EQ(conv_x_proj_max_partials(d_inner), slices) << "d_inner " << d_inner;
+        for (int n_batch = 1; n_batch <= kMaxGemvBatch; ++n_batch) {
+            const int64_t partials = conv_x_proj_partials(d_inner, n_batch);
+            const std::string what = concat("d_inner ", d_inner, " batch ", n_batch);
+            EXPECT_GE(partials, 1) << what;
+            EXPECT_LE(partials, slices) << what;
+            EXPECT_TRUE(partials * n_batch <= kStagingRows || partials == 1) << what << ": " << partials;
+        }
+        EXPECT_EQ(conv_x_proj_partials(d_inner, 1), std::min(slices, kStagingRows)) << "d_inner " << d_inner;
+    }
+}
+
+// Host-side: the residual GEMV's block count, which its consumer must be told, never grows with the batch
+// (the backend sizes the sums-of-squares buffer for batch 1 times kMaxGemvBatch).
+TEST(DecodeFusionPartition, GemvBlocksShrinkAsTheBatchGrows) {
+    for (const int64_t rows : {1, 37, 768, 2560, 50280}) {
+        for (int n_batch = 2; n_batch <= kMaxGemvBatch; ++n_batch) {
+            EXPECT_LE(gemv_blocks(rows, n_batch), gemv_blocks(rows, n_batch - 1)) << rows << " rows, batch " << n_batch;
+            EXPECT_GE(gemv_blocks(rows, n_batch), 1);
         }
     }
 }
