@@ -39,8 +39,7 @@ __device__ __forceinline__ float weight_at(const DeviceMatrix& w, int64_t row, i
     }
 }
 
-// Runtime-typed element read for the few kernels that touch a weight once per output (embedding rows,
-// dt_proj inside the fused decode kernel).
+// Runtime-typed element read for kernels that touch a weight once per output (embedding rows).
 __device__ __forceinline__ float weight_at(const DeviceMatrix& w, int64_t row, int64_t col) {
     switch (w.type) {
         case GgmlType::F16: return weight_at<GgmlType::F16>(w, row, col);
