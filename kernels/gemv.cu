@@ -3,7 +3,10 @@
 // rows' loads independent so several are in flight), converting to fp32 in registers and accumulating the
 // products with every batch row's activations. Several rows per warp let one activation load (from L1) serve
 // several weight rows, which keeps L1 traffic below the weight stream at batch 16. Rows whose byte length is
-// not a multiple of 16 (odd shapes) take an element-wise path.
+// not a multiple of 16 (odd shapes) take an element-wise path. Before waiting for the previous kernel
+// (dependent_launch.cuh) each warp prefetches its first weight vectors into L2. The fusions of gemv.h add a
+// prologue (1/rms from the residual GEMV's partial sums, the norm weight applied as x is loaded) and an
+// epilogue (the residual add and this block's sums of squares).
 #include "gemv.h"
 
 #include <algorithm>
