@@ -4,6 +4,7 @@
 // a second kernel once every tile has read the old one.
 #include "conv1d.h"
 
+#include "conv_step.cuh"
 #include "cuda_check.h"
 #include "common/error.h"
 #include "weight_access.cuh"
@@ -74,24 +75,7 @@ __global__ void conv1d_decode_kernel(ConvWeights conv, const float* __restrict__
     const int64_t c = static_cast<int64_t>(blockIdx.x) * kConvThreads + threadIdx.x;
     const int b = blockIdx.y;
     if (c >= conv.d_inner) return;
-    float* window = windows + slots[b] * slot_stride;
-    const int64_t past = conv.d_conv - 1;
-    const float input = x[b * x_stride + c];
-    float sum = conv.bias != nullptr ? conv.bias[c] : 0.0f;
-    for (int64_t k = 0; k < past; ++k) {
-        const float older = window[k * conv.d_inner + c];
-        sum += conv.weight[c * conv.d_conv + k] * older;
-        if (k > 0) window[(k - 1) * conv.d_inner + c] = older;
-    }
-    sum += conv.weight[c * conv.d_conv + past] * input;
-    if (past > 0) window[(past - 1) * conv.d_inner + c] = input;
-    out[b * conv.d_inner + c] = silu(sum);
-}
-
-void check_width(const ConvWeights& conv) {
-    if (conv.d_conv < 1 || conv.d_conv > kMaxConvWidth) {
-        fail("conv1d: kernel width ", conv.d_conv, " outside 1..", kMaxConvWidth);
-    }
+    out[b * conv.d_inner + c] = conv_decode_step(conv, c, x[b * x_stride + c], windows + slots[b] * slot_stride);
 }
 
 unsigned channel_blocks(const ConvWeights& conv) {
@@ -100,9 +84,15 @@ unsigned channel_blocks(const ConvWeights& conv) {
 
 }  // namespace
 
+void check_conv_width(const ConvWeights& conv) {
+    if (conv.d_conv < 1 || conv.d_conv > kMaxConvWidth) {
+        fail("conv1d: kernel width ", conv.d_conv, " outside 1..", kMaxConvWidth);
+    }
+}
+
 void launch_conv1d_prefill(const ConvWeights& conv, const float* x, int64_t x_stride, int64_t n_tokens, float* window,
                            float* out, cudaStream_t stream) {
-    check_width(conv);
+    check_conv_width(conv);
     if (n_tokens == 0 || conv.d_inner == 0) return;
     const dim3 grid(channel_blocks(conv), static_cast<unsigned>((n_tokens + kConvTimeTile - 1) / kConvTimeTile));
     conv1d_prefill_kernel<<<grid, kConvThreads, 0, stream>>>(conv, x, x_stride, n_tokens, window, out);
@@ -113,7 +103,7 @@ void launch_conv1d_prefill(const ConvWeights& conv, const float* x, int64_t x_st
 
 void launch_conv1d_decode(const ConvWeights& conv, const float* x, int64_t x_stride, int n_batch, float* windows,
                           int64_t slot_stride, const int32_t* slots, float* out, cudaStream_t stream) {
-    check_width(conv);
+    check_conv_width(conv);
     if (n_batch == 0 || conv.d_inner == 0) return;
     const dim3 grid(channel_blocks(conv), static_cast<unsigned>(n_batch));
     conv1d_decode_kernel<<<grid, kConvThreads, 0, stream>>>(conv, x, x_stride, windows, slot_stride, slots, out);

@@ -17,6 +17,9 @@ struct ConvWeights {
     const float* bias = nullptr;     // [d_inner] or null
 };
 
+// Throws unless conv.d_conv is within 1..kMaxConvWidth (the kernels keep the window in registers).
+void check_conv_width(const ConvWeights& conv);
+
 // Prefill of one sequence: x is n_tokens rows (x_stride apart) of d_inner conv inputs, out receives
 // n_tokens x d_inner outputs; window ([d_conv-1][d_inner]) is read as the past and replaced by the last
 // d_conv-1 inputs of (window, x).

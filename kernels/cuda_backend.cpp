@@ -10,6 +10,7 @@
 
 #include "backend/backend_arguments.h"
 #include "conv1d.h"
+#include "conv_x_proj.h"
 #include "cuda_check.h"
 #include "cuda_graph.h"
 #include "device_buffer.h"
@@ -106,8 +107,16 @@ private:
     void run_mixer(int64_t layer, const Rows& rows);
     // Mamba-2's mixer (mamba2/mamba2_mixer.h) from the normed rows in xn_ to out_.
     void run_mamba2_mixer(int64_t layer, const Rows& rows);
-    // Final residual add, norm and lm_head for rows [first, first + n) into logits_.
-    void compute_logits(int64_t first, int64_t n);
+    // Mamba-1 decode in the GEMV regime: conv fused into x_proj, residual adds into out_proj, norms into the
+    // next GEMV. Mamba-2's mixer writes out_ and leaves the residual add to the next norm, so it never is.
+    bool gemv_decode(const Rows& rows) const {
+        return !mamba2_ && rows.prefill_slot < 0 && rows.n <= cuda::kMaxGemvBatch;
+    }
+    // An RMSNorm (weight `weight`) folded into a GEMV of n rows that reads the residual stream h_.
+    cuda::GemvFusion folded_norm(const float* weight, int64_t n) const;
+    // Final residual add, norm and lm_head for rows [first, first + n) into logits_; after a gemv_decode step
+    // the residual is already in h_ and the norm folds into the lm_head GEMV.
+    void compute_logits(int64_t first, int64_t n, bool after_gemv_decode);
     // Issues one decode step of n sequences whose inputs are in pinned_inputs_; with `sample`, ends with the
     // sampled tokens in pinned_tokens_, else with the logits in pinned_logits_.
     void issue_decode_step(int n, bool sample);
@@ -126,6 +135,9 @@ private:
     cuda::DeviceBuffer conv_states_, ssm_states_, rng_counters_;
     int64_t x_dbl_width_;
     cuda::DeviceBuffer tokens_, h_, xn_, xz_, xc_, x_dbl_, dt_, y_, out_, logits_;
+    // Decode of up to kMaxGemvBatch rows: conv_x_proj's partial sums, and out_proj's per-block sums of squares
+    // of the residual stream (the next GEMV folds the RMSNorm into its load: kernels/gemv.h).
+    cuda::DeviceBuffer x_dbl_partials_, residual_squares_;
     cuda::DeviceBuffer decode_inputs_, sampled_tokens_;
     cuda::PinnedBuffer pinned_inputs_, pinned_tokens_, pinned_logits_;
     std::map<std::pair<int, bool>, std::unique_ptr<cuda::CudaGraph>> decode_graphs_;
@@ -156,6 +168,10 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& options)
     xz_ = cuda::DeviceBuffer(rows * hp_.in_proj_rows() * f, "in_proj outputs");
     xc_ = cuda::DeviceBuffer(rows * hp_.conv_channels() * f, "conv outputs");
     x_dbl_ = cuda::DeviceBuffer(rows * x_dbl_width_ * f, "x_proj outputs");
+    const auto partial_rows = static_cast<size_t>(cuda::conv_x_proj_max_partials(hp_.d_inner)) * cuda::kMaxGemvBatch;
+    x_dbl_partials_ = cuda::DeviceBuffer(partial_rows * x_dbl_width_ * f, "x_proj partial sums");
+    residual_squares_ = cuda::DeviceBuffer(cuda::gemv_blocks(hp_.d_model, 1) * cuda::kMaxGemvBatch * f,
+                                           "residual sums of squares");
     dt_ = cuda::DeviceBuffer(rows * hp_.d_inner * f, "dt_proj outputs");
     y_ = cuda::DeviceBuffer(rows * hp_.d_inner * f, "SSM outputs");
     out_ = cuda::DeviceBuffer(rows * hp_.d_model * f, "out_proj outputs");
@@ -245,23 +261,51 @@ void CudaBackend::run_mixer(int64_t layer, const Rows& rows) {
     float *x_dbl = x_dbl_.as<float>(), *y = y_.as<float>(), *out = out_.as<float>();
     const auto* inputs = decode_inputs_.as<DecodeInputs>();
 
-    cuda::launch_residual_rms_norm(h, layer == 0 ? nullptr : out, w.attn_norm, xn, n, d_model, hp_.norm_eps, s);
-    if (mamba2_) {
-        run_mamba2_mixer(layer, rows);
-        return;
+    // Decode in the GEMV regime: the previous out_proj added the residual into h and left its sums of squares,
+    // so in_proj normalises as it loads h (layer 0 reads the embeddings through the norm kernel).
+    const bool fused = gemv_decode(rows);
+    if (fused && layer > 0) {
+        cuda::launch_gemv(w.ssm_in, w.ssm_in_b, h, d_model, static_cast<int>(n), xz, 2 * d_inner, s,
+                          folded_norm(w.attn_norm, n));
+    } else {
+        cuda::launch_residual_rms_norm(h, layer == 0 || fused ? nullptr : out, w.attn_norm, xn, n, d_model,
+                                       hp_.norm_eps, s);
+        if (mamba2_) {
+            run_mamba2_mixer(layer, rows);
+            return;
+        }
+        cuda::project(w.ssm_in, w.ssm_in_b, xn, d_model, n, xz, 2 * d_inner, gemm_, s);
     }
-    cuda::project(w.ssm_in, w.ssm_in_b, xn, d_model, n, xz, 2 * d_inner, gemm_, s);
 
     const cuda::ConvWeights conv{d_inner, hp_.d_conv, w.conv_w, w.conv_b};
+    // The GEMV regime fuses the conv into x_proj and leaves partial x_proj rows for the SSM decode to sum
+    // (kernels/conv_x_proj.h); prefill and larger decode batches run the conv, then x_proj whole.
     if (rows.prefill_slot >= 0) {
         cuda::launch_conv1d_prefill(conv, xz, 2 * d_inner, n, conv_state(rows.prefill_slot, layer), xc, s);
-    } else {
+    } else if (!fused) {
         cuda::launch_conv1d_decode(conv, xz, 2 * d_inner, static_cast<int>(n), conv_state(0, layer), conv_per_slot_,
                                    inputs->slots, xc, s);
     }
-
-    cuda::project(w.ssm_x, nullptr, xc, d_inner, n, x_dbl, x_dbl_width_, gemm_, s);
-    if (hp_.dt_b_c_rms) {
+    if (fused) {
+        cuda::ConvXProjParams p;
+        p.n_batch = static_cast<int>(n);
+        p.conv = conv;
+        p.x = xz;
+        p.x_stride = 2 * d_inner;
+        p.windows = conv_state(0, layer);
+        p.slot_stride = conv_per_slot_;
+        p.slots = inputs->slots;
+        p.u = xc;
+        p.u_stride = d_inner;
+        p.x_proj = w.ssm_x;
+        p.partials = x_dbl_partials_.as<float>();
+        p.partial_stride = n * x_dbl_width_;
+        cuda::launch_conv_x_proj(p, s);
+    } else {
+        cuda::project(w.ssm_x, nullptr, xc, d_inner, n, x_dbl, x_dbl_width_, gemm_, s);
+    }
+    // Decode applies the dt/B/C norms inside the SSM decode kernel.
+    if (hp_.dt_b_c_rms && rows.prefill_slot >= 0) {
         cuda::launch_rms_norm_segment(x_dbl, x_dbl_width_, 0, dt_rank, n, hp_.mixer_rms_eps, s);
         cuda::launch_rms_norm_segment(x_dbl, x_dbl_width_, dt_rank, d_state, n, hp_.mixer_rms_eps, s);
         cuda::launch_rms_norm_segment(x_dbl, x_dbl_width_, dt_rank + d_state, d_state, n, hp_.mixer_rms_eps, s);
@@ -296,8 +340,12 @@ void CudaBackend::run_mixer(int64_t layer, const Rows& rows) {
         p.d_inner = d_inner;
         p.d_state = d_state;
         p.dt_rank = dt_rank;
-        p.x_dbl = x_dbl;
+        p.x_dbl = fused ? x_dbl_partials_.as<float>() : x_dbl;
         p.x_dbl_stride = x_dbl_width_;
+        p.n_partials = fused ? static_cast<int>(cuda::conv_x_proj_partials(d_inner, static_cast<int>(n))) : 1;
+        p.partial_stride = n * x_dbl_width_;
+        p.norm_dt_b_c = hp_.dt_b_c_rms;
+        p.norm_eps = hp_.mixer_rms_eps;
         p.dt_weight = w.ssm_dt;
         p.dt_bias = w.ssm_dt_b;
         p.A = w.ssm_a;
@@ -314,7 +362,14 @@ void CudaBackend::run_mixer(int64_t layer, const Rows& rows) {
         cuda::launch_ssm_decode(p, s);
     }
 
-    cuda::project(w.ssm_out, w.ssm_out_b, y, d_inner, n, out, d_model, gemm_, s);
+    if (fused) {
+        cuda::GemvFusion residual;
+        residual.residual = true;
+        residual.residual_squares = residual_squares_.as<float>();
+        cuda::launch_gemv(w.ssm_out, w.ssm_out_b, y, d_inner, static_cast<int>(n), h, d_model, s, residual);
+    } else {
+        cuda::project(w.ssm_out, w.ssm_out_b, y, d_inner, n, out, d_model, gemm_, s);
+    }
 }
 
 void CudaBackend::run_mamba2_mixer(int64_t layer, const Rows& rows) {
@@ -331,9 +386,23 @@ void CudaBackend::run_mamba2_mixer(int64_t layer, const Rows& rows) {
     }
 }
 
-void CudaBackend::compute_logits(int64_t first, int64_t n) {
+cuda::GemvFusion CudaBackend::folded_norm(const float* weight, int64_t n) const {
+    cuda::GemvFusion f;
+    f.norm_weight = weight;
+    f.square_partials = residual_squares_.as<float>();
+    f.n_square_partials = cuda::gemv_blocks(hp_.d_model, static_cast<int>(n));
+    f.eps = hp_.norm_eps;
+    return f;
+}
+
+void CudaBackend::compute_logits(int64_t first, int64_t n, bool after_gemv_decode) {
     cudaStream_t s = stream_.get();
     const int64_t d_model = hp_.d_model;
+    if (after_gemv_decode && hp_.n_layer > 0) {
+        cuda::launch_gemv(weights_.output(), nullptr, h_.as<float>() + first * d_model, d_model, static_cast<int>(n),
+                          logits_.as<float>(), hp_.n_vocab, s, folded_norm(weights_.output_norm(), n));
+        return;
+    }
     cuda::launch_residual_rms_norm(h_.as<float>() + first * d_model, out_.as<float>() + first * d_model,
                                    weights_.output_norm(), xn_.as<float>(), n, d_model, hp_.norm_eps, s);
     cuda::project(weights_.output(), nullptr, xn_.as<float>(), d_model, n, logits_.as<float>(), hp_.n_vocab, gemm_, s);
@@ -355,14 +424,14 @@ void CudaBackend::prefill(int seq, std::span<const int32_t> tokens, std::span<fl
         if (all_logits) {
             for (int64_t first = 0; first < n; first += kLogitsChunk) {
                 const int64_t rows = std::min(kLogitsChunk, n - first);
-                compute_logits(first, rows);
+                compute_logits(first, rows, false);
                 check(cudaMemcpyAsync(logits.data() + (start + first) * hp_.n_vocab, logits_.get(), rows * vocab_bytes,
                                       cudaMemcpyDeviceToHost, s),
                       "downloading logits");
                 synchronize("prefill");  // logits_ is reused by the next rows
             }
         } else if (start + n == n_tokens) {
-            compute_logits(n - 1, 1);
+            compute_logits(n - 1, 1, false);
             check(cudaMemcpyAsync(logits.data(), logits_.get(), vocab_bytes, cudaMemcpyDeviceToHost, s),
                   "downloading logits");
         }
@@ -376,8 +445,9 @@ void CudaBackend::issue_decode_step(int n, bool sample) {
     check(cudaMemcpyAsync(inputs, pinned_inputs_.get(), sizeof(DecodeInputs), cudaMemcpyHostToDevice, s),
           "uploading decode inputs");
     cuda::launch_embedding_gather(weights_.token_embd(), inputs->tokens, n, h_.as<float>(), s);
-    run_layers(Rows{n, -1});
-    compute_logits(0, n);
+    const Rows rows{n, -1};
+    run_layers(rows);
+    compute_logits(0, n, gemv_decode(rows));
     if (sample) {
         cuda::launch_sample_tokens(logits_.as<float>(), hp_.n_vocab, n, &inputs->sampling, rng_counters_.as<uint64_t>(),
                                    inputs->slots, sampled_tokens_.as<int32_t>(), s);
@@ -441,7 +511,8 @@ bool CudaBackend::decode_sample(std::span<const int> seqs, std::span<const int32
 uint64_t CudaBackend::device_memory_bytes() const {
     uint64_t total = weights_.bytes() + gemm_.scratch_bytes() + (mamba2_ ? mamba2_->bytes() : 0);
     for (const cuda::DeviceBuffer* b : {&conv_states_, &ssm_states_, &rng_counters_, &tokens_, &h_, &xn_, &xz_, &xc_,
-                                        &x_dbl_, &dt_, &y_, &out_, &logits_, &decode_inputs_, &sampled_tokens_}) {
+                                        &x_dbl_, &x_dbl_partials_, &residual_squares_, &dt_, &y_, &out_, &logits_,
+                                        &decode_inputs_, &sampled_tokens_}) {
         total += b->bytes();
     }
     return total;

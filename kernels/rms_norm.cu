@@ -3,6 +3,7 @@
 #include <cub/block/block_reduce.cuh>
 
 #include "cuda_check.h"
+#include "dependent_launch.cuh"
 #include "weight_access.cuh"
 
 namespace dendro::cuda {
@@ -18,6 +19,8 @@ __global__ void __launch_bounds__(kNormThreads)
     using BlockReduce = cub::BlockReduce<float, kNormThreads>;
     __shared__ typename BlockReduce::TempStorage reduce_storage;
     __shared__ float inv_rms;
+    wait_for_producers();
+    allow_consumers();
     float* row = h + blockIdx.x * d;
     float sum_sq = 0.0f;
     for (int64_t i = threadIdx.x; i < d; i += kNormThreads) {
@@ -52,8 +55,8 @@ __global__ void rms_norm_segment_kernel(float* __restrict__ x, int64_t stride, i
 void launch_residual_rms_norm(float* h, const float* delta, const float* weight, float* out, int64_t n_rows, int64_t d,
                               float eps, cudaStream_t stream) {
     if (n_rows == 0) return;
-    residual_rms_norm_kernel<<<static_cast<unsigned>(n_rows), kNormThreads, 0, stream>>>(h, delta, weight, out, d, eps);
-    check_launch("residual_rms_norm_kernel");
+    launch_dependent("residual_rms_norm_kernel", residual_rms_norm_kernel, static_cast<unsigned>(n_rows), kNormThreads,
+                     0, stream, h, delta, weight, out, d, eps);
 }
 
 void launch_rms_norm_segment(float* x, int64_t stride, int64_t offset, int64_t n, int64_t n_rows, float eps,

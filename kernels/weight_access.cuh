@@ -39,8 +39,7 @@ __device__ __forceinline__ float weight_at(const DeviceMatrix& w, int64_t row, i
     }
 }
 
-// Runtime-typed element read for the few kernels that touch a weight once per output (embedding rows,
-// dt_proj inside the fused decode kernel).
+// Runtime-typed element read for kernels that touch a weight once per output (embedding rows).
 __device__ __forceinline__ float weight_at(const DeviceMatrix& w, int64_t row, int64_t col) {
     switch (w.type) {
         case GgmlType::F16: return weight_at<GgmlType::F16>(w, row, col);
@@ -98,6 +97,22 @@ __device__ __forceinline__ float warp_sum(float value) {
 #pragma unroll
     for (int offset = kWarpSize / 2; offset > 0; offset /= 2) value += __shfl_xor_sync(0xffffffffu, value, offset);
     return value;
+}
+
+// Sum over each aligned group of kLanes consecutive lanes (a power of two dividing the warp); every lane of
+// the warp must call it, each gets its group's sum.
+template <int kLanes>
+__device__ __forceinline__ float group_sum(float value) {
+    static_assert(kLanes > 0 && kLanes <= kWarpSize && (kLanes & (kLanes - 1)) == 0);
+#pragma unroll
+    for (int offset = kLanes / 2; offset > 0; offset /= 2) value += __shfl_xor_sync(0xffffffffu, value, offset);
+    return value;
+}
+
+// Whether a matrix's rows can be read as 16-byte vectors (row byte length and base address multiples of 16).
+inline bool rows_are_vectors(const DeviceMatrix& w) {
+    return (w.cols * static_cast<int64_t>(w.element_bytes())) % kVectorBytes == 0 &&
+           reinterpret_cast<uintptr_t>(w.data) % kVectorBytes == 0;
 }
 
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }

@@ -1,5 +1,6 @@
-// The CUDA projections (decode GEMV up to 16 rows, cuBLAS GEMM above) and the embedding gather against
-// fp64 reference loops over the same (quantized) weights, for every weight type and awkward shapes.
+// The CUDA projections (decode GEMV up to 16 rows, cuBLAS GEMM above), the GEMV's residual and folded-norm
+// fusions, and the embedding gather against fp64 reference loops over the same (quantized) weights, for every
+// weight type and awkward shapes.
 #include <gtest/gtest.h>
 
 #include "backend/backend.h"
@@ -10,6 +11,7 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "cuda_check.h"
@@ -104,6 +106,85 @@ TEST_P(Projection, MatchesReferenceForEveryBatchAndShape) {
                             << ggml_type_name(type) << " " << shape.rows << "x" << shape.cols << " n=" << n
                             << " stride=" << x_stride << " row " << r << " batch row " << b;
                     }
+                }
+            }
+        }
+    }
+}
+
+// The GEMV fusions of decode (gemv.h): out_proj adding into the residual stream and leaving per-block sums
+// of squares, then in_proj normalising the stream as it loads it, against an fp64 residual add + RMSNorm +
+// projection; vector and element-wise rows, one and several blocks, batches 1, 3 and 16.
+TEST_P(Projection, ResidualGemvThenFoldedNormGemvMatchReference) {
+    const GgmlType type = GetParam();
+    const bool q8 = type == GgmlType::Q8_0;
+    constexpr float kEps = 1e-5f;
+    struct Shape {
+        int64_t d, k_in, m;  // residual width, out_proj inputs, in_proj outputs
+    };
+    const std::vector<Shape> shapes = q8 ? std::vector<Shape>{{64, 32, 45}, {768, 160, 33}}
+                                         : std::vector<Shape>{{37, 33, 45}, {300, 160, 33}, {768, 64, 7}};
+    std::mt19937 rng(8);
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    auto random = [&](size_t n) {
+        std::vector<float> v(n);
+        for (float& x : v) x = dist(rng);
+        return v;
+    };
+    auto up = [](const std::vector<float>& v, const char* what) { return upload(v.data(), v.size() * 4, what); };
+    for (const Shape& shape : shapes) {
+        HostMatrix out_proj = make_matrix(type, shape.d, shape.k_in, rng);
+        HostMatrix in_proj = make_matrix(type, shape.m, shape.d, rng);
+        std::vector<DeviceBuffer> storage;
+        const DeviceMatrix w_out = upload_matrix(out_proj.view, storage), w_in = upload_matrix(in_proj.view, storage);
+        for (const int n : {1, 3, 16}) {
+            const auto h = random(n * shape.d), x = random(n * shape.k_in), b_out = random(shape.d);
+            const auto g = random(shape.d), b_in = random(shape.m);
+            const DeviceBuffer x_d = up(x, "x"), b_out_d = up(b_out, "out bias"), g_d = up(g, "norm weight");
+            const DeviceBuffer b_in_d = up(b_in, "in bias");
+            DeviceBuffer h_d = up(h, "h"), y_d(n * shape.m * sizeof(float), "y");
+            DeviceBuffer squares_d(gemv_blocks(shape.d, n) * n * sizeof(float), "sums of squares");
+            GemvFusion residual;
+            residual.residual = true;
+            residual.residual_squares = squares_d.as<float>();
+            launch_gemv(w_out, b_out_d.as<float>(), x_d.as<float>(), shape.k_in, n, h_d.as<float>(), shape.d, stream_,
+                        residual);
+            GemvFusion norm;
+            norm.norm_weight = g_d.as<float>();
+            norm.square_partials = squares_d.as<float>();
+            norm.n_square_partials = gemv_blocks(shape.d, n);
+            norm.eps = kEps;
+            launch_gemv(w_in, b_in_d.as<float>(), h_d.as<float>(), shape.d, n, y_d.as<float>(), shape.m, stream_,
+                        norm);
+            check(cudaStreamSynchronize(stream_), "fused GEMVs");
+            std::vector<float> h_out(h.size()), y(n * shape.m);
+            download(h_d.get(), h_out.data(), h_out.size() * sizeof(float), "h");
+            download(y_d.get(), y.data(), y.size() * sizeof(float), "y");
+            const std::string what = concat(ggml_type_name(type), " d ", shape.d, " n ", n);
+            for (int b = 0; b < n; ++b) {
+                std::vector<double> stream(shape.d);
+                double sum_sq = 0.0;
+                for (int64_t r = 0; r < shape.d; ++r) {
+                    double sum = b_out[r];
+                    for (int64_t k = 0; k < shape.k_in; ++k) {
+                        sum += static_cast<double>(out_proj.values[r * shape.k_in + k]) * x[b * shape.k_in + k];
+                    }
+                    stream[r] = h[b * shape.d + r] + sum;
+                    sum_sq += stream[r] * stream[r];
+                    ASSERT_NEAR(h_out[b * shape.d + r], stream[r], 1e-4 * (1.0 + std::fabs(stream[r])))
+                        << what << " residual row " << r << " batch row " << b;
+                }
+                const double inv_rms = 1.0 / std::sqrt(sum_sq / static_cast<double>(shape.d) + kEps);
+                for (int64_t r = 0; r < shape.m; ++r) {
+                    double sum = b_in[r], magnitude = std::fabs(b_in[r]);
+                    for (int64_t k = 0; k < shape.d; ++k) {
+                        const double normed = stream[k] * inv_rms * g[k];
+                        const double p = static_cast<double>(in_proj.values[r * shape.d + k]) * normed;
+                        sum += p;
+                        magnitude += std::fabs(p);
+                    }
+                    ASSERT_NEAR(y[b * shape.m + r], sum, 1e-4 * magnitude + 1e-4)
+                        << what << " normed output row " << r << " batch row " << b;
                 }
             }
         }

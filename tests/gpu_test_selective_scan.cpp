@@ -114,8 +114,11 @@ TEST_F(SelectiveScan, MatchesSequentialReference) {
     struct Case {
         int64_t d_inner, d_state, n_tokens;
     };
+    // d_state 1, 5, 7: a partial last group of states (the kernel walks them 4 at a time); 64: a larger B/C
+    // tile; d_inner 1536 and 2049 tokens: the 130m shape across chunks.
     for (const Case& c : {Case{37, 4, 1}, Case{37, 16, 7}, Case{64, 16, 2048}, Case{45, 4, 5000}, Case{33, 16, 129},
-                          Case{130, 16, 5000}, Case{1, 4, 300}}) {
+                          Case{130, 16, 5000}, Case{1, 4, 300}, Case{3, 1, 128}, Case{37, 5, 300}, Case{40, 7, 129},
+                          Case{50, 64, 257}, Case{1536, 16, 2049}}) {
         const ScanInputs in = random_inputs(c.n_tokens, c.d_inner, c.d_state, rng);
         std::vector<float> device_state = in.state, reference_state = in.state;
         const auto y = device_scan(in, 0, c.n_tokens, device_state, stream_);

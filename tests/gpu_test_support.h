@@ -31,14 +31,20 @@ inline bool gpu_required() {
 
 #ifdef DENDRO_HAVE_CUDA
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
+#include <random>
+#include <span>
 #include <string>
 #include <vector>
 
 #include <cuda_runtime.h>
 
 #include "backend/backend.h"
+#include "common/error.h"
 #include "cuda_check.h"
+#include "format/ggml_types.h"
 
 namespace dendro::cuda {
 
@@ -67,5 +73,65 @@ inline void expect_all_near(const std::vector<float>& actual, const std::vector<
 }
 
 }  // namespace dendro::cuda
+
+// ---- Backend comparisons shared by the end-to-end CUDA tests (CPU backend = the numerical reference) ----
+
+namespace dendro::test {
+
+// Largest |difference| of logits allowed, relative to the largest |logit| (at least 1): fp32 paths differ from
+// the CPU only in summation order; 16-bit weights multiply 16-bit-rounded activations in prefill GEMMs.
+inline float logits_tolerance(GgmlType type) {
+    switch (type) {
+        case GgmlType::F32: return 1e-3f;
+        case GgmlType::BF16: return 5e-2f;
+        default: return 2e-2f;
+    }
+}
+
+inline std::vector<int32_t> random_tokens(size_t n, int64_t n_vocab, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<int32_t> dist(0, static_cast<int32_t>(n_vocab - 1));
+    std::vector<int32_t> tokens(n);
+    for (int32_t& t : tokens) t = dist(rng);
+    return tokens;
+}
+
+inline int32_t argmax(std::span<const float> logits) {
+    return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
+inline void expect_logits_near(std::span<const float> actual, std::span<const float> expected, float tolerance,
+                               const std::string& what) {
+    ASSERT_EQ(actual.size(), expected.size()) << what;
+    float scale = 1.0f;
+    for (float e : expected) scale = std::max(scale, std::fabs(e));
+    for (size_t i = 0; i < actual.size(); ++i) {
+        ASSERT_NEAR(actual[i], expected[i], tolerance * scale) << what << " logit " << i;
+    }
+}
+
+inline void expect_states_near(const SequenceState& a, const SequenceState& b, float tolerance,
+                               const std::string& what) {
+    ASSERT_EQ(a.conv.size(), b.conv.size()) << what;
+    ASSERT_EQ(a.ssm.size(), b.ssm.size()) << what;
+    for (size_t i = 0; i < a.conv.size(); ++i) {
+        ASSERT_NEAR(a.conv[i], b.conv[i], tolerance * (1.0f + std::fabs(b.conv[i]))) << what << " conv " << i;
+    }
+    for (size_t i = 0; i < a.ssm.size(); ++i) {
+        ASSERT_NEAR(a.ssm[i], b.ssm[i], tolerance * (1.0f + std::fabs(b.ssm[i]))) << what << " ssm " << i;
+    }
+}
+
+// Whether the CPU's best logit beats its runner-up by more than the logits tolerance (a clear choice that the
+// CUDA backend must make too).
+inline bool clear_winner(std::span<const float> logits, float tolerance) {
+    std::vector<float> sorted(logits.begin(), logits.end());
+    std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
+    float scale = 1.0f;
+    for (float l : logits) scale = std::max(scale, std::fabs(l));
+    return sorted[0] - sorted[1] > 2.0f * tolerance * scale;
+}
+
+}  // namespace dendro::test
 
 #endif  // DENDRO_HAVE_CUDA
