@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "format/ggml_quant_blocks.h"
 #include "format/ggml_types.h"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -127,6 +128,94 @@ inline F32x8 load8_i8(const int8_t* q) {
     return {_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(bytes)))};
 }
 
+
+// Integer dot products of quantized weights with 8-bit activations (see quant_rows.h). I8x32 holds 32 signed
+// bytes, I32x8 eight int32 lanes; lane k of a 32-element dot is the sum over elements 4k..4k+3, exact.
+struct I8x32 {
+    __m256i v;
+};
+struct I32x8 {
+    __m256i v;
+};
+inline I32x8 zero8_i32() { return {_mm256_setzero_si256()}; }
+inline I32x8 add8_i32(I32x8 a, I32x8 b) { return {_mm256_add_epi32(a.v, b.v)}; }
+// a - (b << shift): the offset term of the types whose quants mean q - 2^shift.
+inline I32x8 sub_shifted8_i32(I32x8 a, I32x8 b, int shift) {
+    return {_mm256_sub_epi32(a.v, _mm256_sll_epi32(b.v, _mm_cvtsi32_si128(shift)))};
+}
+inline F32x8 to_f32(I32x8 a) { return {_mm256_cvtepi32_ps(a.v)}; }
+inline I8x32 load32_i8(const int8_t* p) { return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))}; }
+// u - offset per byte, for quants u stored unsigned that mean u - offset (the result fits a signed byte).
+inline I8x32 offset32_u8(U8x32 u, uint8_t offset) {
+    return {_mm256_sub_epi8(u.v, _mm256_set1_epi8(static_cast<char>(offset)))};
+}
+// Byte i = table[byte i] as a signed value; every byte is below 16.
+inline I8x32 lookup32_i8(U8x32 index, const int8_t* table) {
+    const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(table)));
+    return {_mm256_shuffle_epi8(t, index.v)};
+}
+// Pairwise u*x sums as int16. Callers keep u <= 63 (or |u| <= 128 through the sign trick) so that no pair
+// saturates against |x| <= 127.
+inline __m256i pair_dots_u8_i8(__m256i u, __m256i x) { return _mm256_maddubs_epi16(u, x); }
+// The 32-element dot of unsigned quants u <= 63 with activations x.
+inline I32x8 dot32_u8_i8(U8x32 u, const int8_t* x) {
+    return {_mm256_madd_epi16(pair_dots_u8_i8(u.v, load32_i8(x).v), _mm256_set1_epi16(1))};
+}
+// The 32-element dot of signed weights w with activations x: |w| times x with w's sign (the sign trick).
+inline I32x8 dot32_i8_i8(I8x32 w, const int8_t* x) {
+    const __m256i signed_x = _mm256_sign_epi8(load32_i8(x).v, w.v);
+    return {_mm256_madd_epi16(pair_dots_u8_i8(_mm256_abs_epi8(w.v), signed_x), _mm256_set1_epi16(1))};
+}
+// The dot of unsigned quants u <= 63 with x, elements 0..15 weighted by scale_pair[0] and 16..31 by
+// scale_pair[1] (two k-quant sub-blocks of 16, or one of 32 with equal scales): lanes 0..3 hold the first
+// sub-block, 4..7 the second.
+inline I32x8 scaled_dot32_u8_i8(U8x32 u, const int8_t* x, const int16_t* scale_pair) {
+    int32_t pair;
+    std::memcpy(&pair, scale_pair, sizeof(pair));
+    // Both 128-bit halves hold the pair; the low half repeats its first int16, the high half its second.
+    const __m256i scales = _mm256_shuffle_epi8(_mm256_set1_epi32(pair),
+                                               _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                                                2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3));
+    return {_mm256_madd_epi16(pair_dots_u8_i8(u.v, load32_i8(x).v), scales)};
+}
+// Sub-block scales as int16: out[i] = byte i of (first8, next8) minus bias; out[i] = int8 bytes[i]; and
+// out[2i] = out[2i + 1] = byte i of bytes8 (a scale per 32 elements, given per 16).
+inline void widen16_u8_i16(uint64_t first8, uint64_t next8, int16_t bias, int16_t* out) {
+    const __m256i wide = _mm256_cvtepu8_epi16(_mm_set_epi64x(static_cast<int64_t>(next8), static_cast<int64_t>(first8)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_sub_epi16(wide, _mm256_set1_epi16(bias)));
+}
+inline void widen16_i8_i16(const int8_t* bytes, int16_t* out) {
+    const __m128i narrow = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_cvtepi8_epi16(narrow));
+}
+inline void widen8_twice_u8_i16(uint64_t bytes8, int16_t* out) {
+    const __m128i narrow = _mm_cvtsi64_si128(static_cast<int64_t>(bytes8));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(narrow, narrow)));
+}
+// sum of a[i] * b[i] over 16 int16 pairs, lane k holding elements 2k and 2k + 1.
+inline I32x8 dot16_i16(const int16_t* a, const int16_t* b) {
+    return {_mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a)),
+                              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)))};
+}
+
+// For quantizing activations: |a| per lane, the largest lane, and 32 values rounded to the nearest integer
+// (ties to even, the default rounding mode; |values| <= 127) stored as bytes in order.
+inline F32x8 abs8(F32x8 a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v)}; }
+inline F32x8 max8(F32x8 a, F32x8 b) { return {_mm256_max_ps(a.v, b.v)}; }
+inline float hmax8(F32x8 a) {
+    const __m128 half = _mm_max_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+    const __m128 quarter = _mm_max_ps(half, _mm_movehl_ps(half, half));
+    return _mm_cvtss_f32(_mm_max_ss(quarter, _mm_movehdup_ps(quarter)));
+}
+inline void round32_i8(const F32x8* chunks, int8_t* out) {
+    const __m256i a = _mm256_cvtps_epi32(chunks[0].v), b = _mm256_cvtps_epi32(chunks[1].v);
+    const __m256i c = _mm256_cvtps_epi32(chunks[2].v), d = _mm256_cvtps_epi32(chunks[3].v);
+    // The packs work within 128-bit halves; the permute puts the 32 bytes back in order.
+    const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+    const __m256i ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), ordered);
+}
+
 #else
 
 struct F32x8 {
@@ -230,6 +319,93 @@ inline F32x8 load8_i8(const int8_t* q) {
     F32x8 r;
     for (int i = 0; i < kLanes; ++i) r.v[i] = static_cast<float>(q[i]);
     return r;
+}
+
+
+struct I8x32 {
+    int8_t v[32];
+};
+struct I32x8 {
+    int32_t v[kLanes];
+};
+inline I32x8 zero8_i32() { return I32x8{}; }
+inline I32x8 add8_i32(I32x8 a, I32x8 b) {
+    for (int i = 0; i < kLanes; ++i) a.v[i] += b.v[i];
+    return a;
+}
+inline I32x8 sub_shifted8_i32(I32x8 a, I32x8 b, int shift) {
+    for (int i = 0; i < kLanes; ++i) a.v[i] -= b.v[i] * (1 << shift);
+    return a;
+}
+inline F32x8 to_f32(I32x8 a) {
+    F32x8 r;
+    for (int i = 0; i < kLanes; ++i) r.v[i] = static_cast<float>(a.v[i]);
+    return r;
+}
+inline I8x32 load32_i8(const int8_t* p) {
+    I8x32 r;
+    std::memcpy(r.v, p, sizeof(r.v));
+    return r;
+}
+inline I8x32 offset32_u8(U8x32 u, uint8_t offset) {
+    I8x32 r;
+    for (int i = 0; i < 32; ++i) r.v[i] = static_cast<int8_t>(u.v[i] - offset);
+    return r;
+}
+inline I8x32 lookup32_i8(U8x32 index, const int8_t* table) {
+    I8x32 r;
+    for (int i = 0; i < 32; ++i) r.v[i] = table[index.v[i]];
+    return r;
+}
+inline I32x8 dot32_u8_i8(U8x32 u, const int8_t* x) {
+    I32x8 r{};
+    for (int i = 0; i < 32; ++i) r.v[i / 4] += u.v[i] * x[i];
+    return r;
+}
+inline I32x8 dot32_i8_i8(I8x32 w, const int8_t* x) {
+    I32x8 r{};
+    for (int i = 0; i < 32; ++i) r.v[i / 4] += w.v[i] * x[i];
+    return r;
+}
+inline I32x8 scaled_dot32_u8_i8(U8x32 u, const int8_t* x, const int16_t* scale_pair) {
+    constexpr int kHalf = 16;
+    I32x8 r{};
+    for (int i = 0; i < 32; ++i) r.v[i / 4] += u.v[i] * x[i] * scale_pair[i < kHalf ? 0 : 1];
+    return r;
+}
+inline void widen16_u8_i16(uint64_t first8, uint64_t next8, int16_t bias, int16_t* out) {
+    for (int i = 0; i < kLanes; ++i) {
+        out[i] = static_cast<int16_t>(byte_of(first8, i) - bias);
+        out[i + kLanes] = static_cast<int16_t>(byte_of(next8, i) - bias);
+    }
+}
+inline void widen16_i8_i16(const int8_t* bytes, int16_t* out) {
+    for (int i = 0; i < 2 * kLanes; ++i) out[i] = bytes[i];
+}
+inline void widen8_twice_u8_i16(uint64_t bytes8, int16_t* out) {
+    for (int i = 0; i < kLanes; ++i) out[2 * i] = out[2 * i + 1] = static_cast<int16_t>(byte_of(bytes8, i));
+}
+inline I32x8 dot16_i16(const int16_t* a, const int16_t* b) {
+    I32x8 r{};
+    for (int i = 0; i < 2 * kLanes; ++i) r.v[i / 2] += a[i] * b[i];
+    return r;
+}
+
+inline F32x8 abs8(F32x8 a) {
+    for (float& lane : a.v) lane = std::fabs(lane);
+    return a;
+}
+inline F32x8 max8(F32x8 a, F32x8 b) {
+    for (int i = 0; i < kLanes; ++i) a.v[i] = a.v[i] > b.v[i] ? a.v[i] : b.v[i];
+    return a;
+}
+inline float hmax8(F32x8 a) {
+    float m = a.v[0];
+    for (float lane : a.v) m = lane > m ? lane : m;
+    return m;
+}
+inline void round32_i8(const F32x8* chunks, int8_t* out) {
+    for (int i = 0; i < 32; ++i) out[i] = static_cast<int8_t>(std::nearbyint(chunks[i / kLanes].v[i % kLanes]));
 }
 
 #endif
