@@ -103,6 +103,18 @@ inline void prefetch_bytes(uintptr_t p, uintptr_t n) {
     }
 }
 
+// Block b of a row prefetched, blocks in sequence: a block no larger than a line needs only its first byte
+// asked for, since every line of the row then holds the start of some block (and costs one instruction).
+template <size_t kBlockBytes>
+inline void prefetch_block(uintptr_t row, int64_t b) {
+    const uintptr_t p = row + static_cast<uintptr_t>(b) * kBlockBytes;
+    if constexpr (kBlockBytes <= kCacheLine) {
+        __builtin_prefetch(reinterpret_cast<const void*>(p));
+    } else {
+        prefetch_bytes(p, kBlockBytes);
+    }
+}
+
 // R rows of a quantized type against T tokens' quantized activations: one Accumulator per (row, token),
 // blocks in order (see quant_rows.h). The integer dots cost less than the fp32 conversions did but the rows
 // still do not stream at the hardware prefetcher's pace on their own: while reading block b of its rows, a
@@ -121,8 +133,7 @@ void tile_quantized(const uint8_t* const* row_ptrs, const typename Row::Activati
         for (int t = 0; t < T; ++t) a[t] = x[t] + b;
 #pragma GCC unroll 16
         for (int r = 0; r < R; ++r) {
-            prefetch_bytes(reinterpret_cast<uintptr_t>(row_ptrs[r]) + R * row_bytes + b * Row::kBlockBytes,
-                           Row::kBlockBytes);
+            prefetch_block<Row::kBlockBytes>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + R * row_bytes, b);
             readers[r].template dot<T>(b, a, acc[r]);
         }
     }

@@ -34,27 +34,27 @@ struct BlockRow {
     explicit BlockRow(const uint8_t* row) : blocks(reinterpret_cast<const Block*>(row)) {}
 };
 
-// Blocks of 32 whose values are d * w with w signed bytes (Q8_0, Q4_0, Q5_0, IQ4_NL): the sign trick's dot.
+// Blocks of 32 whose values are d * w with w signed bytes (Q8_0, IQ4_NL): the sign trick's dot.
 template <int T>
 void dot_signed_block(I8x32 w, float d, const ActivationBlock32* const* a, Accumulator* acc) {
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) acc[t].v = fma8(broadcast8(d * a[t]->d), to_f32(dot32_i8_i8(w, a[t]->q)), acc[t].v);
 }
 
-// Blocks of 32 whose values are d * u + m with u unsigned (Q4_1, Q5_1): the sum of x times m goes to the
-// offset.
+// Blocks of 32 whose values are d * u + m with u unsigned (Q4_1, Q5_1; Q4_0, Q5_0 below): the sum of x
+// times m goes to the offset.
 template <int T>
 void dot_offset_block(U8x32 u, float d, float m, const ActivationBlock32* const* a, Accumulator* acc) {
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) {
         acc[t].v = fma8(broadcast8(d * a[t]->d), to_f32(dot32_u8_i8(u, a[t]->q)), acc[t].v);
-        acc[t].offset += m * a[t]->scaled_sum;
+        acc[t].offset = fma1(m, a[t]->scaled_sum, acc[t].offset);
     }
 }
 
 // A legacy Q5 block's 32 quants: 4 low bits from the nibbles, the fifth from qh.
 inline U8x32 legacy_q5(const uint8_t* qs, const uint8_t* qh) {
-    return or32_u8(nibbles32_u8(qs), shl32_u8(bit_bytes32_u8(load_le32(qh)), kNibbleBits));
+    return or32_u8(nibbles32_u8(qs), bit_bytes32_u8(load_le32(qh), 1u << kNibbleBits));
 }
 
 struct Q8_0Row : BlockRow<BlockQ8_0, kQ8_0BlockSize> {
@@ -66,12 +66,15 @@ struct Q8_0Row : BlockRow<BlockQ8_0, kQ8_0BlockSize> {
     }
 };
 
+// Q4_0 and Q5_0 take the Q4_1/Q5_1 path with m = -offset * d (exact: a power of two times d), which saves
+// the sign trick's instructions.
 struct Q4_0Row : BlockRow<BlockQ4_0, kLegacyQuantBlockSize> {
     using BlockRow::BlockRow;
     using Activation = ActivationBlock32;
     template <int T>
     void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
-        dot_signed_block<T>(offset32_u8(nibbles32_u8(blocks[b].qs), kQ4Offset), f16_scalar(blocks[b].d), a, acc);
+        const float d = f16_scalar(blocks[b].d);
+        dot_offset_block<T>(nibbles32_u8(blocks[b].qs), d, -kQ4Offset * d, a, acc);
     }
 };
 
@@ -81,7 +84,8 @@ struct Q5_0Row : BlockRow<BlockQ5_0, kLegacyQuantBlockSize> {
     template <int T>
     void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
         const BlockQ5_0& k = blocks[b];
-        dot_signed_block<T>(offset32_u8(legacy_q5(k.qs, k.qh), kQ5Offset), f16_scalar(k.d), a, acc);
+        const float d = f16_scalar(k.d);
+        dot_offset_block<T>(legacy_q5(k.qs, k.qh), d, -kQ5Offset * d, a, acc);
     }
 };
 

@@ -32,7 +32,11 @@ inline F32x8 load8(const float* p) { return {_mm256_loadu_ps(p)}; }
 inline void store8(float* p, F32x8 a) { _mm256_storeu_ps(p, a.v); }
 inline F32x8 fma8(F32x8 a, F32x8 b, F32x8 acc) { return {_mm256_fmadd_ps(a.v, b.v, acc.v)}; }
 inline F32x8 mul8(F32x8 a, F32x8 b) { return {_mm256_mul_ps(a.v, b.v)}; }
-inline F32x8 sub8(F32x8 a, F32x8 b) { return {_mm256_sub_ps(a.v, b.v)}; }
+// a * b + c rounded once, on scalars: spelled out, because the compiler's contraction of a * b + c into an
+// fma may differ from one inlined copy to the next, and a token's result must not depend on its tile.
+inline float fma1(float a, float b, float c) {
+    return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
+}
 
 inline float hsum8(F32x8 a) {
     const __m128 half = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
@@ -49,13 +53,8 @@ inline F32x8 load8_bf16(const uint16_t* p) {
     return {_mm256_castsi256_ps(_mm256_slli_epi32(wide, 16))};
 }
 
-inline F32x8 broadcast8_f16(uint16_t bits) { return {_mm256_set1_ps(_cvtsh_ss(bits))}; }
 inline float f16_scalar(uint16_t bits) { return _cvtsh_ss(bits); }
 
-// Lane i = byte i of `bytes` (bits 8i..8i+7), unsigned.
-inline F32x8 widen8_u8(uint64_t bytes) {
-    return {_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(bytes))))};
-}
 
 struct U8x32 {
     __m256i v;
@@ -71,32 +70,20 @@ inline U8x32 shl32_u8(U8x32 a, int shift) { return {_mm256_sll_epi16(a.v, _mm_cv
 inline U8x32 or32_u8(U8x32 a, U8x32 b) { return {_mm256_or_si256(a.v, b.v)}; }
 // The 16 low nibbles of p[0..15], then their 16 high nibbles.
 inline U8x32 nibbles32_u8(const uint8_t* p) {
-    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    const __m128i mask = _mm_set1_epi8(0x0f);
-    const __m128i low = _mm_and_si128(bytes, mask), high = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
-    return {_mm256_set_m128i(high, low)};
+    // The 16 bytes in both halves, the high half shifted down by a nibble, then the low nibbles kept.
+    const __m256i bytes = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m256i halves = _mm256_blend_epi32(bytes, _mm256_srli_epi16(bytes, 4), 0xf0);
+    return {_mm256_and_si256(halves, _mm256_set1_epi8(0x0f))};
 }
-// Byte i = table[byte i]; every byte is below 16.
-inline U8x32 lookup32_u8(U8x32 index, const uint8_t* table) {
-    const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(table)));
-    return {_mm256_shuffle_epi8(t, index.v)};
-}
-// Byte i = bit i of `bits` (0 or 1).
-inline U8x32 bit_bytes32_u8(uint32_t bits) {
-    // Byte i takes byte i / 8 of `bits`, keeps its bit i % 8, and becomes 1 where that bit is set.
+// Byte i = `value` where bit i of `bits` is set, else 0.
+inline U8x32 bit_bytes32_u8(uint32_t bits, uint8_t value) {
+    // Byte i takes byte i / 8 of `bits`, keeps its bit i % 8, and becomes all ones where that bit is set.
     const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)),
                                                _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
                                                                  0x0101010101010101, 0x0000000000000000));
     const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
-    return {_mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(1))};
-}
-// The 32 bytes as 4 chunks of 8 fp32 lanes, in order.
-inline void widen32_u8(U8x32 a, F32x8* out) {
-    const __m128i low = _mm256_castsi256_si128(a.v), high = _mm256_extracti128_si256(a.v, 1);
-    out[0] = {_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(low))};
-    out[1] = {_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(low, low)))};
-    out[2] = {_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(high))};
-    out[3] = {_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(high, high)))};
+    return {_mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit),
+                             _mm256_set1_epi8(static_cast<char>(value)))};
 }
 
 // e^x per lane, within 2 ulp of the correctly rounded value (Cephes' expf: x = n ln2 + r, |r| <= ln2/2,
@@ -122,11 +109,6 @@ inline F32x8 exp8(F32x8 x) {
     return {_mm256_mul_ps(er, _mm256_castsi256_ps(bits))};
 }
 
-inline F32x8 load8_i8(const int8_t* q) {
-    int64_t bytes;
-    std::memcpy(&bytes, q, sizeof(bytes));
-    return {_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(bytes)))};
-}
 
 
 // Integer dot products of quantized weights with 8-bit activations (see quant_rows.h). I8x32 holds 32 signed
@@ -145,10 +127,6 @@ inline I32x8 sub_shifted8_i32(I32x8 a, I32x8 b, int shift) {
 }
 inline F32x8 to_f32(I32x8 a) { return {_mm256_cvtepi32_ps(a.v)}; }
 inline I8x32 load32_i8(const int8_t* p) { return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))}; }
-// u - offset per byte, for quants u stored unsigned that mean u - offset (the result fits a signed byte).
-inline I8x32 offset32_u8(U8x32 u, uint8_t offset) {
-    return {_mm256_sub_epi8(u.v, _mm256_set1_epi8(static_cast<char>(offset)))};
-}
 // Byte i = table[byte i] as a signed value; every byte is below 16.
 inline I8x32 lookup32_i8(U8x32 index, const int8_t* table) {
     const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(table)));
@@ -242,10 +220,7 @@ inline F32x8 mul8(F32x8 a, F32x8 b) {
     for (int i = 0; i < kLanes; ++i) a.v[i] *= b.v[i];
     return a;
 }
-inline F32x8 sub8(F32x8 a, F32x8 b) {
-    for (int i = 0; i < kLanes; ++i) a.v[i] -= b.v[i];
-    return a;
-}
+inline float fma1(float a, float b, float c) { return std::fma(a, b, c); }
 // Same tree as the AVX2 version: halves, then quarters, then the last pair.
 inline float hsum8(F32x8 a) {
     const float h0 = a.v[0] + a.v[4], h1 = a.v[1] + a.v[5], h2 = a.v[2] + a.v[6], h3 = a.v[3] + a.v[7];
@@ -261,13 +236,7 @@ inline F32x8 load8_bf16(const uint16_t* p) {
     for (int i = 0; i < kLanes; ++i) r.v[i] = bf16_to_fp32(p[i]);
     return r;
 }
-inline F32x8 broadcast8_f16(uint16_t bits) { return broadcast8(fp16_to_fp32(bits)); }
 inline float f16_scalar(uint16_t bits) { return fp16_to_fp32(bits); }
-inline F32x8 widen8_u8(uint64_t bytes) {
-    F32x8 r;
-    for (int i = 0; i < kLanes; ++i) r.v[i] = static_cast<float>((bytes >> (8 * i)) & 0xffu);
-    return r;
-}
 
 struct U8x32 {
     uint8_t v[32];
@@ -298,28 +267,16 @@ inline U8x32 nibbles32_u8(const uint8_t* p) {
     }
     return r;
 }
-inline U8x32 lookup32_u8(U8x32 index, const uint8_t* table) {
-    for (uint8_t& byte : index.v) byte = table[byte];
-    return index;
-}
-inline U8x32 bit_bytes32_u8(uint32_t bits) {
+inline U8x32 bit_bytes32_u8(uint32_t bits, uint8_t value) {
     U8x32 r;
-    for (int i = 0; i < 32; ++i) r.v[i] = static_cast<uint8_t>((bits >> i) & 1u);
+    for (int i = 0; i < 32; ++i) r.v[i] = ((bits >> i) & 1u) != 0 ? value : 0;
     return r;
-}
-inline void widen32_u8(U8x32 a, F32x8* out) {
-    for (int i = 0; i < 32; ++i) out[i / kLanes].v[i % kLanes] = static_cast<float>(a.v[i]);
 }
 inline F32x8 exp8(F32x8 x) {
     for (float& lane : x.v) lane = std::exp(lane);
     return x;
 }
 
-inline F32x8 load8_i8(const int8_t* q) {
-    F32x8 r;
-    for (int i = 0; i < kLanes; ++i) r.v[i] = static_cast<float>(q[i]);
-    return r;
-}
 
 
 struct I8x32 {
@@ -345,11 +302,6 @@ inline F32x8 to_f32(I32x8 a) {
 inline I8x32 load32_i8(const int8_t* p) {
     I8x32 r;
     std::memcpy(r.v, p, sizeof(r.v));
-    return r;
-}
-inline I8x32 offset32_u8(U8x32 u, uint8_t offset) {
-    I8x32 r;
-    for (int i = 0; i < 32; ++i) r.v[i] = static_cast<int8_t>(u.v[i] - offset);
     return r;
 }
 inline I8x32 lookup32_i8(U8x32 index, const int8_t* table) {
