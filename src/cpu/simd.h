@@ -32,11 +32,6 @@ inline F32x8 load8(const float* p) { return {_mm256_loadu_ps(p)}; }
 inline void store8(float* p, F32x8 a) { _mm256_storeu_ps(p, a.v); }
 inline F32x8 fma8(F32x8 a, F32x8 b, F32x8 acc) { return {_mm256_fmadd_ps(a.v, b.v, acc.v)}; }
 inline F32x8 mul8(F32x8 a, F32x8 b) { return {_mm256_mul_ps(a.v, b.v)}; }
-// a * b + c rounded once, on scalars: spelled out, because the compiler's contraction of a * b + c into an
-// fma may differ from one inlined copy to the next, and a token's result must not depend on its tile.
-inline float fma1(float a, float b, float c) {
-    return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
-}
 
 inline float hsum8(F32x8 a) {
     const __m128 half = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
@@ -220,7 +215,6 @@ inline F32x8 mul8(F32x8 a, F32x8 b) {
     for (int i = 0; i < kLanes; ++i) a.v[i] *= b.v[i];
     return a;
 }
-inline float fma1(float a, float b, float c) { return std::fma(a, b, c); }
 // Same tree as the AVX2 version: halves, then quarters, then the last pair.
 inline float hsum8(F32x8 a) {
     const float h0 = a.v[0] + a.v[4], h1 = a.v[1] + a.v[5], h2 = a.v[2] + a.v[6], h3 = a.v[3] + a.v[7];
@@ -361,6 +355,11 @@ inline void round32_i8(const F32x8* chunks, int8_t* out) {
 }
 
 #endif
+
+// a * b + c rounded once, on scalars (one instruction with FMA): spelled out, because the compiler's
+// contraction of a * b + c into an fma may differ from one inlined copy to the next, and a token's result
+// must not depend on its tile.
+inline float fma1(float a, float b, float c) { return std::fma(a, b, c); }
 
 // Loads n < 8 floats followed by zeros (the tail of a row whose length is not a multiple of 8).
 inline F32x8 load8_partial(const float* p, int64_t n) {
