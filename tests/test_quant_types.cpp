@@ -200,6 +200,26 @@ TEST_P(QuantFixture, MatmulDoesNotDependOnTilingOrRowShares) {
     expect_matmul_independent_of_tiling(type, test::random_quant_blocks(type, blocks, 11, 0.5f));
 }
 
+// A NaN or an infinite input makes every output NaN, as the fp32 products would (rather than being rounded
+// to some finite 8-bit value).
+TEST_P(QuantFixture, NonFiniteInputGivesNaN) {
+    const GgmlType type = GetParam();
+    const int64_t rows = 9;
+    const std::vector<uint8_t> bytes = test::random_quant_blocks(
+        type, kRandomRowLength * rows / ggml_type_traits(static_cast<uint32_t>(type))->block_size, 13, 0.5f);
+    TensorView w;
+    w.name = "random." + ggml_type_name(type);
+    w.type = type;
+    w.ne = {kRandomRowLength, rows, 1, 1};
+    w.data = bytes.data();
+    w.nbytes = bytes.size();
+    for (const float bad : {NAN, INFINITY, -INFINITY}) {
+        std::vector<float> x = random_values(kRandomRowLength, 4);
+        x[kRandomRowLength / 2 + 3] = bad;
+        for (const float y : product(w, x, 1, {{0, rows}})) ASSERT_TRUE(std::isnan(y)) << bad;
+    }
+}
+
 // Q8_0 (written by Dendro's quantizer, so not in the read-only types' fixture): quantized random rows, and
 // every 5th quant set to -128, which the quantizer never writes but a file may hold (the sign trick takes
 // |-128| as the unsigned 128).

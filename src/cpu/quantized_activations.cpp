@@ -9,10 +9,16 @@ namespace {
 constexpr int64_t kChunk = kLegacyQuantBlockSize;
 constexpr int kChunkVectors = static_cast<int>(kChunk / kLanes);
 
+// max |x|, or NaN if some x is not finite (x * 0 is NaN just for those), so that a NaN or infinite input
+// makes the products NaN, as it does with fp32 inputs, rather than rounding to some finite q.
 float abs_max(const float* x, int64_t n) {
-    F32x8 m = zero8();
-    for (int64_t i = 0; i < n; i += kLanes) m = max8(m, abs8(load8(x + i)));
-    return hmax8(m);
+    F32x8 m = zero8(), non_finite = zero8();
+    for (int64_t i = 0; i < n; i += kLanes) {
+        const F32x8 v = load8(x + i);
+        m = max8(m, abs8(v));
+        non_finite = fma8(v, zero8(), non_finite);  // v * 0 is NaN for NaN and infinite v only
+    }
+    return hmax8(m) + hsum8(non_finite);
 }
 
 // q = x / d rounded for n (a multiple of 32) values; returns d.
