@@ -27,26 +27,65 @@ using test::to_double;
 
 // ---- Scalar reference (double precision, HF MambaMixer slow path order) ----
 
+// The CPU backend multiplies quantized matrices with its input rounded to 8 bits per block (as llama.cpp
+// does): blocks of 32 (256 for the k-quants) scaled by max |x| / 127, x / scale rounded to nearest. The
+// reference rounds the same way before those products, so that what is compared is the forward pass rather
+// than that rounding (test_quant_types bounds the rounding itself). 0 = the matrix takes x as it is.
+int64_t activation_block(GgmlType matrix_type) {
+    const int64_t block_size = ggml_type_traits(static_cast<uint32_t>(matrix_type))->block_size;
+    return block_size == 1 ? 0 : block_size;
+}
+
+std::vector<double> rounded_to_8_bits(const double* x, int64_t n, int64_t block) {
+    constexpr double kLevels = 127;
+    std::vector<double> out(x, x + n);
+    if (block == 0) return out;
+    for (int64_t b = 0; b < n; b += block) {
+        double amax = 0;
+        for (int64_t i = b; i < b + block; ++i) amax = std::max(amax, std::abs(x[i]));
+        const double step = amax / kLevels;
+        for (int64_t i = b; i < b + block; ++i) out[i] = step == 0 ? 0 : step * std::nearbyint(x[i] / step);
+    }
+    return out;
+}
+
+struct RefLinear {
+    std::vector<double> w, b;
+    int64_t activation_block;
+    std::vector<double> operator()(const double* x, int64_t n_in, int64_t n_out) const {
+        return linear(w, b, rounded_to_8_bits(x, n_in, activation_block).data(), n_in, n_out);
+    }
+};
+
+RefLinear ref_linear(const TensorView& w, const TensorView& b) {
+    return {to_double(w), to_double(b), activation_block(w.type)};
+}
+
 struct RefLayer {
-    std::vector<double> norm, in_w, in_b, conv_w, conv_b, x_w, dt_w, dt_b, a, d, out_w, out_b;
+    std::vector<double> norm;
+    RefLinear in;
+    std::vector<double> conv_w, conv_b;
+    RefLinear x, dt;
+    std::vector<double> a, d;
+    RefLinear out;
 };
 
 struct RefModel {
     ModelHparams hp;
-    std::vector<double> embd, out_norm, out_w;
+    std::vector<double> embd, out_norm;
+    RefLinear output;
     std::vector<RefLayer> layers;
 
     explicit RefModel(const Model& m) : hp(m.hparams()) {
         const ModelWeights& w = m.weights();
         embd = to_double(w.token_embd);
         out_norm = to_double(w.output_norm);
-        out_w = to_double(w.output);
+        output = ref_linear(w.output, {});
         for (const LayerWeights& layer : w.layers) {
             const Mamba1Mixer& l = layer.mamba1();
-            layers.push_back({to_double(layer.attn_norm), to_double(l.ssm_in), to_double(l.ssm_in_b),
-                              to_double(l.conv1d_w), to_double(l.conv1d_b), to_double(l.ssm_x),
-                              to_double(l.ssm_dt_w), to_double(l.ssm_dt_b), to_double(l.ssm_a), to_double(l.ssm_d),
-                              to_double(l.ssm_out), to_double(l.ssm_out_b)});
+            layers.push_back({to_double(layer.attn_norm), ref_linear(l.ssm_in, l.ssm_in_b), to_double(l.conv1d_w),
+                              to_double(l.conv1d_b), ref_linear(l.ssm_x, {}), ref_linear(l.ssm_dt_w, l.ssm_dt_b),
+                              to_double(l.ssm_a), to_double(l.ssm_d), ref_linear(l.ssm_out, l.ssm_out_b)});
         }
     }
 };
@@ -74,7 +113,7 @@ std::vector<double> ref_step(const RefModel& m, RefState& st, int32_t token) {
     for (int64_t il = 0; il < hp.n_layer; ++il) {
         const RefLayer& L = m.layers[il];
         const std::vector<double> hn = rms(h, L.norm.data(), hp.norm_eps);
-        const std::vector<double> xz = linear(L.in_w, L.in_b, hn.data(), D, 2 * E);
+        const std::vector<double> xz = L.in(hn.data(), D, 2 * E);
         std::vector<double> xc(E);
         std::vector<double>& win = st.conv[il];
         for (int64_t c = 0; c < E; ++c) {
@@ -85,7 +124,7 @@ std::vector<double> ref_step(const RefModel& m, RefState& st, int32_t token) {
             if (K > 1) win[(K - 2) * E + c] = xz[c];
             xc[c] = silu(s);
         }
-        std::vector<double> xdbc = linear(L.x_w, {}, xc.data(), E, R + 2 * N);
+        std::vector<double> xdbc = L.x(xc.data(), E, R + 2 * N);
         if (hp.dt_b_c_rms) {
             for (auto [off, len] : {std::pair<int64_t, int64_t>{0, R}, {R, N}, {R + N, N}}) {
                 std::vector<double> part(xdbc.begin() + off, xdbc.begin() + off + len);
@@ -93,7 +132,7 @@ std::vector<double> ref_step(const RefModel& m, RefState& st, int32_t token) {
                 std::copy(part.begin(), part.end(), xdbc.begin() + off);
             }
         }
-        const std::vector<double> dt_raw = linear(L.dt_w, L.dt_b, xdbc.data(), R, E);
+        const std::vector<double> dt_raw = L.dt(xdbc.data(), R, E);
         std::vector<double> y(E);
         for (int64_t c = 0; c < E; ++c) {
             const double dt = softplus(dt_raw[c]);
@@ -105,11 +144,11 @@ std::vector<double> ref_step(const RefModel& m, RefState& st, int32_t token) {
             }
             y[c] = (sum + xc[c] * L.d[c]) * silu(xz[E + c]);
         }
-        const std::vector<double> out = linear(L.out_w, L.out_b, y.data(), E, D);
+        const std::vector<double> out = L.out(y.data(), E, D);
         for (int64_t i = 0; i < D; ++i) h[i] += out[i];
     }
     const std::vector<double> hn = rms(h, m.out_norm.data(), hp.norm_eps);
-    return linear(m.out_w, {}, hn.data(), D, hp.n_vocab);
+    return m.output(hn.data(), D, hp.n_vocab);
 }
 
 // ---- Helpers ----

@@ -98,9 +98,11 @@ const std::string kCheckpoint = std::string(DENDRO_MODELS_DIR) + "/hf/dendro-sha
 
 // Relative RMS difference of all logits (every position of the prompt, 49 tokens) from the f16
 // conversion's, sqrt(sum (l - l_f16)^2 / sum l_f16^2), at most logit_tolerance: 1.5 times what was measured
-// on this model (q8_0 0.0051, q6_k 0.0155, q5_k_m 0.0283, q4_k_m 0.0579, q4_0 0.0633; a mis-packed block
-// gives differences of the order of the logits themselves). And the greedy next token agrees with f16's at
-// no fewer than top1_agreement of the positions (measured 0.98, 1, 0.96, 0.96, 0.94).
+// on this model (q8_0 0.0083, q6_k 0.0205, q5_k_m 0.0308, q4_k_m 0.0598, q4_0 0.0644; a mis-packed block
+// gives differences of the order of the logits themselves). These include the CPU backend's rounding of the
+// quantized matrices' inputs to 8 bits (docs/cpu-backend.md), about 0.0065 added in quadrature: with fp32
+// inputs the same files measured 0.0051, 0.0155, 0.0283, 0.0579, 0.0633. And the greedy next token agrees
+// with f16's at no fewer than top1_agreement of the positions (measured 1, 1, 0.96, 0.96, 0.94).
 struct ConvertCase {
     const char* out_type;
     uint32_t file_type;
@@ -109,11 +111,11 @@ struct ConvertCase {
     double top1_agreement;
 };
 const ConvertCase kCases[] = {
-    {"q8_0", 7, GgmlType::Q8_0, GgmlType::Q8_0, GgmlType::F16, 0.0077, 0.95},
-    {"q6_k", 18, GgmlType::Q6_K, GgmlType::Q6_K, GgmlType::F16, 0.023, 0.95},
-    {"q5_k_m", 17, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::F16, 0.042, 0.9},
-    {"q4_k_m", 15, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::F16, 0.087, 0.9},
-    {"q4_0", 2, GgmlType::Q4_0, GgmlType::Q6_K, GgmlType::F16, 0.095, 0.88},
+    {"q8_0", 7, GgmlType::Q8_0, GgmlType::Q8_0, GgmlType::F16, 0.0125, 0.95},
+    {"q6_k", 18, GgmlType::Q6_K, GgmlType::Q6_K, GgmlType::F16, 0.031, 0.95},
+    {"q5_k_m", 17, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::F16, 0.046, 0.9},
+    {"q4_k_m", 15, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::F16, 0.090, 0.9},
+    {"q4_0", 2, GgmlType::Q4_0, GgmlType::Q6_K, GgmlType::F16, 0.097, 0.88},
 };
 
 class ConvertedBundledModel : public ::testing::Test {

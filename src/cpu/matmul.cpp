@@ -1,23 +1,24 @@
 // Tiled weight-matrix products over rows of every supported type (see cpu_matmul.h).
 //
-// A tile computes R weight rows against T token vectors with one 8-lane accumulator per (row, token),
-// walking the row in order; the weights are converted to fp32 once and used for all T tokens. Because each
+// A tile computes R weight rows against T token vectors with one accumulator per (row, token), walking the
+// row in order; each weight chunk is decoded once (to fp32 for the float types, to bytes for the quantized
+// types, whose tokens are quantized to 8 bits first: quant_rows.h) and used for all T tokens. Because each
 // output owns its accumulator and sees the same sequence of operations, its value does not depend on R, T
 // or which thread computes it.
 #include "cpu/matmul.h"
 
 #include <algorithm>
 #include <cstdint>
-#include <type_traits>
+#include <vector>
 
 #include "cpu/quant_rows.h"
+#include "cpu/quantized_activations.h"
 #include "cpu/simd.h"
 #include "common/error.h"
 
 namespace dendro::cpu {
 namespace {
 
-constexpr int64_t kChunksPerBlock = kQ8_0BlockSize / kLanes;
 // Rows per tile when decoding a single token (memory bound: many rows in flight) and when batching tokens.
 constexpr int kDecodeTileRows = 8;
 constexpr int kBatchTileRows = 4;
@@ -30,6 +31,7 @@ constexpr int64_t kTokenBlock = 48;
 // Readers of one F32, F16 or BF16 weight row: at() gives the 8 elements from `off` as fp32, partial() the
 // last n < 8 followed by zeros.
 struct F32Row {
+    static constexpr uintptr_t kElementBytes = sizeof(float);
     const float* p = nullptr;
     F32Row() = default;
     explicit F32Row(const uint8_t* row) : p(reinterpret_cast<const float*>(row)) {}
@@ -39,6 +41,7 @@ struct F32Row {
 
 template <F32x8 (*Load)(const uint16_t*)>
 struct Half16Row {
+    static constexpr uintptr_t kElementBytes = sizeof(uint16_t);
     const uint16_t* p = nullptr;
     Half16Row() = default;
     explicit Half16Row(const uint8_t* row) : p(reinterpret_cast<const uint16_t*>(row)) {}
@@ -54,12 +57,36 @@ using BF16Row = Half16Row<load8_bf16>;
 
 // The tiles' loops over rows, tokens and chunks are unrolled so that the accumulators live in registers.
 
-// Q8_0 rows are computed by tile_q8 (whole blocks only: the loader checks row lengths).
-struct Q8Row {};
+constexpr uintptr_t kCacheLine = 64;
+// __builtin_prefetch's locality for "into L2, not L1" (prefetcht1): the lines are used a tile later, and
+// asking for them in L1 evicts the lines in use (measured: twice the streaming rate for Q8_0 and Q6_K).
+constexpr int kPrefetchToL2 = 2;
 
-// R rows of a float type against T tokens: one accumulator per (row, token), chunks of 8 in order.
+// Asks for the cache line of p, or those of [p, p + n), ahead of use. p may lie past the matrix (the next
+// tile of the last one): a prefetch never faults, so the address is computed as an integer.
+inline void prefetch_address(uintptr_t p) { __builtin_prefetch(reinterpret_cast<const void*>(p), 0, kPrefetchToL2); }
+inline void prefetch_bytes(uintptr_t p, uintptr_t n) {
+    for (uintptr_t line = p & ~(kCacheLine - 1); line < p + n; line += kCacheLine) prefetch_address(line);
+}
+
+// Block b of a row prefetched, blocks in sequence: a block no larger than a line needs only its first byte
+// asked for, since every line of the row then holds the start of some block (and costs one instruction).
+template <size_t kBlockBytes>
+inline void prefetch_block(uintptr_t row, int64_t b) {
+    const uintptr_t p = row + static_cast<uintptr_t>(b) * kBlockBytes;
+    if constexpr (kBlockBytes <= kCacheLine) {
+        prefetch_address(p);
+    } else {
+        prefetch_bytes(p, kBlockBytes);
+    }
+}
+
+// R rows of a float type against T tokens: one accumulator per (row, token), chunks of 8 in order. While
+// reading a chunk of its rows, a tile prefetches that chunk of the next tile's rows: the hardware prefetcher
+// alone let F16 rows stream at half F32's rate (measured from DRAM, one thread: 9 GB/s against 16; with the
+// prefetch 23 and 22).
 template <typename Row, int R, int T>
-void tile(const uint8_t* const* row_ptrs, const float* const* x, int64_t length, float* const* y) {
+void tile(const uint8_t* const* row_ptrs, const float* const* x, int64_t length, float* const* y, size_t row_bytes) {
     Row readers[R];
     F32x8 acc[R][T];
 #pragma GCC unroll 16
@@ -75,6 +102,7 @@ void tile(const uint8_t* const* row_ptrs, const float* const* x, int64_t length,
         for (int t = 0; t < T; ++t) xs[t] = load8(x[t] + off);
 #pragma GCC unroll 16
         for (int r = 0; r < R; ++r) {
+            prefetch_address(reinterpret_cast<uintptr_t>(row_ptrs[r]) + R * row_bytes + off * Row::kElementBytes);
             const F32x8 w = readers[r].at(off);
 #pragma GCC unroll 16
             for (int t = 0; t < T; ++t) acc[r][t] = fma8(w, xs[t], acc[r][t]);
@@ -96,121 +124,51 @@ void tile(const uint8_t* const* row_ptrs, const float* const* x, int64_t length,
     }
 }
 
-constexpr uintptr_t kCacheLine = 64;
-
-// Asks for the cache lines of [p, p + n) ahead of use. p may lie past the matrix (the next tile of the last
-// one): a prefetch never faults, so the address is computed as an integer.
-inline void prefetch_bytes(uintptr_t p, uintptr_t n) {
-    for (uintptr_t line = p & ~(kCacheLine - 1); line < p + n; line += kCacheLine) {
-        __builtin_prefetch(reinterpret_cast<const void*>(line));
-    }
-}
-
-// R Q8_0 rows against T tokens. Per block, the int8 quants (converted once for all tokens) are dotted with
-// the token's 32 values in 4 chunks, and the block's scale is applied once to that partial sum:
-// acc = fma(d, q·x, acc), blocks in order.
-template <int R, int T>
-void tile_q8(const uint8_t* const* row_ptrs, const float* const* x, int64_t length, float* const* y,
-             size_t row_bytes) {
-    F32x8 acc[R][T];
-#pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 16
-        for (int t = 0; t < T; ++t) acc[r][t] = zero8();
-    }
-    const int64_t n_blocks = length / kQ8_0BlockSize;
-    for (int64_t b = 0; b < n_blocks; ++b) {
-        const int64_t off = b * kQ8_0BlockSize;
-#pragma GCC unroll 16
-        for (int r = 0; r < R; ++r) {
-            const BlockQ8_0& block = reinterpret_cast<const BlockQ8_0*>(row_ptrs[r])[b];
-            prefetch_bytes(reinterpret_cast<uintptr_t>(&block) + R * row_bytes, sizeof(BlockQ8_0));
-            F32x8 q[kChunksPerBlock];
-#pragma GCC unroll 4
-            for (int64_t j = 0; j < kChunksPerBlock; ++j) q[j] = load8_i8(block.qs + j * kLanes);
-            const F32x8 scale = broadcast8_f16(block.d);
-#pragma GCC unroll 16
-            for (int t = 0; t < T; ++t) {
-                F32x8 part = mul8(q[0], load8(x[t] + off));
-#pragma GCC unroll 4
-                for (int64_t j = 1; j < kChunksPerBlock; ++j) {
-                    part = fma8(q[j], load8(x[t] + off + j * kLanes), part);
-                }
-                acc[r][t] = fma8(scale, part, acc[r][t]);
-            }
-        }
-    }
-#pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 16
-        for (int t = 0; t < T; ++t) y[t][r] = hsum8(acc[r][t]);
-    }
-}
-
-// R rows of a legacy quant or k-quant against T tokens: each 8-element chunk is dequantized (exactly the
-// reference values, see cpu_quant_rows.h) and fed into the accumulators in order, chunk by chunk through
-// the blocks, so each output is the canonical dot product of its dequantized row with the token.
-// Quantized rows cost more to compute than to load, so the hardware prefetcher does not run far enough
-// ahead on its own: while reading block b of its rows, a tile prefetches block b of the next tile's rows
-// (tile_q8 does the same).
+// R rows of a quantized type against T tokens' quantized activations: one Accumulator per (row, token),
+// blocks in order (see quant_rows.h). The integer dots cost less than the fp32 conversions did but the rows
+// still do not stream at the hardware prefetcher's pace on their own: while reading block b of its rows, a
+// tile prefetches block b of the next tile's rows.
 template <typename Row, int R, int T>
-void tile_blocks(const uint8_t* const* row_ptrs, const float* const* x, int64_t length, float* const* y,
-                 size_t row_bytes) {
-    constexpr uintptr_t kBlockBytes = sizeof(*Row().blocks);
+void tile_quantized(const uint8_t* const* row_ptrs, const typename Row::Activation* const* x, int64_t length,
+                    float* const* y, size_t row_bytes) {
     Row readers[R];
-    F32x8 acc[R][T];
+    Accumulator acc[R][T];
 #pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) {
-        readers[r] = Row(row_ptrs[r]);
-#pragma GCC unroll 16
-        for (int t = 0; t < T; ++t) acc[r][t] = zero8();
-    }
+    for (int r = 0; r < R; ++r) readers[r] = Row(row_ptrs[r]);
     const int64_t n_blocks = length / Row::kBlockSize;
     for (int64_t b = 0; b < n_blocks; ++b) {
+        const typename Row::Activation* a[T];
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) a[t] = x[t] + b;
 #pragma GCC unroll 16
         for (int r = 0; r < R; ++r) {
-            readers[r].begin_block(b);
-            prefetch_bytes(reinterpret_cast<uintptr_t>(row_ptrs[r]) + R * row_bytes + b * kBlockBytes, kBlockBytes);
-        }
-        for (int g = 0; g < Row::kGroups; ++g) {
-            const int64_t off = b * Row::kBlockSize + g * kGroupSize;
-            F32x8 xs[T][kGroupChunks];
-#pragma GCC unroll 16
-            for (int t = 0; t < T; ++t) {
-#pragma GCC unroll 4
-                for (int i = 0; i < kGroupChunks; ++i) xs[t][i] = load8(x[t] + off + i * kLanes);
-            }
-#pragma GCC unroll 16
-            for (int r = 0; r < R; ++r) {
-                Group w;
-                readers[r].group(g, w);
-#pragma GCC unroll 4
-                for (int i = 0; i < kGroupChunks; ++i) {
-#pragma GCC unroll 16
-                    for (int t = 0; t < T; ++t) acc[r][t] = fma8(w[i], xs[t][i], acc[r][t]);
-                }
-            }
+            prefetch_block<Row::kBlockBytes>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + R * row_bytes, b);
+            readers[r].template dot<T>(b, a, acc[r]);
         }
     }
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 16
-        for (int t = 0; t < T; ++t) y[t][r] = hsum8(acc[r][t]);
+        for (int t = 0; t < T; ++t) y[t][r] = acc[r][t].total();
     }
 }
 
 template <typename Row>
-concept BlockReader = requires(Row row) { row.begin_block(int64_t{0}); };
+concept QuantizedRow = requires { typename Row::Activation; };
 
 [[noreturn]] void fail_unsupported_type(const TensorView& w) {
     fail("tensor ", w.name, ": type ", ggml_type_name(w.type), " is not supported by the CPU backend");
 }
 
+// x and y rows of tokens [0, n); for a quantized type, `activations` holds the quantized x of tokens
+// [activations_begin, ...), blocks_per_token blocks each.
 struct Problem {
     const TensorView& w;
     size_t row_bytes;
     ConstRows x;
     MutRows y;
+    const void* activations = nullptr;
+    int64_t activations_begin = 0, blocks_per_token = 0;
 };
 
 template <typename Row, int R, int T>
@@ -223,12 +181,15 @@ void run_tile(const Problem& p, int64_t r0, int64_t t0) {
         x[t] = p.x.data + (t0 + t) * p.x.stride;
         y[t] = p.y.data + (t0 + t) * p.y.stride + r0;
     }
-    if constexpr (std::is_same_v<Row, Q8Row>) {
-        tile_q8<R, T>(rows, x, p.w.row_length(), y, p.row_bytes);
-    } else if constexpr (BlockReader<Row>) {
-        tile_blocks<Row, R, T>(rows, x, p.w.row_length(), y, p.row_bytes);
+    if constexpr (QuantizedRow<Row>) {
+        using Activation = typename Row::Activation;
+        const Activation* a[T];
+        for (int t = 0; t < T; ++t) {
+            a[t] = static_cast<const Activation*>(p.activations) + (t0 + t - p.activations_begin) * p.blocks_per_token;
+        }
+        tile_quantized<Row, R, T>(rows, a, p.w.row_length(), y, p.row_bytes);
     } else {
-        tile<Row, R, T>(rows, x, p.w.row_length(), y);
+        tile<Row, R, T>(rows, x, p.w.row_length(), y, p.row_bytes);
     }
 }
 
@@ -255,10 +216,28 @@ void run_short_rows(int64_t rows, const Problem& p, int64_t r0, int64_t t_begin,
 }
 
 // Rows [row_begin, row_end), R at a time, for every block of tokens.
+// Quantizes the activations of tokens [tb, tb_end) into this thread's scratch, reused from call to call.
+// Every thread quantizes the tokens it needs itself: a token's activations cost about one weight row's
+// work, against the hundreds of rows a thread computes with them.
+template <typename Row>
+void quantize_token_block(Problem& p, int64_t tb, int64_t tb_end) {
+    using Activation = typename Row::Activation;
+    thread_local std::vector<Activation> scratch;
+    const int64_t length = p.w.row_length();
+    p.blocks_per_token = length / Row::kBlockSize;
+    scratch.resize(static_cast<size_t>((tb_end - tb) * p.blocks_per_token));
+    for (int64_t t = tb; t < tb_end; ++t) {
+        quantize_activations(p.x.data + t * p.x.stride, length, scratch.data() + (t - tb) * p.blocks_per_token);
+    }
+    p.activations = scratch.data();
+    p.activations_begin = tb;
+}
+
 template <typename Row, int R, int T>
-void matmul_range(const Problem& p, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+void matmul_range(Problem& p, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
     for (int64_t tb = 0; tb < n_tokens; tb += kTokenBlock) {
         const int64_t tb_end = std::min(n_tokens, tb + kTokenBlock);
+        if constexpr (QuantizedRow<Row>) quantize_token_block<Row>(p, tb, tb_end);
         for (int64_t r0 = row_begin; r0 < row_end; r0 += R) {
             const int64_t rows = std::min<int64_t>(R, row_end - r0);
             if (rows == R) {
@@ -271,7 +250,7 @@ void matmul_range(const Problem& p, int64_t n_tokens, int64_t row_begin, int64_t
 }
 
 template <typename Row>
-void matmul_typed(const Problem& p, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+void matmul_typed(Problem& p, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
     if (n_tokens == 1) {
         matmul_range<Row, kDecodeTileRows, 1>(p, n_tokens, row_begin, row_end);
     } else {
@@ -292,12 +271,12 @@ Range thread_share(int64_t n, int index, int count, int64_t alignment) {
 void matmul_rows(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, int64_t row_begin,
                  int64_t row_end) {
     if (n_tokens <= 0 || row_begin >= row_end) return;
-    const Problem p{w, w.row_bytes(), x, y};
+    Problem p{w, w.row_bytes(), x, y};
     switch (w.type) {
         case GgmlType::F32: return matmul_typed<F32Row>(p, n_tokens, row_begin, row_end);
         case GgmlType::F16: return matmul_typed<F16Row>(p, n_tokens, row_begin, row_end);
         case GgmlType::BF16: return matmul_typed<BF16Row>(p, n_tokens, row_begin, row_end);
-        case GgmlType::Q8_0: return matmul_typed<Q8Row>(p, n_tokens, row_begin, row_end);
+        case GgmlType::Q8_0: return matmul_typed<Q8_0Row>(p, n_tokens, row_begin, row_end);
         case GgmlType::Q4_0: return matmul_typed<Q4_0Row>(p, n_tokens, row_begin, row_end);
         case GgmlType::Q4_1: return matmul_typed<Q4_1Row>(p, n_tokens, row_begin, row_end);
         case GgmlType::Q5_0: return matmul_typed<Q5_0Row>(p, n_tokens, row_begin, row_end);

@@ -1,7 +1,8 @@
 // Weight-matrix products for the CPU backend: y[t] = W x[t] for a batch of token vectors, with W's rows
-// stored as F32, F16, BF16, Q8_0, a legacy quant (Q4_0..Q5_1), IQ4_NL or a k-quant (Q2_K..Q6_K) and
-// dequantized on the fly. Each output is accumulated in the canonical order of cpu_simd.h whatever the batch
-// size, tiling or thread count, so one token computed alone gives bit-for-bit the result it gets inside a batch.
+// stored as F32, F16, BF16 (converted to fp32 on the fly), Q8_0, a legacy quant (Q4_0..Q5_1), IQ4_NL or a
+// k-quant (Q2_K..Q6_K) (multiplied in integers with the tokens rounded to 8 bits, see quant_rows.h). Each
+// output is accumulated in one fixed order whatever the batch size, tiling or thread count, so one token
+// computed alone gives bit-for-bit the result it gets inside a batch.
 #pragma once
 
 #include <cstdint>

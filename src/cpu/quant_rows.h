@@ -1,13 +1,16 @@
-// Readers of one weight row of a legacy quant (Q4_0, Q4_1, Q5_0, Q5_1), IQ4_NL or k-quant (Q2_K..Q6_K) for the CPU
-// matmul, giving the weights as fp32, bit for bit the values of the scalar reference dequantizer
-// (ggml_quant_blocks.cpp). The quants of 32 elements are unpacked to one byte each with 32-byte vector
-// operations (cpu_simd.h's U8x32), widened to 4 chunks of 8 fp32 lanes, then scaled: the same fp32 operations
-// as the reference, so one code serves the AVX2 and the portable build.
+// Readers of one weight row of a quantized type (Q8_0, the legacy quants Q4_0..Q5_1, IQ4_NL, the k-quants
+// Q2_K..Q6_K) for the CPU matmul: dot<T>(b, a, acc) adds block b of the row dotted with block b of T
+// tokens' 8-bit activations (quantized_activations.h) to the tokens' accumulators. The quants of 32
+// elements are unpacked to one byte each with 32-byte vector operations (simd.h's U8x32) and multiplied
+// with the activations in integers, exactly; the weight scale times the activation scale is applied in fp32
+// once per block of 32 (legacy types) or 256 (k-quants, whose sub-block scales and mins are integers and
+// stay in the integer sum). The operations per (row, token) do not depend on T, so neither do the results.
 #pragma once
 
-#include <array>
+#include <bit>
 #include <cstdint>
 
+#include "cpu/quantized_activations.h"
 #include "cpu/simd.h"
 #include "format/ggml_quant_blocks.h"
 
@@ -15,223 +18,240 @@ namespace dendro::cpu {
 
 inline constexpr uint8_t kNibbleMask = 0x0f, kTwoBitMask = 0x03, kOneBitMask = 0x01;
 
-// Elements are read in groups of 4 chunks (32 elements: a legacy block, a k-quant quarter), within which
-// the scales and bit positions are fixed.
-inline constexpr int kGroupChunks = 4;
-inline constexpr int64_t kGroupSize = kGroupChunks * kLanes;
-using Group = F32x8[kGroupChunks];
+// One output's running sum: hsum8(v) + offset, offset collecting the m * sum(x) terms of Q4_1 and Q5_1.
+struct Accumulator {
+    F32x8 v = zero8();
+    float offset = 0.0f;
+    float total() const { return hsum8(v) + offset; }
+};
 
-// A row of `Block`s. The readers' interface: begin_block(b) takes block b's scales, group(g, w) writes the
-// 8-element chunks of group g (elements 32g..32g+31) of that block to w.
 template <typename Block, int64_t BlockSize>
 struct BlockRow {
     static constexpr int64_t kBlockSize = BlockSize;
-    static constexpr int kGroups = static_cast<int>(BlockSize / kGroupSize);
+    static constexpr size_t kBlockBytes = sizeof(Block);
     const Block* blocks = nullptr;
-    const Block* block = nullptr;
     BlockRow() = default;
     explicit BlockRow(const uint8_t* row) : blocks(reinterpret_cast<const Block*>(row)) {}
 };
 
-// A legacy Q5 block's 32 quants: 4 low bits from the nibbles, the fifth from qh.
-inline U8x32 legacy_q5(const uint8_t* qs, const uint8_t* qh) {
-    return or32_u8(nibbles32_u8(qs), shl32_u8(bit_bytes32_u8(load_le32(qh)), kNibbleBits));
+// Blocks of 32 whose values are d * w with w signed bytes (Q8_0, IQ4_NL): the sign trick's dot.
+template <int T>
+void dot_signed_block(I8x32 w, float d, const ActivationBlock32* const* a, Accumulator* acc) {
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) acc[t].v = fma8(broadcast8(d * a[t]->d), to_f32(dot32_i8_i8(w, a[t]->q)), acc[t].v);
 }
 
-struct Q4_0Row : BlockRow<BlockQ4_0, kLegacyQuantBlockSize> {
-    using BlockRow::BlockRow;
-    F32x8 d;
-    void begin_block(int64_t b) {
-        block = blocks + b;
-        d = broadcast8(f16_scalar(block->d));
+// Blocks of 32 whose values are d * u + m with u unsigned (Q4_1, Q5_1; Q4_0, Q5_0 below): the sum of x
+// times m goes to the offset.
+template <int T>
+void dot_offset_block(U8x32 u, float d, float m, const ActivationBlock32* const* a, Accumulator* acc) {
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) {
+        acc[t].v = fma8(broadcast8(d * a[t]->d), to_f32(dot32_u8_i8(u, a[t]->q)), acc[t].v);
+        acc[t].offset = fma1(m, a[t]->scaled_sum, acc[t].offset);
     }
-    void group(int, Group& w) const {
-        widen32_u8(nibbles32_u8(block->qs), w);
-        const F32x8 offset = broadcast8(kQ4Offset);
-        for (F32x8& chunk : w) chunk = mul8(d, sub8(chunk, offset));
+}
+
+// A legacy Q5 block's 32 quants: 4 low bits from the nibbles, the fifth from qh.
+inline U8x32 legacy_q5(const uint8_t* qs, const uint8_t* qh) {
+    return or32_u8(nibbles32_u8(qs), bit_bytes32_u8(load_le32(qh), 1u << kNibbleBits));
+}
+
+struct Q8_0Row : BlockRow<BlockQ8_0, kQ8_0BlockSize> {
+    using BlockRow::BlockRow;
+    using Activation = ActivationBlock32;
+    template <int T>
+    void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
+        dot_signed_block<T>(load32_i8(blocks[b].qs), f16_scalar(blocks[b].d), a, acc);
     }
 };
 
-struct Q4_1Row : BlockRow<BlockQ4_1, kLegacyQuantBlockSize> {
+// Q4_0 and Q5_0 take the Q4_1/Q5_1 path with m = -offset * d (exact: a power of two times d), which saves
+// the sign trick's instructions.
+struct Q4_0Row : BlockRow<BlockQ4_0, kLegacyQuantBlockSize> {
     using BlockRow::BlockRow;
-    F32x8 d, minus_m;
-    void begin_block(int64_t b) {
-        block = blocks + b;
-        d = broadcast8(f16_scalar(block->d));
-        minus_m = broadcast8(-f16_scalar(block->m));
-    }
-    void group(int, Group& w) const {
-        widen32_u8(nibbles32_u8(block->qs), w);
-        for (F32x8& chunk : w) chunk = sub8(mul8(d, chunk), minus_m);
+    using Activation = ActivationBlock32;
+    template <int T>
+    void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
+        const float d = f16_scalar(blocks[b].d);
+        dot_offset_block<T>(nibbles32_u8(blocks[b].qs), d, -kQ4Offset * d, a, acc);
     }
 };
 
 struct Q5_0Row : BlockRow<BlockQ5_0, kLegacyQuantBlockSize> {
     using BlockRow::BlockRow;
-    F32x8 d;
-    void begin_block(int64_t b) {
-        block = blocks + b;
-        d = broadcast8(f16_scalar(block->d));
+    using Activation = ActivationBlock32;
+    template <int T>
+    void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
+        const BlockQ5_0& k = blocks[b];
+        const float d = f16_scalar(k.d);
+        dot_offset_block<T>(legacy_q5(k.qs, k.qh), d, -kQ5Offset * d, a, acc);
     }
-    void group(int, Group& w) const {
-        widen32_u8(legacy_q5(block->qs, block->qh), w);
-        const F32x8 offset = broadcast8(kQ5Offset);
-        for (F32x8& chunk : w) chunk = mul8(d, sub8(chunk, offset));
+};
+
+struct IQ4_NLRow : BlockRow<BlockIQ4_NL, kLegacyQuantBlockSize> {
+    using BlockRow::BlockRow;
+    using Activation = ActivationBlock32;
+    template <int T>
+    void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
+        dot_signed_block<T>(lookup32_i8(nibbles32_u8(blocks[b].qs), kIQ4NLValues), f16_scalar(blocks[b].d), a, acc);
+    }
+};
+
+struct Q4_1Row : BlockRow<BlockQ4_1, kLegacyQuantBlockSize> {
+    using BlockRow::BlockRow;
+    using Activation = ActivationBlock32;
+    template <int T>
+    void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
+        const BlockQ4_1& k = blocks[b];
+        dot_offset_block<T>(nibbles32_u8(k.qs), f16_scalar(k.d), f16_scalar(k.m), a, acc);
     }
 };
 
 struct Q5_1Row : BlockRow<BlockQ5_1, kLegacyQuantBlockSize> {
     using BlockRow::BlockRow;
-    F32x8 d, minus_m;
-    void begin_block(int64_t b) {
-        block = blocks + b;
-        d = broadcast8(f16_scalar(block->d));
-        minus_m = broadcast8(-f16_scalar(block->m));
-    }
-    void group(int, Group& w) const {
-        widen32_u8(legacy_q5(block->qs, block->qh), w);
-        for (F32x8& chunk : w) chunk = sub8(mul8(d, chunk), minus_m);
+    using Activation = ActivationBlock32;
+    template <int T>
+    void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
+        const BlockQ5_1& k = blocks[b];
+        dot_offset_block<T>(legacy_q5(k.qs, k.qh), f16_scalar(k.d), f16_scalar(k.m), a, acc);
     }
 };
 
-// IQ4_NL's levels as unsigned bytes (plus 128), so that they widen like the other quants.
-inline constexpr int kIQ4NLBias = 128;
-inline constexpr auto kIQ4NLBiasedLevels = [] {
-    std::array<uint8_t, kIQ4NLLevels> levels{};
-    for (int i = 0; i < kIQ4NLLevels; ++i) levels[i] = static_cast<uint8_t>(kIQ4NLValues[i] + kIQ4NLBias);
-    return levels;
-}();
-
-struct IQ4_NLRow : BlockRow<BlockIQ4_NL, kLegacyQuantBlockSize> {
-    using BlockRow::BlockRow;
-    F32x8 d;
-    void begin_block(int64_t b) {
-        block = blocks + b;
-        d = broadcast8(f16_scalar(block->d));
-    }
-    void group(int, Group& w) const {
-        widen32_u8(lookup32_u8(nibbles32_u8(block->qs), kIQ4NLBiasedLevels.data()), w);
-        const F32x8 bias = broadcast8(kIQ4NLBias);
-        for (F32x8& chunk : w) chunk = mul8(d, sub8(chunk, bias));  // the level itself, exactly
-    }
-};
-
-// Group g of a k-quant block laid out by half and quarter: half g / 4, quarter g % 4; its sub-blocks of 16
-// are 2g (chunks 0, 1) and 2g + 1 (chunks 2, 3).
+// A k-quant super-block's 8 groups of 32 elements: group g is half g / 4, quarter g % 4 for the types laid
+// out by halves and quarters, and sub-blocks 2g, 2g + 1 of 16 (or sub-block g of 32) for the scales.
+inline constexpr int kGroups = static_cast<int>(kKQuantBlockSize / kLegacyQuantBlockSize);
+inline constexpr int kSubBlocks = static_cast<int>(kKQuantBlockSize / kSubBlockSize);
 inline constexpr int kQuartersPerHalf = 4;
 inline constexpr int kKQuantHalfBytes = 32;  // bytes of a half for 2-bit planes (Q2_K, Q3_K, Q6_K's qh)
-inline constexpr int kSmallSubBlocks = static_cast<int>(kKQuantBlockSize / 16);
-inline constexpr int kLargeSubBlocks = static_cast<int>(kKQuantBlockSize / 32);
 inline int half_of(int g) { return g / kQuartersPerHalf; }
 inline int quarter_of(int g) { return g % kQuartersPerHalf; }
-inline int small_sub_block(int g, int i) { return 2 * g + i / 2; }
+
+// Sum over the super-block of scale[s] * (u · x over sub-block s), for T tokens; quants(g) gives group g.
+// scales holds an int16 per sub-block of 16 (Q4_K and Q5_K give each of theirs twice).
+template <int T, typename Quants>
+void scaled_sums(const Quants& quants, const int16_t* scales, const ActivationBlock256* const* a, I32x8* sums) {
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) sums[t] = zero8_i32();
+#pragma GCC unroll 8
+    for (int g = 0; g < kGroups; ++g) {
+        const U8x32 u = quants(g);
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) {
+            const int8_t* x = a[t]->q + g * kLegacyQuantBlockSize;
+            sums[t] = add8_i32(sums[t], scaled_dot32_u8_i8(u, x, scales + 2 * g));
+        }
+    }
+}
+
+// Values (d * scale) * u - (dmin * min) per sub-block (Q2_K, Q4_K, Q5_K): two fp32 steps per super-block.
+template <int T, typename Quants>
+void dot_with_mins(const Quants& quants, const int16_t* scales, const int16_t* mins, float d, float dmin,
+                   const ActivationBlock256* const* a, Accumulator* acc) {
+    I32x8 sums[T];
+    scaled_sums<T>(quants, scales, a, sums);
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) {
+        acc[t].v = fma8(broadcast8(d * a[t]->d), to_f32(sums[t]), acc[t].v);
+        acc[t].v = fma8(broadcast8(-dmin * a[t]->d), to_f32(dot16_i16(mins, a[t]->sums)), acc[t].v);
+    }
+}
+
+// Values (d * scale) * (u - offset), offset = 2^kOffsetBits (Q3_K, Q6_K): the offset times the sub-block
+// sums of x is taken off in integers.
+template <int T, int kOffsetBits, typename Quants>
+void dot_with_offset(const Quants& quants, const int16_t* scales, float d, const ActivationBlock256* const* a,
+                     Accumulator* acc) {
+    I32x8 sums[T];
+    scaled_sums<T>(quants, scales, a, sums);
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) {
+        const I32x8 total = sub_shifted8_i32(sums[t], dot16_i16(scales, a[t]->sums), kOffsetBits);
+        acc[t].v = fma8(broadcast8(d * a[t]->d), to_f32(total), acc[t].v);
+    }
+}
 
 struct Q2_KRow : BlockRow<BlockQ2_K, kKQuantBlockSize> {
     using BlockRow::BlockRow;
-    float scale[kSmallSubBlocks], min[kSmallSubBlocks];
-    void begin_block(int64_t b) {
-        block = blocks + b;
-        const F32x8 d = broadcast8(f16_scalar(block->d)), dmin = broadcast8(f16_scalar(block->dmin));
+    using Activation = ActivationBlock256;
+    template <int T>
+    void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
+        const BlockQ2_K& k = blocks[b];
         constexpr uint64_t kNibbles = kNibbleMask * kOnePerByte;
-        for (int half = 0; half < 2; ++half) {
-            const uint64_t packed = load_le64(block->scales + kLanes * half);
-            store8(scale + kLanes * half, mul8(d, widen8_u8(packed & kNibbles)));
-            store8(min + kLanes * half, mul8(dmin, widen8_u8((packed >> kNibbleBits) & kNibbles)));
-        }
-    }
-    void group(int g, Group& w) const {
-        widen32_u8(bits32_u8(load32_u8(block->qs + kKQuantHalfBytes * half_of(g)), 2 * quarter_of(g), kTwoBitMask), w);
-#pragma GCC unroll 4
-        for (int i = 0; i < kGroupChunks; ++i) {
-            const int s = small_sub_block(g, i);
-            w[i] = sub8(mul8(broadcast8(scale[s]), w[i]), broadcast8(min[s]));
-        }
+        const uint64_t first = load_le64(k.scales), next = load_le64(k.scales + kLanes);
+        alignas(32) int16_t scales[kSubBlocks], mins[kSubBlocks];
+        widen16_u8_i16(first & kNibbles, next & kNibbles, 0, scales);
+        widen16_u8_i16((first >> kNibbleBits) & kNibbles, (next >> kNibbleBits) & kNibbles, 0, mins);
+        const auto quants = [&](int g) {
+            return bits32_u8(load32_u8(k.qs + kKQuantHalfBytes * half_of(g)), 2 * quarter_of(g), kTwoBitMask);
+        };
+        dot_with_mins<T>(quants, scales, mins, f16_scalar(k.d), f16_scalar(k.dmin), a, acc);
     }
 };
 
 struct Q3_KRow : BlockRow<BlockQ3_K, kKQuantBlockSize> {
     using BlockRow::BlockRow;
-    float scale[kSmallSubBlocks];
-    void begin_block(int64_t b) {
-        block = blocks + b;
-        const F32x8 d = broadcast8(f16_scalar(block->d)), offset = broadcast8(kQ3KScaleOffset);
-        const Q3KScales scales = q3_k_scales(block->scales);
-        store8(scale, mul8(d, sub8(widen8_u8(scales.low), offset)));
-        store8(scale + kLanes, mul8(d, sub8(widen8_u8(scales.high), offset)));
-    }
-    void group(int g, Group& w) const {
-        const uint8_t* qs = block->qs + kKQuantHalfBytes * half_of(g);
-        const U8x32 low = bits32_u8(load32_u8(qs), 2 * quarter_of(g), kTwoBitMask);
-        const int high_bit = kQuartersPerHalf * half_of(g) + quarter_of(g);
-        const U8x32 high = bits32_u8(load32_u8(block->hmask), high_bit, kOneBitMask);
-        widen32_u8(or32_u8(low, shl32_u8(high, 2)), w);
-        const F32x8 offset = broadcast8(kQ3KOffset);
-#pragma GCC unroll 4
-        for (int i = 0; i < kGroupChunks; ++i) {
-            w[i] = mul8(broadcast8(scale[small_sub_block(g, i)]), sub8(w[i], offset));
-        }
+    using Activation = ActivationBlock256;
+    template <int T>
+    void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
+        const BlockQ3_K& k = blocks[b];
+        const Q3KScales packed = q3_k_scales(k.scales);
+        alignas(32) int16_t scales[kSubBlocks];
+        widen16_u8_i16(packed.low, packed.high, kQ3KScaleOffset, scales);
+        const U8x32 hmask = load32_u8(k.hmask);
+        const auto quants = [&](int g) {
+            const U8x32 low = bits32_u8(load32_u8(k.qs + kKQuantHalfBytes * half_of(g)), 2 * quarter_of(g), kTwoBitMask);
+            return or32_u8(low, shl32_u8(bits32_u8(hmask, g, kOneBitMask), 2));  // group g's third bit is bit g
+        };
+        dot_with_offset<T, std::countr_zero(static_cast<unsigned>(kQ3KOffset))>(quants, scales, f16_scalar(k.d), a, acc);
     }
 };
 
-// Q4_K and Q5_K: group g is sub-block g, the low (g even) or high nibbles of qs[32 (g / 2) ..].
-template <typename Block>
+// Q4_K and Q5_K: group g is sub-block g, the low (g even) or high nibbles of qs[32 (g / 2) ..]; Q5_K's fifth
+// bit of sub-block g is bit g of qh.
+template <typename Block, bool kFifthBit>
 struct KQuantWithMinsRow : BlockRow<Block, kKQuantBlockSize> {
     using BlockRow<Block, kKQuantBlockSize>::BlockRow;
-    float scale[kLargeSubBlocks], min[kLargeSubBlocks];
-    void begin_block(int64_t b) {
-        this->block = this->blocks + b;
-        const KQuantScalesMins sm = k_quant_scales_mins(this->block->scales);
-        store8(scale, mul8(broadcast8(f16_scalar(this->block->d)), widen8_u8(sm.scales)));
-        store8(min, mul8(broadcast8(f16_scalar(this->block->dmin)), widen8_u8(sm.mins)));
-    }
-    // Q5_K passes its fifth bits; Q4_K none.
-    template <bool kFifthBit>
-    void read_group(int g, Group& w) const {
-        const uint8_t* qs = this->block->qs + kKQuantHalfBytes * (g / 2);
-        U8x32 q = bits32_u8(load32_u8(qs), kNibbleBits * (g % 2), kNibbleMask);
-        if constexpr (kFifthBit) {
-            q = or32_u8(q, shl32_u8(bits32_u8(load32_u8(this->block->qh), g, kOneBitMask), kNibbleBits));
-        }
-        widen32_u8(q, w);
-        const F32x8 scale8 = broadcast8(scale[g]), min8 = broadcast8(min[g]);
-        for (F32x8& chunk : w) chunk = sub8(mul8(scale8, chunk), min8);
+    using Activation = ActivationBlock256;
+    template <int T>
+    void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
+        const Block& k = this->blocks[b];
+        const KQuantScalesMins sm = k_quant_scales_mins(k.scales);
+        alignas(32) int16_t scales[kSubBlocks], mins[kSubBlocks];
+        widen8_twice_u8_i16(sm.scales, scales);
+        widen8_twice_u8_i16(sm.mins, mins);
+        const auto quants = [&](int g) {
+            U8x32 q = bits32_u8(load32_u8(k.qs + kKQuantHalfBytes * (g / 2)), kNibbleBits * (g % 2), kNibbleMask);
+            if constexpr (kFifthBit) {
+                q = or32_u8(q, shl32_u8(bits32_u8(load32_u8(k.qh), g, kOneBitMask), kNibbleBits));
+            }
+            return q;
+        };
+        dot_with_mins<T>(quants, scales, mins, f16_scalar(k.d), f16_scalar(k.dmin), a, acc);
     }
 };
-
-struct Q4_KRow : KQuantWithMinsRow<BlockQ4_K> {
-    using KQuantWithMinsRow::KQuantWithMinsRow;
-    void group(int g, Group& w) const { read_group<false>(g, w); }
-};
-
-struct Q5_KRow : KQuantWithMinsRow<BlockQ5_K> {
-    using KQuantWithMinsRow::KQuantWithMinsRow;
-    void group(int g, Group& w) const { read_group<true>(g, w); }
-};
+using Q4_KRow = KQuantWithMinsRow<BlockQ4_K, false>;
+using Q5_KRow = KQuantWithMinsRow<BlockQ5_K, true>;
 
 // Q6_K: in half h, quarter j, the low 4 bits are the low (j < 2) or high nibbles of ql[64h + 32 (j & 1) ..],
 // the high 2 bits are bits 2j of qh[32h ..].
 struct Q6_KRow : BlockRow<BlockQ6_K, kKQuantBlockSize> {
     using BlockRow::BlockRow;
-    float scale[kSmallSubBlocks];
-    void begin_block(int64_t b) {
-        block = blocks + b;
-        const F32x8 d = broadcast8(f16_scalar(block->d));
-        store8(scale, mul8(d, load8_i8(block->scales)));
-        store8(scale + kLanes, mul8(d, load8_i8(block->scales + kLanes)));
-    }
-    void group(int g, Group& w) const {
-        constexpr int kQlHalfBytes = 64, kQlQuarterBytes = 32;
-        const int h = half_of(g), j = quarter_of(g);
-        const uint8_t* ql = block->ql + kQlHalfBytes * h + kQlQuarterBytes * (j & 1);
-        const uint8_t* qh = block->qh + kKQuantHalfBytes * h;
-        const U8x32 low = bits32_u8(load32_u8(ql), j >= 2 ? kNibbleBits : 0, kNibbleMask);
-        const U8x32 high = bits32_u8(load32_u8(qh), 2 * j, kTwoBitMask);
-        widen32_u8(or32_u8(low, shl32_u8(high, kNibbleBits)), w);
-        const F32x8 offset = broadcast8(kQ6KOffset);
-#pragma GCC unroll 4
-        for (int i = 0; i < kGroupChunks; ++i) {
-            w[i] = mul8(broadcast8(scale[small_sub_block(g, i)]), sub8(w[i], offset));
-        }
+    using Activation = ActivationBlock256;
+    template <int T>
+    void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
+        const BlockQ6_K& k = blocks[b];
+        alignas(32) int16_t scales[kSubBlocks];
+        widen16_i8_i16(k.scales, scales);
+        const auto quants = [&](int g) {
+            constexpr int kQlHalfBytes = 64, kQlQuarterBytes = 32;
+            const int h = half_of(g), j = quarter_of(g);
+            const uint8_t* ql = k.ql + kQlHalfBytes * h + kQlQuarterBytes * (j & 1);
+            const U8x32 low = bits32_u8(load32_u8(ql), j >= 2 ? kNibbleBits : 0, kNibbleMask);
+            const U8x32 high = bits32_u8(load32_u8(k.qh + kKQuantHalfBytes * h), 2 * j, kTwoBitMask);
+            return or32_u8(low, shl32_u8(high, kNibbleBits));
+        };
+        dot_with_offset<T, std::countr_zero(static_cast<unsigned>(kQ6KOffset))>(quants, scales, f16_scalar(k.d), a, acc);
     }
 };
 

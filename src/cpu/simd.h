@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "format/ggml_quant_blocks.h"
 #include "format/ggml_types.h"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -31,7 +32,6 @@ inline F32x8 load8(const float* p) { return {_mm256_loadu_ps(p)}; }
 inline void store8(float* p, F32x8 a) { _mm256_storeu_ps(p, a.v); }
 inline F32x8 fma8(F32x8 a, F32x8 b, F32x8 acc) { return {_mm256_fmadd_ps(a.v, b.v, acc.v)}; }
 inline F32x8 mul8(F32x8 a, F32x8 b) { return {_mm256_mul_ps(a.v, b.v)}; }
-inline F32x8 sub8(F32x8 a, F32x8 b) { return {_mm256_sub_ps(a.v, b.v)}; }
 
 inline float hsum8(F32x8 a) {
     const __m128 half = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
@@ -48,13 +48,8 @@ inline F32x8 load8_bf16(const uint16_t* p) {
     return {_mm256_castsi256_ps(_mm256_slli_epi32(wide, 16))};
 }
 
-inline F32x8 broadcast8_f16(uint16_t bits) { return {_mm256_set1_ps(_cvtsh_ss(bits))}; }
 inline float f16_scalar(uint16_t bits) { return _cvtsh_ss(bits); }
 
-// Lane i = byte i of `bytes` (bits 8i..8i+7), unsigned.
-inline F32x8 widen8_u8(uint64_t bytes) {
-    return {_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(bytes))))};
-}
 
 struct U8x32 {
     __m256i v;
@@ -70,32 +65,20 @@ inline U8x32 shl32_u8(U8x32 a, int shift) { return {_mm256_sll_epi16(a.v, _mm_cv
 inline U8x32 or32_u8(U8x32 a, U8x32 b) { return {_mm256_or_si256(a.v, b.v)}; }
 // The 16 low nibbles of p[0..15], then their 16 high nibbles.
 inline U8x32 nibbles32_u8(const uint8_t* p) {
-    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    const __m128i mask = _mm_set1_epi8(0x0f);
-    const __m128i low = _mm_and_si128(bytes, mask), high = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
-    return {_mm256_set_m128i(high, low)};
+    // The 16 bytes in both halves, the high half shifted down by a nibble, then the low nibbles kept.
+    const __m256i bytes = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m256i halves = _mm256_blend_epi32(bytes, _mm256_srli_epi16(bytes, 4), 0xf0);
+    return {_mm256_and_si256(halves, _mm256_set1_epi8(0x0f))};
 }
-// Byte i = table[byte i]; every byte is below 16.
-inline U8x32 lookup32_u8(U8x32 index, const uint8_t* table) {
-    const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(table)));
-    return {_mm256_shuffle_epi8(t, index.v)};
-}
-// Byte i = bit i of `bits` (0 or 1).
-inline U8x32 bit_bytes32_u8(uint32_t bits) {
-    // Byte i takes byte i / 8 of `bits`, keeps its bit i % 8, and becomes 1 where that bit is set.
+// Byte i = `value` where bit i of `bits` is set, else 0.
+inline U8x32 bit_bytes32_u8(uint32_t bits, uint8_t value) {
+    // Byte i takes byte i / 8 of `bits`, keeps its bit i % 8, and becomes all ones where that bit is set.
     const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)),
                                                _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
                                                                  0x0101010101010101, 0x0000000000000000));
     const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
-    return {_mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(1))};
-}
-// The 32 bytes as 4 chunks of 8 fp32 lanes, in order.
-inline void widen32_u8(U8x32 a, F32x8* out) {
-    const __m128i low = _mm256_castsi256_si128(a.v), high = _mm256_extracti128_si256(a.v, 1);
-    out[0] = {_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(low))};
-    out[1] = {_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(low, low)))};
-    out[2] = {_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(high))};
-    out[3] = {_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(high, high)))};
+    return {_mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit),
+                             _mm256_set1_epi8(static_cast<char>(value)))};
 }
 
 // e^x per lane, within 2 ulp of the correctly rounded value (Cephes' expf: x = n ln2 + r, |r| <= ln2/2,
@@ -121,10 +104,89 @@ inline F32x8 exp8(F32x8 x) {
     return {_mm256_mul_ps(er, _mm256_castsi256_ps(bits))};
 }
 
-inline F32x8 load8_i8(const int8_t* q) {
-    int64_t bytes;
-    std::memcpy(&bytes, q, sizeof(bytes));
-    return {_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(bytes)))};
+
+
+// Integer dot products of quantized weights with 8-bit activations (see quant_rows.h). I8x32 holds 32 signed
+// bytes, I32x8 eight int32 lanes; lane k of a 32-element dot is the sum over elements 4k..4k+3, exact.
+struct I8x32 {
+    __m256i v;
+};
+struct I32x8 {
+    __m256i v;
+};
+inline I32x8 zero8_i32() { return {_mm256_setzero_si256()}; }
+inline I32x8 add8_i32(I32x8 a, I32x8 b) { return {_mm256_add_epi32(a.v, b.v)}; }
+// a - (b << shift): the offset term of the types whose quants mean q - 2^shift.
+inline I32x8 sub_shifted8_i32(I32x8 a, I32x8 b, int shift) {
+    return {_mm256_sub_epi32(a.v, _mm256_sll_epi32(b.v, _mm_cvtsi32_si128(shift)))};
+}
+inline F32x8 to_f32(I32x8 a) { return {_mm256_cvtepi32_ps(a.v)}; }
+inline I8x32 load32_i8(const int8_t* p) { return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))}; }
+// Byte i = table[byte i] as a signed value; every byte is below 16.
+inline I8x32 lookup32_i8(U8x32 index, const int8_t* table) {
+    const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(table)));
+    return {_mm256_shuffle_epi8(t, index.v)};
+}
+// Pairwise u*x sums as int16. Callers keep u <= 63 (or |u| <= 128 through the sign trick) so that no pair
+// saturates against |x| <= 127.
+inline __m256i pair_dots_u8_i8(__m256i u, __m256i x) { return _mm256_maddubs_epi16(u, x); }
+// The 32-element dot of unsigned quants u <= 63 with activations x.
+inline I32x8 dot32_u8_i8(U8x32 u, const int8_t* x) {
+    return {_mm256_madd_epi16(pair_dots_u8_i8(u.v, load32_i8(x).v), _mm256_set1_epi16(1))};
+}
+// The 32-element dot of signed weights w with activations x: |w| times x with w's sign (the sign trick).
+inline I32x8 dot32_i8_i8(I8x32 w, const int8_t* x) {
+    const __m256i signed_x = _mm256_sign_epi8(load32_i8(x).v, w.v);
+    return {_mm256_madd_epi16(pair_dots_u8_i8(_mm256_abs_epi8(w.v), signed_x), _mm256_set1_epi16(1))};
+}
+// The dot of unsigned quants u <= 63 with x, elements 0..15 weighted by scale_pair[0] and 16..31 by
+// scale_pair[1] (two k-quant sub-blocks of 16, or one of 32 with equal scales): lanes 0..3 hold the first
+// sub-block, 4..7 the second.
+inline I32x8 scaled_dot32_u8_i8(U8x32 u, const int8_t* x, const int16_t* scale_pair) {
+    int32_t pair;
+    std::memcpy(&pair, scale_pair, sizeof(pair));
+    // Both 128-bit halves hold the pair; the low half repeats its first int16, the high half its second.
+    const __m256i scales = _mm256_shuffle_epi8(_mm256_set1_epi32(pair),
+                                               _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                                                2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3));
+    return {_mm256_madd_epi16(pair_dots_u8_i8(u.v, load32_i8(x).v), scales)};
+}
+// Sub-block scales as int16: out[i] = byte i of (first8, next8) minus bias; out[i] = int8 bytes[i]; and
+// out[2i] = out[2i + 1] = byte i of bytes8 (a scale per 32 elements, given per 16).
+inline void widen16_u8_i16(uint64_t first8, uint64_t next8, int16_t bias, int16_t* out) {
+    const __m256i wide = _mm256_cvtepu8_epi16(_mm_set_epi64x(static_cast<int64_t>(next8), static_cast<int64_t>(first8)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_sub_epi16(wide, _mm256_set1_epi16(bias)));
+}
+inline void widen16_i8_i16(const int8_t* bytes, int16_t* out) {
+    const __m128i narrow = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_cvtepi8_epi16(narrow));
+}
+inline void widen8_twice_u8_i16(uint64_t bytes8, int16_t* out) {
+    const __m128i narrow = _mm_cvtsi64_si128(static_cast<int64_t>(bytes8));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(narrow, narrow)));
+}
+// sum of a[i] * b[i] over 16 int16 pairs, lane k holding elements 2k and 2k + 1.
+inline I32x8 dot16_i16(const int16_t* a, const int16_t* b) {
+    return {_mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a)),
+                              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)))};
+}
+
+// For quantizing activations: |a| per lane, the largest lane, and 32 values rounded to the nearest integer
+// (ties to even, the default rounding mode; |values| <= 127) stored as bytes in order.
+inline F32x8 abs8(F32x8 a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v)}; }
+inline F32x8 max8(F32x8 a, F32x8 b) { return {_mm256_max_ps(a.v, b.v)}; }
+inline float hmax8(F32x8 a) {
+    const __m128 half = _mm_max_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+    const __m128 quarter = _mm_max_ps(half, _mm_movehl_ps(half, half));
+    return _mm_cvtss_f32(_mm_max_ss(quarter, _mm_movehdup_ps(quarter)));
+}
+inline void round32_i8(const F32x8* chunks, int8_t* out) {
+    const __m256i a = _mm256_cvtps_epi32(chunks[0].v), b = _mm256_cvtps_epi32(chunks[1].v);
+    const __m256i c = _mm256_cvtps_epi32(chunks[2].v), d = _mm256_cvtps_epi32(chunks[3].v);
+    // The packs work within 128-bit halves; the permute puts the 32 bytes back in order.
+    const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+    const __m256i ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), ordered);
 }
 
 #else
@@ -153,10 +215,6 @@ inline F32x8 mul8(F32x8 a, F32x8 b) {
     for (int i = 0; i < kLanes; ++i) a.v[i] *= b.v[i];
     return a;
 }
-inline F32x8 sub8(F32x8 a, F32x8 b) {
-    for (int i = 0; i < kLanes; ++i) a.v[i] -= b.v[i];
-    return a;
-}
 // Same tree as the AVX2 version: halves, then quarters, then the last pair.
 inline float hsum8(F32x8 a) {
     const float h0 = a.v[0] + a.v[4], h1 = a.v[1] + a.v[5], h2 = a.v[2] + a.v[6], h3 = a.v[3] + a.v[7];
@@ -172,13 +230,7 @@ inline F32x8 load8_bf16(const uint16_t* p) {
     for (int i = 0; i < kLanes; ++i) r.v[i] = bf16_to_fp32(p[i]);
     return r;
 }
-inline F32x8 broadcast8_f16(uint16_t bits) { return broadcast8(fp16_to_fp32(bits)); }
 inline float f16_scalar(uint16_t bits) { return fp16_to_fp32(bits); }
-inline F32x8 widen8_u8(uint64_t bytes) {
-    F32x8 r;
-    for (int i = 0; i < kLanes; ++i) r.v[i] = static_cast<float>((bytes >> (8 * i)) & 0xffu);
-    return r;
-}
 
 struct U8x32 {
     uint8_t v[32];
@@ -209,30 +261,105 @@ inline U8x32 nibbles32_u8(const uint8_t* p) {
     }
     return r;
 }
-inline U8x32 lookup32_u8(U8x32 index, const uint8_t* table) {
-    for (uint8_t& byte : index.v) byte = table[byte];
-    return index;
-}
-inline U8x32 bit_bytes32_u8(uint32_t bits) {
+inline U8x32 bit_bytes32_u8(uint32_t bits, uint8_t value) {
     U8x32 r;
-    for (int i = 0; i < 32; ++i) r.v[i] = static_cast<uint8_t>((bits >> i) & 1u);
+    for (int i = 0; i < 32; ++i) r.v[i] = ((bits >> i) & 1u) != 0 ? value : 0;
     return r;
-}
-inline void widen32_u8(U8x32 a, F32x8* out) {
-    for (int i = 0; i < 32; ++i) out[i / kLanes].v[i % kLanes] = static_cast<float>(a.v[i]);
 }
 inline F32x8 exp8(F32x8 x) {
     for (float& lane : x.v) lane = std::exp(lane);
     return x;
 }
 
-inline F32x8 load8_i8(const int8_t* q) {
+
+
+struct I8x32 {
+    int8_t v[32];
+};
+struct I32x8 {
+    int32_t v[kLanes];
+};
+inline I32x8 zero8_i32() { return I32x8{}; }
+inline I32x8 add8_i32(I32x8 a, I32x8 b) {
+    for (int i = 0; i < kLanes; ++i) a.v[i] += b.v[i];
+    return a;
+}
+inline I32x8 sub_shifted8_i32(I32x8 a, I32x8 b, int shift) {
+    for (int i = 0; i < kLanes; ++i) a.v[i] -= b.v[i] * (1 << shift);
+    return a;
+}
+inline F32x8 to_f32(I32x8 a) {
     F32x8 r;
-    for (int i = 0; i < kLanes; ++i) r.v[i] = static_cast<float>(q[i]);
+    for (int i = 0; i < kLanes; ++i) r.v[i] = static_cast<float>(a.v[i]);
+    return r;
+}
+inline I8x32 load32_i8(const int8_t* p) {
+    I8x32 r;
+    std::memcpy(r.v, p, sizeof(r.v));
+    return r;
+}
+inline I8x32 lookup32_i8(U8x32 index, const int8_t* table) {
+    I8x32 r;
+    for (int i = 0; i < 32; ++i) r.v[i] = table[index.v[i]];
+    return r;
+}
+inline I32x8 dot32_u8_i8(U8x32 u, const int8_t* x) {
+    I32x8 r{};
+    for (int i = 0; i < 32; ++i) r.v[i / 4] += u.v[i] * x[i];
+    return r;
+}
+inline I32x8 dot32_i8_i8(I8x32 w, const int8_t* x) {
+    I32x8 r{};
+    for (int i = 0; i < 32; ++i) r.v[i / 4] += w.v[i] * x[i];
+    return r;
+}
+inline I32x8 scaled_dot32_u8_i8(U8x32 u, const int8_t* x, const int16_t* scale_pair) {
+    constexpr int kHalf = 16;
+    I32x8 r{};
+    for (int i = 0; i < 32; ++i) r.v[i / 4] += u.v[i] * x[i] * scale_pair[i < kHalf ? 0 : 1];
+    return r;
+}
+inline void widen16_u8_i16(uint64_t first8, uint64_t next8, int16_t bias, int16_t* out) {
+    for (int i = 0; i < kLanes; ++i) {
+        out[i] = static_cast<int16_t>(byte_of(first8, i) - bias);
+        out[i + kLanes] = static_cast<int16_t>(byte_of(next8, i) - bias);
+    }
+}
+inline void widen16_i8_i16(const int8_t* bytes, int16_t* out) {
+    for (int i = 0; i < 2 * kLanes; ++i) out[i] = bytes[i];
+}
+inline void widen8_twice_u8_i16(uint64_t bytes8, int16_t* out) {
+    for (int i = 0; i < kLanes; ++i) out[2 * i] = out[2 * i + 1] = static_cast<int16_t>(byte_of(bytes8, i));
+}
+inline I32x8 dot16_i16(const int16_t* a, const int16_t* b) {
+    I32x8 r{};
+    for (int i = 0; i < 2 * kLanes; ++i) r.v[i / 2] += a[i] * b[i];
     return r;
 }
 
+inline F32x8 abs8(F32x8 a) {
+    for (float& lane : a.v) lane = std::fabs(lane);
+    return a;
+}
+inline F32x8 max8(F32x8 a, F32x8 b) {
+    for (int i = 0; i < kLanes; ++i) a.v[i] = a.v[i] > b.v[i] ? a.v[i] : b.v[i];
+    return a;
+}
+inline float hmax8(F32x8 a) {
+    float m = a.v[0];
+    for (float lane : a.v) m = lane > m ? lane : m;
+    return m;
+}
+inline void round32_i8(const F32x8* chunks, int8_t* out) {
+    for (int i = 0; i < 32; ++i) out[i] = static_cast<int8_t>(std::nearbyint(chunks[i / kLanes].v[i % kLanes]));
+}
+
 #endif
+
+// a * b + c rounded once, on scalars (one instruction with FMA): spelled out, because the compiler's
+// contraction of a * b + c into an fma may differ from one inlined copy to the next, and a token's result
+// must not depend on its tile.
+inline float fma1(float a, float b, float c) { return std::fma(a, b, c); }
 
 // Loads n < 8 floats followed by zeros (the tail of a row whose length is not a multiple of 8).
 inline F32x8 load8_partial(const float* p, int64_t n) {
