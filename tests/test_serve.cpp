@@ -305,6 +305,16 @@ TEST(Serve, StalledClientsAreClosedAfterTheReadTimeoutAndBlockNobody) {
     const std::string headers_reply = stalled_headers.read_until_closed(limit);
     EXPECT_TRUE(stalled_headers.closed_by_server());
     EXPECT_EQ(headers_reply.rfind("HTTP/1.1 408", 0), 0u) << headers_reply;
+
+    // Malformed requests that arrived whole stay 400.
+    RawConnection bad_method(server.port());
+    ASSERT_TRUE(bad_method.send("BLAH /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+    RawConnection bad_target(server.port());
+    ASSERT_TRUE(bad_target.send("GET /health?a?b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+    const std::string method_reply = bad_method.read_until_closed(limit);
+    EXPECT_EQ(method_reply.rfind("HTTP/1.1 400", 0), 0u) << method_reply;
+    const std::string target_reply = bad_target.read_until_closed(limit);
+    EXPECT_EQ(target_reply.rfind("HTTP/1.1 400", 0), 0u) << target_reply;
 }
 
 // A stream whose client never reads: once the socket's buffers are full, a write waits --read-timeout and

@@ -12,7 +12,6 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
 #include <thread>
 
@@ -86,15 +85,12 @@ void send_api_error(httplib::Response& res, const ApiError& e) { send_error(res,
 
 // Whether httplib's own 400 means the request stopped arriving (the read timed out or the connection was cut)
 // rather than that it was malformed: httplib 0.11 answers both with 400. Its request line was valid (httplib
-// refuses a bad method or version, or a target with two '?', with 400 before reading headers), and either
-// its headers or its body were cut short: a Content-Length body shorter than said, or no body at all (the
-// headers never ended, or a body without a length never ended). Chunked and multipart bodies stay 400: they
-// can also be malformed.
+// sets the path only once the method, the version and the word count passed, and refuses a target with two
+// '?' after setting it), and its headers or its body were cut short: a body shorter than its Content-Length;
+// without a length, the headers never ended or the body (read until the client closes) timed out. Chunked
+// and multipart bodies stay 400: they can also be malformed.
 bool read_stopped_short(const httplib::Request& req) {
-    static const std::set<std::string> kMethods = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS",
-                                                   "TRACE", "PATCH", "PRI"};
-    const bool valid_line = kMethods.count(req.method) != 0 && (req.version == "HTTP/1.1" || req.version == "HTTP/1.0") &&
-                            std::count(req.target.begin(), req.target.end(), '?') <= 1;
+    const bool valid_line = !req.path.empty() && std::count(req.target.begin(), req.target.end(), '?') <= 1;
     if (!valid_line || req.is_multipart_form_data() || req.get_header_value("Transfer-Encoding") == "chunked") {
         return false;
     }
