@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <regex>
 #include <string>
 #include <thread>
@@ -12,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "raw_connection.h"
 #include "run_command.h"
 #include "server_process.h"
 #include "temp_dir.h"
@@ -252,6 +254,93 @@ TEST(Serve, DisconnectMidStreamFreesTheSlot) {
     EXPECT_EQ(metric(server, "dendro_requests_cancelled_total"), 1);
     EXPECT_EQ(metric(server, "dendro_active_sequences"), 0);
     EXPECT_NE(server.log().find("cmpl-1: cancelled after"), std::string::npos) << server.log();
+}
+
+// A non-streaming response writes nothing before the end; the server sees the client's closed socket.
+TEST(Serve, DisconnectDuringANonStreamingRequestFreesTheSlot) {
+    ServerProcess server({"--parallel", "1", "--max-tokens", "1000000", "--timeout", "120"});
+    ASSERT_GT(server.port(), 0);
+    const auto start = std::chrono::steady_clock::now();
+    const HttpReply gone = http_request(server, "POST", "/v1/completions",
+                                        body({{"prompt", "ROMEO:"}, {"max_tokens", 1000000}, {"temperature", 1.0}}),
+                                        "--max-time 1");
+    EXPECT_EQ(gone.status, 0);  // curl gave up: no response
+    // Unnoticed, the request would hold the only slot for its 120 s timeout.
+    const HttpReply next =
+        http_request(server, "POST", "/v1/completions",
+                     body({{"prompt", "JULIET:"}, {"max_tokens", 4}, {"temperature", 0}}), "--max-time 20");
+    ASSERT_EQ(next.status, 200) << next.body;
+    EXPECT_EQ(next.json()["usage"]["completion_tokens"], 4);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
+    EXPECT_EQ(metric(server, "dendro_requests_cancelled_total"), 1);
+    EXPECT_EQ(metric(server, "dendro_active_sequences"), 0);
+    EXPECT_NE(server.log().find("cmpl-1: cancelled after"), std::string::npos) << server.log();
+}
+
+// Clients that stall while sending, or never read, hold an HTTP thread until --read-timeout, never a slot,
+// and delay nobody; one whose body stopped short gets 408.
+TEST(Serve, StalledClientsAreClosedAfterTheReadTimeoutAndBlockNobody) {
+    constexpr int kReadTimeout = 4;
+    ServerProcess server({"--parallel", "1", "--read-timeout", std::to_string(kReadTimeout), "--max-tokens", "1000000"});
+    ASSERT_GT(server.port(), 0);
+    RawConnection stalled_body(server.port());
+    ASSERT_TRUE(stalled_body.send("POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                                  "Content-Length: 100\r\n\r\n{\"prompt\": \"RO"));
+    RawConnection stalled_headers(server.port());
+    ASSERT_TRUE(stalled_headers.send("POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"));
+
+    const HttpReply next = http_request(server, "POST", "/v1/completions",
+                                        body({{"prompt", "JULIET:"}, {"max_tokens", 4}, {"temperature", 0}}));
+    ASSERT_EQ(next.status, 200) << next.body;
+    // It was answered while both stalled clients were still waiting on their timeout.
+    EXPECT_FALSE(stalled_body.has_news());
+    EXPECT_FALSE(stalled_headers.has_news());
+    EXPECT_EQ(metric(server, "dendro_active_sequences"), 0);
+
+    const auto limit = std::chrono::seconds(3 * kReadTimeout);
+    const std::string body_reply = stalled_body.read_until_closed(limit);
+    EXPECT_TRUE(stalled_body.closed_by_server());
+    EXPECT_EQ(body_reply.rfind("HTTP/1.1 408", 0), 0u) << body_reply;
+    EXPECT_NE(body_reply.find("--read-timeout"), std::string::npos) << body_reply;
+    const std::string headers_reply = stalled_headers.read_until_closed(limit);
+    EXPECT_TRUE(stalled_headers.closed_by_server());
+    EXPECT_EQ(headers_reply.rfind("HTTP/1.1 408", 0), 0u) << headers_reply;
+
+    // Malformed requests that arrived whole stay 400.
+    RawConnection bad_method(server.port());
+    ASSERT_TRUE(bad_method.send("BLAH /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+    RawConnection bad_target(server.port());
+    ASSERT_TRUE(bad_target.send("GET /health?a?b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+    const std::string method_reply = bad_method.read_until_closed(limit);
+    EXPECT_EQ(method_reply.rfind("HTTP/1.1 400", 0), 0u) << method_reply;
+    const std::string target_reply = bad_target.read_until_closed(limit);
+    EXPECT_EQ(target_reply.rfind("HTTP/1.1 400", 0), 0u) << target_reply;
+}
+
+// A stream whose client never reads: once the socket's buffers are full, a write waits --read-timeout and
+// fails, and the slot is freed.
+TEST(Serve, AStreamNobodyReadsIsCancelledAfterTheReadTimeout) {
+    ServerProcess server({"--parallel", "1", "--read-timeout", "2", "--max-tokens", "1000000"});
+    ASSERT_GT(server.port(), 0);
+    constexpr int kSmallReceiveBuffer = 4096;
+    RawConnection deaf(server.port(), kSmallReceiveBuffer);
+    // Twenty alternatives per token make each chunk a few KiB: the buffers fill sooner.
+    constexpr int kLogprobs = 20;
+    const std::string request =
+        body({{"prompt", "ROMEO:"}, {"max_tokens", 1000000}, {"stream", true}, {"logprobs", kLogprobs}});
+    ASSERT_TRUE(deaf.send("POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                          "Content-Length: " + std::to_string(request.size()) + "\r\n\r\n" + request));
+    const auto start = std::chrono::steady_clock::now();
+    while (metric(server, "dendro_requests_cancelled_total") < 1 &&
+           std::chrono::steady_clock::now() - start < std::chrono::minutes(2)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    EXPECT_EQ(metric(server, "dendro_requests_cancelled_total"), 1);
+    EXPECT_EQ(metric(server, "dendro_active_sequences"), 0);
+    EXPECT_GT(metric(server, "dendro_generated_tokens_total"), 0);
+    std::cerr << "the unread stream was cancelled after "
+              << std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start).count()
+              << " s\n";
 }
 
 // Every bad request gets a 4xx with an OpenAI-style error body, and the server goes on serving.

@@ -24,9 +24,9 @@ done
 packages=(build-essential cmake pkg-config nlohmann-json3-dev libcli11-dev libsentencepiece-dev libgtest-dev
           libpcre2-dev libutf8proc-dev libxxhash-dev libzip-dev zlib1g-dev libcpp-httplib-dev)
 # The sanitizer and fuzz builds of --test: clang, its sanitizer and libFuzzer runtimes, and llvm-symbolizer
-# for readable reports.
+# for readable reports; nginx for test_serve_nginx, which runs its own unprivileged instance.
 if [[ $run_tests -eq 1 ]]; then
-  packages+=(clang libclang-rt-14-dev llvm)
+  packages+=(clang libclang-rt-14-dev llvm nginx-light)
 fi
 missing=()
 for p in "${packages[@]}"; do
@@ -37,7 +37,16 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   sudo_cmd=()
   [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
   "${sudo_cmd[@]}" apt-get update -qq
+  # No package may start a system service (nginx would take port 80): policy-rc.d answers "not now"
+  # during the install, unless the machine has one already (containers do).
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee "$policy" >/dev/null && "${sudo_cmd[@]}" chmod +x "$policy"
+    own_policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [[ $own_policy -eq 1 ]]; then "${sudo_cmd[@]}" rm -f "$policy"; fi
 fi
 
 jobs="$(nproc)"

@@ -13,6 +13,7 @@ namespace dendro::serve {
 inline constexpr int kHttpBadRequest = 400;
 inline constexpr int kHttpUnauthorized = 401;
 inline constexpr int kHttpNotFound = 404;
+inline constexpr int kHttpRequestTimeout = 408;
 inline constexpr int kHttpPayloadTooLarge = 413;
 inline constexpr int kHttpServiceUnavailable = 503;
 inline constexpr int kHttpInternalError = 500;

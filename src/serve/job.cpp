@@ -33,6 +33,11 @@ void Job::wait_finished() {
     changed_.wait(lock, [&] { return finished_; });
 }
 
+bool Job::wait_finished_for(std::chrono::milliseconds wait) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, wait, [&] { return finished_; });
+}
+
 FinishReason Job::finish_reason() const {
     std::lock_guard lock(mutex_);
     return reason_;

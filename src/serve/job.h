@@ -54,6 +54,8 @@ public:
     // once the job is finished and every piece was taken.
     bool take(std::vector<GeneratedPiece>& out, std::chrono::milliseconds wait);
     void wait_finished();
+    // Waits up to `wait`; true once the job is finished.
+    bool wait_finished_for(std::chrono::milliseconds wait);
     void cancel() { cancelled_ = true; }
     bool cancelled() const { return cancelled_; }
 

@@ -1,6 +1,9 @@
 #include "server_process.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,12 +44,9 @@ int wait_for_exit(pid_t pid, std::chrono::steady_clock::duration timeout) {
 
 std::string bundled_model_path() { return std::string(DENDRO_MODELS_DIR) + "/dendro-shakespeare-2m.gguf"; }
 
-ServerProcess::ServerProcess(const std::vector<std::string>& flags) {
-    std::vector<std::string> args = {DENDRO_EXE, "serve", "-m", bundled_model_path(), "--port", "0", "--threads", "1"};
-    args.insert(args.end(), flags.begin(), flags.end());
-    const std::string log_path = dir_.file("stderr");
-    pid_ = fork();
-    if (pid_ == 0) {
+pid_t start_process(std::vector<std::string> args, const std::string& log_path) {
+    const pid_t pid = fork();
+    if (pid == 0) {
         const int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(log, STDERR_FILENO);
         dup2(log, STDOUT_FILENO);
@@ -56,6 +56,42 @@ ServerProcess::ServerProcess(const std::vector<std::string>& flags) {
         execv(argv[0], argv.data());
         _exit(127);
     }
+    return pid;
+}
+
+int stop_process(pid_t pid) {
+    if (pid <= 0) return -1;
+    kill(pid, SIGTERM);
+    int status = wait_for_exit(pid, kStopTimeout);
+    if (status == -2) {
+        kill(pid, SIGKILL);
+        wait_for_exit(pid, kStopTimeout);
+        status = -1;
+    }
+    return status;
+}
+
+int free_loopback_port() {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    int port = 0;
+    if (fd >= 0 && bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 &&
+        getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+        port = ntohs(addr.sin_port);
+    }
+    if (fd >= 0) close(fd);
+    if (port == 0) ADD_FAILURE() << "no free loopback port";
+    return port;
+}
+
+ServerProcess::ServerProcess(const std::vector<std::string>& flags) {
+    std::vector<std::string> args = {DENDRO_EXE, "serve", "-m", bundled_model_path(), "--port", "0", "--threads", "1"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    const std::string log_path = dir_.file("stderr");
+    pid_ = start_process(args, log_path);
     const std::regex listening("listening on http://127\\.0\\.0\\.1:([0-9]+)");
     const auto end = std::chrono::steady_clock::now() + kStartTimeout;
     while (std::chrono::steady_clock::now() < end) {
@@ -84,14 +120,7 @@ std::string ServerProcess::url(const std::string& path) const {
 std::string ServerProcess::log() const { return slurp(dir_.file("stderr")); }
 
 int ServerProcess::terminate() {
-    if (pid_ <= 0) return -1;
-    kill(pid_, SIGTERM);
-    int status = wait_for_exit(pid_, kStopTimeout);
-    if (status == -2) {
-        kill(pid_, SIGKILL);
-        wait_for_exit(pid_, kStopTimeout);
-        status = -1;
-    }
+    const int status = stop_process(pid_);
     pid_ = -1;
     return status;
 }
@@ -107,6 +136,11 @@ nlohmann::json HttpReply::json() const {
 
 HttpReply http_request(const ServerProcess& server, const std::string& method, const std::string& path,
                        const std::string& body, const std::string& extra_args) {
+    return http_request_url(method, server.url(path), body, extra_args);
+}
+
+HttpReply http_request_url(const std::string& method, const std::string& url, const std::string& body,
+                           const std::string& extra_args) {
     const TempDir dir;
     std::string command = "curl -sS --max-time 120 -X " + method + " -D " + shell_quote(dir.file("headers")) + " -o " +
                           shell_quote(dir.file("body")) + " -w '%{http_code}' " + extra_args + " ";
@@ -115,7 +149,7 @@ HttpReply http_request(const ServerProcess& server, const std::string& method, c
         std::ofstream(body_path, std::ios::binary) << body;
         command += "-H 'Content-Type: application/json' --data-binary @" + shell_quote(body_path) + " ";
     }
-    command += shell_quote(server.url(path));
+    command += shell_quote(url);
     const CommandResult result = run_command(command);
     HttpReply reply;
     reply.status = result.out.empty() ? 0 : std::stoi(result.out);

@@ -17,6 +17,14 @@ namespace dendro::test {
 // The bundled model's path in the source tree.
 std::string bundled_model_path();
 
+// A child process running args (args[0] a path), its stdout and stderr to log_path; -1 when fork failed.
+pid_t start_process(std::vector<std::string> args, const std::string& log_path);
+// SIGTERM, then SIGKILL when it does not exit within a minute; its exit status, or -1 when it had to be
+// killed or did not exit normally.
+int stop_process(pid_t pid);
+// A loopback TCP port that was free a moment ago (bound to port 0, then released).
+int free_loopback_port();
+
 class ServerProcess {
 public:
     // Starts `dendro serve -m <bundled model> --port 0 <flags>` and waits until it listens.
@@ -48,6 +56,9 @@ struct HttpReply {
 // as they are (already quoted).
 HttpReply http_request(const ServerProcess& server, const std::string& method, const std::string& path,
                        const std::string& body = "", const std::string& extra_args = "");
+// The same to any URL (a proxy in front of servers).
+HttpReply http_request_url(const std::string& method, const std::string& url, const std::string& body = "",
+                           const std::string& extra_args = "");
 
 // The data payloads of a server-sent-event stream, "[DONE]" included.
 std::vector<std::string> sse_payloads(const std::string& stream);

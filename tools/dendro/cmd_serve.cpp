@@ -4,12 +4,14 @@
 // finish, the rest end with finish_reason "shutdown"; every state is in the cache before the exit.
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -28,6 +30,7 @@
 #include "serve/api_error.h"
 #include "serve/job_spec.h"
 #include "serve/metrics.h"
+#include "serve/peer_connection.h"
 #include "serve/ram_prefix_tier.h"
 #include "serve/request.h"
 #include "serve/responses.h"
@@ -42,6 +45,8 @@ using nlohmann::json;
 
 // How often a stream looks for new tokens (and so notices a finished job).
 constexpr auto kStreamPoll = std::chrono::milliseconds(100);
+// How often a non-streaming request looks whether its client has closed the connection.
+constexpr auto kDisconnectPoll = std::chrono::milliseconds(100);
 // After the scheduler stopped, how long open streams get to send their last chunks.
 constexpr auto kStreamDrain = std::chrono::seconds(5);
 constexpr const char* kRetryAfterSeconds = "1";
@@ -77,6 +82,20 @@ void send_error(httplib::Response& res, int status, const json& body) {
 }
 
 void send_api_error(httplib::Response& res, const ApiError& e) { send_error(res, e.status(), e.body()); }
+
+// Whether httplib's own 400 means the request stopped arriving (the read timed out or the connection was cut)
+// rather than that it was malformed: httplib 0.11 answers both with 400. Its request line was valid (httplib
+// sets the path only once the method, the version and the word count passed, and refuses a target with two
+// '?' after setting it), and its headers or its body were cut short: a body shorter than its Content-Length;
+// without a length, the headers never ended or the body (read until the client closes) timed out. Chunked
+// and multipart bodies stay 400: they can also be malformed.
+bool read_stopped_short(const httplib::Request& req) {
+    const bool valid_line = !req.path.empty() && std::count(req.target.begin(), req.target.end(), '?') <= 1;
+    if (!valid_line || req.is_multipart_form_data() || req.get_header_value("Transfer-Encoding") == "chunked") {
+        return false;
+    }
+    return !req.has_header("Content-Length") || req.body.size() < req.get_header_value<uint64_t>("Content-Length");
+}
 
 std::string default_model_name(const std::string& path) { return std::filesystem::path(path).stem().string(); }
 
@@ -137,7 +156,13 @@ void Server::generation(Endpoint endpoint, const httplib::Request& req, httplib:
                                    request.model.empty() ? opt_.model_name : request.model};
         const bool logprobs = request.top_logprobs >= 0;
         if (!request.stream) {
-            job->wait_finished();
+            // Nothing is written before the end, so a client that left is seen on its socket instead.
+            const std::optional<PeerConnection> peer =
+                PeerConnection::find(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
+            if (!peer) log_line(concat("request ", id, ": its socket was not found; if its client leaves, it runs on"));
+            while (!job->wait_finished_for(kDisconnectPoll)) {
+                if (peer && peer->closed_by_peer()) job->cancel();  // the slot is freed at the next step
+            }
             std::vector<GeneratedPiece> pieces;
             job->take(pieces, std::chrono::milliseconds(0));
             res.set_content(
@@ -212,7 +237,13 @@ void Server::configure_routes() {
     http_.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req,
                                                                     httplib::Response& res) {
         if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        if (res.status == kHttpBadRequest && read_stopped_short(req)) {
+            res.status = kHttpRequestTimeout;
+            res.set_header("Connection", "close");
+        }
         const std::string message = res.status == kHttpNotFound ? concat("no route ", req.method, " ", req.path)
+                                    : res.status == kHttpRequestTimeout
+                                        ? std::string("the request did not arrive within this server's --read-timeout")
                                     : res.status == kHttpPayloadTooLarge
                                         ? std::string("the body is over this server's size limit (--max-body)")
                                         : concat("HTTP ", res.status);
