@@ -9,23 +9,23 @@
 #include <vector>
 
 #include "backend/backend_arguments.h"
-#include "conv1d.h"
-#include "conv_x_proj.h"
-#include "cuda_check.h"
-#include "cuda_graph.h"
-#include "device_buffer.h"
-#include "device_model.h"
-#include "embedding.h"
+#include "ops/conv1d.h"
+#include "mamba1/conv_x_proj.h"
+#include "runtime/cuda_check.h"
+#include "runtime/cuda_graph.h"
+#include "runtime/device_buffer.h"
+#include "weights/device_model.h"
+#include "ops/embedding.h"
 #include "common/error.h"
-#include "gemm.h"
-#include "gemv.h"
+#include "linear/gemm.h"
+#include "linear/gemv.h"
 #include "mamba2/mamba2_mixer.h"
-#include "projection.h"
-#include "rms_norm.h"
-#include "sampled_tokens.h"
-#include "sampling.h"
-#include "selective_scan.h"
-#include "ssm_decode.h"
+#include "linear/projection.h"
+#include "ops/rms_norm.h"
+#include "ops/sampled_tokens.h"
+#include "ops/sampling.h"
+#include "mamba1/selective_scan.h"
+#include "mamba1/ssm_decode.h"
 
 namespace dendro {
 namespace {
@@ -136,7 +136,7 @@ private:
     int64_t x_dbl_width_;
     cuda::DeviceBuffer tokens_, h_, xn_, xz_, xc_, x_dbl_, dt_, y_, out_, logits_;
     // Decode of up to kMaxGemvBatch rows: conv_x_proj's partial sums, and out_proj's per-block sums of squares
-    // of the residual stream (the next GEMV folds the RMSNorm into its load: kernels/gemv.h).
+    // of the residual stream (the next GEMV folds the RMSNorm into its load: kernels/linear/gemv.h).
     cuda::DeviceBuffer x_dbl_partials_, residual_squares_;
     cuda::DeviceBuffer decode_inputs_, sampled_tokens_;
     cuda::PinnedBuffer pinned_inputs_, pinned_tokens_, pinned_logits_;
@@ -279,7 +279,7 @@ void CudaBackend::run_mixer(int64_t layer, const Rows& rows) {
 
     const cuda::ConvWeights conv{d_inner, hp_.d_conv, w.conv_w, w.conv_b};
     // The GEMV regime fuses the conv into x_proj and leaves partial x_proj rows for the SSM decode to sum
-    // (kernels/conv_x_proj.h); prefill and larger decode batches run the conv, then x_proj whole.
+    // (kernels/mamba1/conv_x_proj.h); prefill and larger decode batches run the conv, then x_proj whole.
     if (rows.prefill_slot >= 0) {
         cuda::launch_conv1d_prefill(conv, xz, 2 * d_inner, n, conv_state(rows.prefill_slot, layer), xc, s);
     } else if (!fused) {

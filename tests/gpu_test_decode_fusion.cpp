@@ -19,15 +19,15 @@
 #include <vector>
 
 #include "common/error.h"
-#include "conv1d.h"
-#include "conv_x_proj.h"
+#include "ops/conv1d.h"
+#include "mamba1/conv_x_proj.h"
 #include "cpu/ops.h"
-#include "cuda_check.h"
-#include "device_buffer.h"
-#include "device_model.h"
+#include "runtime/cuda_check.h"
+#include "runtime/device_buffer.h"
+#include "weights/device_model.h"
 #include "format/ggml_types.h"
-#include "gemv.h"
-#include "ssm_decode.h"
+#include "linear/gemv.h"
+#include "mamba1/ssm_decode.h"
 
 namespace dendro::cuda {
 namespace {

@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "common/error.h"
-#include "cuda_check.h"
-#include "device_buffer.h"
+#include "runtime/cuda_check.h"
+#include "runtime/device_buffer.h"
 #include "mamba2/gated_norm.h"
 #include "mamba2/ssd_prefill.h"
 #include "mamba2/ssm_decode_mamba2.h"

@@ -11,12 +11,12 @@
 #include <random>
 #include <vector>
 
-#include "conv1d.h"
+#include "ops/conv1d.h"
 #include "cpu/ops.h"
-#include "cuda_check.h"
-#include "device_buffer.h"
+#include "runtime/cuda_check.h"
+#include "runtime/device_buffer.h"
 #include "common/error.h"
-#include "rms_norm.h"
+#include "ops/rms_norm.h"
 
 namespace dendro::cuda {
 namespace {

@@ -14,15 +14,15 @@
 #include <string>
 #include <vector>
 
-#include "cuda_check.h"
-#include "device_buffer.h"
+#include "runtime/cuda_check.h"
+#include "runtime/device_buffer.h"
 #include "common/error.h"
-#include "device_model.h"
-#include "embedding.h"
-#include "gemm.h"
-#include "gemv.h"
+#include "weights/device_model.h"
+#include "ops/embedding.h"
+#include "linear/gemm.h"
+#include "linear/gemv.h"
 #include "format/ggml_types.h"
-#include "projection.h"
+#include "linear/projection.h"
 
 namespace dendro::cuda {
 namespace {

@@ -15,11 +15,11 @@
 #include <random>
 #include <vector>
 
-#include "cuda_check.h"
-#include "device_buffer.h"
+#include "runtime/cuda_check.h"
+#include "runtime/device_buffer.h"
 #include "common/error.h"
-#include "sampled_tokens.h"
-#include "sampling.h"
+#include "ops/sampled_tokens.h"
+#include "ops/sampling.h"
 
 namespace dendro::cuda {
 namespace {

@@ -14,10 +14,10 @@
 #include <vector>
 
 #include "cpu/ops.h"
-#include "cuda_check.h"
-#include "device_buffer.h"
+#include "runtime/cuda_check.h"
+#include "runtime/device_buffer.h"
 #include "common/error.h"
-#include "selective_scan.h"
+#include "mamba1/selective_scan.h"
 
 namespace dendro::cuda {
 namespace {

@@ -15,12 +15,12 @@
 #include <vector>
 
 #include "cpu/ops.h"
-#include "cuda_check.h"
-#include "device_buffer.h"
+#include "runtime/cuda_check.h"
+#include "runtime/device_buffer.h"
 #include "common/error.h"
-#include "device_model.h"
+#include "weights/device_model.h"
 #include "format/ggml_types.h"
-#include "ssm_decode.h"
+#include "mamba1/ssm_decode.h"
 
 namespace dendro::cuda {
 namespace {

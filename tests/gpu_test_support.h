@@ -43,7 +43,7 @@ inline bool gpu_required() {
 
 #include "backend/backend.h"
 #include "common/error.h"
-#include "cuda_check.h"
+#include "runtime/cuda_check.h"
 #include "format/ggml_types.h"
 
 namespace dendro::cuda {

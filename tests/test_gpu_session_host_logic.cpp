@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "../kernels/sampled_tokens.h"
+#include "../kernels/ops/sampled_tokens.h"
 #include "common/error.h"
 
 namespace dendro {

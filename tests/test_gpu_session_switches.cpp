@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "../kernels/cublas_search.h"
+#include "../kernels/runtime/cublas_search.h"
 #include "gpu_test_support.h"
 
 namespace dendro {

@@ -5,8 +5,8 @@
 #include <cub/block/block_reduce.cuh>
 
 #include "common/error.h"
-#include "cuda_check.h"
-#include "weight_access.cuh"
+#include "runtime/cuda_check.h"
+#include "weights/weight_access.cuh"
 
 namespace dendro::cuda {
 namespace {

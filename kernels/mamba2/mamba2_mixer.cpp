@@ -1,8 +1,8 @@
 #include "mamba2/mamba2_mixer.h"
 
-#include "conv1d.h"
+#include "ops/conv1d.h"
 #include "mamba2/gated_norm.h"
-#include "projection.h"
+#include "linear/projection.h"
 
 namespace dendro::cuda {
 namespace {

@@ -9,8 +9,8 @@
 
 #include <cstdint>
 
-#include "device_model.h"
-#include "gemm.h"
+#include "weights/device_model.h"
+#include "linear/gemm.h"
 #include "mamba2/ssd_prefill.h"
 #include "mamba2/ssm_decode_mamba2.h"
 #include "model/model.h"

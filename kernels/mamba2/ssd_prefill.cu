@@ -11,8 +11,8 @@
 #include <algorithm>
 
 #include "common/error.h"
-#include "cuda_check.h"
-#include "weight_access.cuh"
+#include "runtime/cuda_check.h"
+#include "weights/weight_access.cuh"
 
 namespace dendro::cuda {
 namespace {

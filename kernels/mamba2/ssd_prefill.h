@@ -16,7 +16,7 @@
 
 #include <cstdint>
 
-#include "device_buffer.h"
+#include "runtime/device_buffer.h"
 
 namespace dendro::cuda {
 

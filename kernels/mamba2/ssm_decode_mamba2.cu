@@ -5,8 +5,8 @@
 #include "mamba2/ssm_decode_mamba2.h"
 
 #include "common/error.h"
-#include "cuda_check.h"
-#include "weight_access.cuh"
+#include "runtime/cuda_check.h"
+#include "weights/weight_access.cuh"
 
 namespace dendro::cuda {
 namespace {

@@ -11,8 +11,8 @@
 #include <cstdint>
 #include <span>
 
-#include "device_buffer.h"
-#include "device_matrix.h"
+#include "runtime/device_buffer.h"
+#include "weights/device_matrix.h"
 
 namespace dendro::cuda {
 

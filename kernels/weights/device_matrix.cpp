@@ -1,4 +1,4 @@
-#include "device_matrix.h"
+#include "weights/device_matrix.h"
 
 #include "common/error.h"
 

@@ -7,14 +7,14 @@
 // (dependent_launch.cuh) each warp prefetches its first weight vectors into L2. The fusions of gemv.h add a
 // prologue (1/rms from the residual GEMV's partial sums, the norm weight applied as x is loaded) and an
 // epilogue (the residual add and this block's sums of squares).
-#include "gemv.h"
+#include "linear/gemv.h"
 
 #include <algorithm>
 
-#include "cuda_check.h"
-#include "dependent_launch.cuh"
+#include "runtime/cuda_check.h"
+#include "runtime/dependent_launch.cuh"
 #include "common/error.h"
-#include "weight_access.cuh"
+#include "weights/weight_access.cuh"
 
 namespace dendro::cuda {
 namespace {

@@ -1,10 +1,10 @@
-#include "rms_norm.h"
+#include "ops/rms_norm.h"
 
 #include <cub/block/block_reduce.cuh>
 
-#include "cuda_check.h"
-#include "dependent_launch.cuh"
-#include "weight_access.cuh"
+#include "runtime/cuda_check.h"
+#include "runtime/dependent_launch.cuh"
+#include "weights/weight_access.cuh"
 
 namespace dendro::cuda {
 namespace {

@@ -21,11 +21,11 @@
 // The exponentials are computed once per (t, c, n), every input is read from device memory once, and the state
 // never leaves the chip between the initial load and the final store. Barriers per chunk: d_state /
 // kScanStates (4 at d_state 16, against 16 with one state at a time).
-#include "selective_scan.h"
+#include "mamba1/selective_scan.h"
 
-#include "cuda_check.h"
+#include "runtime/cuda_check.h"
 #include "common/error.h"
-#include "weight_access.cuh"
+#include "weights/weight_access.cuh"
 
 namespace dendro::cuda {
 namespace {

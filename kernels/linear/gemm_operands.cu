@@ -1,11 +1,11 @@
-#include "gemm_operands.h"
+#include "linear/gemm_operands.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <type_traits>
 
-#include "cuda_check.h"
+#include "runtime/cuda_check.h"
 #include "common/error.h"
 
 namespace dendro::cuda {

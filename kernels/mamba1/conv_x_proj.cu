@@ -5,16 +5,16 @@
 // independent loads in flight; products with every sequence's conv outputs are summed over the kLanes lanes
 // and the group's first lane stores the partial. The last slice of an odd channel count, and rows that are
 // not 16-byte vectors, read element-wise.
-#include "conv_x_proj.h"
+#include "mamba1/conv_x_proj.h"
 
 #include <algorithm>
 
-#include "conv_step.cuh"
-#include "cuda_check.h"
-#include "dependent_launch.cuh"
+#include "ops/conv_step.cuh"
+#include "runtime/cuda_check.h"
+#include "runtime/dependent_launch.cuh"
 #include "common/error.h"
-#include "gemv.h"
-#include "weight_access.cuh"
+#include "linear/gemv.h"
+#include "weights/weight_access.cuh"
 
 namespace dendro::cuda {
 namespace {

@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "device_buffer.h"
-#include "device_matrix.h"
+#include "runtime/device_buffer.h"
+#include "weights/device_matrix.h"
 #include "model/model.h"
 
 namespace dendro::cuda {

@@ -2,12 +2,12 @@
 // lives in registers (right-aligned in a kMaxConvWidth array so that every index is a compile-time constant)
 // and each input is read once per tile, coalesced across the warp's channels. The window state is rewritten by
 // a second kernel once every tile has read the old one.
-#include "conv1d.h"
+#include "ops/conv1d.h"
 
-#include "conv_step.cuh"
-#include "cuda_check.h"
+#include "ops/conv_step.cuh"
+#include "runtime/cuda_check.h"
 #include "common/error.h"
-#include "weight_access.cuh"
+#include "weights/weight_access.cuh"
 
 namespace dendro::cuda {
 namespace {

@@ -15,7 +15,7 @@
 #include <utility>
 
 #include "common/error.h"
-#include "cuda_check.h"
+#include "runtime/cuda_check.h"
 
 namespace dendro::cuda {
 

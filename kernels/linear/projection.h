@@ -6,8 +6,8 @@
 
 #include <cstdint>
 
-#include "device_matrix.h"
-#include "gemm.h"
+#include "weights/device_matrix.h"
+#include "linear/gemm.h"
 
 namespace dendro::cuda {
 

@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-#include "device_matrix.h"
+#include "weights/device_matrix.h"
 
 namespace dendro::cuda {
 
@@ -20,7 +20,7 @@ struct SsmDecodeParams {
     // x_dbl + s*partial_stride + b*x_dbl_stride, summed in order of s.
     int n_partials = 1;            int64_t partial_stride = 0;
     // Falcon-style models: dt_low, B and C are each RMS-normalised (no weight) with this epsilon before use,
-    // as kernels/rms_norm.h's segment norm does in prefill.
+    // as kernels/ops/rms_norm.h's segment norm does in prefill.
     bool norm_dt_b_c = false;      float norm_eps = 0.0f;
     DeviceMatrix dt_weight;                            // d_inner x dt_rank
     const float* dt_bias = nullptr;                    // [d_inner] or null

@@ -3,8 +3,8 @@
 // silu(bias + taps . (window, input)).
 #pragma once
 
-#include "conv1d.h"
-#include "weight_access.cuh"
+#include "ops/conv1d.h"
+#include "weights/weight_access.cuh"
 
 namespace dendro::cuda {
 

@@ -3,13 +3,13 @@
 // threshold from the top down (keep a bit when the mass at or above the raised threshold still reaches
 // top_p), and the draw by a block-wide prefix sum over the kept tokens' weights in vocabulary order. Each pass
 // is a sweep of the row from L2/L1; a row of 50k logits costs tens of microseconds at most.
-#include "sampling.h"
+#include "ops/sampling.h"
 
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
-#include "cuda_check.h"
-#include "sampled_tokens.h"
+#include "runtime/cuda_check.h"
+#include "ops/sampled_tokens.h"
 
 namespace dendro::cuda {
 namespace {

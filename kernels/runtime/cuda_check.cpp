@@ -1,6 +1,6 @@
-#include "cuda_check.h"
+#include "runtime/cuda_check.h"
 
-#include "cublas_library.h"
+#include "runtime/cublas_library.h"
 #include "common/error.h"
 
 namespace dendro::cuda {

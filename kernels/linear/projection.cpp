@@ -1,7 +1,7 @@
-#include "projection.h"
+#include "linear/projection.h"
 
-#include "gemm_operands.h"
-#include "gemv.h"
+#include "linear/gemm_operands.h"
+#include "linear/gemv.h"
 
 namespace dendro::cuda {
 

@@ -12,8 +12,8 @@
 
 #include <cstdint>
 
-#include "conv1d.h"
-#include "device_matrix.h"
+#include "ops/conv1d.h"
+#include "weights/device_matrix.h"
 
 namespace dendro::cuda {
 

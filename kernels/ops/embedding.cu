@@ -1,7 +1,7 @@
-#include "embedding.h"
+#include "ops/embedding.h"
 
-#include "cuda_check.h"
-#include "weight_access.cuh"
+#include "runtime/cuda_check.h"
+#include "weights/weight_access.cuh"
 
 namespace dendro::cuda {
 namespace {

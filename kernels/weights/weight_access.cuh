@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "device_matrix.h"
+#include "weights/device_matrix.h"
 
 namespace dendro::cuda {
 

@@ -1,11 +1,11 @@
-#include "gemm.h"
+#include "linear/gemm.h"
 
 #include <algorithm>
 
-#include "cublas_library.h"
-#include "cuda_check.h"
+#include "runtime/cublas_library.h"
+#include "runtime/cuda_check.h"
 #include "common/error.h"
-#include "gemm_operands.h"
+#include "linear/gemm_operands.h"
 
 namespace dendro::cuda {
 namespace {

@@ -4,15 +4,15 @@
 // dt_low, the row read in 16-byte vectors (all of a block's rows in flight at once; element-wise where rows
 // are not whole vectors); softplus(dt) goes to shared memory. Phase 2: a thread per (channel, sequence) walks
 // the d_state states of its channel, updating them in place and summing C.h.
-#include "ssm_decode.h"
+#include "mamba1/ssm_decode.h"
 
 #include <algorithm>
 
-#include "cuda_check.h"
-#include "dependent_launch.cuh"
+#include "runtime/cuda_check.h"
+#include "runtime/dependent_launch.cuh"
 #include "common/error.h"
-#include "gemv.h"
-#include "weight_access.cuh"
+#include "linear/gemv.h"
+#include "weights/weight_access.cuh"
 
 namespace dendro::cuda {
 namespace {

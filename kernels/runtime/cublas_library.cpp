@@ -1,4 +1,4 @@
-#include "cublas_library.h"
+#include "runtime/cublas_library.h"
 
 #include <dlfcn.h>
 
@@ -7,7 +7,7 @@
 #include <string>
 
 #include "common/error.h"
-#include "cublas_search.h"
+#include "runtime/cublas_search.h"
 
 namespace dendro::cuda {
 namespace {

@@ -1,4 +1,4 @@
-#include "device_model.h"
+#include "weights/device_model.h"
 
 #include <cuda_runtime.h>
 
@@ -6,7 +6,7 @@
 #include <variant>
 
 #include "common/error.h"
-#include "cuda_check.h"
+#include "runtime/cuda_check.h"
 
 namespace dendro::cuda {
 

@@ -1,10 +1,10 @@
-#include "device_buffer.h"
+#include "runtime/device_buffer.h"
 
 #include <cuda_runtime.h>
 
 #include <utility>
 
-#include "cuda_check.h"
+#include "runtime/cuda_check.h"
 #include "common/error.h"
 
 namespace dendro::cuda {

@@ -1,6 +1,6 @@
-#include "cuda_graph.h"
+#include "runtime/cuda_graph.h"
 
-#include "cuda_check.h"
+#include "runtime/cuda_check.h"
 
 namespace dendro::cuda {
 
