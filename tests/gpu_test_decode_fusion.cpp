@@ -159,7 +159,7 @@ TEST_P(DecodeFusion, ConvXProjThenSsmDecodeMatchCpuReference) {
                 std::vector<float> e_windows(windows), e_states(states), e_u(n_batch * d_inner), e_y(n_batch * d_inner);
                 for (int b = 0; b < n_batch; ++b) {
                     for (int64_t ch = 0; ch < d_inner; ++ch) {
-                        cpu::conv_silu_channel(taps.data() + ch * kDConv, kDConv, conv_bias[ch],
+                        cpu::conv_silu_channel({taps.data() + ch * kDConv, 1}, kDConv, conv_bias[ch],
                                                {e_windows.data() + slots[b] * window_stride + ch, d_inner},
                                                {xz.data() + b * 2 * d_inner + ch, 2 * d_inner},
                                                {e_u.data() + b * d_inner + ch, d_inner}, 1);

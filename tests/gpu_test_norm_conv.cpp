@@ -106,7 +106,7 @@ TEST_F(NormConv, ConvPrefillMatchesReferenceAndCarriesTheWindow) {
         sync();
         std::vector<float> expected_out(c.n_tokens * c.d_inner), expected_window(window);
         for (int64_t ch = 0; ch < c.d_inner; ++ch) {
-            cpu::conv_silu_channel(taps.data() + ch * c.d_conv, c.d_conv, bias[ch],
+            cpu::conv_silu_channel({taps.data() + ch * c.d_conv, 1}, c.d_conv, bias[ch],
                                    {expected_window.data() + ch, c.d_inner}, {x.data() + ch, x_stride},
                                    {expected_out.data() + ch, c.d_inner}, c.n_tokens);
         }
@@ -134,7 +134,7 @@ TEST_F(NormConv, ConvDecodeAdvancesEachSlotsWindow) {
     std::vector<float> expected_windows(windows), expected_out(n_batch * d_inner);
     for (int b = 0; b < n_batch; ++b) {
         for (int64_t ch = 0; ch < d_inner; ++ch) {
-            cpu::conv_silu_channel(taps.data() + ch * d_conv, d_conv, 0.0f,
+            cpu::conv_silu_channel({taps.data() + ch * d_conv, 1}, d_conv, 0.0f,
                                    {expected_windows.data() + slots[b] * slot_stride + ch, d_inner},
                                    {x.data() + b * 2 * d_inner + ch, 2 * d_inner},
                                    {expected_out.data() + b * d_inner + ch, d_inner}, 1);

@@ -24,7 +24,7 @@ Mamba1CpuLayer::Mamba1CpuLayer(const ModelHparams& hp, const Mamba1Mixer& w)
     : hp_(hp),
       w_(w),
       in_bias_(to_f32(w.ssm_in_b)),
-      conv_taps_(to_f32(w.conv1d_w)),
+      conv_taps_by_slot_(to_f32_transposed(w.conv1d_w)),
       conv_bias_(to_f32(w.conv1d_b)),
       dt_bias_(to_f32(w.ssm_dt_b)),
       a_(to_f32(w.ssm_a)),
@@ -32,7 +32,7 @@ Mamba1CpuLayer::Mamba1CpuLayer(const ModelHparams& hp, const Mamba1Mixer& w)
       out_bias_(to_f32(w.ssm_out_b)) {}
 
 uint64_t Mamba1CpuLayer::vector_bytes() const {
-    return float_bytes({&in_bias_, &conv_taps_, &conv_bias_, &dt_bias_, &a_, &d_, &out_bias_});
+    return float_bytes({&in_bias_, &conv_taps_by_slot_, &conv_bias_, &dt_bias_, &a_, &d_, &out_bias_});
 }
 
 void Mamba1CpuLayer::forward(const MixerBatch& batch, Mamba1Scratch& s, const Team& team) const {
@@ -52,14 +52,11 @@ void Mamba1CpuLayer::forward(const MixerBatch& batch, Mamba1Scratch& s, const Te
             }
         }
     }
+    const ConvTaps taps{conv_taps_by_slot_.data(), d_inner, d_conv, conv_bias_.empty() ? nullptr : conv_bias_.data()};
     for (const SeqSpan& span : batch.spans) {
-        for (int64_t c = channels.begin; c < channels.end; ++c) {
-            const float bias = conv_bias_.empty() ? 0.0f : conv_bias_[c];
-            float* window = batch.slots[span.slot].conv_layer(il) + c;
-            conv_silu_channel(conv_taps_.data() + c * d_conv, d_conv, bias, {window, d_inner},
-                              {s.xz.data() + span.first_row * n_xz + c, n_xz},
-                              {s.xc.data() + span.first_row * d_inner + c, d_inner}, span.n_tokens);
-        }
+        conv_silu_channels(taps, channels.begin, channels.end, {batch.slots[span.slot].conv_layer(il), d_inner},
+                           {s.xz.data() + span.first_row * n_xz, n_xz}, {s.xc.data() + span.first_row * d_inner, d_inner},
+                           span.n_tokens);
     }
     team.pool.barrier();
 

@@ -50,7 +50,7 @@ Mamba2CpuLayer::Mamba2CpuLayer(const ModelHparams& hp, const Mamba2Mixer& w)
     : hp_(hp),
       w_(w),
       in_bias_(to_f32(w.ssm_in_b)),
-      conv_taps_(to_f32(w.conv1d_w)),
+      conv_taps_by_slot_(to_f32_transposed(w.conv1d_w)),
       conv_bias_(to_f32(w.conv1d_b)),
       dt_bias_(to_f32(w.ssm_dt_b)),
       a_(to_f32(w.ssm_a)),
@@ -59,7 +59,7 @@ Mamba2CpuLayer::Mamba2CpuLayer(const ModelHparams& hp, const Mamba2Mixer& w)
       out_bias_(to_f32(w.ssm_out_b)) {}
 
 uint64_t Mamba2CpuLayer::vector_bytes() const {
-    return float_bytes({&in_bias_, &conv_taps_, &conv_bias_, &dt_bias_, &a_, &d_, &norm_, &out_bias_});
+    return float_bytes({&in_bias_, &conv_taps_by_slot_, &conv_bias_, &dt_bias_, &a_, &d_, &norm_, &out_bias_});
 }
 
 float Mamba2CpuLayer::time_step(const Mamba2Scratch& s, int64_t row, int64_t head) const {
@@ -117,17 +117,36 @@ void Mamba2CpuLayer::ssd_chunk(Mamba2Scratch& s, const float* gram, const float*
         }
         for (; t < n; ++t) y_of(t)[p] = dot_f32(c_of(t), hp, d_state);
     }
-    // Within the chunk: y_t += sum_{s<=t} (C_t.B_s) exp(cum_t - cum_s) dt_s x_s, and the skip D x_t.
+    // Within the chunk: y_t += sum_{s<=t} (C_t.B_s) exp(cum_t - cum_s) dt_s x_s, and the skip D x_t. The
+    // weights take exp8 eight at a time, and each 8-channel slice of y_t stays in a register across the s.
+    const F32x8 skip = broadcast8(d_[head]);
     for (int64_t t = 0; t < n; ++t) {
         float* y = y_of(t);
-        const float from_start = std::exp(decay[t]);
-        const float* x_t = x_of(t);
-        for (int64_t p = 0; p < head_dim; ++p) y[p] = from_start * y[p] + d_[head] * x_t[p];
+        const float from_start_scalar = std::exp(decay[t]);
+        const F32x8 from_start = broadcast8(from_start_scalar), cum_t = broadcast8(decay[t]);
         const float* gram_row = gram + t * kSsdChunk;
-        for (int64_t j = 0; j <= t; ++j) weight[j] = gram_row[j] * std::exp(decay[t] - decay[j]) * dt[j];
-        for (int64_t j = 0; j <= t; ++j) {
-            const float* x = x_of(j);
-            for (int64_t p = 0; p < head_dim; ++p) y[p] += weight[j] * x[p];
+        int64_t j = 0;
+        for (; j + kLanes <= t + 1; j += kLanes) {
+            const F32x8 decayed = exp8(sub8(cum_t, load8(decay + j)));
+            store8(weight + j, mul8(mul8(load8(gram_row + j), decayed), load8(dt + j)));
+        }
+        if (j <= t) {
+            const int64_t lanes = t + 1 - j;
+            const F32x8 decayed = exp8(sub8(cum_t, load8_partial(decay + j, lanes)));
+            const F32x8 w = mul8(mul8(load8_partial(gram_row + j, lanes), decayed), load8_partial(dt + j, lanes));
+            store8_partial(weight + j, w, lanes);
+        }
+        const float* x_t = x_of(t);
+        int64_t p = 0;
+        for (; p + kLanes <= head_dim; p += kLanes) {
+            F32x8 acc = fma8(from_start, load8(y + p), mul8(skip, load8(x_t + p)));
+            for (int64_t i = 0; i <= t; ++i) acc = fma8(broadcast8(weight[i]), load8(x_of(i) + p), acc);
+            store8(y + p, acc);
+        }
+        for (; p < head_dim; ++p) {
+            float acc = fma1(from_start_scalar, y[p], d_[head] * x_t[p]);
+            for (int64_t i = 0; i <= t; ++i) acc = fma1(weight[i], x_of(i)[p], acc);
+            y[p] = acc;
         }
     }
 
@@ -176,14 +195,11 @@ void Mamba2CpuLayer::forward(const MixerBatch& batch, Mamba2Scratch& s, const Te
     }
     const int64_t conv_begin = std::max(rows.begin, d_inner) - d_inner;
     const int64_t conv_end = std::min(rows.end, d_inner + n_conv) - d_inner;
+    const ConvTaps taps{conv_taps_by_slot_.data(), n_conv, d_conv, conv_bias_.empty() ? nullptr : conv_bias_.data()};
     for (const SeqSpan& span : batch.spans) {
-        for (int64_t c = conv_begin; c < conv_end; ++c) {
-            const float bias = conv_bias_.empty() ? 0.0f : conv_bias_[c];
-            float* window = batch.slots[span.slot].conv_layer(il) + c;
-            conv_silu_channel(conv_taps_.data() + c * d_conv, d_conv, bias, {window, n_conv},
-                              {s.zxbcdt.data() + span.first_row * n_in + d_inner + c, n_in},
-                              {s.xbc.data() + span.first_row * n_conv + c, n_conv}, span.n_tokens);
-        }
+        conv_silu_channels(taps, conv_begin, conv_end, {batch.slots[span.slot].conv_layer(il), n_conv},
+                           {s.zxbcdt.data() + span.first_row * n_in + d_inner, n_in},
+                           {s.xbc.data() + span.first_row * n_conv, n_conv}, span.n_tokens);
     }
     team.pool.barrier();
 
@@ -251,7 +267,9 @@ void Mamba2CpuLayer::forward(const MixerBatch& batch, Mamba2Scratch& s, const Te
     for (int64_t r = thread; r < n_rows; r += n_threads) {
         float* y = s.y.data() + r * d_inner;
         const float* z = s.zxbcdt.data() + r * n_in;
-        for (int64_t i = 0; i < d_inner; ++i) y[i] *= silu(z[i]);
+        int64_t i = 0;
+        for (; i + kLanes <= d_inner; i += kLanes) store8(y + i, mul8(load8(y + i), silu8(load8(z + i))));
+        for (; i < d_inner; ++i) y[i] *= silu(z[i]);
         for (int64_t g = 0; g < n_group; ++g) {
             rms_norm(y + g * group_size, norm_.data() + g * group_size, group_size, hp_.norm_eps, y + g * group_size);
         }

@@ -58,7 +58,7 @@ private:
 
     const ModelHparams& hp_;
     const Mamba2Mixer& w_;
-    std::vector<float> in_bias_, conv_taps_, conv_bias_, dt_bias_, a_, d_, norm_, out_bias_;
+    std::vector<float> in_bias_, conv_taps_by_slot_, conv_bias_, dt_bias_, a_, d_, norm_, out_bias_;
 };
 
 }  // namespace dendro::cpu

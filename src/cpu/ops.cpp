@@ -15,7 +15,7 @@ void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* 
     }
 }
 
-void conv_silu_channel(const float* taps, int64_t d_conv, float bias, Channel window, ConstChannel in,
+void conv_silu_channel(ConstChannel taps, int64_t d_conv, float bias, Channel window, ConstChannel in,
                        Channel out, int64_t n_tokens) {
     const int64_t n_past = d_conv - 1;
     for (int64_t t = 0; t < n_tokens; ++t) {
@@ -26,6 +26,28 @@ void conv_silu_channel(const float* taps, int64_t d_conv, float bias, Channel wi
         for (int64_t k = 0; k + 1 < n_past; ++k) window[k] = window[k + 1];
         if (n_past > 0) window[n_past - 1] = input;
         out[t] = silu(sum + bias);
+    }
+}
+
+void conv_silu_channels(const ConvTaps& taps, int64_t begin, int64_t end, Channel window, ConstChannel in,
+                        Channel out, int64_t n_tokens) {
+    const int64_t n_past = taps.d_conv - 1;
+    int64_t c = begin;
+    for (; c + kLanes <= end; c += kLanes) {
+        const F32x8 bias = taps.bias != nullptr ? load8(taps.bias + c) : zero8();
+        for (int64_t t = 0; t < n_tokens; ++t) {
+            const F32x8 input = load8(in.data + t * in.stride + c);
+            F32x8 sum = zero8();
+            for (int64_t k = 0; k < n_past; ++k) sum = fma8(load8(taps.by_slot + k * taps.stride + c), load8(window.data + k * window.stride + c), sum);
+            sum = fma8(load8(taps.by_slot + n_past * taps.stride + c), input, sum);
+            for (int64_t k = 0; k + 1 < n_past; ++k) store8(window.data + k * window.stride + c, load8(window.data + (k + 1) * window.stride + c));
+            if (n_past > 0) store8(window.data + (n_past - 1) * window.stride + c, input);
+            store8(out.data + t * out.stride + c, silu8(add8(sum, bias)));
+        }
+    }
+    for (; c < end; ++c) {
+        conv_silu_channel({taps.by_slot + c, taps.stride}, taps.d_conv, taps.bias != nullptr ? taps.bias[c] : 0.0f,
+                          {window.data + c, window.stride}, {in.data + c, in.stride}, {out.data + c, out.stride}, n_tokens);
     }
 }
 

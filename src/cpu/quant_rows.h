@@ -139,7 +139,7 @@ void scaled_sums(const Quants& quants, const int16_t* scales, const ActivationBl
 #pragma GCC unroll 16
         for (int t = 0; t < T; ++t) {
             const int8_t* x = a[t]->q + g * kLegacyQuantBlockSize;
-            sums[t] = add8_i32(sums[t], scaled_dot32_u8_i8(u, x, scales + 2 * g));
+            sums[t] = add_scaled_dot32_u8_i8(sums[t], u, x, scales + 2 * g);
         }
     }
 }

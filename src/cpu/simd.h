@@ -14,11 +14,21 @@
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define DENDRO_CPU_AVX2 1
 #include <immintrin.h>
+// AVX-512 VNNI on 256-bit vectors: the 8-bit dot products in one instruction each.
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define DENDRO_CPU_VNNI 1
+#endif
 #endif
 
 namespace dendro::cpu {
 
 inline constexpr int kLanes = 8;
+// Vector registers the compiler may use: AVX-512 adds 16 to AVX2's 16 (for 256-bit vectors too).
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+inline constexpr int kVectorRegisters = 32;
+#else
+inline constexpr int kVectorRegisters = 16;
+#endif
 
 #if defined(DENDRO_CPU_AVX2)
 
@@ -32,6 +42,9 @@ inline F32x8 load8(const float* p) { return {_mm256_loadu_ps(p)}; }
 inline void store8(float* p, F32x8 a) { _mm256_storeu_ps(p, a.v); }
 inline F32x8 fma8(F32x8 a, F32x8 b, F32x8 acc) { return {_mm256_fmadd_ps(a.v, b.v, acc.v)}; }
 inline F32x8 mul8(F32x8 a, F32x8 b) { return {_mm256_mul_ps(a.v, b.v)}; }
+inline F32x8 sub8(F32x8 a, F32x8 b) { return {_mm256_sub_ps(a.v, b.v)}; }
+inline F32x8 add8(F32x8 a, F32x8 b) { return {_mm256_add_ps(a.v, b.v)}; }
+inline F32x8 div8(F32x8 a, F32x8 b) { return {_mm256_div_ps(a.v, b.v)}; }
 
 inline float hsum8(F32x8 a) {
     const __m128 half = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
@@ -115,7 +128,6 @@ struct I32x8 {
     __m256i v;
 };
 inline I32x8 zero8_i32() { return {_mm256_setzero_si256()}; }
-inline I32x8 add8_i32(I32x8 a, I32x8 b) { return {_mm256_add_epi32(a.v, b.v)}; }
 // a - (b << shift): the offset term of the types whose quants mean q - 2^shift.
 inline I32x8 sub_shifted8_i32(I32x8 a, I32x8 b, int shift) {
     return {_mm256_sub_epi32(a.v, _mm256_sll_epi32(b.v, _mm_cvtsi32_si128(shift)))};
@@ -130,26 +142,44 @@ inline I8x32 lookup32_i8(U8x32 index, const int8_t* table) {
 // Pairwise u*x sums as int16. Callers keep u <= 63 (or |u| <= 128 through the sign trick) so that no pair
 // saturates against |x| <= 127.
 inline __m256i pair_dots_u8_i8(__m256i u, __m256i x) { return _mm256_maddubs_epi16(u, x); }
+// acc + the dot of unsigned bytes u with signed bytes x, lane k taking bytes 4k..4k+3. With VNNI that is one
+// instruction; without, the pairwise int16 sums (which cannot saturate for the callers' ranges) are added
+// in pairs: the same exact integers either way, so the two instruction sets give bit-identical results.
+inline __m256i add_dot_u8_i8(__m256i acc, __m256i u, __m256i x) {
+#if defined(DENDRO_CPU_VNNI)
+    return _mm256_dpbusd_epi32(acc, u, x);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pair_dots_u8_i8(u, x), _mm256_set1_epi16(1)));
+#endif
+}
+// acc + sum over int16 pairs of a * b, lane k taking elements 2k and 2k + 1.
+inline __m256i add_dot_i16(__m256i acc, __m256i a, __m256i b) {
+#if defined(DENDRO_CPU_VNNI)
+    return _mm256_dpwssd_epi32(acc, a, b);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
+}
 // The 32-element dot of unsigned quants u <= 63 with activations x.
 inline I32x8 dot32_u8_i8(U8x32 u, const int8_t* x) {
-    return {_mm256_madd_epi16(pair_dots_u8_i8(u.v, load32_i8(x).v), _mm256_set1_epi16(1))};
+    return {add_dot_u8_i8(_mm256_setzero_si256(), u.v, load32_i8(x).v)};
 }
 // The 32-element dot of signed weights w with activations x: |w| times x with w's sign (the sign trick).
 inline I32x8 dot32_i8_i8(I8x32 w, const int8_t* x) {
     const __m256i signed_x = _mm256_sign_epi8(load32_i8(x).v, w.v);
-    return {_mm256_madd_epi16(pair_dots_u8_i8(_mm256_abs_epi8(w.v), signed_x), _mm256_set1_epi16(1))};
+    return {add_dot_u8_i8(_mm256_setzero_si256(), _mm256_abs_epi8(w.v), signed_x)};
 }
-// The dot of unsigned quants u <= 63 with x, elements 0..15 weighted by scale_pair[0] and 16..31 by
-// scale_pair[1] (two k-quant sub-blocks of 16, or one of 32 with equal scales): lanes 0..3 hold the first
+// acc + the dot of unsigned quants u <= 63 with x, elements 0..15 weighted by scale_pair[0] and 16..31 by
+// scale_pair[1] (two k-quant sub-blocks of 16, or one of 32 with equal scales): lanes 0..3 take the first
 // sub-block, 4..7 the second.
-inline I32x8 scaled_dot32_u8_i8(U8x32 u, const int8_t* x, const int16_t* scale_pair) {
+inline I32x8 add_scaled_dot32_u8_i8(I32x8 acc, U8x32 u, const int8_t* x, const int16_t* scale_pair) {
     int32_t pair;
     std::memcpy(&pair, scale_pair, sizeof(pair));
     // Both 128-bit halves hold the pair; the low half repeats its first int16, the high half its second.
     const __m256i scales = _mm256_shuffle_epi8(_mm256_set1_epi32(pair),
                                                _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
                                                                 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3));
-    return {_mm256_madd_epi16(pair_dots_u8_i8(u.v, load32_i8(x).v), scales)};
+    return {add_dot_i16(acc.v, pair_dots_u8_i8(u.v, load32_i8(x).v), scales)};
 }
 // Sub-block scales as int16: out[i] = byte i of (first8, next8) minus bias; out[i] = int8 bytes[i]; and
 // out[2i] = out[2i + 1] = byte i of bytes8 (a scale per 32 elements, given per 16).
@@ -167,8 +197,8 @@ inline void widen8_twice_u8_i16(uint64_t bytes8, int16_t* out) {
 }
 // sum of a[i] * b[i] over 16 int16 pairs, lane k holding elements 2k and 2k + 1.
 inline I32x8 dot16_i16(const int16_t* a, const int16_t* b) {
-    return {_mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a)),
-                              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)))};
+    return {add_dot_i16(_mm256_setzero_si256(), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a)),
+                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)))};
 }
 
 // For quantizing activations: |a| per lane, the largest lane, and 32 values rounded to the nearest integer
@@ -213,6 +243,18 @@ inline F32x8 fma8(F32x8 a, F32x8 b, F32x8 acc) {
 }
 inline F32x8 mul8(F32x8 a, F32x8 b) {
     for (int i = 0; i < kLanes; ++i) a.v[i] *= b.v[i];
+    return a;
+}
+inline F32x8 sub8(F32x8 a, F32x8 b) {
+    for (int i = 0; i < kLanes; ++i) a.v[i] -= b.v[i];
+    return a;
+}
+inline F32x8 add8(F32x8 a, F32x8 b) {
+    for (int i = 0; i < kLanes; ++i) a.v[i] += b.v[i];
+    return a;
+}
+inline F32x8 div8(F32x8 a, F32x8 b) {
+    for (int i = 0; i < kLanes; ++i) a.v[i] /= b.v[i];
     return a;
 }
 // Same tree as the AVX2 version: halves, then quarters, then the last pair.
@@ -280,10 +322,6 @@ struct I32x8 {
     int32_t v[kLanes];
 };
 inline I32x8 zero8_i32() { return I32x8{}; }
-inline I32x8 add8_i32(I32x8 a, I32x8 b) {
-    for (int i = 0; i < kLanes; ++i) a.v[i] += b.v[i];
-    return a;
-}
 inline I32x8 sub_shifted8_i32(I32x8 a, I32x8 b, int shift) {
     for (int i = 0; i < kLanes; ++i) a.v[i] -= b.v[i] * (1 << shift);
     return a;
@@ -313,11 +351,10 @@ inline I32x8 dot32_i8_i8(I8x32 w, const int8_t* x) {
     for (int i = 0; i < 32; ++i) r.v[i / 4] += w.v[i] * x[i];
     return r;
 }
-inline I32x8 scaled_dot32_u8_i8(U8x32 u, const int8_t* x, const int16_t* scale_pair) {
+inline I32x8 add_scaled_dot32_u8_i8(I32x8 acc, U8x32 u, const int8_t* x, const int16_t* scale_pair) {
     constexpr int kHalf = 16;
-    I32x8 r{};
-    for (int i = 0; i < 32; ++i) r.v[i / 4] += u.v[i] * x[i] * scale_pair[i < kHalf ? 0 : 1];
-    return r;
+    for (int i = 0; i < 32; ++i) acc.v[i / 4] += u.v[i] * x[i] * scale_pair[i < kHalf ? 0 : 1];
+    return acc;
 }
 inline void widen16_u8_i16(uint64_t first8, uint64_t next8, int16_t bias, int16_t* out) {
     for (int i = 0; i < kLanes; ++i) {
