@@ -166,10 +166,9 @@ TEST_P(QuantFixture, MatmulRowsMatchDequantizedRows) {
     }
 }
 
-// Many rows of random blocks: every tile shape (8 rows when decoding, 4 x 3 in batches, the short tiles at
-// the end) and any split of the rows among threads give the same outputs.
-// 45 rows of 512 elements of the given blocks: every tile shape (8 rows when decoding, 4 x 3 in batches,
-// the short tiles at the end) and any split of the rows among threads give the same outputs.
+// 45 rows of 512 elements of the given blocks: every tile shape (8 rows when decoding; in batches 4 x 3, or
+// 8 rows x 8 tokens with the rows in the lanes for the blocks of 32 under VNNI; the short tiles at the end)
+// and any split of the rows among threads give the same outputs.
 constexpr int64_t kRandomRowLength = 512, kRandomRows = 45;
 
 void expect_matmul_independent_of_tiling(GgmlType type, const std::vector<uint8_t>& bytes) {
@@ -181,7 +180,7 @@ void expect_matmul_independent_of_tiling(GgmlType type, const std::vector<uint8_
     w.data = bytes.data();
     w.nbytes = bytes.size();
 
-    const int64_t n_tokens = 7;
+    const int64_t n_tokens = 11;  // a whole tile of 8 tokens and a short one, or 3 of 3 tokens and one of 2
     const std::vector<float> x = test_tokens(n_tokens, row_length, 3);
     const std::vector<float> batch = product(w, x, n_tokens, {{0, rows}});
     expect_rows_match_dequantized(w, x, n_tokens, batch);
@@ -236,7 +235,7 @@ TEST(Q8_0Matmul, MatchesDequantizedRowsWhateverTheTiling) {
 }
 
 // The activation quantizer: d = max |x| / 127 per block, each q within half a step of x / d, and the block
-// sums Q4_1/Q5_1 (scaled) and the k-quants (per 16) use.
+// sums the blocks of 32 (whole and scaled, for Q4_1/Q5_1) and the k-quants (per 16) use.
 TEST(ActivationQuantization, RoundsEachBlockToItsOwnScale) {
     std::vector<float> x = random_values(2 * kKQuantBlockSize, 9);
     x[3] = 7.0f;                                             // a block whose max is far from the others'
@@ -259,6 +258,7 @@ TEST(ActivationQuantization, RoundsEachBlockToItsOwnScale) {
         check(values, kLegacyQuantBlockSize, small[b].d, small[b].q);
         int sum = 0;
         for (const int8_t q : small[b].q) sum += q;
+        EXPECT_EQ(small[b].sum, sum);
         EXPECT_EQ(small[b].scaled_sum, small[b].d * static_cast<float>(sum));
     }
     EXPECT_EQ(small[2].d, 0.0f);

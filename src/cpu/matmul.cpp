@@ -28,6 +28,8 @@ constexpr int kDecodeTileRows = 8;
 constexpr int kFloatBatchTileRows = kVectorRegisters >= 32 ? 8 : 4;  // 8 x 3 accumulators need 32 registers
 constexpr int kQuantizedBatchTileRows = 4;
 constexpr int kBatchTileTokens = 3;
+// The VNNI tile of blocks of 32 holds a block of 8 rows (8 registers) and an accumulator per token.
+constexpr int kRowsInLanesTileTokens = 8;
 static_assert(kShareAlignment % kDecodeTileRows == 0 && kShareAlignment % kFloatBatchTileRows == 0 &&
                   kShareAlignment % kQuantizedBatchTileRows == 0,
               "threads' shares must be whole tiles");
@@ -165,6 +167,68 @@ void tile_quantized(const uint8_t* const* row_ptrs, const typename Row::Activati
 template <typename Row>
 concept QuantizedRow = requires { typename Row::Activation; };
 
+#if defined(DENDRO_CPU_VNNI)
+// The types of blocks of 32 that give their quants as unsigned bytes (quant_rows.h' UnsignedBlock32).
+template <typename Row>
+concept UnsignedBlockRow = requires(const Row& row) { row.unsigned_block(int64_t{0}); };
+
+// With VNNI, R <= 8 rows of a type of blocks of 32 against T tokens with the rows in the lanes: block b of
+// the 8 rows is transposed into 8 vectors of 4-byte groups (once, for all T tokens), and each token's 32
+// bytes go in 4 at a time, broadcast, one dpbusd each. A token's 8 row dots of the block come out in one
+// vector, exact in integers (kOffset * sum(x) taken off), and are scaled and added in fp32 with one FMA,
+// where the tile above spends a conversion and an FMA per row and 8 partial lanes per dot. An output's
+// operations do not depend on R, T or its lane, so the results do not either.
+template <typename Row, int R, int T>
+void tile_rows_in_lanes(const uint8_t* const* row_ptrs, const ActivationBlock32* const* x, int64_t length,
+                        float* const* y, size_t row_bytes, bool prefetch) {
+    static_assert(R <= kLanes, "a row per lane");
+    constexpr bool kHasMin = Row::kOffset == 0;  // Q4_1, Q5_1: values d * u + m
+    constexpr int kGroupBytes = 4;
+    Row readers[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) readers[r] = Row(row_ptrs[r]);
+    F32x8 acc[T];
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) acc[t] = zero8();
+    const int64_t n_blocks = length / Row::kBlockSize;
+    for (int64_t b = 0; b < n_blocks; ++b) {
+        __m256i groups[kLanes];
+        uint16_t d[kLanes] = {}, m[kLanes] = {};
+#pragma GCC unroll 8
+        for (int r = 0; r < kLanes; ++r) {
+            if (r < R) {
+                if (prefetch) prefetch_block<Row::kBlockBytes>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + R * row_bytes, b);
+                const UnsignedBlock32 block = readers[r].unsigned_block(b);
+                groups[r] = block.u.v;
+                d[r] = block.d;
+                m[r] = block.m;
+            } else {
+                groups[r] = _mm256_setzero_si256();
+            }
+        }
+        transpose_groups8x8(groups);
+        const F32x8 row_scales = f16x8_to_f32(d), row_mins = kHasMin ? f16x8_to_f32(m) : zero8();
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) {
+            const ActivationBlock32& a = x[t][b];
+            __m256i dots = _mm256_set1_epi32(-Row::kOffset * a.sum);
+#pragma GCC unroll 8
+            for (int k = 0; k < kLanes; ++k) dots = add_dot_u8_broadcast_i8(dots, groups[k], a.q + kGroupBytes * k);
+            acc[t] = fma8(mul8(row_scales, broadcast8(a.d)), to_f32(I32x8{dots}), acc[t]);
+            if constexpr (kHasMin) acc[t] = fma8(row_mins, broadcast8(a.scaled_sum), acc[t]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) {
+        if constexpr (R == kLanes) {
+            store8(y[t], acc[t]);
+        } else {
+            store8_partial(y[t], acc[t], R);
+        }
+    }
+}
+#endif
+
 [[noreturn]] void fail_unsupported_type(const TensorView& w) {
     fail("tensor ", w.name, ": type ", ggml_type_name(w.type), " is not supported by the CPU backend");
 }
@@ -197,6 +261,12 @@ void run_tile(const Problem& p, int64_t r0, int64_t t0) {
         for (int t = 0; t < T; ++t) {
             a[t] = static_cast<const Activation*>(p.activations) + (t0 + t - p.activations_begin) * p.blocks_per_token;
         }
+#if defined(DENDRO_CPU_VNNI)
+        if constexpr (UnsignedBlockRow<Row>) {
+            tile_rows_in_lanes<Row, R, T>(rows, a, p.w.row_length(), y, p.row_bytes, t0 == p.prefetch_at_token);
+            return;
+        }
+#endif
         tile_quantized<Row, R, T>(rows, a, p.w.row_length(), y, p.row_bytes, t0 == p.prefetch_at_token);
     } else {
         tile<Row, R, T>(rows, x, p.w.row_length(), y, p.row_bytes, t0 == p.prefetch_at_token);
@@ -265,6 +335,11 @@ void matmul_typed(Problem& p, int64_t n_tokens, int64_t row_begin, int64_t row_e
     if (n_tokens == 1) {
         matmul_range<Row, kDecodeTileRows, 1>(p, n_tokens, row_begin, row_end);
     } else {
+#if defined(DENDRO_CPU_VNNI)
+        if constexpr (UnsignedBlockRow<Row>) {
+            return matmul_range<Row, kLanes, kRowsInLanesTileTokens>(p, n_tokens, row_begin, row_end);
+        }
+#endif
         constexpr int kRows = QuantizedRow<Row> ? kQuantizedBatchTileRows : kFloatBatchTileRows;
         matmul_range<Row, kRows, kBatchTileTokens>(p, n_tokens, row_begin, row_end);
     }

@@ -25,6 +25,15 @@ struct Accumulator {
     float total() const { return hsum8(v) + offset; }
 };
 
+// A block of 32 as unsigned quants: value i = d * (u[i] - kOffset) + m, kOffset a constant of the type (128
+// for the signed types, whose bytes are flipped to u = q + 128). With the activations' integer sum the dot
+// is exact in integers, sum(u * x) - kOffset * sum(x), for the VNNI tile that puts rows in lanes (matmul.cpp).
+struct UnsignedBlock32 {
+    U8x32 u;
+    uint16_t d, m;  // fp16 bits (m = 0 for the types without)
+};
+inline constexpr int kSignedToUnsigned = 128;
+
 template <typename Block, int64_t BlockSize>
 struct BlockRow {
     static constexpr int64_t kBlockSize = BlockSize;
@@ -60,6 +69,10 @@ inline U8x32 legacy_q5(const uint8_t* qs, const uint8_t* qh) {
 struct Q8_0Row : BlockRow<BlockQ8_0, kQ8_0BlockSize> {
     using BlockRow::BlockRow;
     using Activation = ActivationBlock32;
+    static constexpr int kOffset = kSignedToUnsigned;
+    UnsignedBlock32 unsigned_block(int64_t b) const {
+        return {plus128_u8(load32_i8(blocks[b].qs)), blocks[b].d, 0};
+    }
     template <int T>
     void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
         dot_signed_block<T>(load32_i8(blocks[b].qs), f16_scalar(blocks[b].d), a, acc);
@@ -71,6 +84,10 @@ struct Q8_0Row : BlockRow<BlockQ8_0, kQ8_0BlockSize> {
 struct Q4_0Row : BlockRow<BlockQ4_0, kLegacyQuantBlockSize> {
     using BlockRow::BlockRow;
     using Activation = ActivationBlock32;
+    static constexpr int kOffset = kQ4Offset;
+    UnsignedBlock32 unsigned_block(int64_t b) const {
+        return {nibbles32_u8(blocks[b].qs), blocks[b].d, 0};
+    }
     template <int T>
     void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
         const float d = f16_scalar(blocks[b].d);
@@ -81,6 +98,10 @@ struct Q4_0Row : BlockRow<BlockQ4_0, kLegacyQuantBlockSize> {
 struct Q5_0Row : BlockRow<BlockQ5_0, kLegacyQuantBlockSize> {
     using BlockRow::BlockRow;
     using Activation = ActivationBlock32;
+    static constexpr int kOffset = kQ5Offset;
+    UnsignedBlock32 unsigned_block(int64_t b) const {
+        return {legacy_q5(blocks[b].qs, blocks[b].qh), blocks[b].d, 0};
+    }
     template <int T>
     void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
         const BlockQ5_0& k = blocks[b];
@@ -92,6 +113,10 @@ struct Q5_0Row : BlockRow<BlockQ5_0, kLegacyQuantBlockSize> {
 struct IQ4_NLRow : BlockRow<BlockIQ4_NL, kLegacyQuantBlockSize> {
     using BlockRow::BlockRow;
     using Activation = ActivationBlock32;
+    static constexpr int kOffset = kSignedToUnsigned;
+    UnsignedBlock32 unsigned_block(int64_t b) const {
+        return {plus128_u8(lookup32_i8(nibbles32_u8(blocks[b].qs), kIQ4NLValues)), blocks[b].d, 0};
+    }
     template <int T>
     void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
         dot_signed_block<T>(lookup32_i8(nibbles32_u8(blocks[b].qs), kIQ4NLValues), f16_scalar(blocks[b].d), a, acc);
@@ -101,6 +126,10 @@ struct IQ4_NLRow : BlockRow<BlockIQ4_NL, kLegacyQuantBlockSize> {
 struct Q4_1Row : BlockRow<BlockQ4_1, kLegacyQuantBlockSize> {
     using BlockRow::BlockRow;
     using Activation = ActivationBlock32;
+    static constexpr int kOffset = 0;
+    UnsignedBlock32 unsigned_block(int64_t b) const {
+        return {nibbles32_u8(blocks[b].qs), blocks[b].d, blocks[b].m};
+    }
     template <int T>
     void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
         const BlockQ4_1& k = blocks[b];
@@ -111,6 +140,10 @@ struct Q4_1Row : BlockRow<BlockQ4_1, kLegacyQuantBlockSize> {
 struct Q5_1Row : BlockRow<BlockQ5_1, kLegacyQuantBlockSize> {
     using BlockRow::BlockRow;
     using Activation = ActivationBlock32;
+    static constexpr int kOffset = 0;
+    UnsignedBlock32 unsigned_block(int64_t b) const {
+        return {legacy_q5(blocks[b].qs, blocks[b].qh), blocks[b].d, blocks[b].m};
+    }
     template <int T>
     void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
         const BlockQ5_1& k = blocks[b];

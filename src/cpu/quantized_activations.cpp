@@ -45,7 +45,8 @@ void quantize_activations(const float* x, int64_t n, ActivationBlock32* out) {
     for (int64_t b = 0; b < n / kLegacyQuantBlockSize; ++b) {
         ActivationBlock32& block = out[b];
         block.d = quantize_block(x + b * kLegacyQuantBlockSize, kLegacyQuantBlockSize, block.q);
-        block.scaled_sum = block.d * static_cast<float>(sum_of(block.q, kLegacyQuantBlockSize));
+        block.sum = sum_of(block.q, kLegacyQuantBlockSize);
+        block.scaled_sum = block.d * static_cast<float>(block.sum);
     }
 }
 

@@ -13,10 +13,12 @@ namespace dendro::cpu {
 inline constexpr int kActivationMax = 127;  // |q| <= 127, so that no pair of products saturates int16
 inline constexpr int64_t kSubBlockSize = 16;
 
-// For the types with blocks of 32. scaled_sum = d * sum(q), for Q4_1 and Q5_1, whose offset m multiplies it.
+// For the types with blocks of 32. sum = sum(q), for the weight offsets taken off in integers, and
+// scaled_sum = d * sum, for Q4_1 and Q5_1, whose offset m multiplies it.
 struct ActivationBlock32 {
     float d;
     float scaled_sum;
+    int32_t sum;
     int8_t q[kLegacyQuantBlockSize];
 };
 

@@ -62,6 +62,14 @@ inline F32x8 load8_bf16(const uint16_t* p) {
 }
 
 inline float f16_scalar(uint16_t bits) { return _cvtsh_ss(bits); }
+// Eight fp16 values gathered from elsewhere (held in registers, not stored and reloaded: a wide load of
+// narrow stores waits for them to retire).
+inline F32x8 f16x8_to_f32(const uint16_t* bits) {
+    const __m128i h = _mm_setr_epi16(static_cast<short>(bits[0]), static_cast<short>(bits[1]), static_cast<short>(bits[2]),
+                                     static_cast<short>(bits[3]), static_cast<short>(bits[4]), static_cast<short>(bits[5]),
+                                     static_cast<short>(bits[6]), static_cast<short>(bits[7]));
+    return {_mm256_cvtph_ps(h)};
+}
 
 
 struct U8x32 {
@@ -134,6 +142,8 @@ inline I32x8 sub_shifted8_i32(I32x8 a, I32x8 b, int shift) {
 }
 inline F32x8 to_f32(I32x8 a) { return {_mm256_cvtepi32_ps(a.v)}; }
 inline I8x32 load32_i8(const int8_t* p) { return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))}; }
+// q + 128 per byte, as unsigned bytes (the sign bit flipped).
+inline U8x32 plus128_u8(I8x32 q) { return {_mm256_xor_si256(q.v, _mm256_set1_epi8(static_cast<char>(0x80)))}; }
 // Byte i = table[byte i] as a signed value; every byte is below 16.
 inline I8x32 lookup32_i8(U8x32 index, const int8_t* table) {
     const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(table)));
@@ -152,6 +162,33 @@ inline __m256i add_dot_u8_i8(__m256i acc, __m256i u, __m256i x) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(pair_dots_u8_i8(u, x), _mm256_set1_epi16(1)));
 #endif
 }
+#if defined(DENDRO_CPU_VNNI)
+// For products with weight rows in the lanes (matmul.cpp): v[k] lane r becomes bytes 4k..4k+3 of v[r] (the
+// 8 x 8 transpose of 32-bit groups), so that lane r of a dot against 4 broadcast activation bytes is row r's.
+inline void transpose_groups8x8(__m256i* v) {
+    __m256i a[8], b[8];
+    for (int i = 0; i < 8; i += 2) {
+        a[i] = _mm256_unpacklo_epi32(v[i], v[i + 1]);
+        a[i + 1] = _mm256_unpackhi_epi32(v[i], v[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        b[i] = _mm256_unpacklo_epi64(a[i], a[i + 2]);
+        b[i + 1] = _mm256_unpackhi_epi64(a[i], a[i + 2]);
+        b[i + 2] = _mm256_unpacklo_epi64(a[i + 1], a[i + 3]);
+        b[i + 3] = _mm256_unpackhi_epi64(a[i + 1], a[i + 3]);
+    }
+    for (int i = 0; i < 4; ++i) {
+        v[i] = _mm256_permute2x128_si256(b[i], b[i + 4], 0x20);
+        v[i + 4] = _mm256_permute2x128_si256(b[i], b[i + 4], 0x31);
+    }
+}
+// acc + u (unsigned bytes, row r in lane r) dotted with the same 4 signed bytes x[0..3] in every lane.
+inline __m256i add_dot_u8_broadcast_i8(__m256i acc, __m256i u, const int8_t* x) {
+    int32_t group;
+    std::memcpy(&group, x, sizeof(group));
+    return _mm256_dpbusd_epi32(acc, u, _mm256_set1_epi32(group));
+}
+#endif
 // acc + sum over int16 pairs of a * b, lane k taking elements 2k and 2k + 1.
 inline __m256i add_dot_i16(__m256i acc, __m256i a, __m256i b) {
 #if defined(DENDRO_CPU_VNNI)
@@ -335,6 +372,11 @@ inline I8x32 load32_i8(const int8_t* p) {
     I8x32 r;
     std::memcpy(r.v, p, sizeof(r.v));
     return r;
+}
+inline U8x32 plus128_u8(I8x32 q) {
+    U8x32 u;
+    for (int i = 0; i < 32; ++i) u.v[i] = static_cast<uint8_t>(q.v[i] + 128);
+    return u;
 }
 inline I8x32 lookup32_i8(U8x32 index, const int8_t* table) {
     I8x32 r;
