@@ -27,12 +27,12 @@ Mamba1CpuLayer::Mamba1CpuLayer(const ModelHparams& hp, const Mamba1Mixer& w)
       conv_taps_by_slot_(to_f32_transposed(w.conv1d_w)),
       conv_bias_(to_f32(w.conv1d_b)),
       dt_bias_(to_f32(w.ssm_dt_b)),
-      a_(to_f32(w.ssm_a)),
+      a_by_state_(to_f32_transposed(w.ssm_a)),
       d_(to_f32(w.ssm_d)),
       out_bias_(to_f32(w.ssm_out_b)) {}
 
 uint64_t Mamba1CpuLayer::vector_bytes() const {
-    return float_bytes({&in_bias_, &conv_taps_by_slot_, &conv_bias_, &dt_bias_, &a_, &d_, &out_bias_});
+    return float_bytes({&in_bias_, &conv_taps_by_slot_, &conv_bias_, &dt_bias_, &a_by_state_, &d_, &out_bias_});
 }
 
 void Mamba1CpuLayer::forward(const MixerBatch& batch, Mamba1Scratch& s, const Team& team) const {
@@ -74,20 +74,18 @@ void Mamba1CpuLayer::forward(const MixerBatch& batch, Mamba1Scratch& s, const Te
     }
 
     matmul_rows(w_.ssm_dt_w, {s.xdbc.data(), n_xdbc}, n_rows, {s.dt.data(), d_inner}, channels.begin, channels.end);
+    const ScanWeights scan{a_by_state_.data(), d_inner, d_.data(), dt_bias_.data(), d_state};
     for (const SeqSpan& span : batch.spans) {
         const int64_t r0 = span.first_row;
-        for (int64_t c = channels.begin; c < channels.end; ++c) {
-            const ScanChannelInputs in{
-                {s.dt.data() + r0 * d_inner + c, d_inner},
-                {s.xc.data() + r0 * d_inner + c, d_inner},
-                {s.xz.data() + r0 * n_xz + d_inner + c, n_xz},
-                {s.xdbc.data() + r0 * n_xdbc + dt_rank, n_xdbc},
-                {s.xdbc.data() + r0 * n_xdbc + dt_rank + d_state, n_xdbc},
-            };
-            scan_channel(in, a_.data() + c * d_state, d_[c], dt_bias_[c], d_state,
-                         batch.slots[span.slot].ssm_layer(il) + c * d_state, {s.y.data() + r0 * d_inner + c, d_inner},
-                         span.n_tokens);
-        }
+        const ScanChannelInputs in{
+            {s.dt.data() + r0 * d_inner, d_inner},
+            {s.xc.data() + r0 * d_inner, d_inner},
+            {s.xz.data() + r0 * n_xz + d_inner, n_xz},
+            {s.xdbc.data() + r0 * n_xdbc + dt_rank, n_xdbc},
+            {s.xdbc.data() + r0 * n_xdbc + dt_rank + d_state, n_xdbc},
+        };
+        scan_channels(in, scan, channels.begin, channels.end, batch.slots[span.slot].ssm_layer(il),
+                      {s.y.data() + r0 * d_inner, d_inner}, span.n_tokens);
     }
     team.pool.barrier();
 

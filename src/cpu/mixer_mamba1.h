@@ -27,7 +27,7 @@ public:
 private:
     const ModelHparams& hp_;
     const Mamba1Mixer& w_;
-    std::vector<float> in_bias_, conv_taps_by_slot_, conv_bias_, dt_bias_, a_, d_, out_bias_;
+    std::vector<float> in_bias_, conv_taps_by_slot_, conv_bias_, dt_bias_, a_by_state_, d_, out_bias_;
 };
 
 }  // namespace dendro::cpu

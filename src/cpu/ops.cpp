@@ -1,6 +1,8 @@
 // Per-token and per-channel numerics of the CPU forward pass (see cpu_ops.h).
 #include "cpu/ops.h"
 
+#include <vector>
+
 #include "cpu/simd.h"
 
 namespace dendro::cpu {
@@ -77,6 +79,53 @@ void scan_channel(const ScanChannelInputs& in, const float* a, float d, float dt
             acc = fma8(state, load8_partial(c + whole, n), acc);
         }
         y[t] = (hsum8(acc) + x * d) * silu(in.z[t]);
+    }
+}
+
+void scan_channels(const ScanChannelInputs& in, const ScanWeights& w, int64_t begin, int64_t end, float* h,
+                   Channel y, int64_t n_tokens) {
+    const int64_t d_state = w.d_state;
+    const auto at = [](ConstChannel v, int64_t t, int64_t c) { return v.data + t * v.stride + c; };
+    int64_t c = begin;
+    if (d_state % kLanes == 0) {
+        thread_local std::vector<F32x8> state;  // state[s] lane i: state s of channel c + i
+        state.resize(static_cast<size_t>(d_state));
+        for (; c + kLanes <= end; c += kLanes) {
+            float* h_c = h + c * d_state;
+            for (int64_t s0 = 0; s0 < d_state; s0 += kLanes) {
+                F32x8* block = state.data() + s0;
+                for (int64_t i = 0; i < kLanes; ++i) block[i] = load8(h_c + i * d_state + s0);
+                transpose8x8(block);
+            }
+            const F32x8 d = load8(w.d + c), dt_bias = load8(w.dt_bias + c);
+            for (int64_t t = 0; t < n_tokens; ++t) {
+                const F32x8 dt = softplus8(add8(load8(at(in.dt_proj, t, c)), dt_bias));
+                const F32x8 x = load8(at(in.x, t, c));
+                const F32x8 dt_x = mul8(dt, x);
+                const float* b = in.b.data + t * in.b.stride;
+                const float* cv = in.c.data + t * in.c.stride;
+                F32x8 acc = zero8();
+                for (int64_t s = 0; s < d_state; ++s) {
+                    const F32x8 decay = exp8(mul8(dt, load8(w.a_by_state + s * w.n_channels + c)));
+                    state[s] = fma8(decay, state[s], mul8(dt_x, broadcast8(b[s])));
+                    acc = fma8(state[s], broadcast8(cv[s]), acc);
+                }
+                store8(y.data + t * y.stride + c, mul8(fma8(x, d, acc), silu8(load8(at(in.z, t, c)))));
+            }
+            for (int64_t s0 = 0; s0 < d_state; s0 += kLanes) {
+                F32x8 block[kLanes];
+                for (int64_t i = 0; i < kLanes; ++i) block[i] = state[s0 + i];
+                transpose8x8(block);
+                for (int64_t i = 0; i < kLanes; ++i) store8(h_c + i * d_state + s0, block[i]);
+            }
+        }
+    }
+    std::vector<float> a_of_c(static_cast<size_t>(c < end ? d_state : 0));
+    for (; c < end; ++c) {
+        for (int64_t s = 0; s < d_state; ++s) a_of_c[s] = w.a_by_state[s * w.n_channels + c];
+        const ScanChannelInputs one{{at(in.dt_proj, 0, c), in.dt_proj.stride}, {at(in.x, 0, c), in.x.stride},
+                                    {at(in.z, 0, c), in.z.stride}, in.b, in.c};
+        scan_channel(one, a_of_c.data(), w.d[c], w.dt_bias[c], d_state, h + c * d_state, {y.data + c, y.stride}, n_tokens);
     }
 }
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "format/ggml_quant_blocks.h"
 #include "format/ggml_types.h"
@@ -125,6 +126,57 @@ inline F32x8 exp8(F32x8 x) {
     return {_mm256_mul_ps(er, _mm256_castsi256_ps(bits))};
 }
 
+// ln x per lane for finite x > 0, within a few ulp (Cephes' logf: x = m 2^e with m in [sqrt(1/2), sqrt(2)),
+// a degree-9 polynomial in m - 1, e ln2 added in two parts).
+inline F32x8 log8(F32x8 x) {
+    const __m256i bits = _mm256_castps_si256(x.v);
+    // m in [1/2, 1) and its exponent e, then m < sqrt(1/2) moved to [sqrt(1/2), sqrt(2)) with e - 1.
+    __m256 e = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(126)));
+    __m256 m = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x007fffff)),
+                                                   _mm256_set1_epi32(0x3f000000)));
+    const __m256 small = _mm256_cmp_ps(m, _mm256_set1_ps(0.707106781186547524f), _CMP_LT_OQ);
+    e = _mm256_sub_ps(e, _mm256_and_ps(small, _mm256_set1_ps(1.0f)));
+    m = _mm256_sub_ps(_mm256_add_ps(m, _mm256_and_ps(small, m)), _mm256_set1_ps(1.0f));
+    const __m256 z = _mm256_mul_ps(m, m);
+    __m256 p = _mm256_set1_ps(7.0376836292e-2f);
+    p = _mm256_fmadd_ps(p, m, _mm256_set1_ps(-1.1514610310e-1f));
+    p = _mm256_fmadd_ps(p, m, _mm256_set1_ps(1.1676998740e-1f));
+    p = _mm256_fmadd_ps(p, m, _mm256_set1_ps(-1.2420140846e-1f));
+    p = _mm256_fmadd_ps(p, m, _mm256_set1_ps(1.4249322787e-1f));
+    p = _mm256_fmadd_ps(p, m, _mm256_set1_ps(-1.6668057665e-1f));
+    p = _mm256_fmadd_ps(p, m, _mm256_set1_ps(2.0000714765e-1f));
+    p = _mm256_fmadd_ps(p, m, _mm256_set1_ps(-2.4999993993e-1f));
+    p = _mm256_fmadd_ps(p, m, _mm256_set1_ps(3.3333331174e-1f));
+    __m256 y = _mm256_mul_ps(_mm256_mul_ps(p, m), z);
+    y = _mm256_fmadd_ps(e, _mm256_set1_ps(-2.12194440e-4f), y);
+    y = _mm256_fnmadd_ps(z, _mm256_set1_ps(0.5f), y);
+    return {_mm256_fmadd_ps(e, _mm256_set1_ps(0.693359375f), _mm256_add_ps(m, y))};
+}
+
+// Per-lane select, comparison and magnitude helpers for the vector softplus.
+inline F32x8 select8(F32x8 mask, F32x8 if_set, F32x8 if_clear) { return {_mm256_blendv_ps(if_clear.v, if_set.v, mask.v)}; }
+inline F32x8 greater8(F32x8 a, F32x8 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ)}; }
+inline F32x8 equal8(F32x8 a, F32x8 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_EQ_OQ)}; }
+
+// The 8 x 8 transpose: lane j of v[i] becomes lane i of v[j].
+inline void transpose8x8(F32x8* v) {
+    __m256 a[8], b[8];
+    for (int i = 0; i < 8; i += 2) {
+        a[i] = _mm256_unpacklo_ps(v[i].v, v[i + 1].v);
+        a[i + 1] = _mm256_unpackhi_ps(v[i].v, v[i + 1].v);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        b[i] = _mm256_shuffle_ps(a[i], a[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        b[i + 1] = _mm256_shuffle_ps(a[i], a[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        b[i + 2] = _mm256_shuffle_ps(a[i + 1], a[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        b[i + 3] = _mm256_shuffle_ps(a[i + 1], a[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; ++i) {
+        v[i] = {_mm256_permute2f128_ps(b[i], b[i + 4], 0x20)};
+        v[i + 4] = {_mm256_permute2f128_ps(b[i], b[i + 4], 0x31)};
+    }
+}
+
 
 
 // Integer dot products of quantized weights with 8-bit activations (see quant_rows.h). I8x32 holds 32 signed
@@ -166,21 +218,10 @@ inline __m256i add_dot_u8_i8(__m256i acc, __m256i u, __m256i x) {
 // For products with weight rows in the lanes (matmul.cpp): v[k] lane r becomes bytes 4k..4k+3 of v[r] (the
 // 8 x 8 transpose of 32-bit groups), so that lane r of a dot against 4 broadcast activation bytes is row r's.
 inline void transpose_groups8x8(__m256i* v) {
-    __m256i a[8], b[8];
-    for (int i = 0; i < 8; i += 2) {
-        a[i] = _mm256_unpacklo_epi32(v[i], v[i + 1]);
-        a[i + 1] = _mm256_unpackhi_epi32(v[i], v[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        b[i] = _mm256_unpacklo_epi64(a[i], a[i + 2]);
-        b[i + 1] = _mm256_unpackhi_epi64(a[i], a[i + 2]);
-        b[i + 2] = _mm256_unpacklo_epi64(a[i + 1], a[i + 3]);
-        b[i + 3] = _mm256_unpackhi_epi64(a[i + 1], a[i + 3]);
-    }
-    for (int i = 0; i < 4; ++i) {
-        v[i] = _mm256_permute2x128_si256(b[i], b[i + 4], 0x20);
-        v[i + 4] = _mm256_permute2x128_si256(b[i], b[i + 4], 0x31);
-    }
+    F32x8 lanes[kLanes];
+    for (int i = 0; i < kLanes; ++i) lanes[i] = {_mm256_castsi256_ps(v[i])};
+    transpose8x8(lanes);
+    for (int i = 0; i < kLanes; ++i) v[i] = _mm256_castps_si256(lanes[i].v);
 }
 // acc + u (unsigned bytes, row r in lane r) dotted with the same 4 signed bytes x[0..3] in every lane.
 inline __m256i add_dot_u8_broadcast_i8(__m256i acc, __m256i u, const int8_t* x) {
@@ -348,6 +389,27 @@ inline U8x32 bit_bytes32_u8(uint32_t bits, uint8_t value) {
 inline F32x8 exp8(F32x8 x) {
     for (float& lane : x.v) lane = std::exp(lane);
     return x;
+}
+inline F32x8 log8(F32x8 x) {
+    for (float& lane : x.v) lane = std::log(lane);
+    return x;
+}
+inline F32x8 select8(F32x8 mask, F32x8 if_set, F32x8 if_clear) {
+    for (int i = 0; i < kLanes; ++i) if_clear.v[i] = mask.v[i] != 0.0f ? if_set.v[i] : if_clear.v[i];
+    return if_clear;
+}
+inline F32x8 greater8(F32x8 a, F32x8 b) {
+    for (int i = 0; i < kLanes; ++i) a.v[i] = a.v[i] > b.v[i] ? 1.0f : 0.0f;
+    return a;
+}
+inline F32x8 equal8(F32x8 a, F32x8 b) {
+    for (int i = 0; i < kLanes; ++i) a.v[i] = a.v[i] == b.v[i] ? 1.0f : 0.0f;
+    return a;
+}
+inline void transpose8x8(F32x8* v) {
+    for (int i = 0; i < kLanes; ++i) {
+        for (int j = i + 1; j < kLanes; ++j) std::swap(v[i].v[j], v[j].v[i]);
+    }
 }
 
 
