@@ -102,13 +102,14 @@ void Mamba2CpuLayer::ssd_chunk(Mamba2Scratch& s, const float* gram, const float*
 
     // From the start state: y_t = exp(cum_t) C_t . h0[p], as C (n x d_state) times h0^T, one state row
     // against every token's C so that the row is read once.
-    constexpr int64_t kTokensAtOnce = 4;  // independent accumulators, so the FMAs do not wait on each other
+    constexpr int64_t kTokensAtOnce = 8;  // independent accumulators, so the FMAs do not wait on each other
     const int64_t whole = d_state - d_state % kLanes;
     for (int64_t p = 0; p < head_dim; ++p) {
         const float* hp = h + p * d_state;
         int64_t t = 0;
         for (; t + kTokensAtOnce <= n && whole == d_state; t += kTokensAtOnce) {
-            F32x8 acc[kTokensAtOnce] = {zero8(), zero8(), zero8(), zero8()};
+            F32x8 acc[kTokensAtOnce];
+            for (F32x8& a : acc) a = zero8();
             for (int64_t k = 0; k < d_state; k += kLanes) {
                 const F32x8 hv = load8(hp + k);
                 for (int64_t i = 0; i < kTokensAtOnce; ++i) acc[i] = fma8(load8(c_of(t + i) + k), hv, acc[i]);
@@ -118,7 +119,9 @@ void Mamba2CpuLayer::ssd_chunk(Mamba2Scratch& s, const float* gram, const float*
         for (; t < n; ++t) y_of(t)[p] = dot_f32(c_of(t), hp, d_state);
     }
     // Within the chunk: y_t += sum_{s<=t} (C_t.B_s) exp(cum_t - cum_s) dt_s x_s, and the skip D x_t. The
-    // weights take exp8 eight at a time, and each 8-channel slice of y_t stays in a register across the s.
+    // weights take exp8 eight at a time, and 8 slices of 8 channels of y_t stay in registers across the s
+    // (8 independent FMA chains: one alone waits out the FMA latency at every s).
+    constexpr int64_t kSlicesAtOnce = 8;
     const F32x8 skip = broadcast8(d_[head]);
     for (int64_t t = 0; t < n; ++t) {
         float* y = y_of(t);
@@ -138,6 +141,18 @@ void Mamba2CpuLayer::ssd_chunk(Mamba2Scratch& s, const float* gram, const float*
         }
         const float* x_t = x_of(t);
         int64_t p = 0;
+        for (; p + kSlicesAtOnce * kLanes <= head_dim; p += kSlicesAtOnce * kLanes) {
+            F32x8 acc[kSlicesAtOnce];
+            for (int64_t k = 0; k < kSlicesAtOnce; ++k) {
+                acc[k] = fma8(from_start, load8(y + p + k * kLanes), mul8(skip, load8(x_t + p + k * kLanes)));
+            }
+            for (int64_t i = 0; i <= t; ++i) {
+                const F32x8 w = broadcast8(weight[i]);
+                const float* x = x_of(i) + p;
+                for (int64_t k = 0; k < kSlicesAtOnce; ++k) acc[k] = fma8(w, load8(x + k * kLanes), acc[k]);
+            }
+            for (int64_t k = 0; k < kSlicesAtOnce; ++k) store8(y + p + k * kLanes, acc[k]);
+        }
         for (; p + kLanes <= head_dim; p += kLanes) {
             F32x8 acc = fma8(from_start, load8(y + p), mul8(skip, load8(x_t + p)));
             for (int64_t i = 0; i <= t; ++i) acc = fma8(broadcast8(weight[i]), load8(x_of(i) + p), acc);
@@ -155,7 +170,7 @@ void Mamba2CpuLayer::ssd_chunk(Mamba2Scratch& s, const float* gram, const float*
     const float last = decay[n - 1];
     const F32x8 through = broadcast8(std::exp(last));
     for (int64_t j = 0; j < n; ++j) weight[j] = std::exp(last - decay[j]) * dt[j];
-    constexpr int64_t kBlocksAtOnce = 4;  // 32 state elements held in registers across the chunk's tokens
+    constexpr int64_t kBlocksAtOnce = 8;  // 64 state elements held in registers across the chunk's tokens
     for (int64_t p = 0; p < head_dim; ++p) {
         for (int64_t j = 0; j < n; ++j) coef[j] = weight[j] * x_of(j)[p];
         float* hp = h + p * d_state;
