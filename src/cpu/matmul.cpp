@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/quant_rows.h"
@@ -28,7 +29,7 @@ constexpr int kDecodeTileRows = 8;
 constexpr int kFloatBatchTileRows = kVectorRegisters >= 32 ? 8 : 4;  // 8 x 3 accumulators need 32 registers
 constexpr int kQuantizedBatchTileRows = 4;
 constexpr int kBatchTileTokens = 3;
-// The VNNI tile of blocks of 32 holds a block of 8 rows (8 registers) and an accumulator per token.
+// The VNNI tiles with rows in the lanes hold a block of 8 rows (8 registers) and an accumulator per token.
 constexpr int kRowsInLanesTileTokens = 8;
 static_assert(kShareAlignment % kDecodeTileRows == 0 && kShareAlignment % kFloatBatchTileRows == 0 &&
                   kShareAlignment % kQuantizedBatchTileRows == 0,
@@ -211,10 +212,12 @@ void tile_rows_in_lanes(const uint8_t* const* row_ptrs, const ActivationBlock32*
 #pragma GCC unroll 16
         for (int t = 0; t < T; ++t) {
             const ActivationBlock32& a = x[t][b];
-            __m256i dots = _mm256_set1_epi32(-Row::kOffset * a.sum);
+            // Two chains (even and odd groups), so that the dpbusd latency overlaps.
+            __m256i dots[2] = {_mm256_set1_epi32(-Row::kOffset * a.sum), _mm256_setzero_si256()};
 #pragma GCC unroll 8
-            for (int k = 0; k < kLanes; ++k) dots = add_dot_u8_broadcast_i8(dots, groups[k], a.q + kGroupBytes * k);
-            acc[t] = fma8(mul8(row_scales, broadcast8(a.d)), to_f32(I32x8{dots}), acc[t]);
+            for (int k = 0; k < kLanes; ++k) dots[k % 2] = add_dot_u8_broadcast_i8(dots[k % 2], groups[k], a.q + kGroupBytes * k);
+            const __m256i dot = _mm256_add_epi32(dots[0], dots[1]);
+            acc[t] = fma8(mul8(row_scales, broadcast8(a.d)), to_f32(I32x8{dot}), acc[t]);
             if constexpr (kHasMin) acc[t] = fma8(row_mins, broadcast8(a.scaled_sum), acc[t]);
         }
     }
@@ -227,6 +230,132 @@ void tile_rows_in_lanes(const uint8_t* const* row_ptrs, const ActivationBlock32*
         }
     }
 }
+
+// Q4_K likewise, 8 rows in the lanes per super-block of 256: the 6-bit scales and mins of the rows'
+// sub-blocks of 32 widened and transposed into a vector per sub-block, each 32 bytes of quants (sub-block 2c
+// in the low nibbles, 2c + 1 in the high) transposed into 4-byte groups once, their nibbles split after the
+// transpose (which moves whole groups). A token's dot of the super-block is then, per row, the exact
+// integers sum_j scale_j (q_j . x_j) and sum_j min_j sum(x_j), scaled in fp32 with one FMA each.
+template <int R, int T>
+void tile_q4_k_rows_in_lanes(const uint8_t* const* row_ptrs, const ActivationBlock256* const* x, int64_t length,
+                             float* const* y, size_t row_bytes, bool prefetch) {
+    static_assert(R <= kLanes, "a row per lane");
+    constexpr int kGroupBytes = 4, kChunks = kGroups / 2;
+    const BlockQ4_K* rows[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) rows[r] = reinterpret_cast<const BlockQ4_K*>(row_ptrs[r]);
+    F32x8 acc[T];
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) acc[t] = zero8();
+    const __m256i nibble_mask = _mm256_set1_epi8(static_cast<char>(kNibbleMask));
+    const int64_t n_blocks = length / kKQuantBlockSize;
+    if constexpr (T == 1) {
+        // One token: each row's two integer dots as Q4_KRow forms them (8 partial lanes, exact), their lanes
+        // summed into one vector; the same integers as below, for fewer operations than the transposes.
+        for (int64_t b = 0; b < n_blocks; ++b) {
+            I32x8 scaled[kLanes], mins[kLanes];
+            uint16_t d[kLanes] = {}, dmin[kLanes] = {};
+#pragma GCC unroll 8
+            for (int r = 0; r < kLanes; ++r) {
+                if (r < R) {
+                    if (prefetch) prefetch_block<sizeof(BlockQ4_K)>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + R * row_bytes, b);
+                    Q4_KRow(row_ptrs[r]).integer_dots(b, &x[0][b], &scaled[r], &mins[r]);
+                    d[r] = rows[r][b].d;
+                    dmin[r] = rows[r][b].dmin;
+                } else {
+                    scaled[r] = mins[r] = zero8_i32();
+                }
+            }
+            const F32x8 dx = broadcast8(x[0][b].d);
+            acc[0] = fma8(mul8(f16x8_to_f32(d), dx), to_f32(I32x8{lane_totals8(scaled)}), acc[0]);
+            acc[0] = fma8(mul8(sub8(zero8(), f16x8_to_f32(dmin)), dx), to_f32(I32x8{lane_totals8(mins)}), acc[0]);
+        }
+        if constexpr (R == kLanes) {
+            store8(y[0], acc[0]);
+        } else {
+            store8_partial(y[0], acc[0], R);
+        }
+        return;
+    }
+    for (int64_t b = 0; b < n_blocks; ++b) {
+        __m256i scales[kLanes], mins[kLanes];
+        uint16_t d[kLanes] = {}, dmin[kLanes] = {};
+#pragma GCC unroll 8
+        for (int r = 0; r < kLanes; ++r) {
+            if (r < R) {
+                if (prefetch) prefetch_block<sizeof(BlockQ4_K)>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + R * row_bytes, b);
+                const BlockQ4_K& k = rows[r][b];
+                const KQuantScalesMins sm = k_quant_scales_mins(k.scales);
+                scales[r] = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(sm.scales)));
+                mins[r] = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(sm.mins)));
+                d[r] = k.d;
+                dmin[r] = k.dmin;
+            } else {
+                scales[r] = mins[r] = _mm256_setzero_si256();
+            }
+        }
+        transpose_groups8x8(scales);  // scales[j] lane r: row r's scale of sub-block j
+        transpose_groups8x8(mins);
+        __m256i sums[T];
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) sums[t] = _mm256_setzero_si256();
+        for (int c = 0; c < kChunks; ++c) {
+            __m256i low[kLanes], high[kLanes];
+#pragma GCC unroll 8
+            for (int r = 0; r < kLanes; ++r) {
+                low[r] = r < R ? load32_u8(rows[r][b].qs + kKQuantHalfBytes * c).v : _mm256_setzero_si256();
+            }
+            transpose_groups8x8(low);
+#pragma GCC unroll 8
+            for (int k = 0; k < kLanes; ++k) {
+                high[k] = _mm256_and_si256(_mm256_srli_epi16(low[k], kNibbleBits), nibble_mask);
+                low[k] = _mm256_and_si256(low[k], nibble_mask);
+            }
+#pragma GCC unroll 16
+            for (int t = 0; t < T; ++t) {
+                const int8_t* xq = x[t][b].q + 2 * c * kLegacyQuantBlockSize;
+                // Two chains per sub-block (even and odd groups), so that the dpbusd latency overlaps.
+                __m256i dot_low[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+                __m256i dot_high[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+#pragma GCC unroll 8
+                for (int k = 0; k < kLanes; ++k) {
+                    dot_low[k % 2] = add_dot_u8_broadcast_i8(dot_low[k % 2], low[k], xq + kGroupBytes * k);
+                    dot_high[k % 2] = add_dot_u8_broadcast_i8(dot_high[k % 2], high[k], xq + kLegacyQuantBlockSize + kGroupBytes * k);
+                }
+                const __m256i low_dot = _mm256_add_epi32(dot_low[0], dot_low[1]);
+                const __m256i high_dot = _mm256_add_epi32(dot_high[0], dot_high[1]);
+                sums[t] = _mm256_add_epi32(sums[t], _mm256_add_epi32(_mm256_mullo_epi32(low_dot, scales[2 * c]),
+                                                                     _mm256_mullo_epi32(high_dot, scales[2 * c + 1])));
+            }
+        }
+        const F32x8 row_d = f16x8_to_f32(d), row_dmin = f16x8_to_f32(dmin);
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) {
+            const ActivationBlock256& a = x[t][b];
+            __m256i min_sums = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int j = 0; j < kGroups; ++j) {
+                const int32_t x_sum = a.sums[2 * j] + a.sums[2 * j + 1];
+                min_sums = _mm256_add_epi32(min_sums, _mm256_mullo_epi32(mins[j], _mm256_set1_epi32(x_sum)));
+            }
+            const F32x8 dx = broadcast8(a.d);
+            acc[t] = fma8(mul8(row_d, dx), to_f32(I32x8{sums[t]}), acc[t]);
+            acc[t] = fma8(mul8(sub8(zero8(), row_dmin), dx), to_f32(I32x8{min_sums}), acc[t]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) {
+        if constexpr (R == kLanes) {
+            store8(y[t], acc[t]);
+        } else {
+            store8_partial(y[t], acc[t], R);
+        }
+    }
+}
+
+// The quantized types with a rows-in-lanes tile.
+template <typename Row>
+concept RowsInLanes = UnsignedBlockRow<Row> || std::is_same_v<Row, Q4_KRow>;
 #endif
 
 [[noreturn]] void fail_unsupported_type(const TensorView& w) {
@@ -264,6 +393,10 @@ void run_tile(const Problem& p, int64_t r0, int64_t t0) {
 #if defined(DENDRO_CPU_VNNI)
         if constexpr (UnsignedBlockRow<Row>) {
             tile_rows_in_lanes<Row, R, T>(rows, a, p.w.row_length(), y, p.row_bytes, t0 == p.prefetch_at_token);
+            return;
+        }
+        if constexpr (std::is_same_v<Row, Q4_KRow>) {
+            tile_q4_k_rows_in_lanes<R, T>(rows, a, p.w.row_length(), y, p.row_bytes, t0 == p.prefetch_at_token);
             return;
         }
 #endif
@@ -336,7 +469,7 @@ void matmul_typed(Problem& p, int64_t n_tokens, int64_t row_begin, int64_t row_e
         matmul_range<Row, kDecodeTileRows, 1>(p, n_tokens, row_begin, row_end);
     } else {
 #if defined(DENDRO_CPU_VNNI)
-        if constexpr (UnsignedBlockRow<Row>) {
+        if constexpr (RowsInLanes<Row>) {
             return matmul_range<Row, kLanes, kRowsInLanesTileTokens>(p, n_tokens, row_begin, row_end);
         }
 #endif

@@ -246,21 +246,35 @@ template <typename Block, bool kFifthBit>
 struct KQuantWithMinsRow : BlockRow<Block, kKQuantBlockSize> {
     using BlockRow<Block, kKQuantBlockSize>::BlockRow;
     using Activation = ActivationBlock256;
-    template <int T>
-    void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
-        const Block& k = this->blocks[b];
-        const KQuantScalesMins sm = k_quant_scales_mins(k.scales);
+    // A super-block's scales and mins (an int16 per sub-block of 16, each given twice) and, as a call, the
+    // quants of its group g.
+    struct Decoded {
+        const Block& k;
         alignas(32) int16_t scales[kSubBlocks], mins[kSubBlocks];
-        widen8_twice_u8_i16(sm.scales, scales);
-        widen8_twice_u8_i16(sm.mins, mins);
-        const auto quants = [&](int g) {
+        explicit Decoded(const Block& block) : k(block) {
+            const KQuantScalesMins sm = k_quant_scales_mins(k.scales);
+            widen8_twice_u8_i16(sm.scales, scales);
+            widen8_twice_u8_i16(sm.mins, mins);
+        }
+        U8x32 operator()(int g) const {
             U8x32 q = bits32_u8(load32_u8(k.qs + kKQuantHalfBytes * (g / 2)), kNibbleBits * (g % 2), kNibbleMask);
             if constexpr (kFifthBit) {
                 q = or32_u8(q, shl32_u8(bits32_u8(load32_u8(k.qh), g, kOneBitMask), kNibbleBits));
             }
             return q;
-        };
-        dot_with_mins<T>(quants, scales, mins, f16_scalar(k.d), f16_scalar(k.dmin), a, acc);
+        }
+    };
+    template <int T>
+    void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
+        const Decoded q(this->blocks[b]);
+        dot_with_mins<T>(q, q.scales, q.mins, f16_scalar(q.k.d), f16_scalar(q.k.dmin), a, acc);
+    }
+    // Block b's exact integer dots with one token, spread over 8 lanes: sum_j scale_j (q_j . x_j) and
+    // sum_j min_j sum(x_j) (for the rows-in-lanes tile of matmul.cpp, which scales them itself).
+    void integer_dots(int64_t b, const Activation* a, I32x8* scaled, I32x8* mins) const {
+        const Decoded q(this->blocks[b]);
+        scaled_sums<1>(q, q.scales, &a, scaled);
+        *mins = dot16_i16(q.mins, a->sums);
     }
 };
 using Q4_KRow = KQuantWithMinsRow<BlockQ4_K, false>;

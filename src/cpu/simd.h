@@ -223,6 +223,13 @@ inline void transpose_groups8x8(__m256i* v) {
     transpose8x8(lanes);
     for (int i = 0; i < kLanes; ++i) v[i] = _mm256_castps_si256(lanes[i].v);
 }
+// Lane r = the sum of v[r]'s lanes, exact: two levels of pairwise adds, then the 128-bit halves.
+inline __m256i lane_totals8(const I32x8* v) {
+    const __m256i a0 = _mm256_hadd_epi32(v[0].v, v[1].v), a1 = _mm256_hadd_epi32(v[2].v, v[3].v);
+    const __m256i a2 = _mm256_hadd_epi32(v[4].v, v[5].v), a3 = _mm256_hadd_epi32(v[6].v, v[7].v);
+    const __m256i b0 = _mm256_hadd_epi32(a0, a1), b1 = _mm256_hadd_epi32(a2, a3);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(b0, b1, 0x20), _mm256_permute2x128_si256(b0, b1, 0x31));
+}
 // acc + u (unsigned bytes, row r in lane r) dotted with the same 4 signed bytes x[0..3] in every lane.
 inline __m256i add_dot_u8_broadcast_i8(__m256i acc, __m256i u, const int8_t* x) {
     int32_t group;
