@@ -231,35 +231,37 @@ void tile_rows_in_lanes(const uint8_t* const* row_ptrs, const ActivationBlock32*
     }
 }
 
-// Q4_K likewise, 8 rows in the lanes per super-block of 256: the 6-bit scales and mins of the rows'
-// sub-blocks of 32 widened and transposed into a vector per sub-block, each 32 bytes of quants (sub-block 2c
-// in the low nibbles, 2c + 1 in the high) transposed into 4-byte groups once, their nibbles split after the
-// transpose (which moves whole groups). A token's dot of the super-block is then, per row, the exact
-// integers sum_j scale_j (q_j . x_j) and sum_j min_j sum(x_j), scaled in fp32 with one FMA each.
-template <int R, int T>
-void tile_q4_k_rows_in_lanes(const uint8_t* const* row_ptrs, const ActivationBlock256* const* x, int64_t length,
+// Q4_K and Q5_K likewise, 8 rows in the lanes per super-block of 256: the 6-bit scales and mins of the
+// rows' sub-blocks of 32 widened and transposed into a vector per sub-block, each 32 bytes of quants
+// (sub-block 2c in the low nibbles, 2c + 1 in the high) transposed into 4-byte groups once, their nibbles
+// split after the transpose (which moves whole groups), and so Q5_K's fifth bits (bit j of qh for
+// sub-block j). A token's dot of the super-block is then, per row, the exact integers
+// sum_j scale_j (q_j . x_j) and sum_j min_j sum(x_j), scaled in fp32 with one FMA each.
+template <typename Row, int R, int T>
+void tile_k_quant_rows_in_lanes(const uint8_t* const* row_ptrs, const ActivationBlock256* const* x, int64_t length,
                              float* const* y, size_t row_bytes, bool prefetch) {
     static_assert(R <= kLanes, "a row per lane");
+    using Block = typename Row::BlockType;
     constexpr int kGroupBytes = 4, kChunks = kGroups / 2;
-    const BlockQ4_K* rows[R];
+    const Block* rows[R];
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) rows[r] = reinterpret_cast<const BlockQ4_K*>(row_ptrs[r]);
+    for (int r = 0; r < R; ++r) rows[r] = reinterpret_cast<const Block*>(row_ptrs[r]);
     F32x8 acc[T];
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) acc[t] = zero8();
     const __m256i nibble_mask = _mm256_set1_epi8(static_cast<char>(kNibbleMask));
     const int64_t n_blocks = length / kKQuantBlockSize;
     if constexpr (T == 1) {
-        // One token: each row's two integer dots as Q4_KRow forms them (8 partial lanes, exact), their lanes
-        // summed into one vector; the same integers as below, for fewer operations than the transposes.
+        // One token: each row's two integer dots as its row type forms them (8 partial lanes, exact), their
+        // lanes summed into one vector; the same integers as below, for fewer operations than the transposes.
         for (int64_t b = 0; b < n_blocks; ++b) {
             I32x8 scaled[kLanes], mins[kLanes];
             uint16_t d[kLanes] = {}, dmin[kLanes] = {};
 #pragma GCC unroll 8
             for (int r = 0; r < kLanes; ++r) {
                 if (r < R) {
-                    if (prefetch) prefetch_block<sizeof(BlockQ4_K)>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + R * row_bytes, b);
-                    Q4_KRow(row_ptrs[r]).integer_dots(b, &x[0][b], &scaled[r], &mins[r]);
+                    if (prefetch) prefetch_block<sizeof(Block)>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + R * row_bytes, b);
+                    Row(row_ptrs[r]).integer_dots(b, &x[0][b], &scaled[r], &mins[r]);
                     d[r] = rows[r][b].d;
                     dmin[r] = rows[r][b].dmin;
                 } else {
@@ -283,8 +285,8 @@ void tile_q4_k_rows_in_lanes(const uint8_t* const* row_ptrs, const ActivationBlo
 #pragma GCC unroll 8
         for (int r = 0; r < kLanes; ++r) {
             if (r < R) {
-                if (prefetch) prefetch_block<sizeof(BlockQ4_K)>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + R * row_bytes, b);
-                const BlockQ4_K& k = rows[r][b];
+                if (prefetch) prefetch_block<sizeof(Block)>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + R * row_bytes, b);
+                const Block& k = rows[r][b];
                 const KQuantScalesMins sm = k_quant_scales_mins(k.scales);
                 scales[r] = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(sm.scales)));
                 mins[r] = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(sm.mins)));
@@ -299,6 +301,12 @@ void tile_q4_k_rows_in_lanes(const uint8_t* const* row_ptrs, const ActivationBlo
         __m256i sums[T];
 #pragma GCC unroll 16
         for (int t = 0; t < T; ++t) sums[t] = _mm256_setzero_si256();
+        [[maybe_unused]] __m256i fifth_bits[kLanes];
+        if constexpr (Row::kHasFifthBit) {
+#pragma GCC unroll 8
+            for (int r = 0; r < kLanes; ++r) fifth_bits[r] = r < R ? load32_u8(rows[r][b].qh).v : _mm256_setzero_si256();
+            transpose_groups8x8(fifth_bits);
+        }
         for (int c = 0; c < kChunks; ++c) {
             __m256i low[kLanes], high[kLanes];
 #pragma GCC unroll 8
@@ -310,6 +318,10 @@ void tile_q4_k_rows_in_lanes(const uint8_t* const* row_ptrs, const ActivationBlo
             for (int k = 0; k < kLanes; ++k) {
                 high[k] = _mm256_and_si256(_mm256_srli_epi16(low[k], kNibbleBits), nibble_mask);
                 low[k] = _mm256_and_si256(low[k], nibble_mask);
+                if constexpr (Row::kHasFifthBit) {
+                    low[k] = or32_u8({low[k]}, shl32_u8(bits32_u8({fifth_bits[k]}, 2 * c, kOneBitMask), kNibbleBits)).v;
+                    high[k] = or32_u8({high[k]}, shl32_u8(bits32_u8({fifth_bits[k]}, 2 * c + 1, kOneBitMask), kNibbleBits)).v;
+                }
             }
 #pragma GCC unroll 16
             for (int t = 0; t < T; ++t) {
@@ -355,7 +367,7 @@ void tile_q4_k_rows_in_lanes(const uint8_t* const* row_ptrs, const ActivationBlo
 
 // The quantized types with a rows-in-lanes tile.
 template <typename Row>
-concept RowsInLanes = UnsignedBlockRow<Row> || std::is_same_v<Row, Q4_KRow>;
+concept RowsInLanes = UnsignedBlockRow<Row> || std::is_same_v<Row, Q4_KRow> || std::is_same_v<Row, Q5_KRow>;
 #endif
 
 [[noreturn]] void fail_unsupported_type(const TensorView& w) {
@@ -395,8 +407,8 @@ void run_tile(const Problem& p, int64_t r0, int64_t t0) {
             tile_rows_in_lanes<Row, R, T>(rows, a, p.w.row_length(), y, p.row_bytes, t0 == p.prefetch_at_token);
             return;
         }
-        if constexpr (std::is_same_v<Row, Q4_KRow>) {
-            tile_q4_k_rows_in_lanes<R, T>(rows, a, p.w.row_length(), y, p.row_bytes, t0 == p.prefetch_at_token);
+        if constexpr (std::is_same_v<Row, Q4_KRow> || std::is_same_v<Row, Q5_KRow>) {
+            tile_k_quant_rows_in_lanes<Row, R, T>(rows, a, p.w.row_length(), y, p.row_bytes, t0 == p.prefetch_at_token);
             return;
         }
 #endif

@@ -246,6 +246,8 @@ template <typename Block, bool kFifthBit>
 struct KQuantWithMinsRow : BlockRow<Block, kKQuantBlockSize> {
     using BlockRow<Block, kKQuantBlockSize>::BlockRow;
     using Activation = ActivationBlock256;
+    using BlockType = Block;
+    static constexpr bool kHasFifthBit = kFifthBit;
     // A super-block's scales and mins (an int16 per sub-block of 16, each given twice) and, as a call, the
     // quants of its group g.
     struct Decoded {
