@@ -23,8 +23,9 @@ namespace {
 // Rows per tile when decoding a single token (memory bound: many rows in flight), and rows x tokens when
 // batching. A float tile keeps R weight chunks in registers and streams each token's chunk past them; with
 // R = 8 rows it runs at about twice the rate of R = 4 (measured, one Zen 4 core: 46 against 25 GMAC/s for
-// F32), R + 1 loads per R * T FMAs, where the registers allow it. The quantized tiles spend their time decoding blocks, not loading, and
-// spill at 8 rows (Q4_K: 31 against 57 GMAC/s), so they keep 4.
+// F32), R + 1 loads per R * T FMAs, where the registers allow it. The quantized tiles with a row per
+// accumulator (all of them without VNNI; Q2_K and Q3_K with it) spend their time decoding blocks, not
+// loading, and spill at 8 rows (Q4_K: 31 against 57 GMAC/s), so they keep 4.
 constexpr int kDecodeTileRows = 8;
 constexpr int kFloatBatchTileRows = kVectorRegisters >= 32 ? 8 : 4;  // 8 x 3 accumulators need 32 registers
 constexpr int kQuantizedBatchTileRows = 4;
@@ -365,9 +366,122 @@ void tile_k_quant_rows_in_lanes(const uint8_t* const* row_ptrs, const Activation
     }
 }
 
+// Q6_K likewise: its 16 int8 scales widened and transposed into a vector per sub-block of 16, each 32
+// bytes of low bits (two sub-blocks of 32: low and high nibbles) and of high bits (four: 2 bits each)
+// transposed once; a token's dot is per row the exact sum_s scale_s ((q_s - 32) . x_s), scaled in fp32 with
+// one FMA. One token takes each row's integer dot as Q6_KRow forms it, its lanes summed.
+template <int R, int T>
+void tile_q6_k_rows_in_lanes(const uint8_t* const* row_ptrs, const ActivationBlock256* const* x, int64_t length,
+                             float* const* y, size_t row_bytes, bool prefetch) {
+    static_assert(R <= kLanes, "a row per lane");
+    constexpr int kGroupBytes = 4, kHalfGroups = kLanes / 2;
+    const BlockQ6_K* rows[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) rows[r] = reinterpret_cast<const BlockQ6_K*>(row_ptrs[r]);
+    F32x8 acc[T];
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) acc[t] = zero8();
+    const int64_t n_blocks = length / kKQuantBlockSize;
+    for (int64_t b = 0; b < n_blocks; ++b) {
+        uint16_t d[kLanes] = {};
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+            if (prefetch) prefetch_block<sizeof(BlockQ6_K)>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + R * row_bytes, b);
+            d[r] = rows[r][b].d;
+        }
+        const F32x8 row_d = f16x8_to_f32(d);
+        __m256i totals[T];
+        if constexpr (T == 1) {
+            I32x8 per_row[kLanes];
+#pragma GCC unroll 8
+            for (int r = 0; r < kLanes; ++r) {
+                if (r < R) {
+                    Q6_KRow(row_ptrs[r]).integer_dot(b, &x[0][b], &per_row[r]);
+                } else {
+                    per_row[r] = zero8_i32();
+                }
+            }
+            totals[0] = lane_totals8(per_row);
+        } else {
+            __m256i scales[kSubBlocks];  // scales[s] lane r: row r's scale of sub-block s
+#pragma GCC unroll 8
+            for (int r = 0; r < kLanes; ++r) {
+                for (int half = 0; half < 2; ++half) {
+                    scales[half * kLanes + r] =
+                        r < R ? _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(rows[r][b].scales + half * kLanes)))
+                              : _mm256_setzero_si256();
+                }
+            }
+            transpose_groups8x8(scales);
+            transpose_groups8x8(scales + kLanes);
+#pragma GCC unroll 16
+            for (int t = 0; t < T; ++t) totals[t] = _mm256_setzero_si256();
+            for (int h = 0; h < 2; ++h) {
+                __m256i high_bits[kLanes];
+#pragma GCC unroll 8
+                for (int r = 0; r < kLanes; ++r) {
+                    high_bits[r] = r < R ? load32_u8(rows[r][b].qh + kKQuantHalfBytes * h).v : _mm256_setzero_si256();
+                }
+                transpose_groups8x8(high_bits);
+                for (int odd = 0; odd < 2; ++odd) {
+                    __m256i low_bits[kLanes];
+#pragma GCC unroll 8
+                    for (int r = 0; r < kLanes; ++r) {
+                        low_bits[r] = r < R ? load32_u8(rows[r][b].ql + kQ6KQlHalfBytes * h + kQ6KQlQuarterBytes * odd).v
+                                            : _mm256_setzero_si256();
+                    }
+                    transpose_groups8x8(low_bits);
+                    for (int j = odd; j < kQuartersPerHalf; j += 2) {  // quarter j: nibbles j >= 2 high, bits 2j
+                        const int g = kQuartersPerHalf * h + j;
+                        __m256i quants[kLanes];
+#pragma GCC unroll 8
+                        for (int k = 0; k < kLanes; ++k) {
+                            const U8x32 low = bits32_u8({low_bits[k]}, j >= 2 ? kNibbleBits : 0, kNibbleMask);
+                            const U8x32 high = bits32_u8({high_bits[k]}, 2 * j, kTwoBitMask);
+                            quants[k] = or32_u8(low, shl32_u8(high, kNibbleBits)).v;
+                        }
+#pragma GCC unroll 16
+                        for (int t = 0; t < T; ++t) {
+                            const int8_t* xq = x[t][b].q + g * kLegacyQuantBlockSize;
+                            __m256i first = _mm256_setzero_si256(), second = _mm256_setzero_si256();
+#pragma GCC unroll 4
+                            for (int k = 0; k < kHalfGroups; ++k) {
+                                first = add_dot_u8_broadcast_i8(first, quants[k], xq + kGroupBytes * k);
+                                second = add_dot_u8_broadcast_i8(second, quants[k + kHalfGroups], xq + kGroupBytes * (k + kHalfGroups));
+                            }
+                            totals[t] = _mm256_add_epi32(totals[t], _mm256_add_epi32(_mm256_mullo_epi32(first, scales[2 * g]),
+                                                                                     _mm256_mullo_epi32(second, scales[2 * g + 1])));
+                        }
+                    }
+                }
+            }
+#pragma GCC unroll 16
+            for (int t = 0; t < T; ++t) {
+                __m256i offsets = _mm256_setzero_si256();
+#pragma GCC unroll 16
+                for (int s = 0; s < kSubBlocks; ++s) {
+                    offsets = _mm256_add_epi32(offsets, _mm256_mullo_epi32(scales[s], _mm256_set1_epi32(x[t][b].sums[s])));
+                }
+                totals[t] = sub_shifted8_i32({totals[t]}, {offsets}, kQ6KOffsetBits).v;
+            }
+        }
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) acc[t] = fma8(mul8(row_d, broadcast8(x[t][b].d)), to_f32(I32x8{totals[t]}), acc[t]);
+    }
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) {
+        if constexpr (R == kLanes) {
+            store8(y[t], acc[t]);
+        } else {
+            store8_partial(y[t], acc[t], R);
+        }
+    }
+}
+
 // The quantized types with a rows-in-lanes tile.
 template <typename Row>
-concept RowsInLanes = UnsignedBlockRow<Row> || std::is_same_v<Row, Q4_KRow> || std::is_same_v<Row, Q5_KRow>;
+concept RowsInLanes =
+    UnsignedBlockRow<Row> || std::is_same_v<Row, Q4_KRow> || std::is_same_v<Row, Q5_KRow> || std::is_same_v<Row, Q6_KRow>;
 #endif
 
 [[noreturn]] void fail_unsupported_type(const TensorView& w) {
@@ -409,6 +523,10 @@ void run_tile(const Problem& p, int64_t r0, int64_t t0) {
         }
         if constexpr (std::is_same_v<Row, Q4_KRow> || std::is_same_v<Row, Q5_KRow>) {
             tile_k_quant_rows_in_lanes<Row, R, T>(rows, a, p.w.row_length(), y, p.row_bytes, t0 == p.prefetch_at_token);
+            return;
+        }
+        if constexpr (std::is_same_v<Row, Q6_KRow>) {
+            tile_q6_k_rows_in_lanes<R, T>(rows, a, p.w.row_length(), y, p.row_bytes, t0 == p.prefetch_at_token);
             return;
         }
 #endif

@@ -284,23 +284,37 @@ using Q5_KRow = KQuantWithMinsRow<BlockQ5_K, true>;
 
 // Q6_K: in half h, quarter j, the low 4 bits are the low (j < 2) or high nibbles of ql[64h + 32 (j & 1) ..],
 // the high 2 bits are bits 2j of qh[32h ..].
+inline constexpr int kQ6KOffsetBits = std::countr_zero(static_cast<unsigned>(kQ6KOffset));
+inline constexpr int kQ6KQlHalfBytes = 64, kQ6KQlQuarterBytes = 32;
+
 struct Q6_KRow : BlockRow<BlockQ6_K, kKQuantBlockSize> {
     using BlockRow::BlockRow;
     using Activation = ActivationBlock256;
-    template <int T>
-    void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
-        const BlockQ6_K& k = blocks[b];
+    // A super-block's scales (an int16 per sub-block of 16) and, as a call, the quants of its group g.
+    struct Decoded {
+        const BlockQ6_K& k;
         alignas(32) int16_t scales[kSubBlocks];
-        widen16_i8_i16(k.scales, scales);
-        const auto quants = [&](int g) {
-            constexpr int kQlHalfBytes = 64, kQlQuarterBytes = 32;
+        explicit Decoded(const BlockQ6_K& block) : k(block) { widen16_i8_i16(k.scales, scales); }
+        U8x32 operator()(int g) const {
             const int h = half_of(g), j = quarter_of(g);
-            const uint8_t* ql = k.ql + kQlHalfBytes * h + kQlQuarterBytes * (j & 1);
+            const uint8_t* ql = k.ql + kQ6KQlHalfBytes * h + kQ6KQlQuarterBytes * (j & 1);
             const U8x32 low = bits32_u8(load32_u8(ql), j >= 2 ? kNibbleBits : 0, kNibbleMask);
             const U8x32 high = bits32_u8(load32_u8(k.qh + kKQuantHalfBytes * h), 2 * j, kTwoBitMask);
             return or32_u8(low, shl32_u8(high, kNibbleBits));
-        };
-        dot_with_offset<T, std::countr_zero(static_cast<unsigned>(kQ6KOffset))>(quants, scales, f16_scalar(k.d), a, acc);
+        }
+    };
+    template <int T>
+    void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
+        const Decoded q(blocks[b]);
+        dot_with_offset<T, kQ6KOffsetBits>(q, q.scales, f16_scalar(q.k.d), a, acc);
+    }
+    // Block b's exact integer dot with one token, sum_s scale_s ((q_s - 32) . x_s), spread over 8 lanes
+    // (for the rows-in-lanes tile of matmul.cpp, which scales it itself).
+    void integer_dot(int64_t b, const Activation* a, I32x8* total) const {
+        const Decoded q(blocks[b]);
+        I32x8 sums;
+        scaled_sums<1>(q, q.scales, &a, &sums);
+        *total = sub_shifted8_i32(sums, dot16_i16(q.scales, a->sums), kQ6KOffsetBits);
     }
 };
 
