@@ -80,6 +80,14 @@ TEST(Softplus8, MatchesScalarSoftplus) {
             ASSERT_NEAR(got[i], want, 8 * kRelativeTolerance * std::fabs(want)) << "softplus(" << in[i] << ")";
         }
     }
+    // Non-finite inputs as the scalar softplus takes them: NaN stays NaN, +inf is +inf, -inf gives 0.
+    float in[cpu::kLanes] = {NAN, INFINITY, -INFINITY, 0.0f, -NAN, 1.0f, -1.0f, 25.0f}, got[cpu::kLanes];
+    cpu::store8(got, cpu::softplus8(cpu::load8(in)));
+    EXPECT_TRUE(std::isnan(got[0]));
+    EXPECT_TRUE(std::isnan(got[4]));
+    EXPECT_EQ(got[1], INFINITY);
+    EXPECT_NEAR(got[2], 0.0f, 1e-30f);
+    EXPECT_EQ(got[7], 25.0f);
 }
 
 struct ScanCase {

@@ -17,13 +17,14 @@ inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
 inline F32x8 silu8(F32x8 x) { return div8(x, add8(broadcast8(1.0f), exp8(sub8(zero8(), x)))); }
 // softplus on 8 lanes as max(x, 0) + log1p(e^-|x|), which neither overflows nor loses small values; log1p(u)
 // is log(1 + u) * u / ((1 + u) - 1), exact to a few ulp even where 1 + u rounds (and u itself where it
-// rounds to 1).
+// rounds to 1). A NaN stays NaN, as in the scalar softplus (exp8 and max8 would make it finite).
 inline F32x8 softplus8(F32x8 x) {
     const F32x8 one = broadcast8(1.0f);
     const F32x8 u = exp8(sub8(zero8(), abs8(x)));
     const F32x8 w = add8(one, u);
     const F32x8 log1p_u = select8(equal8(w, one), u, div8(mul8(log8(w), u), sub8(w, one)));
-    return select8(greater8(x, broadcast8(kSoftplusThreshold)), x, add8(max8(x, zero8()), log1p_u));
+    const F32x8 value = select8(greater8(x, broadcast8(kSoftplusThreshold)), x, add8(max8(x, zero8()), log1p_u));
+    return select8(is_nan8(x), x, value);
 }
 inline float softplus(float x) { return x > kSoftplusThreshold ? x : std::log1p(std::exp(x)); }
 

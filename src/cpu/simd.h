@@ -153,10 +153,11 @@ inline F32x8 log8(F32x8 x) {
     return {_mm256_fmadd_ps(e, _mm256_set1_ps(0.693359375f), _mm256_add_ps(m, y))};
 }
 
-// Per-lane select, comparison and magnitude helpers for the vector softplus.
+// Per-lane select and comparisons (all-ones lanes where true), for the vector softplus.
 inline F32x8 select8(F32x8 mask, F32x8 if_set, F32x8 if_clear) { return {_mm256_blendv_ps(if_clear.v, if_set.v, mask.v)}; }
 inline F32x8 greater8(F32x8 a, F32x8 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ)}; }
 inline F32x8 equal8(F32x8 a, F32x8 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_EQ_OQ)}; }
+inline F32x8 is_nan8(F32x8 a) { return {_mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q)}; }
 
 // The 8 x 8 transpose: lane j of v[i] becomes lane i of v[j]. Always inlined: called out of line, its
 // operands go through memory (measured: a quarter of a Mamba-2 Q8_0 prefill in the call).
@@ -207,7 +208,7 @@ inline I8x32 lookup32_i8(U8x32 index, const int8_t* table) {
 inline __m256i pair_dots_u8_i8(__m256i u, __m256i x) { return _mm256_maddubs_epi16(u, x); }
 // acc + the dot of unsigned bytes u with signed bytes x, lane k taking bytes 4k..4k+3. With VNNI that is one
 // instruction; without, the pairwise int16 sums (which cannot saturate for the callers' ranges) are added
-// in pairs: the same exact integers either way, so the two instruction sets give bit-identical results.
+// in pairs: the same exact integers either way.
 inline __m256i add_dot_u8_i8(__m256i acc, __m256i u, __m256i x) {
 #if defined(DENDRO_CPU_VNNI)
     return _mm256_dpbusd_epi32(acc, u, x);
@@ -412,6 +413,10 @@ inline F32x8 greater8(F32x8 a, F32x8 b) {
 }
 inline F32x8 equal8(F32x8 a, F32x8 b) {
     for (int i = 0; i < kLanes; ++i) a.v[i] = a.v[i] == b.v[i] ? 1.0f : 0.0f;
+    return a;
+}
+inline F32x8 is_nan8(F32x8 a) {
+    for (float& lane : a.v) lane = std::isnan(lane) ? 1.0f : 0.0f;
     return a;
 }
 [[gnu::always_inline]] inline void transpose8x8(F32x8* v) {
