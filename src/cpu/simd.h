@@ -1,7 +1,8 @@
 // Eight-lane fp32 vectors for the CPU kernels: AVX2/FMA/F16C when the compiler targets them, otherwise a
 // portable fallback with the same lane semantics. Every reduction in the CPU backend goes through these
-// helpers in one fixed order (8-lane accumulators fed in sequence, lanes combined by hsum8's fixed tree),
-// which is what makes a token's result independent of how many tokens or rows are computed together.
+// helpers in one fixed order (8-lane accumulators fed in sequence, lanes combined by hsum8's fixed tree, or
+// with VNNI's rows-in-lanes tiles one lane per output fed block by block), which is what makes a token's
+// result independent of how many tokens or rows are computed together.
 #pragma once
 
 #include <cmath>
