@@ -174,21 +174,31 @@ concept QuantizedRow = requires { typename Row::Activation; };
 template <typename Row>
 concept UnsignedBlockRow = requires(const Row& row) { row.unsigned_block(int64_t{0}); };
 
-// With VNNI, R <= 8 rows of a type of blocks of 32 against T tokens with the rows in the lanes: block b of
+// The first n_rows lanes of a rows-in-lanes accumulator: a token's outputs r0 .. r0 + n_rows - 1.
+inline void store_lanes(float* y, F32x8 acc, int n_rows) {
+    if (n_rows == kLanes) {
+        store8(y, acc);
+    } else {
+        store8_partial(y, acc, n_rows);
+    }
+}
+
+// With VNNI, n_rows <= 8 rows of a type of blocks of 32 against T tokens with the rows in the lanes: block b of
 // the 8 rows is transposed into 8 vectors of 4-byte groups (once, for all T tokens), and each token's 32
 // bytes go in 4 at a time, broadcast, one dpbusd each. A token's 8 row dots of the block come out in one
 // vector, exact in integers (kOffset * sum(x) taken off), and are scaled and added in fp32 with one FMA,
 // where the tile above spends a conversion and an FMA per row and 8 partial lanes per dot. An output's
-// operations do not depend on R, T or its lane, so the results do not either.
-template <typename Row, int R, int T>
-void tile_rows_in_lanes(const uint8_t* const* row_ptrs, const ActivationBlock32* const* x, int64_t length,
+// operations do not depend on n_rows, T or its lane, so the results do not either. A null y[t] is a
+// padding token whose outputs are not stored.
+template <typename Row, int T, bool kFullTile>
+[[gnu::noinline]] void tile_rows_in_lanes(const uint8_t* const* row_ptrs, int n_rows, const ActivationBlock32* const* x, int64_t length,
                         float* const* y, size_t row_bytes, bool prefetch) {
-    static_assert(R <= kLanes, "a row per lane");
+    if constexpr (kFullTile) n_rows = kLanes;  // a constant: the row checks fold away
     constexpr bool kHasMin = Row::kOffset == 0;  // Q4_1, Q5_1: values d * u + m
     constexpr int kGroupBytes = 4;
-    Row readers[R];
+    Row readers[kLanes];
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) readers[r] = Row(row_ptrs[r]);
+    for (int r = 0; r < n_rows; ++r) readers[r] = Row(row_ptrs[r]);
     F32x8 acc[T];
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) acc[t] = zero8();
@@ -198,8 +208,8 @@ void tile_rows_in_lanes(const uint8_t* const* row_ptrs, const ActivationBlock32*
         uint16_t d[kLanes] = {}, m[kLanes] = {};
 #pragma GCC unroll 8
         for (int r = 0; r < kLanes; ++r) {
-            if (r < R) {
-                if (prefetch) prefetch_block<Row::kBlockBytes>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + R * row_bytes, b);
+            if (r < n_rows) {
+                if (prefetch) prefetch_block<Row::kBlockBytes>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + kLanes * row_bytes, b);
                 const UnsignedBlock32 block = readers[r].unsigned_block(b);
                 groups[r] = block.u.v;
                 d[r] = block.d;
@@ -224,11 +234,7 @@ void tile_rows_in_lanes(const uint8_t* const* row_ptrs, const ActivationBlock32*
     }
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) {
-        if constexpr (R == kLanes) {
-            store8(y[t], acc[t]);
-        } else {
-            store8_partial(y[t], acc[t], R);
-        }
+        if (y[t] != nullptr) store_lanes(y[t], acc[t], n_rows);
     }
 }
 
@@ -238,15 +244,15 @@ void tile_rows_in_lanes(const uint8_t* const* row_ptrs, const ActivationBlock32*
 // split after the transpose (which moves whole groups), and so Q5_K's fifth bits (bit j of qh for
 // sub-block j). A token's dot of the super-block is then, per row, the exact integers
 // sum_j scale_j (q_j . x_j) and sum_j min_j sum(x_j), scaled in fp32 with one FMA each.
-template <typename Row, int R, int T>
-void tile_k_quant_rows_in_lanes(const uint8_t* const* row_ptrs, const ActivationBlock256* const* x, int64_t length,
+template <typename Row, int T, bool kFullTile>
+[[gnu::noinline]] void tile_k_quant_rows_in_lanes(const uint8_t* const* row_ptrs, int n_rows, const ActivationBlock256* const* x, int64_t length,
                              float* const* y, size_t row_bytes, bool prefetch) {
-    static_assert(R <= kLanes, "a row per lane");
+    if constexpr (kFullTile) n_rows = kLanes;  // a constant: the row checks fold away
     using Block = typename Row::BlockType;
     constexpr int kGroupBytes = 4, kChunks = kGroups / 2;
-    const Block* rows[R];
+    const Block* blocks[kLanes] = {};
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) rows[r] = reinterpret_cast<const Block*>(row_ptrs[r]);
+    for (int r = 0; r < n_rows; ++r) blocks[r] = reinterpret_cast<const Block*>(row_ptrs[r]);
     F32x8 acc[T];
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) acc[t] = zero8();
@@ -260,11 +266,11 @@ void tile_k_quant_rows_in_lanes(const uint8_t* const* row_ptrs, const Activation
             uint16_t d[kLanes] = {}, dmin[kLanes] = {};
 #pragma GCC unroll 8
             for (int r = 0; r < kLanes; ++r) {
-                if (r < R) {
-                    if (prefetch) prefetch_block<sizeof(Block)>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + R * row_bytes, b);
+                if (r < n_rows) {
+                    if (prefetch) prefetch_block<sizeof(Block)>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + kLanes * row_bytes, b);
                     Row(row_ptrs[r]).integer_dots(b, &x[0][b], &scaled[r], &mins[r]);
-                    d[r] = rows[r][b].d;
-                    dmin[r] = rows[r][b].dmin;
+                    d[r] = blocks[r][b].d;
+                    dmin[r] = blocks[r][b].dmin;
                 } else {
                     scaled[r] = mins[r] = zero8_i32();
                 }
@@ -273,96 +279,88 @@ void tile_k_quant_rows_in_lanes(const uint8_t* const* row_ptrs, const Activation
             acc[0] = fma8(mul8(f16x8_to_f32(d), dx), to_f32(I32x8{lane_totals8(scaled)}), acc[0]);
             acc[0] = fma8(mul8(sub8(zero8(), f16x8_to_f32(dmin)), dx), to_f32(I32x8{lane_totals8(mins)}), acc[0]);
         }
-        if constexpr (R == kLanes) {
-            store8(y[0], acc[0]);
-        } else {
-            store8_partial(y[0], acc[0], R);
-        }
-        return;
-    }
-    for (int64_t b = 0; b < n_blocks; ++b) {
-        __m256i scales[kLanes], mins[kLanes];
-        uint16_t d[kLanes] = {}, dmin[kLanes] = {};
-#pragma GCC unroll 8
-        for (int r = 0; r < kLanes; ++r) {
-            if (r < R) {
-                if (prefetch) prefetch_block<sizeof(Block)>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + R * row_bytes, b);
-                const Block& k = rows[r][b];
-                const KQuantScalesMins sm = k_quant_scales_mins(k.scales);
-                scales[r] = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(sm.scales)));
-                mins[r] = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(sm.mins)));
-                d[r] = k.d;
-                dmin[r] = k.dmin;
-            } else {
-                scales[r] = mins[r] = _mm256_setzero_si256();
-            }
-        }
-        transpose_groups8x8(scales);  // scales[j] lane r: row r's scale of sub-block j
-        transpose_groups8x8(mins);
-        __m256i sums[T];
-#pragma GCC unroll 16
-        for (int t = 0; t < T; ++t) sums[t] = _mm256_setzero_si256();
-        [[maybe_unused]] __m256i fifth_bits[kLanes];
-        if constexpr (Row::kHasFifthBit) {
-#pragma GCC unroll 8
-            for (int r = 0; r < kLanes; ++r) fifth_bits[r] = r < R ? load32_u8(rows[r][b].qh).v : _mm256_setzero_si256();
-            transpose_groups8x8(fifth_bits);
-        }
-        for (int c = 0; c < kChunks; ++c) {
-            __m256i low[kLanes], high[kLanes];
+        store_lanes(y[0], acc[0], n_rows);
+    } else {
+        for (int64_t b = 0; b < n_blocks; ++b) {
+            __m256i scales[kLanes], mins[kLanes];
+            uint16_t d[kLanes] = {}, dmin[kLanes] = {};
 #pragma GCC unroll 8
             for (int r = 0; r < kLanes; ++r) {
-                low[r] = r < R ? load32_u8(rows[r][b].qs + kKQuantHalfBytes * c).v : _mm256_setzero_si256();
-            }
-            transpose_groups8x8(low);
-#pragma GCC unroll 8
-            for (int k = 0; k < kLanes; ++k) {
-                high[k] = _mm256_and_si256(_mm256_srli_epi16(low[k], kNibbleBits), nibble_mask);
-                low[k] = _mm256_and_si256(low[k], nibble_mask);
-                if constexpr (Row::kHasFifthBit) {
-                    low[k] = or32_u8({low[k]}, shl32_u8(bits32_u8({fifth_bits[k]}, 2 * c, kOneBitMask), kNibbleBits)).v;
-                    high[k] = or32_u8({high[k]}, shl32_u8(bits32_u8({fifth_bits[k]}, 2 * c + 1, kOneBitMask), kNibbleBits)).v;
+                if (r < n_rows) {
+                    if (prefetch) prefetch_block<sizeof(Block)>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + kLanes * row_bytes, b);
+                    const Block& k = blocks[r][b];
+                    const KQuantScalesMins sm = k_quant_scales_mins(k.scales);
+                    scales[r] = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(sm.scales)));
+                    mins[r] = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(sm.mins)));
+                    d[r] = k.d;
+                    dmin[r] = k.dmin;
+                } else {
+                    scales[r] = mins[r] = _mm256_setzero_si256();
                 }
             }
+            transpose_groups8x8(scales);  // scales[j] lane r: row r's scale of sub-block j
+            transpose_groups8x8(mins);
+            __m256i sums[T];
 #pragma GCC unroll 16
-            for (int t = 0; t < T; ++t) {
-                const int8_t* xq = x[t][b].q + 2 * c * kLegacyQuantBlockSize;
-                // Two chains per sub-block (even and odd groups), so that the dpbusd latency overlaps.
-                __m256i dot_low[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-                __m256i dot_high[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+            for (int t = 0; t < T; ++t) sums[t] = _mm256_setzero_si256();
+            [[maybe_unused]] __m256i fifth_bits[kLanes];
+            if constexpr (Row::kHasFifthBit) {
+#pragma GCC unroll 8
+                for (int r = 0; r < kLanes; ++r) fifth_bits[r] = r < n_rows ? load32_u8(blocks[r][b].qh).v : _mm256_setzero_si256();
+                transpose_groups8x8(fifth_bits);
+            }
+            for (int c = 0; c < kChunks; ++c) {
+                __m256i low[kLanes], high[kLanes];
+#pragma GCC unroll 8
+                for (int r = 0; r < kLanes; ++r) {
+                    low[r] = r < n_rows ? load32_u8(blocks[r][b].qs + kKQuantHalfBytes * c).v : _mm256_setzero_si256();
+                }
+                transpose_groups8x8(low);
 #pragma GCC unroll 8
                 for (int k = 0; k < kLanes; ++k) {
-                    dot_low[k % 2] = add_dot_u8_broadcast_i8(dot_low[k % 2], low[k], xq + kGroupBytes * k);
-                    dot_high[k % 2] = add_dot_u8_broadcast_i8(dot_high[k % 2], high[k], xq + kLegacyQuantBlockSize + kGroupBytes * k);
+                    high[k] = _mm256_and_si256(_mm256_srli_epi16(low[k], kNibbleBits), nibble_mask);
+                    low[k] = _mm256_and_si256(low[k], nibble_mask);
+                    if constexpr (Row::kHasFifthBit) {
+                        low[k] = or32_u8({low[k]}, shl32_u8(bits32_u8({fifth_bits[k]}, 2 * c, kOneBitMask), kNibbleBits)).v;
+                        high[k] = or32_u8({high[k]}, shl32_u8(bits32_u8({fifth_bits[k]}, 2 * c + 1, kOneBitMask), kNibbleBits)).v;
+                    }
                 }
-                const __m256i low_dot = _mm256_add_epi32(dot_low[0], dot_low[1]);
-                const __m256i high_dot = _mm256_add_epi32(dot_high[0], dot_high[1]);
-                sums[t] = _mm256_add_epi32(sums[t], _mm256_add_epi32(_mm256_mullo_epi32(low_dot, scales[2 * c]),
-                                                                     _mm256_mullo_epi32(high_dot, scales[2 * c + 1])));
-            }
-        }
-        const F32x8 row_d = f16x8_to_f32(d), row_dmin = f16x8_to_f32(dmin);
 #pragma GCC unroll 16
-        for (int t = 0; t < T; ++t) {
-            const ActivationBlock256& a = x[t][b];
-            __m256i min_sums = _mm256_setzero_si256();
+                for (int t = 0; t < T; ++t) {
+                    const int8_t* xq = x[t][b].q + 2 * c * kLegacyQuantBlockSize;
+                    // Two chains per sub-block (even and odd groups), so that the dpbusd latency overlaps.
+                    __m256i dot_low[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+                    __m256i dot_high[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
 #pragma GCC unroll 8
-            for (int j = 0; j < kGroups; ++j) {
-                const int32_t x_sum = a.sums[2 * j] + a.sums[2 * j + 1];
-                min_sums = _mm256_add_epi32(min_sums, _mm256_mullo_epi32(mins[j], _mm256_set1_epi32(x_sum)));
+                    for (int k = 0; k < kLanes; ++k) {
+                        dot_low[k % 2] = add_dot_u8_broadcast_i8(dot_low[k % 2], low[k], xq + kGroupBytes * k);
+                        dot_high[k % 2] = add_dot_u8_broadcast_i8(dot_high[k % 2], high[k], xq + kLegacyQuantBlockSize + kGroupBytes * k);
+                    }
+                    const __m256i low_dot = _mm256_add_epi32(dot_low[0], dot_low[1]);
+                    const __m256i high_dot = _mm256_add_epi32(dot_high[0], dot_high[1]);
+                    sums[t] = _mm256_add_epi32(sums[t], _mm256_add_epi32(_mm256_mullo_epi32(low_dot, scales[2 * c]),
+                                                                         _mm256_mullo_epi32(high_dot, scales[2 * c + 1])));
+                }
             }
-            const F32x8 dx = broadcast8(a.d);
-            acc[t] = fma8(mul8(row_d, dx), to_f32(I32x8{sums[t]}), acc[t]);
-            acc[t] = fma8(mul8(sub8(zero8(), row_dmin), dx), to_f32(I32x8{min_sums}), acc[t]);
+            const F32x8 row_d = f16x8_to_f32(d), row_dmin = f16x8_to_f32(dmin);
+#pragma GCC unroll 16
+            for (int t = 0; t < T; ++t) {
+                const ActivationBlock256& a = x[t][b];
+                __m256i min_sums = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                for (int j = 0; j < kGroups; ++j) {
+                    const int32_t x_sum = a.sums[2 * j] + a.sums[2 * j + 1];
+                    min_sums = _mm256_add_epi32(min_sums, _mm256_mullo_epi32(mins[j], _mm256_set1_epi32(x_sum)));
+                }
+                const F32x8 dx = broadcast8(a.d);
+                acc[t] = fma8(mul8(row_d, dx), to_f32(I32x8{sums[t]}), acc[t]);
+                acc[t] = fma8(mul8(sub8(zero8(), row_dmin), dx), to_f32(I32x8{min_sums}), acc[t]);
+            }
         }
     }
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) {
-        if constexpr (R == kLanes) {
-            store8(y[t], acc[t]);
-        } else {
-            store8_partial(y[t], acc[t], R);
-        }
+        if (y[t] != nullptr) store_lanes(y[t], acc[t], n_rows);
     }
 }
 
@@ -370,14 +368,14 @@ void tile_k_quant_rows_in_lanes(const uint8_t* const* row_ptrs, const Activation
 // bytes of low bits (two sub-blocks of 32: low and high nibbles) and of high bits (four: 2 bits each)
 // transposed once; a token's dot is per row the exact sum_s scale_s ((q_s - 32) . x_s), scaled in fp32 with
 // one FMA. One token takes each row's integer dot as Q6_KRow forms it, its lanes summed.
-template <int R, int T>
-void tile_q6_k_rows_in_lanes(const uint8_t* const* row_ptrs, const ActivationBlock256* const* x, int64_t length,
+template <int T, bool kFullTile>
+[[gnu::noinline]] void tile_q6_k_rows_in_lanes(const uint8_t* const* row_ptrs, int n_rows, const ActivationBlock256* const* x, int64_t length,
                              float* const* y, size_t row_bytes, bool prefetch) {
-    static_assert(R <= kLanes, "a row per lane");
+    if constexpr (kFullTile) n_rows = kLanes;  // a constant: the row checks fold away
     constexpr int kGroupBytes = 4, kHalfGroups = kLanes / 2;
-    const BlockQ6_K* rows[R];
+    const BlockQ6_K* blocks[kLanes] = {};
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) rows[r] = reinterpret_cast<const BlockQ6_K*>(row_ptrs[r]);
+    for (int r = 0; r < n_rows; ++r) blocks[r] = reinterpret_cast<const BlockQ6_K*>(row_ptrs[r]);
     F32x8 acc[T];
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) acc[t] = zero8();
@@ -385,9 +383,9 @@ void tile_q6_k_rows_in_lanes(const uint8_t* const* row_ptrs, const ActivationBlo
     for (int64_t b = 0; b < n_blocks; ++b) {
         uint16_t d[kLanes] = {};
 #pragma GCC unroll 8
-        for (int r = 0; r < R; ++r) {
-            if (prefetch) prefetch_block<sizeof(BlockQ6_K)>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + R * row_bytes, b);
-            d[r] = rows[r][b].d;
+        for (int r = 0; r < n_rows; ++r) {
+            if (prefetch) prefetch_block<sizeof(BlockQ6_K)>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + kLanes * row_bytes, b);
+            d[r] = blocks[r][b].d;
         }
         const F32x8 row_d = f16x8_to_f32(d);
         __m256i totals[T];
@@ -395,7 +393,7 @@ void tile_q6_k_rows_in_lanes(const uint8_t* const* row_ptrs, const ActivationBlo
             I32x8 per_row[kLanes];
 #pragma GCC unroll 8
             for (int r = 0; r < kLanes; ++r) {
-                if (r < R) {
+                if (r < n_rows) {
                     Q6_KRow(row_ptrs[r]).integer_dot(b, &x[0][b], &per_row[r]);
                 } else {
                     per_row[r] = zero8_i32();
@@ -408,7 +406,7 @@ void tile_q6_k_rows_in_lanes(const uint8_t* const* row_ptrs, const ActivationBlo
             for (int r = 0; r < kLanes; ++r) {
                 for (int half = 0; half < 2; ++half) {
                     scales[half * kLanes + r] =
-                        r < R ? _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(rows[r][b].scales + half * kLanes)))
+                        r < n_rows ? _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blocks[r][b].scales + half * kLanes)))
                               : _mm256_setzero_si256();
                 }
             }
@@ -420,14 +418,14 @@ void tile_q6_k_rows_in_lanes(const uint8_t* const* row_ptrs, const ActivationBlo
                 __m256i high_bits[kLanes];
 #pragma GCC unroll 8
                 for (int r = 0; r < kLanes; ++r) {
-                    high_bits[r] = r < R ? load32_u8(rows[r][b].qh + kKQuantHalfBytes * h).v : _mm256_setzero_si256();
+                    high_bits[r] = r < n_rows ? load32_u8(blocks[r][b].qh + kKQuantHalfBytes * h).v : _mm256_setzero_si256();
                 }
                 transpose_groups8x8(high_bits);
                 for (int odd = 0; odd < 2; ++odd) {
                     __m256i low_bits[kLanes];
 #pragma GCC unroll 8
                     for (int r = 0; r < kLanes; ++r) {
-                        low_bits[r] = r < R ? load32_u8(rows[r][b].ql + kQ6KQlHalfBytes * h + kQ6KQlQuarterBytes * odd).v
+                        low_bits[r] = r < n_rows ? load32_u8(blocks[r][b].ql + kQ6KQlHalfBytes * h + kQ6KQlQuarterBytes * odd).v
                                             : _mm256_setzero_si256();
                     }
                     transpose_groups8x8(low_bits);
@@ -470,11 +468,7 @@ void tile_q6_k_rows_in_lanes(const uint8_t* const* row_ptrs, const ActivationBlo
     }
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) {
-        if constexpr (R == kLanes) {
-            store8(y[t], acc[t]);
-        } else {
-            store8_partial(y[t], acc[t], R);
-        }
+        if (y[t] != nullptr) store_lanes(y[t], acc[t], n_rows);
     }
 }
 
@@ -516,20 +510,6 @@ void run_tile(const Problem& p, int64_t r0, int64_t t0) {
         for (int t = 0; t < T; ++t) {
             a[t] = static_cast<const Activation*>(p.activations) + (t0 + t - p.activations_begin) * p.blocks_per_token;
         }
-#if defined(DENDRO_CPU_VNNI)
-        if constexpr (UnsignedBlockRow<Row>) {
-            tile_rows_in_lanes<Row, R, T>(rows, a, p.w.row_length(), y, p.row_bytes, t0 == p.prefetch_at_token);
-            return;
-        }
-        if constexpr (std::is_same_v<Row, Q4_KRow> || std::is_same_v<Row, Q5_KRow>) {
-            tile_k_quant_rows_in_lanes<Row, R, T>(rows, a, p.w.row_length(), y, p.row_bytes, t0 == p.prefetch_at_token);
-            return;
-        }
-        if constexpr (std::is_same_v<Row, Q6_KRow>) {
-            tile_q6_k_rows_in_lanes<R, T>(rows, a, p.w.row_length(), y, p.row_bytes, t0 == p.prefetch_at_token);
-            return;
-        }
-#endif
         tile_quantized<Row, R, T>(rows, a, p.w.row_length(), y, p.row_bytes, t0 == p.prefetch_at_token);
     } else {
         tile<Row, R, T>(rows, x, p.w.row_length(), y, p.row_bytes, t0 == p.prefetch_at_token);
@@ -593,19 +573,86 @@ void matmul_range(Problem& p, int64_t n_tokens, int64_t row_begin, int64_t row_e
     }
 }
 
+#if defined(DENDRO_CPU_VNNI)
+// The rows-in-lanes types: tiles of 8 rows or, at the end of a share, fewer (a run-time count; the lanes
+// past it are zero), and of 1 or 8 tokens, a shorter batch padded with its first token, whose extra
+// outputs are not stored. Three tile instantiations per type (one token with 8 constant rows, one token,
+// 8 tokens), where a template row and token count each would make 64 (and took a sanitizer build over 15
+// minutes to compile). The tiles are not inlined into this loop: inlined, the compiler stopped inlining
+// their own helpers (measured: Q6_K decode 27 -> 19 GMAC/s on one core).
+template <typename Row, int T>
+void run_lanes_tile(const Problem& p, int64_t r0, int n_rows, int64_t t0, int n_tokens) {
+    using Activation = typename Row::Activation;
+    const uint8_t* rows[kLanes] = {};
+    for (int r = 0; r < n_rows; ++r) rows[r] = p.w.data + static_cast<size_t>(r0 + r) * p.row_bytes;
+    const Activation* a[T];
+    float* y[T];
+    for (int t = 0; t < T; ++t) {
+        const int64_t token = t0 + (t < n_tokens ? t : 0);
+        a[t] = static_cast<const Activation*>(p.activations) + (token - p.activations_begin) * p.blocks_per_token;
+        y[t] = t < n_tokens ? p.y.data + (t0 + t) * p.y.stride + r0 : nullptr;
+    }
+    const bool prefetch = t0 == p.prefetch_at_token;
+    const auto run = [&]<bool kFullTile>() {
+        if constexpr (UnsignedBlockRow<Row>) {
+            tile_rows_in_lanes<Row, T, kFullTile>(rows, n_rows, a, p.w.row_length(), y, p.row_bytes, prefetch);
+        } else if constexpr (std::is_same_v<Row, Q6_KRow>) {
+            tile_q6_k_rows_in_lanes<T, kFullTile>(rows, n_rows, a, p.w.row_length(), y, p.row_bytes, prefetch);
+        } else {
+            tile_k_quant_rows_in_lanes<Row, T, kFullTile>(rows, n_rows, a, p.w.row_length(), y, p.row_bytes, prefetch);
+        }
+    };
+    // Decoding, whose per-block work is small, takes a tile of 8 constant rows where it can.
+    if (T == 1 && n_rows == kLanes) {
+        run.template operator()<T == 1>();
+    } else {
+        run.template operator()<false>();
+    }
+}
+
 template <typename Row>
-void matmul_typed(Problem& p, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+void matmul_rows_in_lanes(Problem& p, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+    for (int64_t tb = 0; tb < n_tokens; tb += kTokenBlock) {
+        const int64_t tb_end = std::min(n_tokens, tb + kTokenBlock);
+        quantize_token_block<Row>(p, tb, tb_end);
+        p.prefetch_at_token = tb;
+        for (int64_t r0 = row_begin; r0 < row_end; r0 += kLanes) {
+            const int n_rows = static_cast<int>(std::min<int64_t>(kLanes, row_end - r0));
+            for (int64_t t0 = tb; t0 < tb_end; t0 += kRowsInLanesTileTokens) {
+                const int count = static_cast<int>(std::min<int64_t>(kRowsInLanesTileTokens, tb_end - t0));
+                if (count == 1) {
+                    run_lanes_tile<Row, 1>(p, r0, n_rows, t0, 1);
+                } else {
+                    run_lanes_tile<Row, kRowsInLanesTileTokens>(p, r0, n_rows, t0, count);
+                }
+            }
+        }
+    }
+}
+#endif
+
+// The other types (and all without VNNI): a row per accumulator.
+template <typename Row>
+void matmul_row_tiles(Problem& p, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
     if (n_tokens == 1) {
         matmul_range<Row, kDecodeTileRows, 1>(p, n_tokens, row_begin, row_end);
     } else {
-#if defined(DENDRO_CPU_VNNI)
-        if constexpr (RowsInLanes<Row>) {
-            return matmul_range<Row, kLanes, kRowsInLanesTileTokens>(p, n_tokens, row_begin, row_end);
-        }
-#endif
         constexpr int kRows = QuantizedRow<Row> ? kQuantizedBatchTileRows : kFloatBatchTileRows;
         matmul_range<Row, kRows, kBatchTileTokens>(p, n_tokens, row_begin, row_end);
     }
+}
+
+template <typename Row>
+void matmul_typed(Problem& p, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+#if defined(DENDRO_CPU_VNNI)
+    if constexpr (RowsInLanes<Row>) {
+        matmul_rows_in_lanes<Row>(p, n_tokens, row_begin, row_end);
+    } else {
+        matmul_row_tiles<Row>(p, n_tokens, row_begin, row_end);
+    }
+#else
+    matmul_row_tiles<Row>(p, n_tokens, row_begin, row_end);
+#endif
 }
 
 }  // namespace

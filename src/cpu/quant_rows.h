@@ -163,7 +163,7 @@ inline int quarter_of(int g) { return g % kQuartersPerHalf; }
 // Sum over the super-block of scale[s] * (u · x over sub-block s), for T tokens; quants(g) gives group g.
 // scales holds an int16 per sub-block of 16 (Q4_K and Q5_K give each of theirs twice).
 template <int T, typename Quants>
-void scaled_sums(const Quants& quants, const int16_t* scales, const ActivationBlock256* const* a, I32x8* sums) {
+[[gnu::always_inline]] inline void scaled_sums(const Quants& quants, const int16_t* scales, const ActivationBlock256* const* a, I32x8* sums) {
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) sums[t] = zero8_i32();
 #pragma GCC unroll 8
