@@ -164,6 +164,8 @@ std::vector<Mamba2Case> cases() {
     std::vector<Mamba2Case> all;
     all.push_back({"one_group", mamba2_hparams(1, 8, 16, 4)});
     all.push_back({"three_groups_odd_state", mamba2_hparams(3, 4, 7, 3)});
+    // Wide enough for the SSD chunk's register tiles of several vectors, with partial vectors after them.
+    all.push_back({"wide_head_and_state", mamba2_hparams(1, 36, 41, 4)});
     Mamba2Case limited{"time_step_limit_binds", mamba2_hparams(2, 6, 5, 4)};
     limited.hp.time_step_min = 0.02f;  // the random dt spans [1e-3, 1e-1]: both ends bind
     limited.hp.time_step_max = 0.05f;

@@ -30,12 +30,24 @@ struct Mamba2Scratch {
     std::vector<float> out;     // n_rows x d_model
     std::vector<float> gram;    // chunks x n_group x kSsdChunk^2: C_t . B_s of each multi-token chunk
     std::vector<float> packed;  // chunks x n_group x (B, C) x kSsdChunk x d_state: the chunk's B and C rows, contiguous
-    std::vector<float> per_thread;  // per thread: a chunk's dt, cumulative decay, weights and coefficients
+    std::vector<float> per_thread;  // per thread: a ChunkWork
+    size_t per_thread_floats = 0;
     int n_threads = 0;
     void reserve(const ModelHparams& hp, int64_t n_rows, int64_t n_chunks, int n_threads);
     uint64_t bytes() const;
-    float* thread_buffer(int thread) { return per_thread.data() + static_cast<size_t>(thread) * per_thread_floats(); }
-    static size_t per_thread_floats() { return 4 * kSsdChunk; }
+    float* thread_buffer(int thread) { return per_thread.data() + static_cast<size_t>(thread) * per_thread_floats; }
+};
+
+// One thread's buffers for a chunk of one head.
+struct ChunkWork {
+    float* dt;                // kSsdChunk: dt_t
+    float* decay;             // kSsdChunk: cum_t = sum_{i<=t} dt_i A; h decays by exp(cum_t - cum_s) from s to t
+    float* weights;           // kSsdChunk^2: the token pairs' weights, a row per token
+    float* state_by_channel;  // d_state x head_dim: the start state transposed
+    float* scaled_x;          // kSsdChunk x head_dim: x_s times the end state's weight of s
+    float* coef_by_channel;   // head_dim x kSsdChunk: the end state's coefficients, a row per channel
+    static size_t floats(const ModelHparams& hp);
+    ChunkWork(const ModelHparams& hp, float* buffer);
 };
 
 // The multi-token chunks of a batch, in order: for span i, chunks of kSsdChunk tokens from its first row.
@@ -53,7 +65,7 @@ private:
     void recurrent_step(Mamba2Scratch& s, int64_t row, int64_t head, float* h) const;
     // `gram`, `b` and `c` are the chunk's C.B products and its packed B and C rows (n x d_state each).
     void ssd_chunk(Mamba2Scratch& s, const float* gram, const float* b, const float* c, int64_t r0, int64_t n,
-                   int64_t head, float* h, float* work) const;
+                   int64_t head, float* h, const ChunkWork& w) const;
     float time_step(const Mamba2Scratch& s, int64_t row, int64_t head) const;
 
     const ModelHparams& hp_;
