@@ -8,7 +8,9 @@
 #include "cpu/matmul.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -170,9 +172,11 @@ template <typename Row>
 concept QuantizedRow = requires { typename Row::Activation; };
 
 #if defined(DENDRO_CPU_VNNI)
-// The types of blocks of 32 that give their quants as unsigned bytes (quant_rows.h' UnsignedBlock32).
+// The types of blocks of 32 that give their quants as unsigned bytes, or as packed nibbles (quant_rows.h).
 template <typename Row>
-concept UnsignedBlockRow = requires(const Row& row) { row.unsigned_block(int64_t{0}); };
+concept PackedNibbleRow = requires(const Row& row) { row.packed_nibbles(int64_t{0}); };
+template <typename Row>
+concept UnsignedBlockRow = PackedNibbleRow<Row> || requires(const Row& row) { row.unsigned_block(int64_t{0}); };
 
 // The first n_rows lanes of a rows-in-lanes accumulator: a token's outputs r0 .. r0 + n_rows - 1.
 inline void store_lanes(float* y, F32x8 acc, int n_rows) {
@@ -183,13 +187,31 @@ inline void store_lanes(float* y, F32x8 acc, int n_rows) {
     }
 }
 
+// The rows-in-lanes tiles read each block's fp16 scales (and mins) for their 8 rows in one gather: lane r
+// is the 4 bytes at `offset` in row r's block b. Gathered 2 bytes at a time with scalar loads and inserts,
+// they took Q4_1 decode from 32 to 19 GMAC/s on one core. The offsets are int32 (matmul_typed checks); the
+// rows past n_rows are not read.
+struct RowGather {
+    __m256i row_offsets;
+    __mmask8 present;
+    RowGather(size_t row_bytes, int n_rows)
+        : row_offsets(_mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(static_cast<int32_t>(row_bytes)))),
+          present(static_cast<__mmask8>((1u << n_rows) - 1)) {}
+    __m256i dwords(const uint8_t* first_row, size_t offset) const {
+        return _mm256_mmask_i32gather_epi32(_mm256_setzero_si256(), present, row_offsets, first_row + offset, 1);
+    }
+};
+// The fp16 in the low (high) 16 bits of each lane, as fp32.
+inline F32x8 low_halves_f16(__m256i lanes) { return f16x8_to_f32(_mm256_cvtepi32_epi16(lanes)); }
+inline F32x8 high_halves_f16(__m256i lanes) { return f16x8_to_f32(_mm256_cvtepi32_epi16(_mm256_srli_epi32(lanes, 16))); }
+
 // With VNNI, n_rows <= 8 rows of a type of blocks of 32 against T tokens with the rows in the lanes: block b of
 // the 8 rows is transposed into 8 vectors of 4-byte groups (once, for all T tokens), and each token's 32
 // bytes go in 4 at a time, broadcast, one dpbusd each. A token's 8 row dots of the block come out in one
 // vector, exact in integers (kOffset * sum(x) taken off), and are scaled and added in fp32 with one FMA,
-// where the tile above spends a conversion and an FMA per row and 8 partial lanes per dot. An output's
-// operations do not depend on n_rows, T or its lane, so the results do not either. A null y[t] is a
-// padding token whose outputs are not stored.
+// where the tile above spends a conversion and an FMA per row and 8 partial lanes per dot. The rows' d (and
+// m) are their blocks' first 4 bytes. An output's operations do not depend on n_rows, T or its lane, so the
+// results do not either. A null y[t] is a padding token whose outputs are not stored.
 template <typename Row, int T, bool kFullTile>
 [[gnu::noinline]] void tile_rows_in_lanes(const uint8_t* const* row_ptrs, int n_rows, const ActivationBlock32* const* x, int64_t length,
                         float* const* y, size_t row_bytes, bool prefetch) {
@@ -202,24 +224,47 @@ template <typename Row, int T, bool kFullTile>
     F32x8 acc[T];
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) acc[t] = zero8();
+    const RowGather gather(row_bytes, n_rows);
     const int64_t n_blocks = length / Row::kBlockSize;
     for (int64_t b = 0; b < n_blocks; ++b) {
         __m256i groups[kLanes];
-        uint16_t d[kLanes] = {}, m[kLanes] = {};
+        if constexpr (PackedNibbleRow<Row>) {
+            // Group k < 4 is the low nibbles of packed group k, group 4 + k its high nibbles. A missing row
+            // reads zeros, and its lanes are not stored.
+            static constexpr uint8_t kNoRow[kLegacyQuantBlockSize / 2] = {};
+            const uint8_t* packed[kLanes];
 #pragma GCC unroll 8
-        for (int r = 0; r < kLanes; ++r) {
-            if (r < n_rows) {
-                if (prefetch) prefetch_block<Row::kBlockBytes>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + kLanes * row_bytes, b);
-                const UnsignedBlock32 block = readers[r].unsigned_block(b);
-                groups[r] = block.u.v;
-                d[r] = block.d;
-                m[r] = block.m;
-            } else {
-                groups[r] = _mm256_setzero_si256();
+            for (int r = 0; r < kLanes; ++r) {
+                if (r < n_rows) {
+                    if (prefetch) prefetch_block<Row::kBlockBytes>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + kLanes * row_bytes, b);
+                    packed[r] = readers[r].packed_nibbles(b);
+                } else {
+                    packed[r] = kNoRow;
+                }
             }
+            constexpr int kPackedGroups = kLanes / 2;
+            const __m256i nibble_mask = _mm256_set1_epi8(static_cast<char>(kNibbleMask));
+            transpose_groups8x4(packed, groups);
+#pragma GCC unroll 4
+            for (int k = 0; k < kPackedGroups; ++k) {
+                groups[k + kPackedGroups] = Row::unsigned_from_nibbles({_mm256_and_si256(_mm256_srli_epi16(groups[k], kNibbleBits), nibble_mask)}).v;
+                groups[k] = Row::unsigned_from_nibbles({_mm256_and_si256(groups[k], nibble_mask)}).v;
+            }
+        } else {
+#pragma GCC unroll 8
+            for (int r = 0; r < kLanes; ++r) {
+                if (r < n_rows) {
+                    if (prefetch) prefetch_block<Row::kBlockBytes>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + kLanes * row_bytes, b);
+                    groups[r] = readers[r].unsigned_block(b).v;
+                } else {
+                    groups[r] = _mm256_setzero_si256();
+                }
+            }
+            transpose_groups8x8(groups);
         }
-        transpose_groups8x8(groups);
-        const F32x8 row_scales = f16x8_to_f32(d), row_mins = kHasMin ? f16x8_to_f32(m) : zero8();
+        // Lane r: row r's d in the low 16 bits, m (or the block's next bytes) in the high.
+        const __m256i headers = gather.dwords(row_ptrs[0], b * Row::kBlockBytes);
+        const F32x8 row_scales = low_halves_f16(headers), row_mins = kHasMin ? high_halves_f16(headers) : zero8();
 #pragma GCC unroll 16
         for (int t = 0; t < T; ++t) {
             const ActivationBlock32& a = x[t][b];
@@ -257,33 +302,32 @@ template <typename Row, int T, bool kFullTile>
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) acc[t] = zero8();
     const __m256i nibble_mask = _mm256_set1_epi8(static_cast<char>(kNibbleMask));
+    static_assert(offsetof(Block, d) == 0 && offsetof(Block, dmin) == sizeof(uint16_t));
+    const RowGather gather(row_bytes, n_rows);  // d and dmin: a super-block's first 4 bytes
     const int64_t n_blocks = length / kKQuantBlockSize;
     if constexpr (T == 1) {
         // One token: each row's two integer dots as its row type forms them (8 partial lanes, exact), their
         // lanes summed into one vector; the same integers as below, for fewer operations than the transposes.
         for (int64_t b = 0; b < n_blocks; ++b) {
             I32x8 scaled[kLanes], mins[kLanes];
-            uint16_t d[kLanes] = {}, dmin[kLanes] = {};
 #pragma GCC unroll 8
             for (int r = 0; r < kLanes; ++r) {
                 if (r < n_rows) {
                     if (prefetch) prefetch_block<sizeof(Block)>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + kLanes * row_bytes, b);
                     Row(row_ptrs[r]).integer_dots(b, &x[0][b], &scaled[r], &mins[r]);
-                    d[r] = blocks[r][b].d;
-                    dmin[r] = blocks[r][b].dmin;
                 } else {
                     scaled[r] = mins[r] = zero8_i32();
                 }
             }
+            const __m256i headers = gather.dwords(row_ptrs[0], b * sizeof(Block));
             const F32x8 dx = broadcast8(x[0][b].d);
-            acc[0] = fma8(mul8(f16x8_to_f32(d), dx), to_f32(I32x8{lane_totals8(scaled)}), acc[0]);
-            acc[0] = fma8(mul8(sub8(zero8(), f16x8_to_f32(dmin)), dx), to_f32(I32x8{lane_totals8(mins)}), acc[0]);
+            acc[0] = fma8(mul8(low_halves_f16(headers), dx), to_f32(I32x8{lane_totals8(scaled)}), acc[0]);
+            acc[0] = fma8(mul8(sub8(zero8(), high_halves_f16(headers)), dx), to_f32(I32x8{lane_totals8(mins)}), acc[0]);
         }
         store_lanes(y[0], acc[0], n_rows);
     } else {
         for (int64_t b = 0; b < n_blocks; ++b) {
             __m256i scales[kLanes], mins[kLanes];
-            uint16_t d[kLanes] = {}, dmin[kLanes] = {};
 #pragma GCC unroll 8
             for (int r = 0; r < kLanes; ++r) {
                 if (r < n_rows) {
@@ -292,8 +336,6 @@ template <typename Row, int T, bool kFullTile>
                     const KQuantScalesMins sm = k_quant_scales_mins(k.scales);
                     scales[r] = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(sm.scales)));
                     mins[r] = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(sm.mins)));
-                    d[r] = k.d;
-                    dmin[r] = k.dmin;
                 } else {
                     scales[r] = mins[r] = _mm256_setzero_si256();
                 }
@@ -342,7 +384,8 @@ template <typename Row, int T, bool kFullTile>
                                                                          _mm256_mullo_epi32(high_dot, scales[2 * c + 1])));
                 }
             }
-            const F32x8 row_d = f16x8_to_f32(d), row_dmin = f16x8_to_f32(dmin);
+            const __m256i headers = gather.dwords(row_ptrs[0], b * sizeof(Block));
+            const F32x8 row_d = low_halves_f16(headers), row_dmin = high_halves_f16(headers);
 #pragma GCC unroll 16
             for (int t = 0; t < T; ++t) {
                 const ActivationBlock256& a = x[t][b];
@@ -368,6 +411,8 @@ template <typename Row, int T, bool kFullTile>
 // bytes of low bits (two sub-blocks of 32: low and high nibbles) and of high bits (four: 2 bits each)
 // transposed once; a token's dot is per row the exact sum_s scale_s ((q_s - 32) . x_s), scaled in fp32 with
 // one FMA. One token takes each row's integer dot as Q6_KRow forms it, its lanes summed.
+inline constexpr size_t kQ6KScaleBefore = offsetof(BlockQ6_K, d) - sizeof(uint16_t);
+static_assert(offsetof(BlockQ6_K, d) + sizeof(uint16_t) == sizeof(BlockQ6_K));
 template <int T, bool kFullTile>
 [[gnu::noinline]] void tile_q6_k_rows_in_lanes(const uint8_t* const* row_ptrs, int n_rows, const ActivationBlock256* const* x, int64_t length,
                              float* const* y, size_t row_bytes, bool prefetch) {
@@ -380,14 +425,14 @@ template <int T, bool kFullTile>
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) acc[t] = zero8();
     const int64_t n_blocks = length / kKQuantBlockSize;
+    const RowGather gather(row_bytes, n_rows);
     for (int64_t b = 0; b < n_blocks; ++b) {
-        uint16_t d[kLanes] = {};
 #pragma GCC unroll 8
         for (int r = 0; r < n_rows; ++r) {
             if (prefetch) prefetch_block<sizeof(BlockQ6_K)>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + kLanes * row_bytes, b);
-            d[r] = blocks[r][b].d;
         }
-        const F32x8 row_d = f16x8_to_f32(d);
+        // d is the super-block's last 2 bytes: the 4 from 2 before it, high halves.
+        const F32x8 row_d = high_halves_f16(gather.dwords(row_ptrs[0], b * sizeof(BlockQ6_K) + kQ6KScaleBefore));
         __m256i totals[T];
         if constexpr (T == 1) {
             I32x8 per_row[kLanes];
@@ -645,11 +690,13 @@ void matmul_row_tiles(Problem& p, int64_t n_tokens, int64_t row_begin, int64_t r
 template <typename Row>
 void matmul_typed(Problem& p, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
 #if defined(DENDRO_CPU_VNNI)
+    // The rows-in-lanes tiles gather from 8 rows at int32 offsets; rows too long for that (over 300 MB,
+    // more than any model has) take the row tiles.
+    constexpr size_t kMaxLanesRowBytes = std::numeric_limits<int32_t>::max() / (kLanes - 1);
     if constexpr (RowsInLanes<Row>) {
-        matmul_rows_in_lanes<Row>(p, n_tokens, row_begin, row_end);
-    } else {
-        matmul_row_tiles<Row>(p, n_tokens, row_begin, row_end);
+        if (p.row_bytes <= kMaxLanesRowBytes) return matmul_rows_in_lanes<Row>(p, n_tokens, row_begin, row_end);
     }
+    matmul_row_tiles<Row>(p, n_tokens, row_begin, row_end);
 #else
     matmul_row_tiles<Row>(p, n_tokens, row_begin, row_end);
 #endif

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <bit>
+#include <cstddef>
 #include <cstdint>
 
 #include "cpu/quantized_activations.h"
@@ -27,12 +28,18 @@ struct Accumulator {
 
 // A block of 32 as unsigned quants: value i = d * (u[i] - kOffset) + m, kOffset a constant of the type (128
 // for the signed types, whose bytes are flipped to u = q + 128). With the activations' integer sum the dot
-// is exact in integers, sum(u * x) - kOffset * sum(x), for the VNNI tile that puts rows in lanes (matmul.cpp).
-struct UnsignedBlock32 {
-    U8x32 u;
-    uint16_t d, m;  // fp16 bits (m = 0 for the types without)
-};
+// is exact in integers, sum(u * x) - kOffset * sum(x), for the VNNI tile that puts rows in lanes (matmul.cpp):
+// unsigned_block(b) gives the 32 u, or, for the types of packed nibbles (element i in the low nibble of
+// byte i, element 16 + i in the high), packed_nibbles(b) the 16 bytes and unsigned_from_nibbles the map
+// from nibbles to u, so that the tile transposes the packed bytes and splits the nibbles after (half the
+// shuffles). The tile gathers each row's d (and m) itself, as the block's first 4 bytes.
 inline constexpr int kSignedToUnsigned = 128;
+template <typename Block>
+inline constexpr bool kHeaderFirst = offsetof(Block, d) == 0;
+template <typename Block>
+inline constexpr bool kMinAfterScale = offsetof(Block, m) == sizeof(uint16_t);
+static_assert(kHeaderFirst<BlockQ8_0> && kHeaderFirst<BlockQ4_0> && kHeaderFirst<BlockQ5_0> && kHeaderFirst<BlockIQ4_NL> &&
+              kHeaderFirst<BlockQ4_1> && kHeaderFirst<BlockQ5_1> && kMinAfterScale<BlockQ4_1> && kMinAfterScale<BlockQ5_1>);
 
 template <typename Block, int64_t BlockSize>
 struct BlockRow {
@@ -70,9 +77,7 @@ struct Q8_0Row : BlockRow<BlockQ8_0, kQ8_0BlockSize> {
     using BlockRow::BlockRow;
     using Activation = ActivationBlock32;
     static constexpr int kOffset = kSignedToUnsigned;
-    UnsignedBlock32 unsigned_block(int64_t b) const {
-        return {plus128_u8(load32_i8(blocks[b].qs)), blocks[b].d, 0};
-    }
+    U8x32 unsigned_block(int64_t b) const { return plus128_u8(load32_i8(blocks[b].qs)); }
     template <int T>
     void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
         dot_signed_block<T>(load32_i8(blocks[b].qs), f16_scalar(blocks[b].d), a, acc);
@@ -85,9 +90,8 @@ struct Q4_0Row : BlockRow<BlockQ4_0, kLegacyQuantBlockSize> {
     using BlockRow::BlockRow;
     using Activation = ActivationBlock32;
     static constexpr int kOffset = kQ4Offset;
-    UnsignedBlock32 unsigned_block(int64_t b) const {
-        return {nibbles32_u8(blocks[b].qs), blocks[b].d, 0};
-    }
+    const uint8_t* packed_nibbles(int64_t b) const { return blocks[b].qs; }
+    static U8x32 unsigned_from_nibbles(U8x32 nibbles) { return nibbles; }
     template <int T>
     void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
         const float d = f16_scalar(blocks[b].d);
@@ -99,9 +103,7 @@ struct Q5_0Row : BlockRow<BlockQ5_0, kLegacyQuantBlockSize> {
     using BlockRow::BlockRow;
     using Activation = ActivationBlock32;
     static constexpr int kOffset = kQ5Offset;
-    UnsignedBlock32 unsigned_block(int64_t b) const {
-        return {legacy_q5(blocks[b].qs, blocks[b].qh), blocks[b].d, 0};
-    }
+    U8x32 unsigned_block(int64_t b) const { return legacy_q5(blocks[b].qs, blocks[b].qh); }
     template <int T>
     void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
         const BlockQ5_0& k = blocks[b];
@@ -114,9 +116,8 @@ struct IQ4_NLRow : BlockRow<BlockIQ4_NL, kLegacyQuantBlockSize> {
     using BlockRow::BlockRow;
     using Activation = ActivationBlock32;
     static constexpr int kOffset = kSignedToUnsigned;
-    UnsignedBlock32 unsigned_block(int64_t b) const {
-        return {plus128_u8(lookup32_i8(nibbles32_u8(blocks[b].qs), kIQ4NLValues)), blocks[b].d, 0};
-    }
+    const uint8_t* packed_nibbles(int64_t b) const { return blocks[b].qs; }
+    static U8x32 unsigned_from_nibbles(U8x32 nibbles) { return plus128_u8(lookup32_i8(nibbles, kIQ4NLValues)); }
     template <int T>
     void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
         dot_signed_block<T>(lookup32_i8(nibbles32_u8(blocks[b].qs), kIQ4NLValues), f16_scalar(blocks[b].d), a, acc);
@@ -127,9 +128,8 @@ struct Q4_1Row : BlockRow<BlockQ4_1, kLegacyQuantBlockSize> {
     using BlockRow::BlockRow;
     using Activation = ActivationBlock32;
     static constexpr int kOffset = 0;
-    UnsignedBlock32 unsigned_block(int64_t b) const {
-        return {nibbles32_u8(blocks[b].qs), blocks[b].d, blocks[b].m};
-    }
+    const uint8_t* packed_nibbles(int64_t b) const { return blocks[b].qs; }
+    static U8x32 unsigned_from_nibbles(U8x32 nibbles) { return nibbles; }
     template <int T>
     void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
         const BlockQ4_1& k = blocks[b];
@@ -141,9 +141,7 @@ struct Q5_1Row : BlockRow<BlockQ5_1, kLegacyQuantBlockSize> {
     using BlockRow::BlockRow;
     using Activation = ActivationBlock32;
     static constexpr int kOffset = 0;
-    UnsignedBlock32 unsigned_block(int64_t b) const {
-        return {legacy_q5(blocks[b].qs, blocks[b].qh), blocks[b].d, blocks[b].m};
-    }
+    U8x32 unsigned_block(int64_t b) const { return legacy_q5(blocks[b].qs, blocks[b].qh); }
     template <int T>
     void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
         const BlockQ5_1& k = blocks[b];

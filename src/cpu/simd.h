@@ -66,6 +66,7 @@ inline F32x8 load8_bf16(const uint16_t* p) {
 inline float f16_scalar(uint16_t bits) { return _cvtsh_ss(bits); }
 // Eight fp16 values gathered from elsewhere (held in registers, not stored and reloaded: a wide load of
 // narrow stores waits for them to retire).
+inline F32x8 f16x8_to_f32(__m128i bits) { return {_mm256_cvtph_ps(bits)}; }
 inline F32x8 f16x8_to_f32(const uint16_t* bits) {
     const __m128i h = _mm_setr_epi16(static_cast<short>(bits[0]), static_cast<short>(bits[1]), static_cast<short>(bits[2]),
                                      static_cast<short>(bits[3]), static_cast<short>(bits[4]), static_cast<short>(bits[5]),
@@ -225,6 +226,23 @@ inline __m256i add_dot_u8_i8(__m256i acc, __m256i u, __m256i x) {
     for (int i = 0; i < kLanes; ++i) lanes[i] = {_mm256_castsi256_ps(v[i])};
     transpose8x8(lanes);
     for (int i = 0; i < kLanes; ++i) v[i] = _mm256_castps_si256(lanes[i].v);
+}
+// The 8 x 4 transpose of 32-bit groups: out[k] lane r = bytes 4k..4k+3 of the 16 at rows[r] (rows 0-3 in the
+// low 128 bits, 4-7 in the high, then a 4 x 4 transpose within each half: 12 shuffles where widening the
+// rows to 32 bytes first takes 24 and the widening).
+[[gnu::always_inline]] inline void transpose_groups8x4(const uint8_t* const* rows, __m256i* out) {
+    __m256i pairs[4];
+    for (int i = 0; i < 4; ++i) {
+        const __m128i low = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i]));
+        const __m128i high = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 4]));
+        pairs[i] = _mm256_inserti128_si256(_mm256_castsi128_si256(low), high, 1);
+    }
+    const __m256i a0 = _mm256_unpacklo_epi32(pairs[0], pairs[1]), a1 = _mm256_unpackhi_epi32(pairs[0], pairs[1]);
+    const __m256i a2 = _mm256_unpacklo_epi32(pairs[2], pairs[3]), a3 = _mm256_unpackhi_epi32(pairs[2], pairs[3]);
+    out[0] = _mm256_unpacklo_epi64(a0, a2);
+    out[1] = _mm256_unpackhi_epi64(a0, a2);
+    out[2] = _mm256_unpacklo_epi64(a1, a3);
+    out[3] = _mm256_unpackhi_epi64(a1, a3);
 }
 // Lane r = the sum of v[r]'s lanes, exact: two levels of pairwise adds, then the 128-bit halves.
 inline __m256i lane_totals8(const I32x8* v) {
