@@ -38,6 +38,7 @@ TEST_F(BenchCli, PrintsPromptAndGenerationRates) {
     EXPECT_NE(result.out.find("sampling on the host"), std::string::npos) << result.out;
     EXPECT_NE(result.out.find("machine read bandwidth: "), std::string::npos) << result.out;
     EXPECT_NE(result.out.find("% of the machine's read bandwidth"), std::string::npos) << result.out;
+    EXPECT_NE(result.out.find("GB/s with the states read and written: "), std::string::npos) << result.out;
 }
 
 TEST_F(BenchCli, JsonReportHasOneResultPerTest) {
@@ -63,6 +64,12 @@ TEST_F(BenchCli, JsonReportHasOneResultPerTest) {
     EXPECT_GE(read["buffer_bytes"].get<uint64_t>(), uint64_t{256} << 20) << read.dump();
     EXPECT_DOUBLE_EQ(report["results"][1]["weight_bandwidth_fraction"].get<double>(),
                      weight_gbs / read["gb_per_s"].get<double>());
+    // With the state read and written once a step.
+    const auto weight_bytes = report["weight_bytes_per_token"].get<double>();
+    const auto state_bytes = report["state_bytes_per_sequence"].get<double>();
+    EXPECT_GT(state_bytes, 0.0);
+    EXPECT_DOUBLE_EQ(report["results"][1]["memory_bandwidth_gb_per_s"].get<double>(),
+                     weight_gbs * (weight_bytes + 2 * state_bytes) / weight_bytes);
 }
 
 TEST_F(BenchCli, SkipsATestAskedForZeroTokens) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Dendro's CPU backend and llama.cpp's, side by side on the same GGUF files: prefill (pp) and decode (tg)
-tokens/s, decode's weight bandwidth and its share of the machine's read bandwidth (as `dendro bench`
-measures it), one file after the other, the two engines alternating, so that both see the same machine.
+tokens/s, decode's bandwidth (the weights, and the weights with the state read and written each step) as a
+share of the machine's read bandwidth (as `dendro bench` measures them), one file after the other, the two engines alternating, so that both see the same machine.
 
     tools/bench_cpu_vs_llamacpp.py --dendro build/bin/dendro --llama-bench /path/to/llama-bench \\
         -p 512 -n 128 -r 3 -t 2 FILE.gguf...
@@ -33,6 +33,7 @@ def dendro_report(args, path):
         "pp": rates["pp"]["tokens_per_second"], "pp_sd": rates["pp"]["tokens_per_second_sd"],
         "tg": rates["tg"]["tokens_per_second"], "tg_sd": rates["tg"]["tokens_per_second_sd"],
         "weight_bytes": report["weight_bytes_per_token"],
+        "state_bytes": report["state_bytes_per_sequence"],
         "read_gbs": report["read_bandwidth"]["gb_per_s"],
         "raw": report,
     }
@@ -71,14 +72,16 @@ def main():
         print(f"bench_cpu_vs_llamacpp: {path} done", file=sys.stderr)
 
     pp, tg = f"pp{args.n_prompt}", f"tg{args.n_gen}"
-    print(f"| file | Dendro {pp} | Dendro {tg} | decode GB/s (% of read bw) |"
+    print(f"| file | Dendro {pp} | Dendro {tg} | decode GB/s: weights, with states (% of read bw) |"
           + (f" llama.cpp {pp} | llama.cpp {tg} | {pp} ratio | {tg} ratio |" if args.llama_bench else ""))
     print("| --- | ---: | ---: | ---: |" + (" ---: | ---: | ---: | ---: |" if args.llama_bench else ""))
     for entry in results:
         d = entry["dendro"]
         gbs = d["tg"] * d["weight_bytes"] / 1e9
+        with_states = d["tg"] * (d["weight_bytes"] + 2 * d["state_bytes"]) / 1e9
         line = (f"| {entry['file'].rsplit('/', 1)[-1]} | {d['pp']:.1f} ± {d['pp_sd']:.1f} | {d['tg']:.2f} ± {d['tg_sd']:.2f}"
-                f" | {gbs:.1f} ({100 * gbs / d['read_gbs']:.0f} % of {d['read_gbs']:.1f}) |")
+                f" | {gbs:.1f}, {with_states:.1f} ({100 * gbs / d['read_gbs']:.0f} %, {100 * with_states / d['read_gbs']:.0f} %"
+                f" of {d['read_gbs']:.1f}) |")
         if args.llama_bench:
             ll = entry["llama.cpp"]
             line += (f" {ll['pp']:.1f} ± {ll['pp_sd']:.1f} | {ll['tg']:.2f} ± {ll['tg_sd']:.2f}"

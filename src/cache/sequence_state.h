@@ -20,6 +20,8 @@ struct StateShape {
     static StateShape of(const ModelHparams& hp);
     size_t conv_per_layer() const { return static_cast<size_t>((d_conv - 1) * conv_channels); }
     size_t ssm_per_layer() const { return static_cast<size_t>(d_inner * d_state); }
+    // A sequence's whole state, every layer's conv window and SSM state.
+    uint64_t bytes() const { return static_cast<uint64_t>(n_layer) * (conv_per_layer() + ssm_per_layer()) * sizeof(float); }
     bool operator==(const StateShape&) const = default;
     // Some model has this shape: positive sizes whose conv channels are Mamba-1's d_inner, or Mamba-2's
     // d_inner plus B and C for a whole number of groups (2 * n_group * d_state).
