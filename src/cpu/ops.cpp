@@ -1,6 +1,7 @@
 // Per-token and per-channel numerics of the CPU forward pass (see cpu_ops.h).
 #include "cpu/ops.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "cpu/simd.h"
@@ -33,21 +34,31 @@ void conv_silu_channel(ConstChannel taps, int64_t d_conv, float bias, Channel wi
 
 void conv_silu_channels(const ConvTaps& taps, int64_t begin, int64_t end, Channel window, ConstChannel in,
                         Channel out, int64_t n_tokens) {
+    // Token by token, 8 channels at a time along the rows (the rows of `in` are contiguous in channels; a
+    // channel's column, walked token by token, touched a new cache line per token). Token t's slot k is
+    // input row t + k - n_past, or before the first token a row of the window.
     const int64_t n_past = taps.d_conv - 1;
-    int64_t c = begin;
-    for (; c + kLanes <= end; c += kLanes) {
-        const F32x8 bias = taps.bias != nullptr ? load8(taps.bias + c) : zero8();
-        for (int64_t t = 0; t < n_tokens; ++t) {
-            const F32x8 input = load8(in.data + t * in.stride + c);
+    const int64_t vector_end = begin + (end - begin) / kLanes * kLanes;
+    const auto slot_row = [&](int64_t t, int64_t k) -> const float* {
+        const int64_t row = t + k - n_past;
+        return row >= 0 ? in.data + row * in.stride : window.data + (row + n_past) * window.stride;
+    };
+    for (int64_t t = 0; t < n_tokens; ++t) {
+        for (int64_t c = begin; c < vector_end; c += kLanes) {
             F32x8 sum = zero8();
-            for (int64_t k = 0; k < n_past; ++k) sum = fma8(load8(taps.by_slot + k * taps.stride + c), load8(window.data + k * window.stride + c), sum);
-            sum = fma8(load8(taps.by_slot + n_past * taps.stride + c), input, sum);
-            for (int64_t k = 0; k + 1 < n_past; ++k) store8(window.data + k * window.stride + c, load8(window.data + (k + 1) * window.stride + c));
-            if (n_past > 0) store8(window.data + (n_past - 1) * window.stride + c, input);
+            for (int64_t k = 0; k < taps.d_conv; ++k) sum = fma8(load8(taps.by_slot + k * taps.stride + c), load8(slot_row(t, k) + c), sum);
+            const F32x8 bias = taps.bias != nullptr ? load8(taps.bias + c) : zero8();
             store8(out.data + t * out.stride + c, silu8(add8(sum, bias)));
         }
     }
-    for (; c < end; ++c) {
+    // The window becomes the last n_past inputs; in a call shorter than the window, row k takes the
+    // window's row k + n_tokens, not yet overwritten.
+    for (int64_t k = 0; k < n_past; ++k) {
+        const float* source = slot_row(n_tokens, k);
+        float* row = window.data + k * window.stride;
+        if (source != row) std::copy(source + begin, source + vector_end, row + begin);
+    }
+    for (int64_t c = vector_end; c < end; ++c) {
         conv_silu_channel({taps.by_slot + c, taps.stride}, taps.d_conv, taps.bias != nullptr ? taps.bias[c] : 0.0f,
                           {window.data + c, window.stride}, {in.data + c, in.stride}, {out.data + c, out.stride}, n_tokens);
     }
