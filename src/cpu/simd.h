@@ -192,6 +192,7 @@ struct I32x8 {
     __m256i v;
 };
 inline I32x8 zero8_i32() { return {_mm256_setzero_si256()}; }
+inline I32x8 add8_i32(I32x8 a, I32x8 b) { return {_mm256_add_epi32(a.v, b.v)}; }
 // a - (b << shift): the offset term of the types whose quants mean q - 2^shift.
 inline I32x8 sub_shifted8_i32(I32x8 a, I32x8 b, int shift) {
     return {_mm256_sub_epi32(a.v, _mm256_sll_epi32(b.v, _mm_cvtsi32_si128(shift)))};
@@ -453,6 +454,10 @@ struct I32x8 {
     int32_t v[kLanes];
 };
 inline I32x8 zero8_i32() { return I32x8{}; }
+inline I32x8 add8_i32(I32x8 a, I32x8 b) {
+    for (int i = 0; i < kLanes; ++i) a.v[i] += b.v[i];
+    return a;
+}
 inline I32x8 sub_shifted8_i32(I32x8 a, I32x8 b, int shift) {
     for (int i = 0; i < kLanes; ++i) a.v[i] -= b.v[i] * (1 << shift);
     return a;
