@@ -124,6 +124,28 @@ struct ChunkTile {
             store8_partial(p, v, lanes);
         }
     }
+    [[gnu::always_inline]] void zero() {
+#pragma GCC unroll 8
+        for (int i = 0; i < T; ++i) {
+#pragma GCC unroll 8
+            for (int v = 0; v < V; ++v) acc[i][v] = zero8();
+        }
+    }
+    // acc[i][v] = factor * the 8 values at p + i * stride + 8 v.
+    [[gnu::always_inline]] void set_rows(F32x8 factor, const float* p, int64_t stride) {
+#pragma GCC unroll 8
+        for (int i = 0; i < T; ++i) {
+#pragma GCC unroll 8
+            for (int v = 0; v < V; ++v) acc[i][v] = mul8(factor, load(p + i * stride + v * kLanes));
+        }
+    }
+    [[gnu::always_inline]] void store_rows(float* p, int64_t stride) const {
+#pragma GCC unroll 8
+        for (int i = 0; i < T; ++i) {
+#pragma GCC unroll 8
+            for (int v = 0; v < V; ++v) store(p + i * stride + v * kLanes, acc[i][v]);
+        }
+    }
     // acc[i][v] += sum_{j < depth} a[i * a_stride + j] * b[j * b_stride + 8 v ..], j in order.
     [[gnu::always_inline]] void add_products(const float* a, int64_t a_stride, const float* b, int64_t b_stride, int64_t depth) {
         for (int64_t j = 0; j < depth; ++j) {
@@ -208,11 +230,7 @@ void Mamba2CpuLayer::ssd_chunk(Mamba2Scratch& s, const float* gram, const float*
     const auto outputs = [&]<int T, int V>(int64_t t0, int64_t p, int64_t lanes) {
         ChunkTile<T, V> tile;
         tile.lanes = lanes;
-#pragma GCC unroll 8
-        for (int i = 0; i < T; ++i) {
-#pragma GCC unroll 8
-            for (int v = 0; v < V; ++v) tile.acc[i][v] = zero8();
-        }
+        tile.zero();
         tile.add_products(c_rows + t0 * d_state, d_state, w.state_by_channel + p, head_dim, d_state);
 #pragma GCC unroll 8
         for (int i = 0; i < T; ++i) {
@@ -224,11 +242,7 @@ void Mamba2CpuLayer::ssd_chunk(Mamba2Scratch& s, const float* gram, const float*
             }
         }
         tile.add_products(w.weights + t0 * kSsdChunk, kSsdChunk, x0 + p, n_conv, t0 + T);
-#pragma GCC unroll 8
-        for (int i = 0; i < T; ++i) {
-#pragma GCC unroll 8
-            for (int v = 0; v < V; ++v) tile.store(y0 + (t0 + i) * hp_.d_inner + p + v * kLanes, tile.acc[i][v]);
-        }
+        tile.store_rows(y0 + t0 * hp_.d_inner + p, hp_.d_inner);
     };
     // End state: h[p] = exp(cum_last) h0[p] + sum_s (exp(cum_last - cum_s) dt_s x_s[p]) B_s, a tile of T
     // channels by V vectors of states at a time; the coefficients transposed to a row per channel.
@@ -242,17 +256,9 @@ void Mamba2CpuLayer::ssd_chunk(Mamba2Scratch& s, const float* gram, const float*
     const auto end_state = [&]<int T, int V>(int64_t p0, int64_t k, int64_t lanes) {
         ChunkTile<T, V> tile;
         tile.lanes = lanes;
-#pragma GCC unroll 8
-        for (int i = 0; i < T; ++i) {
-#pragma GCC unroll 8
-            for (int v = 0; v < V; ++v) tile.acc[i][v] = mul8(through, tile.load(h + (p0 + i) * d_state + k + v * kLanes));
-        }
+        tile.set_rows(through, h + p0 * d_state + k, d_state);
         tile.add_products(w.coef_by_channel + p0 * kSsdChunk, kSsdChunk, b_rows + k, d_state, n);
-#pragma GCC unroll 8
-        for (int i = 0; i < T; ++i) {
-#pragma GCC unroll 8
-            for (int v = 0; v < V; ++v) tile.store(h + (p0 + i) * d_state + k + v * kLanes, tile.acc[i][v]);
-        }
+        tile.store_rows(h + p0 * d_state + k, d_state);
     };
     tiled(n, head_dim, outputs);
     tiled(head_dim, d_state, end_state);
