@@ -188,9 +188,10 @@ inline void store_lanes(float* y, F32x8 acc, int n_rows) {
 }
 
 // The rows-in-lanes tiles read each block's fp16 scales (and mins) for their 8 rows in one gather: lane r
-// is the 4 bytes at `offset` in row r's block b. Gathered 2 bytes at a time with scalar loads and inserts,
-// they took Q4_1 decode from 32 to 19 GMAC/s on one core. The offsets are int32 (matmul_typed checks); the
-// rows past n_rows are not read.
+// is the 4 bytes at `offset` from row r, the tile's rows lying row_bytes apart (run_lanes_tile gives
+// consecutive rows). Gathered 2 bytes at a time with scalar loads and inserts, they took Q4_1 decode from
+// 32 to 19 GMAC/s on one core. The offsets are int32 (matmul_typed checks); the rows past n_rows are not
+// read.
 struct RowGather {
     __m256i row_offsets;
     __mmask8 present;
