@@ -364,8 +364,8 @@ template <typename Row, int T, bool kFullTile>
                     high[k] = _mm256_and_si256(_mm256_srli_epi16(low[k], kNibbleBits), nibble_mask);
                     low[k] = _mm256_and_si256(low[k], nibble_mask);
                     if constexpr (Row::kHasFifthBit) {
-                        low[k] = or32_u8({low[k]}, shl32_u8(bits32_u8({fifth_bits[k]}, 2 * c, kOneBitMask), kNibbleBits)).v;
-                        high[k] = or32_u8({high[k]}, shl32_u8(bits32_u8({fifth_bits[k]}, 2 * c + 1, kOneBitMask), kNibbleBits)).v;
+                        low[k] = or32_u8({low[k]}, move_bits32_u8({fifth_bits[k]}, 2 * c, kNibbleBits, kOneBitMask)).v;
+                        high[k] = or32_u8({high[k]}, move_bits32_u8({fifth_bits[k]}, 2 * c + 1, kNibbleBits, kOneBitMask)).v;
                     }
                 }
 #pragma GCC unroll 16
@@ -481,8 +481,7 @@ template <int T, bool kFullTile>
 #pragma GCC unroll 8
                         for (int k = 0; k < kLanes; ++k) {
                             const U8x32 low = bits32_u8({low_bits[k]}, j >= 2 ? kNibbleBits : 0, kNibbleMask);
-                            const U8x32 high = bits32_u8({high_bits[k]}, 2 * j, kTwoBitMask);
-                            quants[k] = or32_u8(low, shl32_u8(high, kNibbleBits)).v;
+                            quants[k] = or32_u8(low, move_bits32_u8({high_bits[k]}, 2 * j, kNibbleBits, kTwoBitMask)).v;
                         }
 #pragma GCC unroll 16
                         for (int t = 0; t < T; ++t) {

@@ -152,6 +152,7 @@ struct Q5_1Row : BlockRow<BlockQ5_1, kLegacyQuantBlockSize> {
 // A k-quant super-block's 8 groups of 32 elements: group g is half g / 4, quarter g % 4 for the types laid
 // out by halves and quarters, and sub-blocks 2g, 2g + 1 of 16 (or sub-block g of 32) for the scales.
 inline constexpr int kGroups = static_cast<int>(kKQuantBlockSize / kLegacyQuantBlockSize);
+inline constexpr int kDecodeChains = 2;  // scaled_sums' chains for one token in the rows-in-lanes decode path
 inline constexpr int kSubBlocks = static_cast<int>(kKQuantBlockSize / kSubBlockSize);
 inline constexpr int kQuartersPerHalf = 4;
 inline constexpr int kKQuantHalfBytes = 32;  // bytes of a half for 2-bit planes (Q2_K, Q3_K, Q6_K's qh)
@@ -160,12 +161,12 @@ inline int quarter_of(int g) { return g % kQuartersPerHalf; }
 
 // Sum over the super-block of scale[s] * (u · x over sub-block s), for T tokens; quants(g) gives group g.
 // scales holds an int16 per sub-block of 16 (Q4_K and Q5_K give each of theirs twice).
-// One token's sum runs in two chains (even and odd groups), so that the dot latency overlaps: alone, the 8
-// dependent dots of a row made decode latency-bound (Q4_K: 33 against 44 GMAC/s on one core). The
-// integers, and so the results, are the same.
-template <int T, typename Quants>
+// kChains > 1 splits each token's sum over the groups into that many chains (interleaved), so that the dot
+// latency overlaps: the rows-in-lanes decode path takes 2 (Q4_K: 33 -> 36 GMAC/s on one core), where the
+// 8 dependent dots of a row waited on each other; the row tiles, which already run several rows, lost with
+// it (Q3_K 26 -> 22). The integers, and so the results, are the same.
+template <int T, typename Quants, int kChains = 1>
 [[gnu::always_inline]] inline void scaled_sums(const Quants& quants, const int16_t* scales, const ActivationBlock256* const* a, I32x8* sums) {
-    constexpr int kChains = T == 1 ? 2 : 1;
     I32x8 chains[T][kChains];
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) {
@@ -181,7 +182,10 @@ template <int T, typename Quants>
         }
     }
 #pragma GCC unroll 16
-    for (int t = 0; t < T; ++t) sums[t] = kChains == 1 ? chains[t][0] : add8_i32(chains[t][0], chains[t][kChains - 1]);
+    for (int t = 0; t < T; ++t) {
+        sums[t] = chains[t][0];
+        for (int k = 1; k < kChains; ++k) sums[t] = add8_i32(sums[t], chains[t][k]);
+    }
 }
 
 // Values (d * scale) * u - (dmin * min) per sub-block (Q2_K, Q4_K, Q5_K): two fp32 steps per super-block.
@@ -241,7 +245,7 @@ struct Q3_KRow : BlockRow<BlockQ3_K, kKQuantBlockSize> {
         const U8x32 hmask = load32_u8(k.hmask);
         const auto quants = [&](int g) {
             const U8x32 low = bits32_u8(load32_u8(k.qs + kKQuantHalfBytes * half_of(g)), 2 * quarter_of(g), kTwoBitMask);
-            return or32_u8(low, shl32_u8(bits32_u8(hmask, g, kOneBitMask), 2));  // group g's third bit is bit g
+            return or32_u8(low, move_bits32_u8(hmask, g, 2, kOneBitMask));  // group g's third bit is bit g
         };
         dot_with_offset<T, std::countr_zero(static_cast<unsigned>(kQ3KOffset))>(quants, scales, f16_scalar(k.d), a, acc);
     }
@@ -268,7 +272,7 @@ struct KQuantWithMinsRow : BlockRow<Block, kKQuantBlockSize> {
         U8x32 operator()(int g) const {
             U8x32 q = bits32_u8(load32_u8(k.qs + kKQuantHalfBytes * (g / 2)), kNibbleBits * (g % 2), kNibbleMask);
             if constexpr (kFifthBit) {
-                q = or32_u8(q, shl32_u8(bits32_u8(load32_u8(k.qh), g, kOneBitMask), kNibbleBits));
+                q = or32_u8(q, move_bits32_u8(load32_u8(k.qh), g, kNibbleBits, kOneBitMask));
             }
             return q;
         }
@@ -282,7 +286,7 @@ struct KQuantWithMinsRow : BlockRow<Block, kKQuantBlockSize> {
     // sum_j min_j sum(x_j) (for the rows-in-lanes tile of matmul.cpp, which scales them itself).
     void integer_dots(int64_t b, const Activation* a, I32x8* scaled, I32x8* mins) const {
         const Decoded q(this->blocks[b]);
-        scaled_sums<1>(q, q.scales, &a, scaled);
+        scaled_sums<1, Decoded, kDecodeChains>(q, q.scales, &a, scaled);
         *mins = dot16_i16(q.mins, a->sums);
     }
 };
@@ -306,8 +310,7 @@ struct Q6_KRow : BlockRow<BlockQ6_K, kKQuantBlockSize> {
             const int h = half_of(g), j = quarter_of(g);
             const uint8_t* ql = k.ql + kQ6KQlHalfBytes * h + kQ6KQlQuarterBytes * (j & 1);
             const U8x32 low = bits32_u8(load32_u8(ql), j >= 2 ? kNibbleBits : 0, kNibbleMask);
-            const U8x32 high = bits32_u8(load32_u8(k.qh + kKQuantHalfBytes * h), 2 * j, kTwoBitMask);
-            return or32_u8(low, shl32_u8(high, kNibbleBits));
+            return or32_u8(low, move_bits32_u8(load32_u8(k.qh + kKQuantHalfBytes * h), 2 * j, kNibbleBits, kTwoBitMask));
         }
     };
     template <int T>
@@ -320,7 +323,7 @@ struct Q6_KRow : BlockRow<BlockQ6_K, kKQuantBlockSize> {
     void integer_dot(int64_t b, const Activation* a, I32x8* total) const {
         const Decoded q(blocks[b]);
         I32x8 sums;
-        scaled_sums<1>(q, q.scales, &a, &sums);
+        scaled_sums<1, Decoded, kDecodeChains>(q, q.scales, &a, &sums);
         *total = sub_shifted8_i32(sums, dot16_i16(q.scales, a->sums), kQ6KOffsetBits);
     }
 };

@@ -84,8 +84,13 @@ inline U8x32 bits32_u8(U8x32 a, int shift, uint8_t mask) {
     const __m256i shifted = _mm256_srl_epi16(a.v, _mm_cvtsi32_si128(shift));
     return {_mm256_and_si256(shifted, _mm256_set1_epi8(static_cast<char>(mask)))};
 }
-// byte << shift per byte, for bytes small enough not to overflow.
-inline U8x32 shl32_u8(U8x32 a, int shift) { return {_mm256_sll_epi16(a.v, _mm_cvtsi32_si128(shift))}; }
+// ((byte >> from) & mask) << to per byte, in one shift and one mask (a field moved within its byte: the
+// bits a 16-bit shift brings in from the neighbouring byte land outside it).
+inline U8x32 move_bits32_u8(U8x32 a, int from, int to, uint8_t mask) {
+    const __m256i shifted = to >= from ? _mm256_sll_epi16(a.v, _mm_cvtsi32_si128(to - from))
+                                       : _mm256_srl_epi16(a.v, _mm_cvtsi32_si128(from - to));
+    return {_mm256_and_si256(shifted, _mm256_set1_epi8(static_cast<char>(mask << to)))};
+}
 inline U8x32 or32_u8(U8x32 a, U8x32 b) { return {_mm256_or_si256(a.v, b.v)}; }
 // The 16 low nibbles of p[0..15], then their 16 high nibbles.
 inline U8x32 nibbles32_u8(const uint8_t* p) {
@@ -393,8 +398,8 @@ inline U8x32 bits32_u8(U8x32 a, int shift, uint8_t mask) {
     for (uint8_t& byte : a.v) byte = static_cast<uint8_t>((byte >> shift) & mask);
     return a;
 }
-inline U8x32 shl32_u8(U8x32 a, int shift) {
-    for (uint8_t& byte : a.v) byte = static_cast<uint8_t>(byte << shift);
+inline U8x32 move_bits32_u8(U8x32 a, int from, int to, uint8_t mask) {
+    for (uint8_t& byte : a.v) byte = static_cast<uint8_t>(((byte >> from) & mask) << to);
     return a;
 }
 inline U8x32 or32_u8(U8x32 a, U8x32 b) {
