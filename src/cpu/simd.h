@@ -64,15 +64,8 @@ inline F32x8 load8_bf16(const uint16_t* p) {
 }
 
 inline float f16_scalar(uint16_t bits) { return _cvtsh_ss(bits); }
-// Eight fp16 values gathered from elsewhere (held in registers, not stored and reloaded: a wide load of
-// narrow stores waits for them to retire).
+// Eight fp16 values in a register (the rows-in-lanes tiles gather them), as fp32.
 inline F32x8 f16x8_to_f32(__m128i bits) { return {_mm256_cvtph_ps(bits)}; }
-inline F32x8 f16x8_to_f32(const uint16_t* bits) {
-    const __m128i h = _mm_setr_epi16(static_cast<short>(bits[0]), static_cast<short>(bits[1]), static_cast<short>(bits[2]),
-                                     static_cast<short>(bits[3]), static_cast<short>(bits[4]), static_cast<short>(bits[5]),
-                                     static_cast<short>(bits[6]), static_cast<short>(bits[7]));
-    return {_mm256_cvtph_ps(h)};
-}
 
 
 struct U8x32 {

@@ -205,9 +205,10 @@ void bench(const BenchOptions& opt) {
         MeanSd tokens_per_second;
         double bandwidth_gbs = 0.0;         // tg only: weights
         double memory_bandwidth_gbs = 0.0;  // tg only: weights, and the states read and written
-        std::string sampling;         // tg only
+        std::string sampling;               // tg only
     };
     std::vector<Result> results;
+    const uint64_t state_bytes_per_sequence = StateShape::of(model->hparams()).bytes();
     // What decode can at best reach on the CPU, with the backend's threads, measured before the tests.
     std::optional<ReadBandwidth> read_bandwidth;
     if (opt.n_gen > 0 && backend->name() == "cpu") {
@@ -239,7 +240,7 @@ void bench(const BenchOptions& opt) {
         // part: 19 MB against 138 MB of q8_0 weights at the 130m shape).
         const double steps = mean_and_sd(steps_per_second).mean;
         const double weight_bytes = static_cast<double>(backend->weight_bytes_per_token());
-        const double state_bytes = 2.0 * static_cast<double>(StateShape::of(model->hparams()).bytes()) * opt.batch;
+        const double state_bytes = 2.0 * static_cast<double>(state_bytes_per_sequence) * opt.batch;
         results.push_back({concat("tg", opt.n_gen, opt.batch > 1 ? concat(" b", opt.batch) : std::string()),
                            mean_and_sd(rates), steps * weight_bytes / 1e9, steps * (weight_bytes + state_bytes) / 1e9,
                            on_device ? "device" : "host"});
@@ -254,7 +255,7 @@ void bench(const BenchOptions& opt) {
         out["backend"] = backend->name();
         out["device_memory_bytes"] = backend->device_memory_bytes();
         out["weight_bytes_per_token"] = backend->weight_bytes_per_token();
-        out["state_bytes_per_sequence"] = StateShape::of(model->hparams()).bytes();
+        out["state_bytes_per_sequence"] = state_bytes_per_sequence;
         out["repetitions"] = opt.repetitions;
         out["batch"] = opt.batch;
         if (read_bandwidth) {
@@ -288,7 +289,7 @@ void bench(const BenchOptions& opt) {
     std::printf("\nbackend memory: %s; weights read per decode step: %s; state read and written per sequence: %s\n",
                 format_byte_size(backend->device_memory_bytes()).c_str(),
                 format_byte_size(backend->weight_bytes_per_token()).c_str(),
-                format_byte_size(StateShape::of(model->hparams()).bytes()).c_str());
+                format_byte_size(state_bytes_per_sequence).c_str());
     if (read_bandwidth) {
         std::printf("machine read bandwidth: %.1f GB/s (%d thread%s, %s buffer, best of %d passes)\n",
                     read_bandwidth->gb_per_s, read_bandwidth->threads, read_bandwidth->threads == 1 ? "" : "s",
