@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <optional>
 #include <thread>
 #include <stdexcept>
 #include <vector>
@@ -178,6 +179,50 @@ TEST(AdaptiveTeamSize, BackoffIsBoundedAndOneThreadNeverStalls) {
     }
     EXPECT_EQ(team.next(now), 2) << "a probe is still made after the longest interval";
     EXPECT_EQ(AdaptiveTeamSize(0).max_threads(), 1);
+}
+
+// The stall rule on a made-up clock: a window of short tasks holds one preemption of a few milliseconds
+// without a stall, and a competitor's waits (half the window) stall it.
+TEST(StallWindow, JudgesTasksTogetherOverTheWindow) {
+    using Clock = StallWindow::Clock;
+    constexpr double kTaskNs = 1e6, kWindowNs = 2 * 2e7;  // 1 ms tasks on 2 threads; a window of 2 x 20 ms
+    const Clock::duration task = std::chrono::milliseconds(1);
+    Clock::time_point now{};
+    StallWindow window;
+    EXPECT_FALSE(window.open());
+    window.start(now, 2);
+    EXPECT_TRUE(window.open());
+    EXPECT_EQ(window.team(), 2);
+    // 3 ms asleep in one task (three times the task's thread time): alone, a stall; in the window, 4 %.
+    now += task;
+    EXPECT_EQ(window.add({2 * kTaskNs, 3e6, true}, now), std::nullopt);
+    for (int i = 1; i < 19; ++i) {
+        now += task;
+        EXPECT_EQ(window.add({2 * kTaskNs, 0.0, false}, now), std::nullopt) << "task " << i;
+    }
+    now += task;
+    EXPECT_EQ(window.add({2 * kTaskNs, 0.0, false}, now), std::optional<bool>(false));
+    EXPECT_FALSE(window.open());
+
+    window.start(now, 2);
+    for (int i = 0; i < 19; ++i) {
+        now += task;
+        EXPECT_EQ(window.add({2 * kTaskNs, 0.6 * 2 * kTaskNs, i == 7}, now), std::nullopt);
+    }
+    now += task;
+    EXPECT_EQ(window.add({2 * kTaskNs, 0.6 * 2 * kTaskNs, false}, now), std::optional<bool>(true));
+
+    // Asleep over a quarter of the time but nobody preempted (uneven work): no stall.
+    window.start(now, 2);
+    now += StallWindow::kWindow;
+    EXPECT_EQ(window.add({kWindowNs, 0.5 * kWindowNs, false}, now), std::optional<bool>(false));
+    // A task longer than the window is judged alone; one thread never stalls.
+    window.start(now, 2);
+    now += 3 * StallWindow::kWindow;
+    EXPECT_EQ(window.add({3 * kWindowNs, 0.5 * 3 * kWindowNs, true}, now), std::optional<bool>(true));
+    window.start(now, 1);
+    now += task;
+    EXPECT_EQ(window.add({kTaskNs, 0.0, true}, now), std::optional<bool>(false));
 }
 
 TEST(ThreadPool, DefaultThreadCountIsAtLeastOne) { EXPECT_GE(default_thread_count(), 1); }

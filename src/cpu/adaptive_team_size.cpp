@@ -23,4 +23,20 @@ void AdaptiveTeamSize::finished(bool stalled, Clock::time_point now) {
     if (stalled || probing) next_probe_ = now + probe_interval_;
 }
 
+void StallWindow::start(Clock::time_point now, int team) {
+    open_ = true;
+    start_ = now;
+    team_ = team;
+    total_ = {};
+}
+
+std::optional<bool> StallWindow::add(const TaskWaits& task, Clock::time_point now) {
+    total_.thread_ns += task.thread_ns;
+    total_.sleep_wait_ns += task.sleep_wait_ns;
+    total_.preempted = total_.preempted || task.preempted;
+    if (team_ > 1 && now - start_ < kWindow) return std::nullopt;
+    open_ = false;
+    return team_ > 1 && total_.preempted && total_.sleep_wait_ns > kStalledWaitShare * total_.thread_ns;
+}
+
 }  // namespace dendro

@@ -20,11 +20,6 @@ namespace {
 constexpr std::chrono::microseconds kSpinBeforeSleep{50};
 // Spins between two looks at the clock (a pause is a few to a hundred cycles).
 constexpr int kPausesPerClockCheck = 64;
-// A task is stalled when its threads spent more than this share of their time asleep waiting for each other
-// and one of them was preempted. On a free machine they wait a few percent at most (uneven work, a timer
-// tick taking a core for a moment in a long prefill); when another process takes a core, a waiting thread
-// sleeps for the time slices the preempted one loses, a large share of a pass.
-constexpr double kStalledWaitShare = 0.1;
 
 // How many times the scheduler has taken the calling thread off its core against its will.
 long involuntary_switches() {
@@ -115,7 +110,9 @@ void ThreadPool::run_task_ref(TaskRef task) {
     task_ = task;
     first_error_ = nullptr;
     const auto start = std::chrono::steady_clock::now();
-    team_ = team_size_.next(start);
+    if (!window_.open()) window_.start(start, team_size_.next(start));
+    team_ = window_.team();
+    TaskWaits waits;
     if (team_ > 1) {
         sleep_wait_ns_.store(0, std::memory_order_relaxed);
         preempted_.store(false, std::memory_order_relaxed);
@@ -125,16 +122,14 @@ void ThreadPool::run_task_ref(TaskRef task) {
         for (int thread = 1; thread < team_; ++thread) publish_change(task_signals_[thread]);
         run_task(0);
         wait_for_change(finished_, finished_seen, /*inside_task=*/true);
-        const auto end = std::chrono::steady_clock::now();
-        const double thread_ns = static_cast<double>(team_) * static_cast<double>((end - start).count());
-        const bool stalled = preempted_.load(std::memory_order_relaxed) &&
-                             static_cast<double>(sleep_wait_ns_.load(std::memory_order_relaxed)) >
-                                 kStalledWaitShare * thread_ns;
-        team_size_.finished(stalled, end);
+        waits.sleep_wait_ns = static_cast<double>(sleep_wait_ns_.load(std::memory_order_relaxed));
+        waits.preempted = preempted_.load(std::memory_order_relaxed);
     } else {
         run_task(0);
-        team_size_.finished(false, std::chrono::steady_clock::now());
     }
+    const auto end = std::chrono::steady_clock::now();
+    waits.thread_ns = static_cast<double>(team_) * static_cast<double>((end - start).count());
+    if (const std::optional<bool> stalled = window_.add(waits, end)) team_size_.finished(*stalled, end);
     task_ = {};
     if (first_error_) std::rethrow_exception(first_error_);
 }

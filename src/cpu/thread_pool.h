@@ -5,9 +5,11 @@
 // so with one other busy process on a 2-core machine every barrier waited out a scheduler time slice and
 // `-t 2` decoded ~160x slower than `-t 1`. Here a waiting thread spins only for a short, bounded time
 // (the few microseconds a barrier takes when every thread is running) and then sleeps on a futex, giving its
-// core to the thread it waits for. A task in which the threads spent a large share of their time asleep
-// waiting for each other and a thread was preempted (taken off its core by the scheduler) is stalled: another
-// process is competing for the cores, and the next tasks run on a smaller team (adaptive_team_size.h).
+// core to the thread it waits for. Consecutive tasks are judged together, over windows of some
+// milliseconds: a window in which the threads spent a large share of their time asleep waiting for each
+// other and a thread was preempted (taken off its core by the scheduler) is stalled: another process is
+// competing for the cores, and the next tasks run on a smaller team (adaptive_team_size.h). One short
+// preemption in a window does not count.
 #pragma once
 
 #include <atomic>
@@ -94,6 +96,7 @@ private:
     Signal barrier_;
 
     AdaptiveTeamSize team_size_;
+    StallWindow window_;  // the tasks judged together, all run on window_.team() threads
     std::atomic<int64_t> sleep_wait_ns_{0};  // waits that slept, in the current task
     std::atomic<bool> preempted_{false};    // a thread of the current task, while running it
 
