@@ -69,17 +69,10 @@ using BF16Row = Half16Row<load8_bf16>;
 
 // The tiles' loops over rows, tokens and chunks are unrolled so that the accumulators live in registers.
 
-constexpr uintptr_t kCacheLine = 64;
-// __builtin_prefetch's locality for "into L2, not L1" (prefetcht1): the lines are used a tile later, and
-// asking for them in L1 evicts the lines in use (measured: twice the streaming rate for Q8_0 and Q6_K).
+// The weights are asked for into L2, not L1 (prefetcht1): the lines are used a tile later, and asking for
+// them in L1 evicts the lines in use (measured: twice the streaming rate for Q8_0 and Q6_K).
 constexpr int kPrefetchToL2 = 2;
-
-// Asks for the cache line of p, or those of [p, p + n), ahead of use. p may lie past the matrix (the next
-// tile of the last one): a prefetch never faults, so the address is computed as an integer.
-inline void prefetch_address(uintptr_t p) { __builtin_prefetch(reinterpret_cast<const void*>(p), 0, kPrefetchToL2); }
-inline void prefetch_bytes(uintptr_t p, uintptr_t n) {
-    for (uintptr_t line = p & ~(kCacheLine - 1); line < p + n; line += kCacheLine) prefetch_address(line);
-}
+inline void prefetch_address(uintptr_t p) { prefetch_line<kPrefetchToL2>(p); }
 
 // Block b of a row prefetched, blocks in sequence: a block no larger than a line needs only its first byte
 // asked for, since every line of the row then holds the start of some block (and costs one instruction).
@@ -89,7 +82,7 @@ inline void prefetch_block(uintptr_t row, int64_t b) {
     if constexpr (kBlockBytes <= kCacheLine) {
         prefetch_address(p);
     } else {
-        prefetch_bytes(p, kBlockBytes);
+        prefetch_lines<kPrefetchToL2>(p, kBlockBytes);
     }
 }
 

@@ -93,6 +93,15 @@ void scan_channel(const ScanChannelInputs& in, const float* a, float d, float dt
     }
 }
 
+namespace {
+// How many groups of 8 channels ahead the scan asks for their states and A, into L1 (they are used within
+// a microsecond). A decode step finds them in DRAM (the weights streamed since the last step evict them):
+// without it the scan read its 150 KB a layer and thread in 26 us, latency bound; with it, 17 (m1 130m
+// q4_k_m decode, 2 threads: +5 % tok/s).
+constexpr int64_t kScanPrefetchGroups = 2;
+constexpr int kPrefetchToL1 = 3;
+}  // namespace
+
 void scan_channels(const ScanChannelInputs& in, const ScanWeights& w, int64_t begin, int64_t end, float* h,
                    Channel y, int64_t n_tokens) {
     const int64_t d_state = w.d_state;
@@ -103,6 +112,13 @@ void scan_channels(const ScanChannelInputs& in, const ScanWeights& w, int64_t be
         state.resize(static_cast<size_t>(d_state));
         for (; c + kLanes <= end; c += kLanes) {
             float* h_c = h + c * d_state;
+            if (c + (kScanPrefetchGroups + 1) * kLanes <= end) {
+                const int64_t ahead = c + kScanPrefetchGroups * kLanes;
+                prefetch_lines<kPrefetchToL1>(reinterpret_cast<uintptr_t>(h + ahead * d_state), kLanes * d_state * sizeof(float));
+                for (int64_t s = 0; s < d_state; ++s) {
+                    prefetch_lines<kPrefetchToL1>(reinterpret_cast<uintptr_t>(w.a_by_state + s * w.n_channels + ahead), kLanes * sizeof(float));
+                }
+            }
             for (int64_t s0 = 0; s0 < d_state; s0 += kLanes) {
                 F32x8* block = state.data() + s0;
                 for (int64_t i = 0; i < kLanes; ++i) block[i] = load8(h_c + i * d_state + s0);

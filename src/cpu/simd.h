@@ -25,6 +25,19 @@
 namespace dendro::cpu {
 
 inline constexpr int kLanes = 8;
+
+// Cache lines asked for ahead of use: the line of p, or those of [p, p + n), into the levels kLocality names
+// (__builtin_prefetch's: 3 every level, 2 L2 and beyond). p may lie past an array (the next tile of the last
+// one): a prefetch never faults, so the address is an integer.
+inline constexpr uintptr_t kCacheLine = 64;
+template <int kLocality>
+inline void prefetch_line(uintptr_t p) {
+    __builtin_prefetch(reinterpret_cast<const void*>(p), 0, kLocality);
+}
+template <int kLocality>
+inline void prefetch_lines(uintptr_t p, uintptr_t n) {
+    for (uintptr_t line = p & ~(kCacheLine - 1); line < p + n; line += kCacheLine) prefetch_line<kLocality>(line);
+}
 // Vector registers the compiler may use: AVX-512 adds 16 to AVX2's 16 (for 256-bit vectors too).
 #if defined(__AVX512F__) && defined(__AVX512VL__)
 inline constexpr int kVectorRegisters = 32;
