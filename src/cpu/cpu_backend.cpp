@@ -57,6 +57,7 @@ CpuBackend::CpuBackend(const Model& model, const BackendOptions& options)
                                    }, l.mixer)});
     }
     output_norm_ = cpu::to_f32(w.output_norm);
+    private_normed_.resize(static_cast<size_t>(pool_.size() * cpu::kPrivateNormRows * hp_.d_model));
     slots_.assign(static_cast<size_t>(options.n_seq_max), SequenceState::zeros(hp_));
 }
 
@@ -138,12 +139,8 @@ void CpuBackend::forward(std::span<const cpu::SeqSpan> spans, int64_t n_rows, co
         const cpu::Team team{pool_, thread, n_threads};
         for (int64_t il = 0; il < hp_.n_layer; ++il) {
             const CpuLayer& layer = layers_[il];
-            for (int64_t r = thread; r < n_rows; r += n_threads) {
-                cpu::rms_norm(resid_.data() + r * hp_.d_model, layer.attn_norm.data(), hp_.d_model, hp_.norm_eps,
-                              normed_.data() + r * hp_.d_model);
-            }
-            pool_.barrier();
-            const cpu::MixerBatch batch{spans, n_rows, normed_.data(), resid_.data(), slots_, il};
+            const float* normed = normalise_rows(0, n_rows, layer.attn_norm, thread, n_threads);
+            const cpu::MixerBatch batch{spans, n_rows, normed, resid_.data(), slots_, il};
             std::visit([&](const auto& mixer) {
                 if constexpr (std::is_same_v<std::decay_t<decltype(mixer)>, cpu::Mamba1CpuLayer>) {
                     mixer.forward(batch, mamba1_, team);
@@ -156,15 +153,26 @@ void CpuBackend::forward(std::span<const cpu::SeqSpan> spans, int64_t n_rows, co
     });
 }
 
-void CpuBackend::compute_logits(const LogitRows& wanted, int thread, int n_threads) {
+const float* CpuBackend::normalise_rows(int64_t first_row, int64_t n_rows, const std::vector<float>& weight, int thread,
+                                       int n_threads) {
     const int64_t d_model = hp_.d_model;
-    for (int64_t r = thread; r < wanted.n_rows; r += n_threads) {
-        cpu::rms_norm(resid_.data() + (wanted.first_row + r) * d_model, output_norm_.data(), d_model, hp_.norm_eps,
-                      normed_.data() + r * d_model);
+    const float* rows = resid_.data() + first_row * d_model;
+    if (n_rows <= cpu::kPrivateNormRows) {
+        float* own = private_normed_.data() + thread * cpu::kPrivateNormRows * d_model;
+        for (int64_t r = 0; r < n_rows; ++r) cpu::rms_norm(rows + r * d_model, weight.data(), d_model, hp_.norm_eps, own + r * d_model);
+        return own;
+    }
+    for (int64_t r = thread; r < n_rows; r += n_threads) {
+        cpu::rms_norm(rows + r * d_model, weight.data(), d_model, hp_.norm_eps, normed_.data() + r * d_model);
     }
     pool_.barrier();
+    return normed_.data();
+}
+
+void CpuBackend::compute_logits(const LogitRows& wanted, int thread, int n_threads) {
+    const float* normed = normalise_rows(wanted.first_row, wanted.n_rows, output_norm_, thread, n_threads);
     const cpu::Range vocab_rows = cpu::thread_share(hp_.n_vocab, thread, n_threads);
-    cpu::matmul_rows(model_.weights().output, {normed_.data(), d_model}, wanted.n_rows, {wanted.logits, hp_.n_vocab},
+    cpu::matmul_rows(model_.weights().output, {normed, hp_.d_model}, wanted.n_rows, {wanted.logits, hp_.n_vocab},
                      vocab_rows.begin, vocab_rows.end);
 }
 
@@ -192,7 +200,7 @@ uint64_t CpuBackend::weight_bytes_per_token() const {
 }
 
 uint64_t CpuBackend::device_memory_bytes() const {
-    uint64_t total = model_.weight_bytes() + fp32_vector_bytes() + cpu::float_bytes({&resid_, &normed_}) +
+    uint64_t total = model_.weight_bytes() + fp32_vector_bytes() + cpu::float_bytes({&resid_, &normed_, &private_normed_}) +
                      mamba1_.bytes() + mamba2_.bytes();
     for (const SequenceState& s : slots_) total += s.bytes();
     return total;

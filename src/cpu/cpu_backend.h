@@ -56,6 +56,10 @@ private:
     void embed(std::span<const int32_t> tokens);
     // Every layer over the batch, then the logits of `wanted`, in one task of the thread pool.
     void forward(std::span<const cpu::SeqSpan> spans, int64_t n_rows, const LogitRows& wanted);
+    // Rows [first_row, first_row + n_rows) of the residual stream normalised with `weight`, as thread `thread`
+    // of forward's task sees them: its own copy of a small batch, or the shared buffer after a barrier.
+    const float* normalise_rows(int64_t first_row, int64_t n_rows, const std::vector<float>& weight, int thread,
+                                int n_threads);
     // Final norm and lm_head of the wanted rows, as run by thread `thread` (inside forward's task).
     void compute_logits(const LogitRows& wanted, int thread, int n_threads);
     uint64_t fp32_vector_bytes() const;
@@ -71,6 +75,7 @@ private:
     // each mixer kind's own.
     int64_t capacity_rows_ = 0;
     std::vector<float> resid_, normed_;
+    std::vector<float> private_normed_;  // per pool thread: cpu::kPrivateNormRows normalised rows
     cpu::Mamba1Scratch mamba1_;
     cpu::Mamba2Scratch mamba2_;
     // decode()'s one-token spans, kept so that a decode step allocates nothing once warm.

@@ -32,6 +32,11 @@ struct MixerBatch {
     int64_t layer = 0;               // which layer of the states
 };
 
+// Batches of at most this many rows (decode steps) are normalised by every thread, each into its own
+// buffer, instead of a share of the rows each and a barrier (the block's norm; Mamba-2's gated norm): a
+// row costs a thread about a microsecond, and each barrier was one of the five a layer's threads met at.
+inline constexpr int64_t kPrivateNormRows = 16;
+
 // The thread's part of the team: which one it is and how many run the task.
 struct Team {
     ThreadPool& pool;

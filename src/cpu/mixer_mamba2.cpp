@@ -30,8 +30,9 @@ void Mamba2Scratch::reserve(const ModelHparams& hp, int64_t n_rows, int64_t n_ch
     if (gram.size() < gram_floats) gram.resize(gram_floats);
     const size_t packed_floats = static_cast<size_t>(n_chunks * hp.n_group * 2 * kSsdChunk * hp.d_state);
     if (packed.size() < packed_floats) packed.resize(packed_floats);
-    if (n_threads < threads || per_thread_floats < ChunkWork::floats(hp)) {
-        per_thread_floats = ChunkWork::floats(hp);
+    const size_t thread_floats = std::max(ChunkWork::floats(hp), static_cast<size_t>(kPrivateNormRows * hp.d_inner));
+    if (n_threads < threads || per_thread_floats < thread_floats) {
+        per_thread_floats = thread_floats;
         per_thread.resize(static_cast<size_t>(threads) * per_thread_floats);
         n_threads = threads;
     }
@@ -347,21 +348,30 @@ void Mamba2CpuLayer::forward(const MixerBatch& batch, Mamba2Scratch& s, const Te
     }
     team.pool.barrier();
 
-    // Gated RMSNorm per group of d_inner / n_group channels: y * silu(z), normalised, times the weight.
+    // Gated RMSNorm per group of d_inner / n_group channels: y * silu(z), normalised, times the weight; a
+    // small batch by every thread into its own buffer (free once its scan is done), a larger one in place.
     const int64_t group_size = d_inner / n_group;
-    for (int64_t r = thread; r < n_rows; r += n_threads) {
-        float* y = s.y.data() + r * d_inner;
+    const auto gated_norm = [&](int64_t r, float* out) {
+        const float* y = s.y.data() + r * d_inner;
         const float* z = s.zxbcdt.data() + r * n_in;
         int64_t i = 0;
-        for (; i + kLanes <= d_inner; i += kLanes) store8(y + i, mul8(load8(y + i), silu8(load8(z + i))));
-        for (; i < d_inner; ++i) y[i] *= silu(z[i]);
+        for (; i + kLanes <= d_inner; i += kLanes) store8(out + i, mul8(load8(y + i), silu8(load8(z + i))));
+        for (; i < d_inner; ++i) out[i] = y[i] * silu(z[i]);
         for (int64_t g = 0; g < n_group; ++g) {
-            rms_norm(y + g * group_size, norm_.data() + g * group_size, group_size, hp_.norm_eps, y + g * group_size);
+            rms_norm(out + g * group_size, norm_.data() + g * group_size, group_size, hp_.norm_eps, out + g * group_size);
         }
+    };
+    const float* normed_y = s.y.data();
+    if (n_rows <= kPrivateNormRows) {
+        float* own = s.thread_buffer(thread);
+        for (int64_t r = 0; r < n_rows; ++r) gated_norm(r, own + r * d_inner);
+        normed_y = own;
+    } else {
+        for (int64_t r = thread; r < n_rows; r += n_threads) gated_norm(r, s.y.data() + r * d_inner);
+        team.pool.barrier();
     }
-    team.pool.barrier();
 
-    add_out_proj(w_.ssm_out, out_bias_, {s.y.data(), d_inner}, s.out.data(), batch, team);
+    add_out_proj(w_.ssm_out, out_bias_, {normed_y, d_inner}, s.out.data(), batch, team);
 }
 
 }  // namespace dendro::cpu

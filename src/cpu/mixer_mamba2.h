@@ -30,7 +30,7 @@ struct Mamba2Scratch {
     std::vector<float> out;     // n_rows x d_model
     std::vector<float> gram;    // chunks x n_group x kSsdChunk^2: C_t . B_s of each multi-token chunk
     std::vector<float> packed;  // chunks x n_group x (B, C) x kSsdChunk x d_state: the chunk's B and C rows, contiguous
-    std::vector<float> per_thread;  // per thread: a ChunkWork
+    std::vector<float> per_thread;  // per thread: a ChunkWork in the scan, then a small batch's gated norm
     size_t per_thread_floats = 0;
     int n_threads = 0;
     void reserve(const ModelHparams& hp, int64_t n_rows, int64_t n_chunks, int n_threads);
