@@ -290,13 +290,17 @@ inline I32x8 dot32_i8_i8(I8x32 w, const int8_t* x) {
 // acc + the dot of unsigned quants u <= 63 with x, elements 0..15 weighted by scale_pair[0] and 16..31 by
 // scale_pair[1] (two k-quant sub-blocks of 16, or one of 32 with equal scales): lanes 0..3 take the first
 // sub-block, 4..7 the second.
+template <bool kEqualPair = false>
 inline I32x8 add_scaled_dot32_u8_i8(I32x8 acc, U8x32 u, const int8_t* x, const int16_t* scale_pair) {
     int32_t pair;
     std::memcpy(&pair, scale_pair, sizeof(pair));
-    // Both 128-bit halves hold the pair; the low half repeats its first int16, the high half its second.
-    const __m256i scales = _mm256_shuffle_epi8(_mm256_set1_epi32(pair),
-                                               _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
-                                                                2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3));
+    // Both 128-bit halves hold the pair; the low half repeats its first int16, the high half its second
+    // (the broadcast pair itself when they are equal: a sub-block of 32).
+    __m256i scales = _mm256_set1_epi32(pair);
+    if constexpr (!kEqualPair) {
+        scales = _mm256_shuffle_epi8(scales, _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                                              2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3));
+    }
     return {add_dot_i16(acc.v, pair_dots_u8_i8(u.v, load32_i8(x).v), scales)};
 }
 // Sub-block scales as int16: out[i] = byte i of (first8, next8) minus bias; out[i] = int8 bytes[i]; and
@@ -503,6 +507,7 @@ inline I32x8 dot32_i8_i8(I8x32 w, const int8_t* x) {
     for (int i = 0; i < 32; ++i) r.v[i / 4] += w.v[i] * x[i];
     return r;
 }
+template <bool kEqualPair = false>
 inline I32x8 add_scaled_dot32_u8_i8(I32x8 acc, U8x32 u, const int8_t* x, const int16_t* scale_pair) {
     constexpr int kHalf = 16;
     for (int i = 0; i < 32; ++i) acc.v[i / 4] += u.v[i] * x[i] * scale_pair[i < kHalf ? 0 : 1];
