@@ -182,7 +182,8 @@ TEST(AdaptiveTeamSize, BackoffIsBoundedAndOneThreadNeverStalls) {
 }
 
 // The stall rule on a made-up clock: a window of short tasks holds one preemption of a few milliseconds
-// without a stall, and a competitor's waits (half the window) stall it.
+// without a stall, and a competitor's waits (half of every task) stall it as soon as they pass a quarter
+// of the window.
 TEST(StallWindow, JudgesTasksTogetherOverTheWindow) {
     using Clock = StallWindow::Clock;
     constexpr double kTaskNs = 1e6, kWindowNs = 2 * 2e7;  // 1 ms tasks on 2 threads; a window of 2 x 20 ms
@@ -204,13 +205,24 @@ TEST(StallWindow, JudgesTasksTogetherOverTheWindow) {
     EXPECT_EQ(window.add({2 * kTaskNs, 0.0, false}, now), std::optional<bool>(false));
     EXPECT_FALSE(window.open());
 
+    // A competitor: 60 % of every task asleep. Stalled once the waits pass a quarter of the whole window's
+    // thread time (10 ms: the ninth task), before the window's 20 ms are up.
     window.start(now, 2);
-    for (int i = 0; i < 19; ++i) {
+    std::optional<bool> verdict;
+    int tasks = 0;
+    while (!verdict && tasks < 20) {
         now += task;
-        EXPECT_EQ(window.add({2 * kTaskNs, 0.6 * 2 * kTaskNs, i == 7}, now), std::nullopt);
+        verdict = window.add({2 * kTaskNs, 0.6 * 2 * kTaskNs, tasks == 0}, now);
+        ++tasks;
     }
-    now += task;
-    EXPECT_EQ(window.add({2 * kTaskNs, 0.6 * 2 * kTaskNs, false}, now), std::optional<bool>(true));
+    EXPECT_EQ(verdict, std::optional<bool>(true));
+    EXPECT_EQ(tasks, 9);
+
+    // A competitor's first task: asleep for over a quarter of a whole window already, so judged at once.
+    window.start(now, 2);
+    now += 3 * task;
+    EXPECT_EQ(window.add({2 * 3 * kTaskNs, 0.3 * kWindowNs, true}, now), std::optional<bool>(true));
+    EXPECT_FALSE(window.open());
 
     // Asleep over a quarter of the time but nobody preempted (uneven work): no stall.
     window.start(now, 2);

@@ -36,7 +36,8 @@ public:
     void start(Clock::time_point now, int team);
     int team() const { return team_; }
     // Adds a task that ended at `now`; once the window has lasted kWindow (or the team is one thread, which
-    // never waits) it closes and the verdict is returned: whether it stalled.
+    // never waits, or its waits already exceed the stalled share of a whole window) it closes and the
+    // verdict is returned: whether it stalled.
     std::optional<bool> add(const TaskWaits& task, Clock::time_point now);
 
 private:
