@@ -2,9 +2,9 @@
 // another process takes a core, a thread of the team is descheduled for a whole time slice now and then, and
 // every barrier of the pass waits for it (the pool reports such waits as stalls, judged over a window of
 // tasks: StallWindow); a smaller team then finishes sooner, so the team shrinks by one after each stalled
-// window. Contention comes and goes, so a larger
-// team is tried again after a probe interval, which doubles after each probe that stalls (an idle machine is
-// found again quickly; a busy one costs one stall per few seconds).
+// window. Contention comes and goes, so a larger team is tried again after a probe interval, which doubles
+// after each probe that stalls (an idle machine is found again quickly; a busy one costs one stall per few
+// seconds).
 #pragma once
 
 #include <chrono>
