@@ -304,11 +304,9 @@ inline constexpr int kQ6KQlHalfBytes = 64, kQ6KQlQuarterBytes = 32;
 struct Q6_KRow : BlockRow<BlockQ6_K, kKQuantBlockSize> {
     using BlockRow::BlockRow;
     using Activation = ActivationBlock256;
-    // A super-block's scales (an int16 per sub-block of 16) and, as a call, the quants of its group g.
-    struct Decoded {
+    // A super-block's quants: a call gives those of its group g.
+    struct Quants {
         const BlockQ6_K& k;
-        alignas(32) int16_t scales[kSubBlocks];
-        explicit Decoded(const BlockQ6_K& block) : k(block) { widen16_i8_i16(k.scales, scales); }
         U8x32 operator()(int g) const {
             const int h = half_of(g), j = quarter_of(g);
             const uint8_t* ql = k.ql + kQ6KQlHalfBytes * h + kQ6KQlQuarterBytes * (j & 1);
@@ -316,19 +314,34 @@ struct Q6_KRow : BlockRow<BlockQ6_K, kKQuantBlockSize> {
             return or32_u8(low, move_bits32_u8(load32_u8(k.qh + kKQuantHalfBytes * h), 2 * j, kNibbleBits, kTwoBitMask));
         }
     };
+    // And its scales, an int16 per sub-block of 16.
+    struct Decoded : Quants {
+        alignas(32) int16_t scales[kSubBlocks];
+        explicit Decoded(const BlockQ6_K& block) : Quants{block} { widen16_i8_i16(k.scales, scales); }
+    };
     template <int T>
     void dot(int64_t b, const Activation* const* a, Accumulator* acc) const {
         const Decoded q(blocks[b]);
         dot_with_offset<T, kQ6KOffsetBits>(q, q.scales, f16_scalar(q.k.d), a, acc);
     }
+#if defined(DENDRO_CPU_VNNI)
     // Block b's exact integer dot with one token, sum_s scale_s ((q_s - 32) . x_s), spread over 8 lanes
-    // (for the rows-in-lanes tile of matmul.cpp, which scales it itself).
+    // (for the rows-in-lanes tile of matmul.cpp, which scales it itself): a dpbusd per group of 32 and the
+    // 16 scales applied once to the 16 sub-block sums, where scaling each group's pairwise sums took a
+    // broadcast, a shuffle and a dpwssd more per group (the same integers).
     void integer_dot(int64_t b, const Activation* a, I32x8* total) const {
-        const Decoded q(blocks[b]);
-        I32x8 sums;
-        scaled_sums<1, Decoded, kDecodeChains>(q, q.scales, &a, &sums);
-        *total = sub_shifted8_i32(sums, dot16_i16(q.scales, a->sums), kQ6KOffsetBits);
+        const Quants quants{blocks[b]};
+        __m256i group_dots[kGroups];
+#pragma GCC unroll 8
+        for (int g = 0; g < kGroups; ++g) {
+            group_dots[g] = add_dot_u8_i8(_mm256_setzero_si256(), quants(g).v, load32_i8(a->q + g * kLegacyQuantBlockSize).v);
+        }
+        const __m128i scales = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blocks[b].scales));
+        const I32x8 sums{scaled_sub_block_sums(group_dots, scales)};
+        const I32x8 offsets{_mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a->sums)))};
+        *total = sub_shifted8_i32(sums, offsets, kQ6KOffsetBits);
     }
+#endif
 };
 
 }  // namespace dendro::cpu
