@@ -8,6 +8,7 @@
 
 #include "backend/backend.h"
 #include "cpu/cpu_backend.h"
+#include "cpu/mixer.h"
 #include "common/error.h"
 #include "format/ggml_quant_blocks.h"
 #include "model/model.h"
@@ -392,6 +393,30 @@ TEST_P(CpuExactness, BatchedDecodeEqualsSingleDecodes) {
     }
     for (int s = 1; s <= 3; ++s) EXPECT_TRUE(same_state(state_of(*batched, s), state_of(*single, s)));
     EXPECT_TRUE(same_state(state_of(*batched, 0), SequenceState::zeros(hp_)));
+}
+
+// A batch larger than the ones every thread normalises itself (cpu::kPrivateNormRows) takes the shared norm
+// rows and barrier: the same bits as each sequence decoded alone, on two threads.
+TEST_P(CpuExactness, ABatchPastThePrivateNormRowsEqualsSingleDecodes) {
+    constexpr int kSeqs = static_cast<int>(cpu::kPrivateNormRows) + 3;
+    auto batched = cpu(*model_, kSeqs, 2);
+    auto single = cpu(*model_, kSeqs, 2);
+    std::vector<int> seqs(kSeqs);
+    std::vector<int32_t> toks(kSeqs);
+    std::vector<float> scratch(hp_.n_vocab);
+    for (int s = 0; s < kSeqs; ++s) {
+        const std::vector<int32_t> prompt = some_tokens(2 + s % 5, hp_.n_vocab, s);
+        batched->prefill(s, prompt, scratch, false);
+        single->prefill(s, prompt, scratch, false);
+        seqs[s] = kSeqs - 1 - s;
+        toks[s] = static_cast<int32_t>((7 * s + 3) % hp_.n_vocab);
+    }
+    std::vector<float> logits(kSeqs * hp_.n_vocab);
+    batched->decode(seqs, toks, logits);
+    for (int i = 0; i < kSeqs; ++i) {
+        const std::vector<float> one = decode_one(*single, seqs[i], toks[i]);
+        ASSERT_EQ(0, std::memcmp(one.data(), logits.data() + i * hp_.n_vocab, hp_.n_vocab * sizeof(float))) << "sequence " << seqs[i];
+    }
 }
 
 TEST_P(CpuExactness, ThreadCountDoesNotChangeResults) {

@@ -268,6 +268,27 @@ TEST_P(CpuMamba2, BatchedDecodeEqualsSingleDecodeBitForBit) {
     }
 }
 
+// A batch larger than the ones every thread normalises itself (cpu::kPrivateNormRows: the block norm and
+// the gated norm) takes the shared rows and barriers: the same bits as one sequence decoded alone.
+TEST_P(CpuMamba2, ABatchPastThePrivateNormRowsEqualsSingleDecodes) {
+    constexpr int kSeqs = static_cast<int>(cpu::kPrivateNormRows) + 3;
+    auto batched = cpu(2, kSeqs), single = cpu(2, 1);
+    const std::vector<int32_t> prompt = some_tokens(5, hp_.n_vocab, 3);
+    std::vector<float> logits(hp_.n_vocab);
+    for (int s = 0; s < kSeqs; ++s) batched->prefill(s, prompt, logits, false);
+    single->prefill(0, prompt, logits, false);
+    std::vector<int> seqs(kSeqs);
+    for (int s = 0; s < kSeqs; ++s) seqs[s] = s;
+    const std::vector<int32_t> tokens(kSeqs, 7);
+    std::vector<float> batch_logits(kSeqs * hp_.n_vocab), one(hp_.n_vocab);
+    batched->decode(seqs, tokens, batch_logits);
+    const int seq = 0;
+    single->decode({&seq, 1}, {&tokens[0], 1}, one);
+    for (int s = 0; s < kSeqs; ++s) {
+        EXPECT_TRUE(same_bits(std::span(batch_logits).subspan(s * hp_.n_vocab, hp_.n_vocab), one)) << "row " << s;
+    }
+}
+
 // A prompt prefilled in two calls split after a whole number of SSD chunks gives the bits of one call: what
 // makes a prefix-cache checkpoint at such a position exact.
 TEST_P(CpuMamba2, PrefillSplitAtAChunkBoundaryIsBitIdentical) {
