@@ -2,6 +2,8 @@
 // carry one line per test with positive rates, and bad flags fail with one clear error line.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "backend/backend.h"
@@ -62,6 +64,11 @@ TEST_F(BenchCli, JsonReportHasOneResultPerTest) {
     EXPECT_GT(read["gb_per_s"].get<double>(), 0.0) << read.dump();
     EXPECT_EQ(read["threads"], 1) << read.dump();
     EXPECT_GE(read["buffer_bytes"].get<uint64_t>(), uint64_t{256} << 20) << read.dump();
+    // One probe before each decode repetition, the median reported.
+    std::vector<double> probes = read["per_repetition_gb_per_s"].get<std::vector<double>>();
+    ASSERT_EQ(probes.size(), 3u) << read.dump();
+    std::sort(probes.begin(), probes.end());
+    EXPECT_DOUBLE_EQ(read["gb_per_s"].get<double>(), probes[1]) << read.dump();
     EXPECT_DOUBLE_EQ(report["results"][1]["weight_bandwidth_fraction"].get<double>(),
                      weight_gbs / read["gb_per_s"].get<double>());
     // With the state read and written once a step.

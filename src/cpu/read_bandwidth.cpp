@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <utility>
 
 #include "cpu/matmul.h"
 #include "cpu/thread_pool.h"
@@ -30,26 +31,36 @@ uint64_t sum_words(const uint64_t* words, size_t n) {
 
 }  // namespace
 
-ReadBandwidth measure_read_bandwidth(int n_threads) {
-    constexpr size_t kWords = kReadBandwidthBufferBytes / sizeof(uint64_t);
-    const std::unique_ptr<uint64_t[]> buffer(new uint64_t[kWords]);  // uninitialised: each thread writes its share
-    ThreadPool pool(n_threads);
-    std::atomic<int> team{0};
-    const auto share = [&](int thread, int count) {
+constexpr size_t kWords = kReadBandwidthBufferBytes / sizeof(uint64_t);
+
+struct ReadBandwidthProbe::State {
+    std::unique_ptr<uint64_t[]> buffer{new uint64_t[kWords]};  // uninitialised: each thread writes its share
+    ThreadPool pool;
+    explicit State(int n_threads) : pool(n_threads) {}
+    std::pair<uint64_t*, size_t> share(int thread, int count) const {
         const cpu::Range words = cpu::thread_share(static_cast<int64_t>(kWords), thread, count, 1);
-        return std::pair{buffer.get() + words.begin, static_cast<size_t>(words.end - words.begin)};
-    };
-    pool.run([&](int thread, int count) {
-        const auto [words, n] = share(thread, count);
+        return {buffer.get() + words.begin, static_cast<size_t>(words.end - words.begin)};
+    }
+};
+
+ReadBandwidthProbe::ReadBandwidthProbe(int n_threads) : state_(std::make_unique<State>(n_threads)) {
+    state_->pool.run([&](int thread, int count) {
+        const auto [words, n] = state_->share(thread, count);
         std::fill(words, words + n, static_cast<uint64_t>(thread) + 1);
     });
+}
+
+ReadBandwidthProbe::~ReadBandwidthProbe() = default;
+
+ReadBandwidth ReadBandwidthProbe::measure() {
+    std::atomic<int> team{0};
     std::atomic<uint64_t> checksum{0};  // an atomic sink: the reads cannot be optimised away
     ReadBandwidth best{0.0, kReadBandwidthBufferBytes, 0};
     for (int pass = 0; pass < kReadBandwidthPasses; ++pass) {
         const auto start = std::chrono::steady_clock::now();
-        pool.run([&](int thread, int count) {
+        state_->pool.run([&](int thread, int count) {
             if (thread == 0) team = count;
-            const auto [words, n] = share(thread, count);
+            const auto [words, n] = state_->share(thread, count);
             checksum += sum_words(words, n);
         });
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 
 namespace dendro {
 
@@ -17,8 +18,21 @@ struct ReadBandwidth {
     int threads = 0;        // the team that ran the passes
 };
 
-// Reads a kReadBandwidthBufferBytes buffer kReadBandwidthPasses times with n_threads threads (each its own
-// contiguous share, first touched by it), as decode shares a matrix's rows. Takes about half a second.
-ReadBandwidth measure_read_bandwidth(int n_threads);
+// Reads a kReadBandwidthBufferBytes buffer kReadBandwidthPasses times per measure() with n_threads threads
+// (each its own contiguous share, first touched by it), as decode shares a matrix's rows. The buffer and
+// threads are set up once (about a tenth of a second), so that measures can be interleaved with what they
+// are compared with: on a shared VM the bandwidth moves by 2x within minutes.
+class ReadBandwidthProbe {
+public:
+    explicit ReadBandwidthProbe(int n_threads);
+    ~ReadBandwidthProbe();
+    ReadBandwidthProbe(const ReadBandwidthProbe&) = delete;
+    ReadBandwidthProbe& operator=(const ReadBandwidthProbe&) = delete;
+    ReadBandwidth measure();
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
+};
 
 }  // namespace dendro

@@ -209,11 +209,15 @@ void bench(const BenchOptions& opt) {
     };
     std::vector<Result> results;
     const uint64_t state_bytes_per_sequence = StateShape::of(model->hparams()).bytes();
-    // What decode can at best reach on the CPU, with the backend's threads, measured before the tests.
-    std::optional<ReadBandwidth> read_bandwidth;
+    // What decode can at best reach on the CPU, with the backend's threads: measured before each decode
+    // repetition, so that the probes span the same minutes as the decode (this VM's bandwidth moved by 2x
+    // between files of one run when it was measured once per file), and taken as their median.
+    std::unique_ptr<ReadBandwidthProbe> probe;
     if (opt.n_gen > 0 && backend->name() == "cpu") {
-        read_bandwidth = measure_read_bandwidth(opt.n_threads > 0 ? opt.n_threads : default_thread_count());
+        probe = std::make_unique<ReadBandwidthProbe>(opt.n_threads > 0 ? opt.n_threads : default_thread_count());
     }
+    std::vector<double> probe_gb_per_s;
+    std::optional<ReadBandwidth> read_bandwidth;
 
     if (opt.n_prompt > 0) {
         const std::vector<int32_t> tokens = random_tokens(static_cast<size_t>(opt.n_prompt), n_vocab);
@@ -232,10 +236,15 @@ void bench(const BenchOptions& opt) {
         time_generation(*backend, seqs, std::min(opt.n_gen, 2), on_device);  // warm-up (captures graphs)
         std::vector<double> rates, steps_per_second;
         for (int r = 0; r < opt.repetitions; ++r) {
+            if (probe) {
+                read_bandwidth = probe->measure();
+                probe_gb_per_s.push_back(read_bandwidth->gb_per_s);
+            }
             const double seconds = time_generation(*backend, seqs, opt.n_gen, on_device);
             rates.push_back(static_cast<double>(opt.n_gen) * opt.batch / seconds);
             steps_per_second.push_back(opt.n_gen / seconds);
         }
+        if (read_bandwidth) read_bandwidth->gb_per_s = median(probe_gb_per_s);
         // A step reads the weights once and reads and writes each sequence's state (for Mamba-2 a sizeable
         // part: 19 MB against 138 MB of q8_0 weights at the 130m shape).
         const double steps = mean_and_sd(steps_per_second).mean;
@@ -260,6 +269,7 @@ void bench(const BenchOptions& opt) {
         out["batch"] = opt.batch;
         if (read_bandwidth) {
             out["read_bandwidth"] = {{"gb_per_s", read_bandwidth->gb_per_s},
+                                     {"per_repetition_gb_per_s", probe_gb_per_s},
                                      {"buffer_bytes", read_bandwidth->buffer_bytes},
                                      {"threads", read_bandwidth->threads}};
         }
@@ -291,9 +301,11 @@ void bench(const BenchOptions& opt) {
                 format_byte_size(backend->weight_bytes_per_token()).c_str(),
                 format_byte_size(state_bytes_per_sequence).c_str());
     if (read_bandwidth) {
-        std::printf("machine read bandwidth: %.1f GB/s (%d thread%s, %s buffer, best of %d passes)\n",
-                    read_bandwidth->gb_per_s, read_bandwidth->threads, read_bandwidth->threads == 1 ? "" : "s",
-                    format_byte_size(read_bandwidth->buffer_bytes).c_str(), kReadBandwidthPasses);
+        std::printf("machine read bandwidth: %.1f GB/s (median of %zu probes, one before each decode repetition: %d thread%s, "
+                    "%s buffer, best of %d passes)\n",
+                    read_bandwidth->gb_per_s, probe_gb_per_s.size(), read_bandwidth->threads,
+                    read_bandwidth->threads == 1 ? "" : "s", format_byte_size(read_bandwidth->buffer_bytes).c_str(),
+                    kReadBandwidthPasses);
     }
     for (const Result& r : results) {
         if (r.sampling.empty()) continue;

@@ -1,5 +1,6 @@
 #include "measure.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace dendro::cli {
@@ -19,6 +20,15 @@ MeanSd mean_and_sd(const std::vector<double>& values) {
         result.sd = std::sqrt(sum_sq / static_cast<double>(values.size() - 1));
     }
     return result;
+}
+
+double median(std::vector<double> values) {
+    if (values.empty()) return 0.0;
+    const size_t middle = values.size() / 2;
+    std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(middle), values.end());
+    const double upper = values[middle];
+    if (values.size() % 2 == 1) return upper;
+    return (*std::max_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(middle)) + upper) / 2.0;
 }
 
 }  // namespace dendro::cli
