@@ -269,6 +269,11 @@ TEST(ActivationQuantization, RoundsEachBlockToItsOwnScale) {
             for (int64_t i = 0; i < cpu::kSubBlockSize; ++i) sum += large[b].q[s * cpu::kSubBlockSize + i];
             EXPECT_EQ(large[b].sums[s], sum) << "block " << b << " sub-block " << s;
         }
+        for (int64_t s = 0; s < kKQuantBlockSize / kLegacyQuantBlockSize; ++s) {
+            int sum = 0;
+            for (int64_t i = 0; i < kLegacyQuantBlockSize; ++i) sum += large[b].q[s * kLegacyQuantBlockSize + i];
+            EXPECT_EQ(large[b].sums32[s], sum) << "block " << b << " sub-block of 32 " << s;
+        }
     }
 }
 

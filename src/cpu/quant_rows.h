@@ -152,7 +152,6 @@ struct Q5_1Row : BlockRow<BlockQ5_1, kLegacyQuantBlockSize> {
 // A k-quant super-block's 8 groups of 32 elements: group g is half g / 4, quarter g % 4 for the types laid
 // out by halves and quarters, and sub-blocks 2g, 2g + 1 of 16 (or sub-block g of 32) for the scales.
 inline constexpr int kGroups = static_cast<int>(kKQuantBlockSize / kLegacyQuantBlockSize);
-inline constexpr int kDecodeChains = 2;  // scaled_sums' chains for one token in the rows-in-lanes decode path
 inline constexpr int kSubBlocks = static_cast<int>(kKQuantBlockSize / kSubBlockSize);
 inline constexpr int kQuartersPerHalf = 4;
 inline constexpr int kKQuantHalfBytes = 32;  // bytes of a half for 2-bit planes (Q2_K, Q3_K, Q6_K's qh)
@@ -164,30 +163,17 @@ inline int quarter_of(int g) { return g % kQuartersPerHalf; }
 // kScalesPer32: the two int16 of each pair are equal (Q4_K, Q5_K: a scale per 32), so their broadcast is the
 // scale vector as it is (one shuffle fewer per group of 32: 56 fewer instructions per 8 rows of a
 // super-block, Q4_K decode ~10 % faster on one core in cache).
-// kChains > 1 splits each token's sum over the groups into that many chains (interleaved), so that the dot
-// latency overlaps: the rows-in-lanes decode path takes 2 (Q4_K: 33 -> 36 GMAC/s on one core), where the
-// 8 dependent dots of a row waited on each other; the row tiles, which already run several rows, lost with
-// it (Q3_K 26 -> 22). The integers, and so the results, are the same.
-template <int T, typename Quants, int kChains = 1, bool kScalesPer32 = false>
+template <int T, typename Quants, bool kScalesPer32 = false>
 [[gnu::always_inline]] inline void scaled_sums(const Quants& quants, const int16_t* scales, const ActivationBlock256* const* a, I32x8* sums) {
-    I32x8 chains[T][kChains];
 #pragma GCC unroll 16
-    for (int t = 0; t < T; ++t) {
-        for (int k = 0; k < kChains; ++k) chains[t][k] = zero8_i32();
-    }
+    for (int t = 0; t < T; ++t) sums[t] = zero8_i32();
 #pragma GCC unroll 8
     for (int g = 0; g < kGroups; ++g) {
         const U8x32 u = quants(g);
 #pragma GCC unroll 16
         for (int t = 0; t < T; ++t) {
-            const int8_t* x = a[t]->q + g * kLegacyQuantBlockSize;
-            chains[t][g % kChains] = add_scaled_dot32_u8_i8<kScalesPer32>(chains[t][g % kChains], u, x, scales + 2 * g);
+            sums[t] = add_scaled_dot32_u8_i8<kScalesPer32>(sums[t], u, a[t]->q + g * kLegacyQuantBlockSize, scales + 2 * g);
         }
-    }
-#pragma GCC unroll 16
-    for (int t = 0; t < T; ++t) {
-        sums[t] = chains[t][0];
-        for (int k = 1; k < kChains; ++k) sums[t] = add8_i32(sums[t], chains[t][k]);
     }
 }
 
@@ -196,7 +182,7 @@ template <int T, bool kScalesPer32, typename Quants>
 void dot_with_mins(const Quants& quants, const int16_t* scales, const int16_t* mins, float d, float dmin,
                    const ActivationBlock256* const* a, Accumulator* acc) {
     I32x8 sums[T];
-    scaled_sums<T, Quants, 1, kScalesPer32>(quants, scales, a, sums);
+    scaled_sums<T, Quants, kScalesPer32>(quants, scales, a, sums);
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) {
         acc[t].v = fma8(broadcast8(d * a[t]->d), to_f32(sums[t]), acc[t].v);
@@ -254,6 +240,47 @@ struct Q3_KRow : BlockRow<BlockQ3_K, kKQuantBlockSize> {
     }
 };
 
+#if defined(DENDRO_CPU_VNNI)
+// A token's super-block for the 512-bit k-quant decode: the 32-byte sub-blocks of 32 in pairs, as one
+// 64-byte load of Q4_K/Q5_K quants holds them (qs[32c ..] has sub-block 2c in its low nibbles, 2c + 1 in
+// its high): pair v holds sub-block wide_sub_block(v, 0) in its low 256 bits and wide_sub_block(v, 1) in its
+// high. mins_weights holds, as int16, zeros in its low 8 lanes and a.sums32 in its high 8, to meet
+// k_quant_scales_mins_vector's widened bytes: scales, then mins.
+inline constexpr int kWidePairs = 4;
+constexpr int wide_sub_block(int v, int half) { return 4 * (v / 2) + v % 2 + 2 * half; }
+struct WideActivation256 {
+    __m512i q[kWidePairs];
+    __m256i mins_weights;
+    explicit WideActivation256(const ActivationBlock256& a) {
+#pragma GCC unroll 4
+        for (int v = 0; v < kWidePairs; ++v) {
+            const auto sub_block = [&](int half) {
+                return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q + kLegacyQuantBlockSize * wide_sub_block(v, half)));
+            };
+            q[v] = wide_from_halves(sub_block(0), sub_block(1));
+        }
+        mins_weights = _mm256_inserti128_si256(_mm256_setzero_si256(), _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.sums32)), 1);
+    }
+};
+
+// k_quant_scales_mins (format/ggml_quant_blocks.h) in one vector: bytes 0-7 the scales, 8-15 the mins, from
+// the 12 packed bytes a, b, c (4 each; the 4 bytes after them are read and unused): a & 63, then
+// (c & 15) | (a >> 6) << 4, then b & 63, then (c >> 4) | (b >> 6) << 4. Scalar, it took ~25 instructions a
+// row, a third of the 512-bit decode's.
+inline __m128i k_quant_scales_mins_vector(const uint8_t* packed) {
+    constexpr char kZero = static_cast<char>(0x80);
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed));
+    const __m128i low_parts = _mm_shuffle_epi8(bytes, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));  // a c b c
+    const __m128i top_parts = _mm_shuffle_epi8(bytes, _mm_setr_epi8(kZero, kZero, kZero, kZero, 0, 1, 2, 3, kZero, kZero, kZero, kZero, 4, 5, 6, 7));
+    // The last 4 bytes take c's high nibbles: their int16 lanes (6, 7) shifted by 4, the others not.
+    const __m128i low = _mm_srlv_epi16(low_parts, _mm_setr_epi16(0, 0, 0, 0, 0, 0, kNibbleBits, kNibbleBits));
+    const __m128i top = _mm_and_si128(_mm_srli_epi16(top_parts, 2), _mm_set1_epi8(0x30));  // bits 6-7 to 4-5
+    const __m128i low_mask = _mm_setr_epi8(0x3f, 0x3f, 0x3f, 0x3f, 0x0f, 0x0f, 0x0f, 0x0f, 0x3f, 0x3f, 0x3f, 0x3f, 0x0f, 0x0f, 0x0f, 0x0f);
+    constexpr int kSelectByMask = 0xca;  // ternary logic: mask ? low : top, bit by bit
+    return _mm_ternarylogic_epi32(low_mask, low, top, kSelectByMask);
+}
+#endif
+
 // Q4_K and Q5_K: group g is sub-block g, the low (g even) or high nibbles of qs[32 (g / 2) ..]; Q5_K's fifth
 // bit of sub-block g is bit g of qh.
 template <typename Block, bool kFifthBit>
@@ -285,13 +312,43 @@ struct KQuantWithMinsRow : BlockRow<Block, kKQuantBlockSize> {
         const Decoded q(this->blocks[b]);
         dot_with_mins<T, true>(q, q.scales, q.mins, f16_scalar(q.k.d), f16_scalar(q.k.dmin), a, acc);
     }
+#if defined(DENDRO_CPU_VNNI)
     // Block b's exact integer dots with one token, spread over 8 lanes: sum_j scale_j (q_j . x_j) and
-    // sum_j min_j sum(x_j) (for the rows-in-lanes tile of matmul.cpp, which scales them itself).
-    void integer_dots(int64_t b, const Activation* a, I32x8* scaled, I32x8* mins) const {
-        const Decoded q(this->blocks[b]);
-        scaled_sums<1, Decoded, kDecodeChains, true>(q, q.scales, &a, scaled);
-        *mins = dot16_i16(q.mins, a->sums);
+    // sum_j min_j sum(x_j) (for the rows-in-lanes tile of matmul.cpp, which scales them itself). In 512-bit
+    // vectors, sub-blocks paired as WideActivation256 pairs them: one load per 64 bytes of quants, and each
+    // pair's scales are the 8 scale bytes broadcast once and shuffled into int16, where the 256-bit groups
+    // took a broadcast and a load per group (Q4_K decode: ~800 -> ~400 instructions per 8 rows of a
+    // super-block). The integers are the same.
+    void integer_dots(int64_t b, const WideActivation256& a, I32x8* scaled, I32x8* mins) const {
+        const Block& k = this->blocks[b];
+        const __m128i scales_mins = k_quant_scales_mins_vector(k.scales);
+        const __m512i nibble_mask = _mm512_set1_epi8(static_cast<char>(kNibbleMask));
+        const __m512i first = _mm512_loadu_si512(k.qs), second = _mm512_loadu_si512(k.qs + 2 * kKQuantHalfBytes);
+        __m512i quants[kWidePairs] = {_mm512_and_si512(first, nibble_mask), _mm512_and_si512(_mm512_srli_epi16(first, kNibbleBits), nibble_mask),
+                                      _mm512_and_si512(second, nibble_mask), _mm512_and_si512(_mm512_srli_epi16(second, kNibbleBits), nibble_mask)};
+        if constexpr (kFifthBit) {
+            // Element l of sub-block s takes bit s of qh[l]: qh in both halves, each half's bit tested.
+            const __m512i qh = wide_repeat(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(k.qh)));
+            const __m512i fifth = _mm512_set1_epi8(static_cast<char>(1u << kNibbleBits));
+#pragma GCC unroll 4
+            for (int v = 0; v < kWidePairs; ++v) {
+                const __m512i bits = wide_halves_u8(static_cast<uint8_t>(1u << wide_sub_block(v, 0)), static_cast<uint8_t>(1u << wide_sub_block(v, 1)));
+                quants[v] = _mm512_mask_add_epi8(quants[v], _mm512_test_epi8_mask(qh, bits), quants[v], fifth);  // bit 4 is clear
+            }
+        }
+        const __m512i scale_bytes = wide_repeat_low_qword(scales_mins);
+        __m512i sum = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int v = 0; v < kWidePairs; ++v) {
+            // int16 lane i: scale byte s of its half's sub-block s, zero-extended (index 0x80 gives a zero).
+            constexpr uint16_t kZeroHigh = 0x8000;
+            const __m512i index = wide_halves_u16(static_cast<uint16_t>(kZeroHigh | wide_sub_block(v, 0)), static_cast<uint16_t>(kZeroHigh | wide_sub_block(v, 1)));
+            sum = _mm512_dpwssd_epi32(sum, _mm512_maddubs_epi16(quants[v], a.q[v]), _mm512_shuffle_epi8(scale_bytes, index));
+        }
+        *scaled = {_mm256_add_epi32(wide_low_half(sum), wide_high_half(sum))};
+        *mins = {_mm256_madd_epi16(_mm256_cvtepu8_epi16(scales_mins), a.mins_weights)};
     }
+#endif
 };
 using Q4_KRow = KQuantWithMinsRow<BlockQ4_K, false>;
 using Q5_KRow = KQuantWithMinsRow<BlockQ5_K, true>;

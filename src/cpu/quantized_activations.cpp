@@ -57,6 +57,9 @@ void quantize_activations(const float* x, int64_t n, ActivationBlock256* out) {
         for (int64_t s = 0; s < kKQuantBlockSize / kSubBlockSize; ++s) {
             block.sums[s] = static_cast<int16_t>(sum_of(block.q + s * kSubBlockSize, kSubBlockSize));
         }
+        for (int64_t s = 0; s < kKQuantBlockSize / kLegacyQuantBlockSize; ++s) {
+            block.sums32[s] = static_cast<int16_t>(block.sums[2 * s] + block.sums[2 * s + 1]);
+        }
     }
 }
 

@@ -22,10 +22,13 @@ struct ActivationBlock32 {
     int8_t q[kLegacyQuantBlockSize];
 };
 
-// For the k-quants: sums[i] = sum of q over sub-block i of 16, for their mins and offsets.
+// For the k-quants: sums[i] = sum of q over sub-block i of 16, for their mins and offsets, and sums32[i] =
+// sums[2i] + sums[2i + 1], over sub-block i of 32, for Q4_K's and Q5_K's mins (summed once per token, not
+// once per row tile).
 struct ActivationBlock256 {
     float d;
     int16_t sums[kKQuantBlockSize / kSubBlockSize];
+    int16_t sums32[kKQuantBlockSize / kLegacyQuantBlockSize];
     int8_t q[kKQuantBlockSize];
 };
 

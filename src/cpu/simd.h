@@ -16,8 +16,9 @@
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define DENDRO_CPU_AVX2 1
 #include <immintrin.h>
-// AVX-512 VNNI on 256-bit vectors: the 8-bit dot products in one instruction each.
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+// AVX-512 VNNI on 256-bit vectors: the 8-bit dot products in one instruction each; with AVX-512BW (every
+// CPU with VNNI has it) the k-quant decode also takes 512-bit vectors (quant_rows.h).
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__) && defined(__AVX512BW__)
 #define DENDRO_CPU_VNNI 1
 #endif
 #endif
@@ -242,19 +243,20 @@ inline __m256i add_dot_u8_i8(__m256i acc, __m256i u, __m256i x) {
 // The 8 x 4 transpose of 32-bit groups: out[k] lane r = bytes 4k..4k+3 of the 16 at rows[r] (rows 0-3 in the
 // low 128 bits, 4-7 in the high, then a 4 x 4 transpose within each half: 12 shuffles where widening the
 // rows to 32 bytes first takes 24 and the widening).
-[[gnu::always_inline]] inline void transpose_groups8x4(const uint8_t* const* rows, __m256i* out) {
+[[gnu::always_inline]] inline void transpose_groups8x4(const __m128i* rows, __m256i* out) {
     __m256i pairs[4];
-    for (int i = 0; i < 4; ++i) {
-        const __m128i low = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i]));
-        const __m128i high = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 4]));
-        pairs[i] = _mm256_inserti128_si256(_mm256_castsi128_si256(low), high, 1);
-    }
+    for (int i = 0; i < 4; ++i) pairs[i] = _mm256_inserti128_si256(_mm256_castsi128_si256(rows[i]), rows[i + 4], 1);
     const __m256i a0 = _mm256_unpacklo_epi32(pairs[0], pairs[1]), a1 = _mm256_unpackhi_epi32(pairs[0], pairs[1]);
     const __m256i a2 = _mm256_unpacklo_epi32(pairs[2], pairs[3]), a3 = _mm256_unpackhi_epi32(pairs[2], pairs[3]);
     out[0] = _mm256_unpacklo_epi64(a0, a2);
     out[1] = _mm256_unpackhi_epi64(a0, a2);
     out[2] = _mm256_unpacklo_epi64(a1, a3);
     out[3] = _mm256_unpackhi_epi64(a1, a3);
+}
+[[gnu::always_inline]] inline void transpose_groups8x4(const uint8_t* const* rows, __m256i* out) {
+    __m128i loaded[kLanes];
+    for (int i = 0; i < kLanes; ++i) loaded[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i]));
+    transpose_groups8x4(loaded, out);
 }
 // Lane r = the sum of v[r]'s lanes, exact: two levels of pairwise adds, then the 128-bit halves.
 inline __m256i lane_totals8(const I32x8* v) {
@@ -276,6 +278,24 @@ inline __m256i scaled_sub_block_sums(const __m256i* group_dots, __m128i scales_i
     const __m256i first_scales = _mm256_cvtepi8_epi32(ordered);
     const __m256i second_scales = _mm256_cvtepi8_epi32(_mm_unpackhi_epi64(ordered, ordered));
     return _mm256_add_epi32(_mm256_mullo_epi32(first, first_scales), _mm256_mullo_epi32(second, second_scales));
+}
+// 512-bit vectors from and to halves. GCC 12's unmasked forms of these intrinsics pass an undefined vector
+// that its -Wmaybe-uninitialized flags (GCC bug 105593); the zero-masked forms with every element kept
+// compile to the same instructions.
+inline constexpr __mmask8 kAllQwords = 0xff, kAllQwordsOfHalf = 0x0f;
+inline __m512i wide_from_halves(__m256i low, __m256i high) {
+    return _mm512_maskz_inserti64x4(kAllQwords, _mm512_castsi256_si512(low), high, 1);
+}
+inline __m512i wide_repeat(__m256i v) { return _mm512_maskz_broadcast_i64x4(kAllQwords, v); }
+inline __m512i wide_repeat_low_qword(__m128i v) { return _mm512_maskz_broadcastq_epi64(kAllQwords, v); }
+inline __m256i wide_low_half(__m512i v) { return _mm512_maskz_extracti64x4_epi64(kAllQwordsOfHalf, v, 0); }
+inline __m256i wide_high_half(__m512i v) { return _mm512_maskz_extracti64x4_epi64(kAllQwordsOfHalf, v, 1); }
+// `low` in every element of the low 256 bits, `high` in the high 256 bits.
+inline __m512i wide_halves_u8(uint8_t low, uint8_t high) {
+    return wide_from_halves(_mm256_set1_epi8(static_cast<char>(low)), _mm256_set1_epi8(static_cast<char>(high)));
+}
+inline __m512i wide_halves_u16(uint16_t low, uint16_t high) {
+    return wide_from_halves(_mm256_set1_epi16(static_cast<short>(low)), _mm256_set1_epi16(static_cast<short>(high)));
 }
 // acc + u (unsigned bytes, row r in lane r) dotted with the same 4 signed bytes x[0..3] in every lane.
 inline __m256i add_dot_u8_broadcast_i8(__m256i acc, __m256i u, const int8_t* x) {
