@@ -167,8 +167,8 @@ TEST_P(QuantFixture, MatmulRowsMatchDequantizedRows) {
 }
 
 // 45 rows of 512 elements of the given blocks: every tile shape (8 rows when decoding; in batches 4 x 3, or
-// 8 rows x 8 tokens with the rows in the lanes for the blocks of 32 under VNNI; the short tiles at the end)
-// and any split of the rows among threads give the same outputs.
+// with the rows in the lanes under VNNI 8 rows x 8 tokens, 16 x 8 for Q4_K and Q5_K; the short tiles at the
+// end) and any split of the rows among threads give the same outputs.
 constexpr int64_t kRandomRowLength = 512, kRandomRows = 45;
 
 void expect_matmul_independent_of_tiling(GgmlType type, const std::vector<uint8_t>& bytes) {

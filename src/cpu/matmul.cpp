@@ -278,132 +278,171 @@ template <typename Row, int T, bool kFullTile>
     }
 }
 
-// Q4_K and Q5_K likewise, 8 rows in the lanes per super-block of 256: the 6-bit scales and mins of the
-// rows' sub-blocks of 32 widened and transposed into a vector per sub-block, each 32 bytes of quants
-// (sub-block 2c in the low nibbles, 2c + 1 in the high) transposed into 4-byte groups once, their nibbles
-// split after the transpose (which moves whole groups), and so Q5_K's fifth bits (bit j of qh for
-// sub-block j). A token's dot of the super-block is then, per row, the exact integers
-// sum_j scale_j (q_j . x_j) and sum_j min_j sum(x_j), scaled in fp32 with one FMA each.
-template <typename Row, int T, bool kFullTile>
-[[gnu::noinline]] void tile_k_quant_rows_in_lanes(const uint8_t* const* row_ptrs, int n_rows, const ActivationBlock256* const* x, int64_t length,
-                             float* const* y, size_t row_bytes, bool prefetch) {
+// Q4_K and Q5_K, one token, 8 rows in the lanes per super-block of 256: each row's two exact integer dots as
+// its row type forms them (sum_j scale_j (q_j . x_j) and sum_j min_j sum(x_j) over its sub-blocks j of 32,
+// in 8 partial lanes), their lanes summed into a vector, scaled in fp32 with one FMA each.
+template <typename Row, bool kFullTile>
+[[gnu::noinline]] void tile_k_quant_one_token(const uint8_t* const* row_ptrs, int n_rows, const ActivationBlock256* const* x, int64_t length,
+                                              float* const* y, size_t row_bytes, bool prefetch) {
     if constexpr (kFullTile) n_rows = kLanes;  // a constant: the row checks fold away
     using Block = typename Row::BlockType;
-    constexpr int kGroupBytes = 4, kChunks = kGroups / 2, kMinPairs = kGroups / 2;
-    const Block* blocks[kLanes] = {};
-#pragma GCC unroll 8
-    for (int r = 0; r < n_rows; ++r) blocks[r] = reinterpret_cast<const Block*>(row_ptrs[r]);
-    F32x8 acc[T];
-#pragma GCC unroll 16
-    for (int t = 0; t < T; ++t) acc[t] = zero8();
-    const __m256i nibble_mask = _mm256_set1_epi8(static_cast<char>(kNibbleMask));
     static_assert(offsetof(Block, d) == 0 && offsetof(Block, dmin) == sizeof(uint16_t));
     const RowGather gather(row_bytes, n_rows);  // d and dmin: a super-block's first 4 bytes
     const int64_t n_blocks = length / kKQuantBlockSize;
-    if constexpr (T == 1) {
-        // One token: each row's two integer dots as its row type forms them (8 partial lanes, exact), their
-        // lanes summed into one vector; the same integers as below, for fewer operations than the transposes.
-        for (int64_t b = 0; b < n_blocks; ++b) {
-            const WideActivation256 wide_x(x[0][b]);
-            I32x8 scaled[kLanes], mins[kLanes];
+    F32x8 acc = zero8();
+    for (int64_t b = 0; b < n_blocks; ++b) {
+        const WideActivation256 wide_x(x[0][b]);
+        I32x8 scaled[kLanes], mins[kLanes];
 #pragma GCC unroll 8
-            for (int r = 0; r < kLanes; ++r) {
-                if (r < n_rows) {
-                    if (prefetch) prefetch_block<sizeof(Block)>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + kLanes * row_bytes, b);
-                    Row(row_ptrs[r]).integer_dots(b, wide_x, &scaled[r], &mins[r]);
-                } else {
-                    scaled[r] = mins[r] = zero8_i32();
-                }
+        for (int r = 0; r < kLanes; ++r) {
+            if (r < n_rows) {
+                if (prefetch) prefetch_block<sizeof(Block)>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + kLanes * row_bytes, b);
+                Row(row_ptrs[r]).integer_dots(b, wide_x, &scaled[r], &mins[r]);
+            } else {
+                scaled[r] = mins[r] = zero8_i32();
             }
-            const __m256i headers = gather.dwords(row_ptrs[0], b * sizeof(Block));
-            const F32x8 dx = broadcast8(x[0][b].d);
-            acc[0] = fma8(mul8(low_halves_f16(headers), dx), to_f32(I32x8{lane_totals8(scaled)}), acc[0]);
-            acc[0] = fma8(mul8(sub8(zero8(), high_halves_f16(headers)), dx), to_f32(I32x8{lane_totals8(mins)}), acc[0]);
         }
-        store_lanes(y[0], acc[0], n_rows);
-    } else {
-        for (int64_t b = 0; b < n_blocks; ++b) {
-            __m256i scales[kLanes], min_pairs[kMinPairs];
-            __m128i row_mins[kLanes];  // row r's 8 mins as int16
-#pragma GCC unroll 8
-            for (int r = 0; r < kLanes; ++r) {
-                if (r < n_rows) {
-                    if (prefetch) prefetch_block<sizeof(Block)>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + kLanes * row_bytes, b);
-                    const __m128i scales_mins = k_quant_scales_mins_vector(blocks[r][b].scales);
-                    scales[r] = _mm256_cvtepu8_epi32(scales_mins);
-                    row_mins[r] = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(scales_mins, scales_mins));
-                } else {
-                    scales[r] = _mm256_setzero_si256();
-                    row_mins[r] = _mm_setzero_si128();
-                }
-            }
-            transpose_groups8x8(scales);  // scales[j] lane r: row r's scale of sub-block j
-            transpose_groups8x4(row_mins, min_pairs);  // min_pairs[i] lane r: row r's mins 2i, 2i + 1
-            __m256i sums[T];
+        const __m256i headers = gather.dwords(row_ptrs[0], b * sizeof(Block));
+        const F32x8 dx = broadcast8(x[0][b].d);
+        acc = fma8(mul8(low_halves_f16(headers), dx), to_f32(I32x8{lane_totals8(scaled)}), acc);
+        acc = fma8(mul8(sub8(zero8(), high_halves_f16(headers)), dx), to_f32(I32x8{lane_totals8(mins)}), acc);
+    }
+    store_lanes(y[0], acc, n_rows);
+}
+
+// Q4_K and Q5_K batches, up to 16 rows in the lanes of 512-bit vectors against T tokens, per super-block:
+// the rows' 6-bit scales (as int32) and mins (as int16 pairs) transposed into a vector per sub-block (pair),
+// each 32 bytes of quants (sub-block 2c in the low nibbles, 2c + 1 in the high) transposed into 4-byte
+// groups once and their nibbles split after the transpose (which moves whole groups), and so Q5_K's fifth
+// bits (bit j of qh for sub-block j); each token's 4 bytes then go in broadcast, one dpbusd per group for 16
+// rows. With 8 rows in 256-bit lanes the tile ran at ~3 instructions a cycle with half of them the
+// broadcasts and dpbusd, which here serve twice the rows (Zen 4 runs a 512-bit dpbusd at half the rate, the
+// same products a cycle). A token's integers sum_j scale_j (q_j . x_j) and sum_j min_j sum(x_j) are those of
+// the one-token tile, scaled with the same two fp32 FMAs, so the outputs are too.
+inline constexpr int kWideLanes = 2 * kLanes;
+template <typename Row, int T>
+[[gnu::noinline]] void tile_k_quant_batch(const uint8_t* const* row_ptrs, int n_rows, const ActivationBlock256* const* x, int64_t length,
+                                          float* const* y, size_t row_bytes, bool prefetch) {
+    using Block = typename Row::BlockType;
+    static_assert(offsetof(Block, d) == 0 && offsetof(Block, dmin) == sizeof(uint16_t));
+    constexpr int kGroupBytes = 4, kChunks = kGroups / 2, kMinPairs = kGroups / 2;
+    const Block* blocks[kWideLanes] = {};
+    for (int r = 0; r < n_rows; ++r) blocks[r] = reinterpret_cast<const Block*>(row_ptrs[r]);
+    const __mmask16 present = static_cast<__mmask16>((1u << n_rows) - 1);
+    // d and dmin, a super-block's first 4 bytes, gathered for the rows (int32 offsets: matmul_typed checks).
+    const __m512i row_offsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                   _mm512_set1_epi32(static_cast<int32_t>(row_bytes)));
+    const __m512i nibble_mask = _mm512_set1_epi8(static_cast<char>(kNibbleMask));
+    __m512 acc[T];
 #pragma GCC unroll 16
-            for (int t = 0; t < T; ++t) sums[t] = _mm256_setzero_si256();
-            [[maybe_unused]] __m256i fifth_bits[kLanes];
-            if constexpr (Row::kHasFifthBit) {
-#pragma GCC unroll 8
-                for (int r = 0; r < kLanes; ++r) fifth_bits[r] = r < n_rows ? load32_u8(blocks[r][b].qh).v : _mm256_setzero_si256();
-                transpose_groups8x8(fifth_bits);
-            }
-            for (int c = 0; c < kChunks; ++c) {
-                __m256i low[kLanes], high[kLanes];
+    for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+    const int64_t n_blocks = length / kKQuantBlockSize;
+    for (int64_t b = 0; b < n_blocks; ++b) {
+        __m512i scales[kGroups], min_pairs[kMinPairs];
+        {
+            __m256i half_scales[2][kLanes], half_mins[2][kMinPairs];
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; ++h) {
+                __m128i row_mins[kLanes];  // row 8h + r's 8 mins as int16
 #pragma GCC unroll 8
                 for (int r = 0; r < kLanes; ++r) {
-                    low[r] = r < n_rows ? load32_u8(blocks[r][b].qs + kKQuantHalfBytes * c).v : _mm256_setzero_si256();
+                    const int row = kLanes * h + r;
+                    if (row < n_rows) {
+                        if (prefetch) prefetch_block<sizeof(Block)>(reinterpret_cast<uintptr_t>(row_ptrs[row]) + kWideLanes * row_bytes, b);
+                        const __m128i scales_mins = k_quant_scales_mins_vector(blocks[row][b].scales);
+                        half_scales[h][r] = _mm256_cvtepu8_epi32(scales_mins);
+                        row_mins[r] = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(scales_mins, scales_mins));
+                    } else {
+                        half_scales[h][r] = _mm256_setzero_si256();
+                        row_mins[r] = _mm_setzero_si128();
+                    }
                 }
-                transpose_groups8x8(low);
+                transpose_groups8x8(half_scales[h]);  // lane r: row 8h + r's scale of sub-block j
+                transpose_groups8x4(row_mins, half_mins[h]);  // lane r: row 8h + r's mins 2i, 2i + 1
+            }
+#pragma GCC unroll 8
+            for (int j = 0; j < kGroups; ++j) scales[j] = wide_from_halves(half_scales[0][j], half_scales[1][j]);
+#pragma GCC unroll 4
+            for (int i = 0; i < kMinPairs; ++i) min_pairs[i] = wide_from_halves(half_mins[0][i], half_mins[1][i]);
+        }
+        // 32 bytes of each row from `offset` in its block b, as 4-byte groups: lane r of out[k] is row r's group
+        // k (rows 0-7 and 8-15 transposed as halves). A missing row reads zeros.
+        const auto transposed = [&](size_t offset, __m512i* out) {
+            __m256i halves[2][kLanes];
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; ++h) {
+#pragma GCC unroll 8
+                for (int r = 0; r < kLanes; ++r) {
+                    const int row = kLanes * h + r;
+                    halves[h][r] = row < n_rows ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const uint8_t*>(&blocks[row][b]) + offset))
+                                                : _mm256_setzero_si256();
+                }
+                transpose_groups8x8(halves[h]);
+            }
+#pragma GCC unroll 8
+            for (int k = 0; k < kLanes; ++k) out[k] = wide_from_halves(halves[0][k], halves[1][k]);
+        };
+        [[maybe_unused]] __m512i fifth_bits[kLanes];
+        if constexpr (Row::kHasFifthBit) transposed(offsetof(Block, qh), fifth_bits);
+        __m512i sums[T];
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) sums[t] = _mm512_setzero_si512();
+        for (int c = 0; c < kChunks; ++c) {
+            __m512i packed[kLanes];
+            transposed(offsetof(Block, qs) + kKQuantHalfBytes * c, packed);
+#pragma GCC unroll 2
+            for (int half = 0; half < 2; ++half) {
+                const int sub_block = 2 * c + half;  // the low nibbles, then the high
+                __m512i quants[kLanes];
 #pragma GCC unroll 8
                 for (int k = 0; k < kLanes; ++k) {
-                    high[k] = _mm256_and_si256(_mm256_srli_epi16(low[k], kNibbleBits), nibble_mask);
-                    low[k] = _mm256_and_si256(low[k], nibble_mask);
+                    quants[k] = _mm512_and_si512(half == 0 ? packed[k] : _mm512_srli_epi16(packed[k], kNibbleBits), nibble_mask);
                     if constexpr (Row::kHasFifthBit) {
-                        low[k] = or32_u8({low[k]}, move_bits32_u8({fifth_bits[k]}, 2 * c, kNibbleBits, kOneBitMask)).v;
-                        high[k] = or32_u8({high[k]}, move_bits32_u8({fifth_bits[k]}, 2 * c + 1, kNibbleBits, kOneBitMask)).v;
+                        const __m512i bit = _mm512_set1_epi8(static_cast<char>(1u << sub_block));
+                        quants[k] = _mm512_mask_add_epi8(quants[k], _mm512_test_epi8_mask(fifth_bits[k], bit), quants[k],
+                                                         _mm512_set1_epi8(static_cast<char>(1u << kNibbleBits)));  // bit 4 is clear
                     }
                 }
+                // The tokens' dots interleaved group by group: a token's 8 dpbusd depend on each other, and
+                // taken token by token their latency left the tile at half its rate.
+                __m512i dots[T];
 #pragma GCC unroll 16
-                for (int t = 0; t < T; ++t) {
-                    const int8_t* xq = x[t][b].q + 2 * c * kLegacyQuantBlockSize;
-                    // Two chains per sub-block (even and odd groups), so that the dpbusd latency overlaps.
-                    __m256i dot_low[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-                    __m256i dot_high[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+                for (int t = 0; t < T; ++t) dots[t] = _mm512_setzero_si512();
 #pragma GCC unroll 8
-                    for (int k = 0; k < kLanes; ++k) {
-                        dot_low[k % 2] = add_dot_u8_broadcast_i8(dot_low[k % 2], low[k], xq + kGroupBytes * k);
-                        dot_high[k % 2] = add_dot_u8_broadcast_i8(dot_high[k % 2], high[k], xq + kLegacyQuantBlockSize + kGroupBytes * k);
-                    }
-                    const __m256i low_dot = _mm256_add_epi32(dot_low[0], dot_low[1]);
-                    const __m256i high_dot = _mm256_add_epi32(dot_high[0], dot_high[1]);
-                    sums[t] = _mm256_add_epi32(sums[t], _mm256_add_epi32(_mm256_mullo_epi32(low_dot, scales[2 * c]),
-                                                                         _mm256_mullo_epi32(high_dot, scales[2 * c + 1])));
-                }
-            }
-            const __m256i headers = gather.dwords(row_ptrs[0], b * sizeof(Block));
-            const F32x8 row_d = low_halves_f16(headers), row_dmin = high_halves_f16(headers);
+                for (int k = 0; k < kLanes; ++k) {
 #pragma GCC unroll 16
-            for (int t = 0; t < T; ++t) {
-                const ActivationBlock256& a = x[t][b];
-                // The mins against the token's sums of 32, two per dpwssd: this took 40 % of the batch tile's
-                // time as a multiply and an add per sub-block, the sums added in scalar code per tile.
-                __m256i min_sums = _mm256_setzero_si256();
-#pragma GCC unroll 4
-                for (int i = 0; i < kMinPairs; ++i) {
-                    int32_t sum_pair;
-                    std::memcpy(&sum_pair, a.sums32 + 2 * i, sizeof(sum_pair));
-                    min_sums = add_dot_i16(min_sums, min_pairs[i], _mm256_set1_epi32(sum_pair));
+                    for (int t = 0; t < T; ++t) {
+                        int32_t group;
+                        std::memcpy(&group, x[t][b].q + sub_block * kLegacyQuantBlockSize + kGroupBytes * k, sizeof(group));
+                        dots[t] = _mm512_dpbusd_epi32(dots[t], quants[k], _mm512_set1_epi32(group));
+                    }
                 }
-                const F32x8 dx = broadcast8(a.d);
-                acc[t] = fma8(mul8(row_d, dx), to_f32(I32x8{sums[t]}), acc[t]);
-                acc[t] = fma8(mul8(sub8(zero8(), row_dmin), dx), to_f32(I32x8{min_sums}), acc[t]);
+#pragma GCC unroll 16
+                for (int t = 0; t < T; ++t) sums[t] = _mm512_add_epi32(sums[t], _mm512_mullo_epi32(dots[t], scales[sub_block]));
             }
+        }
+        const __m512i headers = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), present, row_offsets,
+                                                            reinterpret_cast<const uint8_t*>(&blocks[0][b]), 1);
+        const __m512 row_d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(headers));
+        const __m512 row_minus_dmin = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(headers, 16))));
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) {
+            const ActivationBlock256& a = x[t][b];
+            __m512i min_sums = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int i = 0; i < kMinPairs; ++i) {
+                int32_t sum_pair;
+                std::memcpy(&sum_pair, a.sums32 + 2 * i, sizeof(sum_pair));
+                min_sums = _mm512_dpwssd_epi32(min_sums, min_pairs[i], _mm512_set1_epi32(sum_pair));
+            }
+            const __m512 dx = _mm512_set1_ps(a.d);
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(row_d, dx), _mm512_cvtepi32_ps(sums[t]), acc[t]);
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(row_minus_dmin, dx), _mm512_cvtepi32_ps(min_sums), acc[t]);
         }
     }
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) {
-        if (y[t] != nullptr) store_lanes(y[t], acc[t], n_rows);
+        if (y[t] != nullptr) _mm512_mask_storeu_ps(y[t], present, acc[t]);
     }
 }
 
@@ -624,10 +663,13 @@ void matmul_range(Problem& p, int64_t n_tokens, int64_t row_begin, int64_t row_e
 // 8 tokens), where a template row and token count each would make 64 (and took a sanitizer build over 15
 // minutes to compile). The tiles are not inlined into this loop: inlined, the compiler stopped inlining
 // their own helpers (measured: Q6_K decode 27 -> 19 GMAC/s on one core).
+template <typename Row>
+concept WideBatchRow = std::is_same_v<Row, Q4_KRow> || std::is_same_v<Row, Q5_KRow>;
+
 template <typename Row, int T>
 void run_lanes_tile(const Problem& p, int64_t r0, int n_rows, int64_t t0, int n_tokens) {
     using Activation = typename Row::Activation;
-    const uint8_t* rows[kLanes] = {};
+    const uint8_t* rows[kWideLanes] = {};
     for (int r = 0; r < n_rows; ++r) rows[r] = p.w.data + static_cast<size_t>(r0 + r) * p.row_bytes;
     const Activation* a[T];
     float* y[T];
@@ -642,8 +684,10 @@ void run_lanes_tile(const Problem& p, int64_t r0, int n_rows, int64_t t0, int n_
             tile_rows_in_lanes<Row, T, kFullTile>(rows, n_rows, a, p.w.row_length(), y, p.row_bytes, prefetch);
         } else if constexpr (std::is_same_v<Row, Q6_KRow>) {
             tile_q6_k_rows_in_lanes<T, kFullTile>(rows, n_rows, a, p.w.row_length(), y, p.row_bytes, prefetch);
+        } else if constexpr (T == 1) {
+            tile_k_quant_one_token<Row, kFullTile>(rows, n_rows, a, p.w.row_length(), y, p.row_bytes, prefetch);
         } else {
-            tile_k_quant_rows_in_lanes<Row, T, kFullTile>(rows, n_rows, a, p.w.row_length(), y, p.row_bytes, prefetch);
+            tile_k_quant_batch<Row, T>(rows, n_rows, a, p.w.row_length(), y, p.row_bytes, prefetch);
         }
     };
     // Decoding, whose per-block work is small, takes a tile of 8 constant rows where it can.
@@ -660,12 +704,14 @@ void matmul_rows_in_lanes(Problem& p, int64_t n_tokens, int64_t row_begin, int64
         const int64_t tb_end = std::min(n_tokens, tb + kTokenBlock);
         quantize_token_block<Row>(p, tb, tb_end);
         p.prefetch_at_token = tb;
-        for (int64_t r0 = row_begin; r0 < row_end; r0 += kLanes) {
-            const int n_rows = static_cast<int>(std::min<int64_t>(kLanes, row_end - r0));
+        // Q4_K and Q5_K batches take 16 rows a tile (tile_k_quant_batch); a single token 8.
+        const int tile_rows = WideBatchRow<Row> && tb_end - tb > 1 ? kWideLanes : kLanes;
+        for (int64_t r0 = row_begin; r0 < row_end; r0 += tile_rows) {
+            const int n_rows = static_cast<int>(std::min<int64_t>(tile_rows, row_end - r0));
             for (int64_t t0 = tb; t0 < tb_end; t0 += kRowsInLanesTileTokens) {
                 const int count = static_cast<int>(std::min<int64_t>(kRowsInLanesTileTokens, tb_end - t0));
                 if (count == 1) {
-                    run_lanes_tile<Row, 1>(p, r0, n_rows, t0, 1);
+                    for (int r = 0; r < n_rows; r += kLanes) run_lanes_tile<Row, 1>(p, r0 + r, std::min(kLanes, n_rows - r), t0, 1);
                 } else {
                     run_lanes_tile<Row, kRowsInLanesTileTokens>(p, r0, n_rows, t0, count);
                 }
@@ -689,9 +735,9 @@ void matmul_row_tiles(Problem& p, int64_t n_tokens, int64_t row_begin, int64_t r
 template <typename Row>
 void matmul_typed(Problem& p, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
 #if defined(DENDRO_CPU_VNNI)
-    // The rows-in-lanes tiles gather from 8 rows at int32 offsets; rows too long for that (over 300 MB,
+    // The rows-in-lanes tiles gather from up to 16 rows at int32 offsets; rows too long for that (over 140 MB,
     // more than any model has) take the row tiles.
-    constexpr size_t kMaxLanesRowBytes = std::numeric_limits<int32_t>::max() / (kLanes - 1);
+    constexpr size_t kMaxLanesRowBytes = std::numeric_limits<int32_t>::max() / (kWideLanes - 1);
     if constexpr (RowsInLanes<Row>) {
         if (p.row_bytes <= kMaxLanesRowBytes) return matmul_rows_in_lanes<Row>(p, n_tokens, row_begin, row_end);
     }
