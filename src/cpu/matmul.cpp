@@ -260,14 +260,27 @@ template <typename Row, int T, bool kFullTile>
         // Lane r: row r's d in the low 16 bits, m (or the block's next bytes) in the high.
         const __m256i headers = gather.dwords(row_ptrs[0], b * Row::kBlockBytes);
         const F32x8 row_scales = low_halves_f16(headers), row_mins = kHasMin ? high_halves_f16(headers) : zero8();
+        // A token's 8 dpbusd depend on each other: a lone token's go in two chains (even and odd groups),
+        // several tokens' are interleaved group by group (token by token, their latency halved the tile's rate).
+        constexpr int kChains = T == 1 ? 2 : 1;
+        __m256i dots[T][kChains];
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) {
+            dots[t][0] = _mm256_set1_epi32(-Row::kOffset * x[t][b].sum);
+            for (int c = 1; c < kChains; ++c) dots[t][c] = _mm256_setzero_si256();
+        }
+#pragma GCC unroll 8
+        for (int k = 0; k < kLanes; ++k) {
+#pragma GCC unroll 16
+            for (int t = 0; t < T; ++t) {
+                dots[t][k % kChains] = add_dot_u8_broadcast_i8(dots[t][k % kChains], groups[k], x[t][b].q + kGroupBytes * k);
+            }
+        }
 #pragma GCC unroll 16
         for (int t = 0; t < T; ++t) {
             const ActivationBlock32& a = x[t][b];
-            // Two chains (even and odd groups), so that the dpbusd latency overlaps.
-            __m256i dots[2] = {_mm256_set1_epi32(-Row::kOffset * a.sum), _mm256_setzero_si256()};
-#pragma GCC unroll 8
-            for (int k = 0; k < kLanes; ++k) dots[k % 2] = add_dot_u8_broadcast_i8(dots[k % 2], groups[k], a.q + kGroupBytes * k);
-            const __m256i dot = _mm256_add_epi32(dots[0], dots[1]);
+            __m256i dot = dots[t][0];
+            for (int c = 1; c < kChains; ++c) dot = _mm256_add_epi32(dot, dots[t][c]);
             acc[t] = fma8(mul8(row_scales, broadcast8(a.d)), to_f32(I32x8{dot}), acc[t]);
             if constexpr (kHasMin) acc[t] = fma8(row_mins, broadcast8(a.scaled_sum), acc[t]);
         }
