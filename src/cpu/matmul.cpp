@@ -200,94 +200,149 @@ struct RowGather {
 inline F32x8 low_halves_f16(__m256i lanes) { return f16x8_to_f32(_mm256_cvtepi32_epi16(lanes)); }
 inline F32x8 high_halves_f16(__m256i lanes) { return f16x8_to_f32(_mm256_cvtepi32_epi16(_mm256_srli_epi32(lanes, 16))); }
 
-// With VNNI, n_rows <= 8 rows of a type of blocks of 32 against T tokens with the rows in the lanes: block b of
-// the 8 rows is transposed into 8 vectors of 4-byte groups (once, for all T tokens), and each token's 32
-// bytes go in 4 at a time, broadcast, one dpbusd each. A token's 8 row dots of the block come out in one
-// vector, exact in integers (kOffset * sum(x) taken off), and are scaled and added in fp32 with one FMA,
-// where the tile above spends a conversion and an FMA per row and 8 partial lanes per dot. The rows' d (and
-// m) are their blocks' first 4 bytes. An output's operations do not depend on n_rows, T or its lane, so the
-// results do not either. A null y[t] is a padding token whose outputs are not stored.
-template <typename Row, int T, bool kFullTile>
-[[gnu::noinline]] void tile_rows_in_lanes(const uint8_t* const* row_ptrs, int n_rows, const ActivationBlock32* const* x, int64_t length,
-                        float* const* y, size_t row_bytes, bool prefetch) {
+// With VNNI, a type of blocks of 32 with the rows in the lanes: block b of 8 rows is transposed into 8
+// vectors of 4-byte groups (once, for all tokens), and each token's 32 bytes go in 4 at a time, broadcast,
+// one dpbusd each. A token's row dots of the block come out in one vector, exact in integers (kOffset *
+// sum(x) taken off), and are scaled and added in fp32 with one FMA, where the tile above spends a
+// conversion and an FMA per row and 8 partial lanes per dot. The rows' d (and m) are their blocks' first 4
+// bytes. An output's operations do not depend on n_rows, the tokens or its lane, so the results do not
+// either. A null y[t] is a padding token whose outputs are not stored.
+
+// Block b of n_rows <= 8 rows as unsigned bytes in 4-byte groups: lane r of groups[k] is row r's group k (a
+// missing row reads zeros). Each row's block b `next_tile` bytes on is prefetched.
+template <typename Row>
+[[gnu::always_inline]] inline void block_groups(const Row* readers, const uint8_t* const* row_ptrs, int n_rows, int64_t b,
+                                                bool prefetch, size_t next_tile, __m256i* groups) {
+    if constexpr (PackedNibbleRow<Row>) {
+        // Group k < 4 is the low nibbles of packed group k, group 4 + k its high nibbles.
+        static constexpr uint8_t kNoRow[kLegacyQuantBlockSize / 2] = {};
+        const uint8_t* packed[kLanes];
+#pragma GCC unroll 8
+        for (int r = 0; r < kLanes; ++r) {
+            if (r < n_rows) {
+                if (prefetch) prefetch_block<Row::kBlockBytes>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + next_tile, b);
+                packed[r] = readers[r].packed_nibbles(b);
+            } else {
+                packed[r] = kNoRow;
+            }
+        }
+        constexpr int kPackedGroups = kLanes / 2;
+        const __m256i nibble_mask = _mm256_set1_epi8(static_cast<char>(kNibbleMask));
+        transpose_groups8x4(packed, groups);
+#pragma GCC unroll 4
+        for (int k = 0; k < kPackedGroups; ++k) {
+            groups[k + kPackedGroups] = Row::unsigned_from_nibbles({_mm256_and_si256(_mm256_srli_epi16(groups[k], kNibbleBits), nibble_mask)}).v;
+            groups[k] = Row::unsigned_from_nibbles({_mm256_and_si256(groups[k], nibble_mask)}).v;
+        }
+    } else {
+#pragma GCC unroll 8
+        for (int r = 0; r < kLanes; ++r) {
+            if (r < n_rows) {
+                if (prefetch) prefetch_block<Row::kBlockBytes>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + next_tile, b);
+                groups[r] = readers[r].unsigned_block(b).v;
+            } else {
+                groups[r] = _mm256_setzero_si256();
+            }
+        }
+        transpose_groups8x8(groups);
+    }
+}
+
+// One token, n_rows <= 8 rows.
+template <typename Row, bool kFullTile>
+[[gnu::noinline]] void tile_rows_in_lanes_one_token(const uint8_t* const* row_ptrs, int n_rows, const ActivationBlock32* const* x, int64_t length,
+                                                    float* const* y, size_t row_bytes, bool prefetch) {
     if constexpr (kFullTile) n_rows = kLanes;  // a constant: the row checks fold away
     constexpr bool kHasMin = Row::kOffset == 0;  // Q4_1, Q5_1: values d * u + m
     constexpr int kGroupBytes = 4;
     Row readers[kLanes];
 #pragma GCC unroll 8
     for (int r = 0; r < n_rows; ++r) readers[r] = Row(row_ptrs[r]);
-    F32x8 acc[T];
-#pragma GCC unroll 16
-    for (int t = 0; t < T; ++t) acc[t] = zero8();
+    F32x8 acc = zero8();
     const RowGather gather(row_bytes, n_rows);
     const int64_t n_blocks = length / Row::kBlockSize;
     for (int64_t b = 0; b < n_blocks; ++b) {
         __m256i groups[kLanes];
-        if constexpr (PackedNibbleRow<Row>) {
-            // Group k < 4 is the low nibbles of packed group k, group 4 + k its high nibbles. A missing row
-            // reads zeros, and its lanes are not stored.
-            static constexpr uint8_t kNoRow[kLegacyQuantBlockSize / 2] = {};
-            const uint8_t* packed[kLanes];
-#pragma GCC unroll 8
-            for (int r = 0; r < kLanes; ++r) {
-                if (r < n_rows) {
-                    if (prefetch) prefetch_block<Row::kBlockBytes>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + kLanes * row_bytes, b);
-                    packed[r] = readers[r].packed_nibbles(b);
-                } else {
-                    packed[r] = kNoRow;
-                }
-            }
-            constexpr int kPackedGroups = kLanes / 2;
-            const __m256i nibble_mask = _mm256_set1_epi8(static_cast<char>(kNibbleMask));
-            transpose_groups8x4(packed, groups);
-#pragma GCC unroll 4
-            for (int k = 0; k < kPackedGroups; ++k) {
-                groups[k + kPackedGroups] = Row::unsigned_from_nibbles({_mm256_and_si256(_mm256_srli_epi16(groups[k], kNibbleBits), nibble_mask)}).v;
-                groups[k] = Row::unsigned_from_nibbles({_mm256_and_si256(groups[k], nibble_mask)}).v;
-            }
-        } else {
-#pragma GCC unroll 8
-            for (int r = 0; r < kLanes; ++r) {
-                if (r < n_rows) {
-                    if (prefetch) prefetch_block<Row::kBlockBytes>(reinterpret_cast<uintptr_t>(row_ptrs[r]) + kLanes * row_bytes, b);
-                    groups[r] = readers[r].unsigned_block(b).v;
-                } else {
-                    groups[r] = _mm256_setzero_si256();
-                }
-            }
-            transpose_groups8x8(groups);
-        }
+        block_groups(readers, row_ptrs, n_rows, b, prefetch, kLanes * row_bytes, groups);
         // Lane r: row r's d in the low 16 bits, m (or the block's next bytes) in the high.
         const __m256i headers = gather.dwords(row_ptrs[0], b * Row::kBlockBytes);
-        const F32x8 row_scales = low_halves_f16(headers), row_mins = kHasMin ? high_halves_f16(headers) : zero8();
-        // A token's 8 dpbusd depend on each other: a lone token's go in two chains (even and odd groups),
-        // several tokens' are interleaved group by group (token by token, their latency halved the tile's rate).
-        constexpr int kChains = T == 1 ? 2 : 1;
-        __m256i dots[T][kChains];
+        const ActivationBlock32& a = x[0][b];
+        // Two chains (even and odd groups), so that the dpbusd latency overlaps.
+        __m256i dots[2] = {_mm256_set1_epi32(-Row::kOffset * a.sum), _mm256_setzero_si256()};
+#pragma GCC unroll 8
+        for (int k = 0; k < kLanes; ++k) dots[k % 2] = add_dot_u8_broadcast_i8(dots[k % 2], groups[k], a.q + kGroupBytes * k);
+        const __m256i dot = _mm256_add_epi32(dots[0], dots[1]);
+        acc = fma8(mul8(low_halves_f16(headers), broadcast8(a.d)), to_f32(I32x8{dot}), acc);
+        if constexpr (kHasMin) acc = fma8(high_halves_f16(headers), broadcast8(a.scaled_sum), acc);
+    }
+    store_lanes(y[0], acc, n_rows);
+}
+
+// Up to 16 rows' d and m (a block's first 4 bytes, the rows row_bytes apart) in one gather at int32 offsets
+// (matmul_typed checks), for the 512-bit batch tiles.
+inline constexpr int kWideLanes = 2 * kLanes;
+struct WideRowGather {
+    __m512i row_offsets;
+    __mmask16 present;
+    WideRowGather(size_t row_bytes, int n_rows)
+        : row_offsets(_mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                         _mm512_set1_epi32(static_cast<int32_t>(row_bytes)))),
+          present(static_cast<__mmask16>((1u << n_rows) - 1)) {}
+    __m512i dwords(const uint8_t* first_row, size_t offset) const {
+        return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), present, row_offsets, first_row + offset, 1);
+    }
+};
+inline __m512 low_halves_f16(__m512i lanes) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(lanes)); }
+inline __m512 high_halves_f16(__m512i lanes) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(lanes, 16))); }
+inline void store_lanes(float* y, __m512 acc, __mmask16 present) { _mm512_mask_storeu_ps(y, present, acc); }
+
+// A batch of T tokens, up to 16 rows in the lanes of 512-bit vectors (the groups of rows 0-7 and 8-15
+// joined), so that each broadcast token group and dpbusd serves 16 rows; the tokens' dots run group by
+// group (a token's 8 dpbusd depend on each other). The same integers and fp32 operations per output as the
+// one-token tile.
+template <typename Row, int T>
+[[gnu::noinline]] void tile_rows_in_lanes_batch(const uint8_t* const* row_ptrs, int n_rows, const ActivationBlock32* const* x, int64_t length,
+                                                float* const* y, size_t row_bytes, bool prefetch) {
+    constexpr bool kHasMin = Row::kOffset == 0;
+    constexpr int kGroupBytes = 4;
+    Row readers[kWideLanes];
+    for (int r = 0; r < n_rows; ++r) readers[r] = Row(row_ptrs[r]);
+    __m512 acc[T];
 #pragma GCC unroll 16
-        for (int t = 0; t < T; ++t) {
-            dots[t][0] = _mm256_set1_epi32(-Row::kOffset * x[t][b].sum);
-            for (int c = 1; c < kChains; ++c) dots[t][c] = _mm256_setzero_si256();
-        }
+    for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+    const WideRowGather gather(row_bytes, n_rows);
+    const int64_t n_blocks = length / Row::kBlockSize;
+    for (int64_t b = 0; b < n_blocks; ++b) {
+        __m256i halves[2][kLanes];
+        block_groups(readers, row_ptrs, std::min(n_rows, kLanes), b, prefetch, kWideLanes * row_bytes, halves[0]);
+        block_groups(readers + kLanes, row_ptrs + kLanes, n_rows - kLanes, b, prefetch, kWideLanes * row_bytes, halves[1]);
+        __m512i groups[kLanes];
+#pragma GCC unroll 8
+        for (int k = 0; k < kLanes; ++k) groups[k] = wide_from_halves(halves[0][k], halves[1][k]);
+        const __m512i headers = gather.dwords(row_ptrs[0], b * Row::kBlockBytes);
+        const __m512 row_scales = low_halves_f16(headers);
+        __m512i dots[T];
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) dots[t] = _mm512_set1_epi32(-Row::kOffset * x[t][b].sum);
 #pragma GCC unroll 8
         for (int k = 0; k < kLanes; ++k) {
 #pragma GCC unroll 16
             for (int t = 0; t < T; ++t) {
-                dots[t][k % kChains] = add_dot_u8_broadcast_i8(dots[t][k % kChains], groups[k], x[t][b].q + kGroupBytes * k);
+                int32_t group;
+                std::memcpy(&group, x[t][b].q + kGroupBytes * k, sizeof(group));
+                dots[t] = _mm512_dpbusd_epi32(dots[t], groups[k], _mm512_set1_epi32(group));
             }
         }
 #pragma GCC unroll 16
         for (int t = 0; t < T; ++t) {
             const ActivationBlock32& a = x[t][b];
-            __m256i dot = dots[t][0];
-            for (int c = 1; c < kChains; ++c) dot = _mm256_add_epi32(dot, dots[t][c]);
-            acc[t] = fma8(mul8(row_scales, broadcast8(a.d)), to_f32(I32x8{dot}), acc[t]);
-            if constexpr (kHasMin) acc[t] = fma8(row_mins, broadcast8(a.scaled_sum), acc[t]);
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(row_scales, _mm512_set1_ps(a.d)), _mm512_cvtepi32_ps(dots[t]), acc[t]);
+            if constexpr (kHasMin) acc[t] = _mm512_fmadd_ps(high_halves_f16(headers), _mm512_set1_ps(a.scaled_sum), acc[t]);
         }
     }
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) {
-        if (y[t] != nullptr) store_lanes(y[t], acc[t], n_rows);
+        if (y[t] != nullptr) store_lanes(y[t], acc[t], gather.present);
     }
 }
 
@@ -332,7 +387,6 @@ template <typename Row, bool kFullTile>
 // broadcasts and dpbusd, which here serve twice the rows (Zen 4 runs a 512-bit dpbusd at half the rate, the
 // same products a cycle). A token's integers sum_j scale_j (q_j . x_j) and sum_j min_j sum(x_j) are those of
 // the one-token tile, scaled with the same two fp32 FMAs, so the outputs are too.
-inline constexpr int kWideLanes = 2 * kLanes;
 template <typename Row, int T>
 [[gnu::noinline]] void tile_k_quant_batch(const uint8_t* const* row_ptrs, int n_rows, const ActivationBlock256* const* x, int64_t length,
                                           float* const* y, size_t row_bytes, bool prefetch) {
@@ -341,10 +395,7 @@ template <typename Row, int T>
     constexpr int kGroupBytes = 4, kChunks = kGroups / 2, kMinPairs = kGroups / 2;
     const Block* blocks[kWideLanes] = {};
     for (int r = 0; r < n_rows; ++r) blocks[r] = reinterpret_cast<const Block*>(row_ptrs[r]);
-    const __mmask16 present = static_cast<__mmask16>((1u << n_rows) - 1);
-    // d and dmin, a super-block's first 4 bytes, gathered for the rows (int32 offsets: matmul_typed checks).
-    const __m512i row_offsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                                   _mm512_set1_epi32(static_cast<int32_t>(row_bytes)));
+    const WideRowGather gather(row_bytes, n_rows);  // d and dmin: a super-block's first 4 bytes
     const __m512i nibble_mask = _mm512_set1_epi8(static_cast<char>(kNibbleMask));
     __m512 acc[T];
 #pragma GCC unroll 16
@@ -434,10 +485,8 @@ template <typename Row, int T>
                 for (int t = 0; t < T; ++t) sums[t] = _mm512_add_epi32(sums[t], _mm512_mullo_epi32(dots[t], scales[sub_block]));
             }
         }
-        const __m512i headers = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), present, row_offsets,
-                                                            reinterpret_cast<const uint8_t*>(&blocks[0][b]), 1);
-        const __m512 row_d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(headers));
-        const __m512 row_minus_dmin = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(headers, 16))));
+        const __m512i headers = gather.dwords(row_ptrs[0], b * sizeof(Block));
+        const __m512 row_d = low_halves_f16(headers), row_minus_dmin = _mm512_sub_ps(_mm512_setzero_ps(), high_halves_f16(headers));
 #pragma GCC unroll 16
         for (int t = 0; t < T; ++t) {
             const ActivationBlock256& a = x[t][b];
@@ -455,7 +504,7 @@ template <typename Row, int T>
     }
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) {
-        if (y[t] != nullptr) _mm512_mask_storeu_ps(y[t], present, acc[t]);
+        if (y[t] != nullptr) store_lanes(y[t], acc[t], gather.present);
     }
 }
 
@@ -670,14 +719,17 @@ void matmul_range(Problem& p, int64_t n_tokens, int64_t row_begin, int64_t row_e
 }
 
 #if defined(DENDRO_CPU_VNNI)
-// The rows-in-lanes types: tiles of 8 rows or, at the end of a share, fewer (a run-time count; the lanes
-// past it are zero), and of 1 or 8 tokens, a shorter batch padded with its first token, whose extra
-// outputs are not stored. Three tile instantiations per type (one token with 8 constant rows, one token,
-// 8 tokens), where a template row and token count each would make 64 (and took a sanitizer build over 15
-// minutes to compile). The tiles are not inlined into this loop: inlined, the compiler stopped inlining
-// their own helpers (measured: Q6_K decode 27 -> 19 GMAC/s on one core).
+// The types whose batches take 16 rows a tile (all but Q6_K).
 template <typename Row>
-concept WideBatchRow = std::is_same_v<Row, Q4_KRow> || std::is_same_v<Row, Q5_KRow>;
+concept WideBatchRow = UnsignedBlockRow<Row> || std::is_same_v<Row, Q4_KRow> || std::is_same_v<Row, Q5_KRow>;
+
+// The rows-in-lanes types: tiles of 8 rows for one token (16 for a batch of the WideBatchRow types) or, at
+// the end of a share, fewer (a run-time count; the lanes past it are zero), and of 1 or 8 tokens, a
+// shorter batch padded with its first token, whose extra outputs are not stored. Three tile instantiations
+// per type (one token with 8 constant rows, one token, 8 tokens), where a template row and token count
+// each would make 64 (and took a sanitizer build over 15 minutes to compile). The tiles are not inlined
+// into this loop: inlined, the compiler stopped inlining their own helpers (measured: Q6_K decode 27 -> 19
+// GMAC/s on one core).
 
 template <typename Row, int T>
 void run_lanes_tile(const Problem& p, int64_t r0, int n_rows, int64_t t0, int n_tokens) {
@@ -693,8 +745,10 @@ void run_lanes_tile(const Problem& p, int64_t r0, int n_rows, int64_t t0, int n_
     }
     const bool prefetch = t0 == p.prefetch_at_token;
     const auto run = [&]<bool kFullTile>() {
-        if constexpr (UnsignedBlockRow<Row>) {
-            tile_rows_in_lanes<Row, T, kFullTile>(rows, n_rows, a, p.w.row_length(), y, p.row_bytes, prefetch);
+        if constexpr (UnsignedBlockRow<Row> && T == 1) {
+            tile_rows_in_lanes_one_token<Row, kFullTile>(rows, n_rows, a, p.w.row_length(), y, p.row_bytes, prefetch);
+        } else if constexpr (UnsignedBlockRow<Row>) {
+            tile_rows_in_lanes_batch<Row, T>(rows, n_rows, a, p.w.row_length(), y, p.row_bytes, prefetch);
         } else if constexpr (std::is_same_v<Row, Q6_KRow>) {
             tile_q6_k_rows_in_lanes<T, kFullTile>(rows, n_rows, a, p.w.row_length(), y, p.row_bytes, prefetch);
         } else if constexpr (T == 1) {
@@ -717,7 +771,7 @@ void matmul_rows_in_lanes(Problem& p, int64_t n_tokens, int64_t row_begin, int64
         const int64_t tb_end = std::min(n_tokens, tb + kTokenBlock);
         quantize_token_block<Row>(p, tb, tb_end);
         p.prefetch_at_token = tb;
-        // Q4_K and Q5_K batches take 16 rows a tile (tile_k_quant_batch); a single token 8.
+        // Batches take 16 rows a tile (but Q6_K's), a single token 8.
         const int tile_rows = WideBatchRow<Row> && tb_end - tb > 1 ? kWideLanes : kLanes;
         for (int64_t r0 = row_begin; r0 < row_end; r0 += tile_rows) {
             const int n_rows = static_cast<int>(std::min<int64_t>(tile_rows, row_end - r0));
