@@ -560,6 +560,14 @@ template <int T, bool kFullTile>
             }
             transpose_groups8x8(scales);
             transpose_groups8x8(scales + kLanes);
+            // And as int16 pairs for the offsets: scale_pairs[i] lane r holds row r's scales 2i and 2i + 1.
+            __m256i scale_pairs[kLanes];
+#pragma GCC unroll 8
+            for (int r = 0; r < kLanes; ++r) {
+                scale_pairs[r] = r < n_rows ? _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blocks[r][b].scales)))
+                                            : _mm256_setzero_si256();
+            }
+            transpose_groups8x8(scale_pairs);
 #pragma GCC unroll 16
             for (int t = 0; t < T; ++t) totals[t] = _mm256_setzero_si256();
             for (int h = 0; h < 2; ++h) {
@@ -602,10 +610,13 @@ template <int T, bool kFullTile>
             }
 #pragma GCC unroll 16
             for (int t = 0; t < T; ++t) {
+                // sum_s scale_s sum(x_s), two sub-blocks per dpwssd (a multiply and an add per sub-block before).
                 __m256i offsets = _mm256_setzero_si256();
-#pragma GCC unroll 16
-                for (int s = 0; s < kSubBlocks; ++s) {
-                    offsets = _mm256_add_epi32(offsets, _mm256_mullo_epi32(scales[s], _mm256_set1_epi32(x[t][b].sums[s])));
+#pragma GCC unroll 8
+                for (int i = 0; i < kLanes; ++i) {
+                    int32_t sum_pair;
+                    std::memcpy(&sum_pair, x[t][b].sums + 2 * i, sizeof(sum_pair));
+                    offsets = add_dot_i16(offsets, scale_pairs[i], _mm256_set1_epi32(sum_pair));
                 }
                 totals[t] = sub_shifted8_i32({totals[t]}, {offsets}, kQ6KOffsetBits).v;
             }
