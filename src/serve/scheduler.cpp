@@ -314,17 +314,19 @@ void Scheduler::finish(int seq, FinishReason reason) {
     store_state(seq, /*end_of_prompt=*/true);
     const auto now = Clock::now();
     metrics_.request_duration.observe(seconds_between(slot.job->queued_at(), now));
-    if (reason == FinishReason::Stop || reason == FinishReason::Length) {
-        ++metrics_.requests_finished;
-    } else {
-        ++metrics_.requests_cancelled;
+    const bool completed = reason == FinishReason::Stop || reason == FinishReason::Length;
+    if (!completed) {
         log_(concat("request ", slot.job->spec().id, ": ", finish_reason_name(reason), " after ", slot.generated,
                     " tokens"));
     }
     slot.job->finish(reason,
                      {static_cast<int64_t>(slot.job->spec().prompt.size()), slot.generated, slot.cached_tokens});
     slot.job.reset();
+    // The slot is counted free before the request is counted ended, so that a scrape which sees the request
+    // ended sees its slot free too (counted the other way round, a test polling the cancelled count read the
+    // slot still active now and then).
     --metrics_.active_sequences;
+    ++(completed ? metrics_.requests_finished : metrics_.requests_cancelled);
     std::lock_guard lock(mutex_);
     --busy_slots_;
 }
