@@ -317,7 +317,7 @@ struct KQuantWithMinsRow : BlockRow<Block, kKQuantBlockSize> {
     // sum_j min_j sum(x_j) (for the rows-in-lanes tile of matmul.cpp, which scales them itself). In 512-bit
     // vectors, sub-blocks paired as WideActivation256 pairs them: one load per 64 bytes of quants, and each
     // pair's scales are the 8 scale bytes broadcast once and shuffled into int16, where the 256-bit groups
-    // took a broadcast and a load per group (Q4_K decode: ~800 -> ~400 instructions per 8 rows of a
+    // took a broadcast and a load per group (Q4_K decode: ~850 -> ~500 instructions per 8 rows of a
     // super-block). The integers are the same.
     void integer_dots(int64_t b, const WideActivation256& a, I32x8* scaled, I32x8* mins) const {
         const Block& k = this->blocks[b];
