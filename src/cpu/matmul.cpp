@@ -510,8 +510,9 @@ template <typename Row, int T>
     }
 }
 
-// Q6_K likewise: its 16 int8 scales widened and transposed into a vector per sub-block of 16, each 32
-// bytes of low bits (two sub-blocks of 32: low and high nibbles) and of high bits (four: 2 bits each)
+// Q6_K, 8 rows in 256-bit lanes for one token and for batches: its 16 int8 scales widened and transposed
+// into a vector per sub-block of 16 (and, for the offsets, into int16 pairs of adjacent sub-blocks), each
+// 32 bytes of low bits (two sub-blocks of 32: low and high nibbles) and of high bits (four: 2 bits each)
 // transposed once; a token's dot is per row the exact sum_s scale_s ((q_s - 32) . x_s), scaled in fp32 with
 // one FMA. One token takes each row's integer dot as Q6_KRow forms it, its lanes summed.
 inline constexpr size_t kQ6KScaleBefore = offsetof(BlockQ6_K, d) - sizeof(uint16_t);
