@@ -160,7 +160,10 @@ TEST_P(ScanChannels, MatchChannelByChannel) {
 INSTANTIATE_TEST_SUITE_P(Shapes, ScanChannels,
                          ::testing::Values(ScanCase{32, 16, 0, 32, 9}, ScanCase{32, 16, 8, 24, 1},
                                            ScanCase{27, 16, 2, 27, 5}, ScanCase{16, 8, 0, 16, 3},
-                                           ScanCase{24, 12, 0, 24, 4}, ScanCase{16, 32, 0, 16, 2}));
+                                           ScanCase{24, 12, 0, 24, 4}, ScanCase{16, 32, 0, 16, 2},
+                                           // Two groups at a time, then one: with the states held in
+                                           // registers (16) and in memory (8), and far enough to prefetch.
+                                           ScanCase{88, 16, 0, 88, 3}, ScanCase{24, 8, 0, 24, 3}));
 
 }  // namespace
 }  // namespace dendro
