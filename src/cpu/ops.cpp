@@ -108,8 +108,9 @@ namespace {
 // returns the first channel left. A group's token is one long chain of dependent operations (softplus,
 // exp, the state update, C . h over the states in order, the gate: ~260 cycles of latency against ~140 of
 // issue), longer than the out-of-order window reaches across: two groups stepped side by side overlap their
-// chains (each channel's operations unchanged). The states are held in kStates vectors a group where the
-// count is known when compiling, or in memory (kStates 0: d_state).
+// chains (each channel's operations unchanged; one Zen 4 core, 768 channels of 16 states: a decode token
+// 12.1 -> 9.5 us, 64 tokens 596 -> 474). The states are held in kStates vectors a group where the count is
+// known when compiling, or in memory (kStates 0: d_state).
 template <int64_t kStates, int kGroups>
 int64_t scan_channel_groups(const ScanChannelInputs& in, const ScanWeights& w, int64_t c, int64_t end, float* h,
                             Channel y, int64_t n_tokens) {
