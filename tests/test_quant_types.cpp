@@ -42,6 +42,17 @@ std::vector<float> random_values(size_t n, uint64_t seed) {
     return v;
 }
 
+// A rows x row_length matrix of `type` over bytes (named for the failure messages).
+TensorView random_matrix(GgmlType type, const std::vector<uint8_t>& bytes, int64_t row_length, int64_t rows) {
+    TensorView w;
+    w.name = "random." + ggml_type_name(type);
+    w.type = type;
+    w.ne = {row_length, rows, 1, 1};
+    w.data = bytes.data();
+    w.nbytes = bytes.size();
+    return w;
+}
+
 // y[t][r] for every row and token, computed by matmul_rows over the given row ranges (as threads share them).
 std::vector<float> product(const TensorView& w, const std::vector<float>& x, int64_t n_tokens,
                            const std::vector<cpu::Range>& shares) {
@@ -173,12 +184,7 @@ constexpr int64_t kRandomRowLength = 512, kRandomRows = 45;
 
 void expect_matmul_independent_of_tiling(GgmlType type, const std::vector<uint8_t>& bytes) {
     const int64_t row_length = kRandomRowLength, rows = kRandomRows;
-    TensorView w;
-    w.name = "random." + ggml_type_name(type);
-    w.type = type;
-    w.ne = {row_length, rows, 1, 1};
-    w.data = bytes.data();
-    w.nbytes = bytes.size();
+    const TensorView w = random_matrix(type, bytes, row_length, rows);
 
     const int64_t n_tokens = 11;  // a whole tile of 8 tokens and a short one, or 3 of 3 tokens and one of 2
     const std::vector<float> x = test_tokens(n_tokens, row_length, 3);
@@ -206,12 +212,7 @@ TEST_P(QuantFixture, NonFiniteInputGivesNaN) {
     const int64_t rows = 9;
     const std::vector<uint8_t> bytes = test::random_quant_blocks(
         type, kRandomRowLength * rows / ggml_type_traits(static_cast<uint32_t>(type))->block_size, 13, 0.5f);
-    TensorView w;
-    w.name = "random." + ggml_type_name(type);
-    w.type = type;
-    w.ne = {kRandomRowLength, rows, 1, 1};
-    w.data = bytes.data();
-    w.nbytes = bytes.size();
+    const TensorView w = random_matrix(type, bytes, kRandomRowLength, rows);
     for (const float bad : {NAN, INFINITY, -INFINITY}) {
         std::vector<float> x = random_values(kRandomRowLength, 4);
         x[kRandomRowLength / 2 + 3] = bad;
@@ -244,12 +245,7 @@ TEST(FloatMatmul, DoesNotDependOnTilingOrRowShares) {
         SCOPED_TRACE(ggml_type_name(type));
         std::vector<uint8_t> bytes(ggml_row_size(type, n) * rows);
         quantize_row(type, values.data(), bytes.data(), n * rows);
-        TensorView w;
-        w.name = "random." + ggml_type_name(type);
-        w.type = type;
-        w.ne = {n, rows, 1, 1};
-        w.data = bytes.data();
-        w.nbytes = bytes.size();
+        const TensorView w = random_matrix(type, bytes, n, rows);
         const std::vector<float> batch = product(w, x, n_tokens, {{0, rows}});
         const std::vector<float> shared = product(w, x, n_tokens, {{0, 8}, {8, 16}, {16, 40}, {40, rows}});
         EXPECT_EQ(0, std::memcmp(batch.data(), shared.data(), batch.size() * sizeof(float)));
