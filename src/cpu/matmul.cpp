@@ -273,10 +273,11 @@ template <typename Row, bool kFullTile>
     for (int r = 0; r < n_rows; ++r) readers[r] = Row(row_ptrs[r]);
     F32x8 acc = zero8();
     const RowGather gather(row_bytes, n_rows);
+    const size_t ahead = prefetch_ahead(kLanes * row_bytes);
     const int64_t n_blocks = length / Row::kBlockSize;
     for (int64_t b = 0; b < n_blocks; ++b) {
         __m256i groups[kLanes];
-        block_groups(readers, row_ptrs, n_rows, b, prefetch, prefetch_ahead(kLanes * row_bytes), groups);
+        block_groups(readers, row_ptrs, n_rows, b, prefetch, ahead, groups);
         // Lane r: row r's d in the low 16 bits, m (or the block's next bytes) in the high.
         const __m256i headers = gather.dwords(row_ptrs[0], b * Row::kBlockBytes);
         const ActivationBlock32& a = x[0][b];

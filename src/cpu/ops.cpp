@@ -116,11 +116,11 @@ int64_t scan_channel_groups(const ScanChannelInputs& in, const ScanWeights& w, i
                             Channel y, int64_t n_tokens) {
     const int64_t d_state = kStates > 0 ? kStates : w.d_state;
     const auto at = [](ConstChannel v, int64_t t, int64_t c) { return v.data + t * v.stride + c; };
-    thread_local std::vector<F32x8> state_buffer;
     F32x8 held[kGroups][kStates > 0 ? kStates : 1];
     F32x8* state[kGroups];  // state[g][s] lane i: state s of channel c + 8 g + i
     for (int g = 0; g < kGroups; ++g) state[g] = held[g];
     if constexpr (kStates == 0) {
+        thread_local std::vector<F32x8> state_buffer;
         state_buffer.resize(static_cast<size_t>(kGroups * d_state));
         for (int g = 0; g < kGroups; ++g) state[g] = state_buffer.data() + g * d_state;
     }
