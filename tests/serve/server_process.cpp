@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -45,8 +46,13 @@ int wait_for_exit(pid_t pid, std::chrono::steady_clock::duration timeout) {
 std::string bundled_model_path() { return std::string(DENDRO_MODELS_DIR) + "/dendro-shakespeare-2m.gguf"; }
 
 pid_t start_process(std::vector<std::string> args, const std::string& log_path) {
+    const pid_t parent = getpid();
     const pid_t pid = fork();
     if (pid == 0) {
+        // A test binary killed before its destructors run (a ctest timeout, a closed output pipe) takes the
+        // server with it instead of leaving it running.
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(127);
         const int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(log, STDERR_FILENO);
         dup2(log, STDOUT_FILENO);
