@@ -17,11 +17,15 @@
 #define DENDRO_CPU_AVX2 1
 // GCC 12 flags the undefined vector that the unmasked AVX-512 intrinsics pass through as maybe
 // uninitialized where they are inlined (GCC bug 105593, fixed in 13): a false warning, silenced for the
-// header alone.
+// header alone (clang, which the fuzz builds use, has no such warning).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
 // AVX-512 VNNI on 256-bit vectors: the 8-bit dot products in one instruction each; with AVX-512BW (every
 // CPU with VNNI has it) the k-quant decode also takes 512-bit vectors (quant_rows.h).
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__) && defined(__AVX512BW__)
