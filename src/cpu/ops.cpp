@@ -94,8 +94,8 @@ void scan_channel(const ScanChannelInputs& in, const float* a, float d, float dt
 }
 
 namespace {
-// How many groups of 8 channels ahead the scan asks for their states and A, into L1 (they are used within
-// a microsecond). A decode step finds them in DRAM (the weights streamed since the last step evict them):
+// How many steps ahead (of one or two groups of 8 channels, see scan_channel_groups) the scan asks for their
+// states and A, into L1 (they are used within a microsecond). A decode step finds them in DRAM (the weights streamed since the last step evict them):
 // without it the scan read its 150 KB a layer and thread in 26 us, latency bound; with it, 17 (m1 130m
 // q4_k_m decode, 2 threads: +5 % tok/s).
 constexpr int64_t kScanPrefetchGroups = 2;
