@@ -236,36 +236,39 @@ TEST(Q8_0Matmul, MatchesDequantizedRowsWhateverTheTiling) {
 }
 
 // The float types likewise: each output is the same bit for bit whatever tile (8 rows, fewer, one), row
-// share or batch it falls in, and close to the double-precision product.
+// share or batch it falls in, and close to the double-precision product; rows whose length is not a whole
+// number of 8-element chunks too (the tiles' tail).
 TEST(FloatMatmul, DoesNotDependOnTilingOrRowShares) {
-    const int64_t n = kRandomRowLength, rows = kRandomRows, n_tokens = 11;
-    const std::vector<float> values = random_values(static_cast<size_t>(n * rows), 6);
-    const std::vector<float> x = random_values(static_cast<size_t>(n * n_tokens), 7);
-    for (const GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16}) {
-        SCOPED_TRACE(ggml_type_name(type));
-        std::vector<uint8_t> bytes(ggml_row_size(type, n) * rows);
-        quantize_row(type, values.data(), bytes.data(), n * rows);
-        const TensorView w = random_matrix(type, bytes, n, rows);
-        const std::vector<float> batch = product(w, x, n_tokens, {{0, rows}});
-        const std::vector<float> shared = product(w, x, n_tokens, {{0, 8}, {8, 16}, {16, 40}, {40, rows}});
-        EXPECT_EQ(0, std::memcmp(batch.data(), shared.data(), batch.size() * sizeof(float)));
-        // Rows one at a time: every output from a one-row tile.
-        std::vector<cpu::Range> single_rows;
-        for (int64_t r = 0; r < rows; ++r) single_rows.push_back({r, r + 1});
-        const std::vector<float> one_by_one = product(w, x, n_tokens, single_rows);
-        EXPECT_EQ(0, std::memcmp(batch.data(), one_by_one.data(), batch.size() * sizeof(float)));
-        const std::vector<float> stored = dequantized(w);
-        for (int64_t t = 0; t < n_tokens; ++t) {
-            const std::vector<float> token(x.begin() + t * n, x.begin() + (t + 1) * n);
-            const std::vector<float> alone = product(w, token, 1, {{0, rows}});
-            ASSERT_EQ(0, std::memcmp(alone.data(), batch.data() + t * rows, rows * sizeof(float))) << "token " << t;
-            for (int64_t r = 0; r < rows; ++r) {
-                double exact = 0, magnitude = 0;
-                for (int64_t i = 0; i < n; ++i) {
-                    exact += static_cast<double>(stored[r * n + i]) * x[t * n + i];
-                    magnitude += std::fabs(static_cast<double>(stored[r * n + i]) * x[t * n + i]);
+    for (const int64_t n : {kRandomRowLength, kRandomRowLength + 5}) {
+        const int64_t rows = kRandomRows, n_tokens = 11;
+        const std::vector<float> values = random_values(static_cast<size_t>(n * rows), 6);
+        const std::vector<float> x = random_values(static_cast<size_t>(n * n_tokens), 7);
+        for (const GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16}) {
+            SCOPED_TRACE(std::string(ggml_type_name(type)) + " length " + std::to_string(n));
+            std::vector<uint8_t> bytes(ggml_row_size(type, n) * rows);
+            quantize_row(type, values.data(), bytes.data(), n * rows);
+            const TensorView w = random_matrix(type, bytes, n, rows);
+            const std::vector<float> batch = product(w, x, n_tokens, {{0, rows}});
+            const std::vector<float> shared = product(w, x, n_tokens, {{0, 8}, {8, 16}, {16, 40}, {40, rows}});
+            EXPECT_EQ(0, std::memcmp(batch.data(), shared.data(), batch.size() * sizeof(float)));
+            // Rows one at a time: every output from a one-row tile.
+            std::vector<cpu::Range> single_rows;
+            for (int64_t r = 0; r < rows; ++r) single_rows.push_back({r, r + 1});
+            const std::vector<float> one_by_one = product(w, x, n_tokens, single_rows);
+            EXPECT_EQ(0, std::memcmp(batch.data(), one_by_one.data(), batch.size() * sizeof(float)));
+            const std::vector<float> stored = dequantized(w);
+            for (int64_t t = 0; t < n_tokens; ++t) {
+                const std::vector<float> token(x.begin() + t * n, x.begin() + (t + 1) * n);
+                const std::vector<float> alone = product(w, token, 1, {{0, rows}});
+                ASSERT_EQ(0, std::memcmp(alone.data(), batch.data() + t * rows, rows * sizeof(float))) << "token " << t;
+                for (int64_t r = 0; r < rows; ++r) {
+                    double exact = 0, magnitude = 0;
+                    for (int64_t i = 0; i < n; ++i) {
+                        exact += static_cast<double>(stored[r * n + i]) * x[t * n + i];
+                        magnitude += std::fabs(static_cast<double>(stored[r * n + i]) * x[t * n + i]);
+                    }
+                    ASSERT_NEAR(batch[t * rows + r], exact, 1e-6 * magnitude) << "token " << t << " row " << r;
                 }
-                ASSERT_NEAR(batch[t * rows + r], exact, 1e-6 * magnitude) << "token " << t << " row " << r;
             }
         }
     }

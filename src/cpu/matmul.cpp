@@ -33,6 +33,14 @@ constexpr int kDecodeTileRows = 8;
 constexpr int kFloatBatchTileRows = kVectorRegisters >= 32 ? 8 : 4;  // 8 x 3 accumulators need 32 registers
 constexpr int kQuantizedBatchTileRows = 4;
 constexpr int kBatchTileTokens = 3;
+#if defined(DENDRO_CPU_AVX512)
+// The float batch tiles hold row pairs (tile_row_pairs): 4 pair registers x 6 tokens + 6 token chunks + 1
+// row chunk = 31 registers. On an Intel Xeon (2 threads, pp512) 6 tokens gave m2 f16 prefill 1.35x and
+// m1 f32 1.13x against the 8 x 3 single-row tile; 3 and 4 tokens gained less (1.09x, 1.22x at m2 f16).
+constexpr int kFloatBatchTileTokens = 6;
+#else
+constexpr int kFloatBatchTileTokens = kBatchTileTokens;
+#endif
 // The VNNI tiles with rows in the lanes hold a block of 8 rows (8 registers) and an accumulator per token.
 constexpr int kRowsInLanesTileTokens = 8;
 static_assert(kShareAlignment % kDecodeTileRows == 0 && kShareAlignment % kFloatBatchTileRows == 0 &&
@@ -70,16 +78,10 @@ using BF16Row = Half16Row<load8_bf16>;
 
 // The tiles' loops over rows, tokens and chunks are unrolled so that the accumulators live in registers.
 
-// The weights are asked for into L2, not L1 (prefetcht1): the lines are used a tile later, and asking for
-// them in L1 evicts the lines in use (measured: twice the streaming rate for Q8_0 and Q6_K).
-constexpr int kPrefetchToL2 = 2;
+// The weights are asked for into L2 (kPrefetchToL2, simd.h).
 inline void prefetch_address(uintptr_t p) { prefetch_line<kPrefetchToL2>(p); }
 
-// How far on a tile asks for rows: a whole number of tiles, at least kPrefetchAheadBytes. One tile on was
-// too close for short rows: 8 Q4_K rows of 768 are 3.4 KB, and with so little asked for ahead a core drew
-// 13 GB/s from DRAM where Q8_0's 6.5 KB drew 20 (one token, one core; with 8 KB Q4_K's decode rate rose by
-// 1.36x, Q5_K's 1.25x, Q4_0's 1.15x, Q8_0's 1.09x, and 1.26x for Q4_K on two cores).
-constexpr size_t kPrefetchAheadBytes = 8192;
+// How far on a tile asks for rows: a whole number of tiles, at least kPrefetchAheadBytes (simd.h).
 inline size_t prefetch_ahead(size_t tile_bytes) {
     return tile_bytes * std::max<size_t>(1, (kPrefetchAheadBytes + tile_bytes - 1) / tile_bytes);
 }
@@ -144,6 +146,73 @@ void tile(const uint8_t* const* row_ptrs, const float* const* x, int64_t length,
         for (int t = 0; t < T; ++t) y[t][r] = hsum8(acc[r][t]);
     }
 }
+
+#if defined(DENDRO_CPU_AVX512)
+// Chunk `off` of two rows, one in each half.
+inline F32x8Pair chunk_pair(const F32Row& low, const F32Row& high, int64_t off) { return load8_pair(low.p + off, high.p + off); }
+inline F32x8Pair chunk_pair(const F16Row& low, const F16Row& high, int64_t off) {
+    return load8_pair_f16(low.p + off, high.p + off);
+}
+inline F32x8Pair chunk_pair(const BF16Row& low, const BF16Row& high, int64_t off) {
+    return load8_pair_bf16(low.p + off, high.p + off);
+}
+
+// tile() with rows 2i and 2i + 1 in the halves of one register (each token's chunk loaded into both): every
+// accumulator sees tile()'s operations, so the outputs are the same bits, at up to twice the FMA rate.
+template <typename Row, int R, int T>
+void tile_row_pairs(const uint8_t* const* row_ptrs, const float* const* x, int64_t length, float* const* y,
+                    size_t row_bytes, bool prefetch) {
+    static_assert(R % 2 == 0);
+    constexpr int P = R / 2;
+    const size_t ahead = prefetch_ahead(R * row_bytes);
+    Row readers[R];
+    F32x8Pair acc[P][T];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) readers[r] = Row(row_ptrs[r]);
+#pragma GCC unroll 16
+    for (int i = 0; i < P; ++i) {
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) acc[i][t] = zero8_pair();
+    }
+    int64_t off = 0;
+    for (; off + kLanes <= length; off += kLanes) {
+        F32x8Pair xs[T];
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) xs[t] = load8_twice(x[t] + off);
+#pragma GCC unroll 16
+        for (int i = 0; i < P; ++i) {
+            if (prefetch) {
+                prefetch_address(reinterpret_cast<uintptr_t>(row_ptrs[2 * i]) + ahead + off * Row::kElementBytes);
+                prefetch_address(reinterpret_cast<uintptr_t>(row_ptrs[2 * i + 1]) + ahead + off * Row::kElementBytes);
+            }
+            F32x8Pair w = chunk_pair(readers[2 * i], readers[2 * i + 1], off);
+            if constexpr (T > 1) keep_in_register(w);
+#pragma GCC unroll 16
+            for (int t = 0; t < T; ++t) acc[i][t] = fma8_pair(w, xs[t], acc[i][t]);
+        }
+    }
+    if (off < length) {
+        const int64_t n = length - off;
+#pragma GCC unroll 16
+        for (int i = 0; i < P; ++i) {
+            const F32x8Pair w = pair8(readers[2 * i].partial(off, n), readers[2 * i + 1].partial(off, n));
+#pragma GCC unroll 16
+            for (int t = 0; t < T; ++t) {
+                const F32x8 chunk = load8_partial(x[t] + off, n);
+                acc[i][t] = fma8_pair(w, pair8(chunk, chunk), acc[i][t]);
+            }
+        }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < P; ++i) {
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) {
+            y[t][2 * i] = hsum8(low8(acc[i][t]));
+            y[t][2 * i + 1] = hsum8(high8(acc[i][t]));
+        }
+    }
+}
+#endif
 
 // R rows of a quantized type against T tokens' quantized activations: one Accumulator per (row, token),
 // blocks in order (see quant_rows.h). The integer dots cost less than the fp32 conversions did but the rows
@@ -687,6 +756,10 @@ void run_tile(const Problem& p, int64_t r0, int64_t t0) {
         }
         tile_quantized<Row, R, T>(rows, a, p.w.row_length(), y, p.row_bytes, t0 == p.prefetch_at_token);
     } else {
+#if defined(DENDRO_CPU_AVX512)
+        // Not for decoding, which is memory bound: one token's pairs took F16 and BF16 decode 5 % slower.
+        if constexpr (R % 2 == 0 && T > 1) return tile_row_pairs<Row, R, T>(rows, x, p.w.row_length(), y, p.row_bytes, t0 == p.prefetch_at_token);
+#endif
         tile<Row, R, T>(rows, x, p.w.row_length(), y, p.row_bytes, t0 == p.prefetch_at_token);
     }
 }
@@ -825,7 +898,8 @@ void matmul_row_tiles(Problem& p, int64_t n_tokens, int64_t row_begin, int64_t r
         matmul_range<Row, kDecodeTileRows, 1>(p, n_tokens, row_begin, row_end);
     } else {
         constexpr int kRows = QuantizedRow<Row> ? kQuantizedBatchTileRows : kFloatBatchTileRows;
-        matmul_range<Row, kRows, kBatchTileTokens>(p, n_tokens, row_begin, row_end);
+        constexpr int kTokens = QuantizedRow<Row> ? kBatchTileTokens : kFloatBatchTileTokens;
+        matmul_range<Row, kRows, kTokens>(p, n_tokens, row_begin, row_end);
     }
 }
 

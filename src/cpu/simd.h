@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <utility>
@@ -31,6 +32,10 @@
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__) && defined(__AVX512BW__)
 #define DENDRO_CPU_VNNI 1
 #endif
+// 512-bit float registers, each holding two 8-lane vectors (the float batch tiles, matmul.cpp).
+#if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
+#define DENDRO_CPU_AVX512 1
+#endif
 #endif
 
 namespace dendro::cpu {
@@ -49,6 +54,14 @@ template <int kLocality>
 inline void prefetch_lines(uintptr_t p, uintptr_t n) {
     for (uintptr_t line = p & ~(kCacheLine - 1); line < p + n; line += kCacheLine) prefetch_line<kLocality>(line);
 }
+// Streamed weights are asked for into L2, not L1 (prefetcht1): the lines are used a tile later, and asking
+// for them in L1 evicts the lines in use (measured: twice the streaming rate for Q8_0 and Q6_K).
+inline constexpr int kPrefetchToL2 = 2;
+// How far ahead a stream asks for its lines. One matrix tile on was too close for short rows: 8 Q4_K rows of
+// 768 are 3.4 KB, and with so little asked for ahead a core drew 13 GB/s from DRAM where Q8_0's 6.5 KB drew
+// 20 (one token, one Zen 4 core; with 8 KB Q4_K's decode rate rose by 1.36x, Q5_K's 1.25x, Q4_0's 1.15x,
+// Q8_0's 1.09x, and 1.26x for Q4_K on two cores; 16 and 32 KB were no better).
+inline constexpr size_t kPrefetchAheadBytes = 8192;
 // Vector registers the compiler may use: AVX-512 adds 16 to AVX2's 16 (for 256-bit vectors too).
 #if defined(__AVX512F__) && defined(__AVX512VL__)
 inline constexpr int kVectorRegisters = 32;
@@ -95,6 +108,42 @@ inline F32x8 load8_bf16(const uint16_t* p) {
                                                     kZero, kZero, 8, 9, kZero, kZero, 10, 11, kZero, kZero, 12, 13, kZero, kZero, 14, 15);
     return {_mm256_castsi256_ps(_mm256_shuffle_epi8(both, to_high_halves))};
 }
+
+#if defined(DENDRO_CPU_AVX512)
+// Two 8-lane vectors in the halves of one 512-bit register, each computed on exactly as an F32x8 is: the
+// float batch tile keeps two rows' accumulators in one register, so that one instruction does what two
+// did (Intel's cores have two 512-bit FMA pipes, so twice the FMA rate; Zen 4's split a 512-bit FMA in two).
+struct F32x8Pair {
+    __m512 v;
+};
+inline F32x8Pair zero8_pair() { return {_mm512_setzero_ps()}; }
+inline void keep_in_register(F32x8Pair& v) { asm("" : "+v"(v.v)); }
+inline F32x8Pair pair8(F32x8 low, F32x8 high) { return {_mm512_insertf32x8(_mm512_zextps256_ps512(low.v), high.v, 1)}; }
+// Zero-masked extractions: the unmasked ones pass GCC 12 an undefined vector that it warns of where they are
+// inlined (bug 105593, as above); they run once a tile.
+inline F32x8 low8(F32x8Pair a) { return {_mm512_maskz_extractf32x8_ps(0xFF, a.v, 0)}; }
+inline F32x8 high8(F32x8Pair a) { return {_mm512_maskz_extractf32x8_ps(0xFF, a.v, 1)}; }
+inline F32x8Pair fma8_pair(F32x8Pair a, F32x8Pair b, F32x8Pair acc) { return {_mm512_fmadd_ps(a.v, b.v, acc.v)}; }
+// The 8 floats at p in both halves (one load: the broadcast is the load's).
+inline F32x8Pair load8_twice(const float* p) { return {_mm512_broadcast_f32x8(_mm256_loadu_ps(p))}; }
+inline F32x8Pair load8_pair(const float* low, const float* high) { return pair8(load8(low), load8(high)); }
+// 8 fp16 (bf16) values from each of two places: one conversion of the 16.
+inline __m256i load8_pair_u16(const uint16_t* low, const uint16_t* high) {
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(low))),
+                                   _mm_loadu_si128(reinterpret_cast<const __m128i*>(high)), 1);
+}
+inline F32x8Pair load8_pair_f16(const uint16_t* low, const uint16_t* high) {
+    return {_mm512_cvtph_ps(load8_pair_u16(low, high))};
+}
+// bf16 element i into the high half of lane i, zeros below: one permute with a zeroing mask.
+inline F32x8Pair load8_pair_bf16(const uint16_t* low, const uint16_t* high) {
+    constexpr __mmask32 kHighHalves = 0xAAAAAAAA;
+    const __m512i element_of_lane = _mm512_set_epi16(15, 0, 14, 0, 13, 0, 12, 0, 11, 0, 10, 0, 9, 0, 8, 0, 7, 0, 6, 0, 5, 0,
+                                                     4, 0, 3, 0, 2, 0, 1, 0, 0, 0);
+    const __m512i values = _mm512_zextsi256_si512(load8_pair_u16(low, high));
+    return {_mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(kHighHalves, element_of_lane, values))};
+}
+#endif
 
 inline float f16_scalar(uint16_t bits) { return _cvtsh_ss(bits); }
 // Eight fp16 values in a register (the rows-in-lanes tiles gather them), as fp32.
