@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backend/backend.h"
+#include "cpu/read_bandwidth.h"
 #include "format/gguf.h"
 #include "random_model_file.h"
 #include "run_command.h"
@@ -63,7 +64,10 @@ TEST_F(BenchCli, JsonReportHasOneResultPerTest) {
     const auto& read = report["read_bandwidth"];
     EXPECT_GT(read["gb_per_s"].get<double>(), 0.0) << read.dump();
     EXPECT_EQ(read["threads"], 1) << read.dump();
-    EXPECT_GE(read["buffer_bytes"].get<uint64_t>(), uint64_t{256} << 20) << read.dump();
+    // As many bytes as a decode step reads (weights and the state), within the probe's bounds.
+    const uint64_t step_bytes = report["weight_bytes_per_token"].get<uint64_t>() + report["state_bytes_per_sequence"].get<uint64_t>();
+    const uint64_t buffer_bytes = std::clamp<uint64_t>(step_bytes, kReadBandwidthMinBufferBytes, kReadBandwidthMaxBufferBytes);
+    EXPECT_EQ(read["buffer_bytes"].get<uint64_t>(), buffer_bytes / sizeof(float) * sizeof(float)) << read.dump();
     // One probe before each decode repetition, the median reported.
     std::vector<double> probes = read["per_repetition_gb_per_s"].get<std::vector<double>>();
     ASSERT_EQ(probes.size(), 3u) << read.dump();

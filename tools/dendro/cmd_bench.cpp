@@ -209,12 +209,15 @@ void bench(const BenchOptions& opt) {
     };
     std::vector<Result> results;
     const uint64_t state_bytes_per_sequence = StateShape::of(model->hparams()).bytes();
-    // What decode can at best reach on the CPU, with the backend's threads: measured before each decode
-    // repetition, so that the probes span the same minutes as the decode (this VM's bandwidth moved by 2x
-    // between files of one run when it was measured once per file), and taken as their median.
+    // What decode can at best reach on the CPU, with the backend's threads, reading as many bytes as a step
+    // does: measured before each decode repetition, so that the probes span the same minutes as the decode
+    // (this VM's bandwidth moved by 2x between files of one run when it was measured once per file), and
+    // taken as their median.
     std::unique_ptr<ReadBandwidthProbe> probe;
     if (opt.n_gen > 0 && backend->name() == "cpu") {
-        probe = std::make_unique<ReadBandwidthProbe>(opt.n_threads > 0 ? opt.n_threads : default_thread_count());
+        const uint64_t step_bytes = backend->weight_bytes_per_token() + state_bytes_per_sequence * static_cast<uint64_t>(opt.batch);
+        probe = std::make_unique<ReadBandwidthProbe>(opt.n_threads > 0 ? opt.n_threads : default_thread_count(),
+                                                     static_cast<size_t>(step_bytes));
     }
     std::vector<double> probe_gb_per_s;
     std::optional<ReadBandwidth> read_bandwidth;
@@ -302,7 +305,7 @@ void bench(const BenchOptions& opt) {
                 format_byte_size(state_bytes_per_sequence).c_str());
     if (read_bandwidth) {
         std::printf("machine read bandwidth: %.1f GB/s (median of %zu probes, one before each decode repetition: %d thread%s, "
-                    "%s buffer, best of %d passes)\n",
+                    "%s buffer: a decode step's reads, best of %d passes)\n",
                     read_bandwidth->gb_per_s, probe_gb_per_s.size(), read_bandwidth->threads,
                     read_bandwidth->threads == 1 ? "" : "s", format_byte_size(read_bandwidth->buffer_bytes).c_str(),
                     kReadBandwidthPasses);
