@@ -99,7 +99,9 @@ class CacheUseCheck:
 
     def record(self, module, args, kwargs):
         input_ids = kwargs.get("input_ids", args[0] if args else None)
-        self.calls.append((input_ids.shape[1], kwargs.get("cache_params") is not None))
+        # transformers 5 renamed cache_params to cache.
+        cache = next((kwargs[k] for k in ("cache_params", "cache") if kwargs.get(k) is not None), None)
+        self.calls.append((input_ids.shape[1], cache is not None))
 
     def verify(self, n_decode):
         self.handle.remove()
