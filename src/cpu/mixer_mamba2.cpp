@@ -93,7 +93,12 @@ void Mamba2CpuLayer::recurrent_step(Mamba2Scratch& s, int64_t row, int64_t head,
     const float* b = xbc + hp_.d_inner + group * d_state;
     const float* c = xbc + hp_.d_inner + hp_.n_group * d_state + group * d_state;
     float* y = s.y.data() + row * hp_.d_inner + head * head_dim;
+    // A decode step finds the state in DRAM (the weights streamed since the last step evict it), read and
+    // written at one core's rate: asking for the rows kPrefetchAheadBytes on (running into the next head's)
+    // took an Intel Xeon VM's m2 130m decode 1.04x faster at f16, 1.19x at q4_k_m (2 threads; 16 KB was less).
+    const auto row_bytes = static_cast<uintptr_t>(d_state) * sizeof(float);
     for (int64_t p = 0; p < head_dim; ++p) {
+        prefetch_lines<kPrefetchToL2>(reinterpret_cast<uintptr_t>(h + p * d_state) + kPrefetchAheadBytes, row_bytes);
         y[p] = ssm_row_step(h + p * d_state, decay, x[p] * dt, b, c, d_state) + d_[head] * x[p];
     }
 }
