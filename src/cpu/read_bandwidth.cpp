@@ -21,13 +21,15 @@ constexpr size_t kFloatsPerLine = cpu::kCacheLine / sizeof(float);
 static_assert(kFloatsPerLine == kSums * cpu::kLanes);
 
 float sum_floats(const float* values, size_t n, bool prefetch) {
-    cpu::F32x8 sums[kSums] = {cpu::zero8(), cpu::zero8()};
+    cpu::F32x8 sums[kSums];
+    for (cpu::F32x8& sum : sums) sum = cpu::zero8();
     size_t i = 0;
     for (; i + kFloatsPerLine <= n; i += kFloatsPerLine) {
         if (prefetch) cpu::prefetch_line<cpu::kPrefetchToL2>(reinterpret_cast<uintptr_t>(values + i) + cpu::kPrefetchAheadBytes);
         for (int s = 0; s < kSums; ++s) sums[s] = cpu::add8(sums[s], cpu::load8(values + i + s * cpu::kLanes));
     }
-    float total = cpu::hsum8(cpu::add8(sums[0], sums[1]));
+    for (int s = 1; s < kSums; ++s) sums[0] = cpu::add8(sums[0], sums[s]);
+    float total = cpu::hsum8(sums[0]);
     for (; i < n; ++i) total += values[i];
     return total;
 }
