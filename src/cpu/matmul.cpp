@@ -30,7 +30,7 @@ namespace {
 // accumulator (all of them without VNNI; Q2_K and Q3_K with it) spend their time decoding blocks, not
 // loading, and spill at 8 rows (Q4_K: 31 against 57 GMAC/s), so they keep 4.
 constexpr int kDecodeTileRows = 8;
-constexpr int kFloatBatchTileRows = kVectorRegisters >= 32 ? 8 : 4;  // 8 x 3 accumulators need 32 registers
+constexpr int kFloatBatchTileRows = kVectorRegisters >= 32 ? 8 : 4;  // 8 rows x 3 (or 6, paired) tokens need 32 registers
 constexpr int kQuantizedBatchTileRows = 4;
 constexpr int kBatchTileTokens = 3;
 #if defined(DENDRO_CPU_AVX512)
