@@ -383,19 +383,45 @@ struct Q6_KRow : BlockRow<BlockQ6_K, kKQuantBlockSize> {
     }
 #if defined(DENDRO_CPU_VNNI)
     // Block b's exact integer dot with one token, sum_s scale_s ((q_s - 32) . x_s), spread over 8 lanes
-    // (for the rows-in-lanes tile of matmul.cpp, which scales it itself): a dpbusd per group of 32 and the
-    // 16 scales applied once to the 16 sub-block sums, where scaling each group's pairwise sums took a
-    // broadcast, a shuffle and a dpwssd more per group (the same integers).
+    // (for the rows-in-lanes tile of matmul.cpp, which scales it itself). In 512-bit vectors: a half's 64
+    // bytes of ql hold its elements 0-63 in their low nibbles and 64-127 in their high, both in order, so
+    // they meet the activations as these lie; the half's 32 bytes of qh, repeated in both 256-bit halves,
+    // give the high bits of each by one variable shift. Byte pairs (<= 2 * 63 * 128, unsaturated) are
+    // weighted by the 16-bit scales in one dpwssd per 64 elements, where 256-bit groups took a dpbusd per
+    // 32, the pairwise adds and the multiplies (the same integers).
     void integer_dot(int64_t b, const Activation* a, I32x8* total) const {
-        const Quants quants{blocks[b]};
-        __m256i group_dots[kGroups];
-#pragma GCC unroll 8
-        for (int g = 0; g < kGroups; ++g) {
-            group_dots[g] = add_dot_u8_i8(_mm256_setzero_si256(), quants(g).v, load32_i8(a->q + g * kLegacyQuantBlockSize).v);
+        const BlockQ6_K& k = blocks[b];
+        constexpr int kHalfElements = 128, kVectorElements = 64;
+        const __m512i low_nibbles = _mm512_set1_epi8(static_cast<char>(kNibbleMask));
+        const __m512i high_bits = _mm512_set1_epi8(static_cast<char>(kTwoBitMask << kNibbleBits));
+        constexpr int kSelectOr = 0xea;  // ternary logic: (a & b) | c
+        // qh's bits 0-1 (low 256 bits) and 2-3 (high) moved to 4-5 for the low nibbles; bits 4-5 and 6-7
+        // for the high nibbles. 16-bit shifts: what crosses into the neighbouring byte is masked off.
+        const __m512i up = wide_halves_u16(kNibbleBits, kNibbleBits - 2), down = wide_halves_u16(0, 2);
+        const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k.scales)));
+        const __m512i scales_wide = _mm512_castsi256_si512(scales16);
+        __m512i sum = _mm512_setzero_si512();
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+            const __m512i ql = _mm512_loadu_si512(k.ql + kQ6KQlHalfBytes * h);
+            const __m512i qh = wide_repeat(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(k.qh + kKQuantHalfBytes * h)));
+            const __m512i quants[2] = {
+                _mm512_ternarylogic_epi32(_mm512_sllv_epi16(qh, up), high_bits, _mm512_and_si512(ql, low_nibbles), kSelectOr),
+                _mm512_ternarylogic_epi32(_mm512_srlv_epi16(qh, down), high_bits,
+                                          _mm512_and_si512(_mm512_srli_epi16(ql, kNibbleBits), low_nibbles), kSelectOr)};
+#pragma GCC unroll 2
+            for (int v = 0; v < 2; ++v) {
+                // int16 lane i covers elements 2i, 2i + 1 of the 64: sub-block 8h + 4v + i / 8.
+                alignas(64) int16_t index[kVectorElements / 2];
+                for (int i = 0; i < kVectorElements / 2; ++i) {
+                    index[i] = static_cast<int16_t>((kHalfElements * h + kVectorElements * v + 2 * i) / kSubBlockSize);
+                }
+                const __m512i x = _mm512_loadu_si512(a->q + kHalfElements * h + kVectorElements * v);
+                sum = _mm512_dpwssd_epi32(sum, _mm512_maddubs_epi16(quants[v], x), _mm512_permutexvar_epi16(_mm512_load_si512(index), scales_wide));
+            }
         }
-        const __m128i scales = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blocks[b].scales));
-        const I32x8 sums{scaled_sub_block_sums(group_dots, scales)};
-        const I32x8 offsets{_mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a->sums)))};
+        const I32x8 sums{_mm256_add_epi32(wide_low_half(sum), wide_high_half(sum))};
+        const I32x8 offsets{_mm256_madd_epi16(scales16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a->sums)))};
         *total = sub_shifted8_i32(sums, offsets, kQ6KOffsetBits);
     }
 #endif
