@@ -7,6 +7,7 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "cpu/cpu_backend.h"
 #include "cpu/matmul.h"
 #include "cpu/quantized_activations.h"
+#include "cpu/thread_pool.h"
 #include "common/error.h"
 #include "format/gguf.h"
 #include "model/model.h"
@@ -269,6 +271,47 @@ TEST(FloatMatmul, DoesNotDependOnTilingOrRowShares) {
                     }
                     ASSERT_NEAR(batch[t * rows + r], exact, 1e-6 * magnitude) << "token " << t << " row " << r;
                 }
+            }
+        }
+    }
+}
+
+// matmul_team_rows: the team's product is the same bit for bit as one thread's over all the rows, for a
+// decode step, a small batch (both with claimed chunks) and a batch of several token blocks (fixed shares),
+// and after() sees every row once, in chunks of whole tiles; two products in one task, a barrier between
+// (two claim sections), each complete.
+TEST(TeamMatmul, MatchesOneThreadAndHandsEveryRowOnce) {
+    constexpr int64_t kLength = 512, kRows = 1001;  // several chunks of 128 KiB; a short tile at the end
+    const std::vector<float> values = random_values(static_cast<size_t>(kLength * kRows), 12);
+    ThreadPool pool(3);
+    for (const GgmlType type : {GgmlType::F32, GgmlType::Q4_K, GgmlType::Q6_K}) {
+        std::vector<uint8_t> bytes(ggml_row_size(type, kLength) * kRows);
+        quantize_row(type, values.data(), bytes.data(), kLength * kRows);
+        const TensorView w = random_matrix(type, bytes, kLength, kRows);
+        for (const int64_t n_tokens : {1, 5, 60}) {
+            SCOPED_TRACE(ggml_type_name(type) + " x " + std::to_string(n_tokens) + " tokens");
+            const std::vector<float> x = random_values(static_cast<size_t>(kLength * n_tokens), 13);
+            const std::vector<float> expected = product(w, x, n_tokens, {{0, kRows}});
+            std::vector<std::vector<float>> y(2, std::vector<float>(expected.size(), NAN));
+            std::vector<std::vector<int>> visits(2, std::vector<int>(kRows, 0));
+            std::mutex visits_mutex;
+            bool misaligned = false;
+            pool.run([&](int thread, int n_threads) {
+                const cpu::Team team{pool, thread, n_threads};
+                for (size_t product_index = 0; product_index < 2; ++product_index) {
+                    cpu::matmul_team_rows(w, {x.data(), kLength}, n_tokens, {y[product_index].data(), kRows}, team,
+                                          [&](cpu::Range rows) {
+                                              const std::lock_guard lock(visits_mutex);
+                                              if (rows.begin % cpu::kShareAlignment != 0) misaligned = true;
+                                              for (int64_t r = rows.begin; r < rows.end; ++r) ++visits[product_index][r];
+                                          });
+                    pool.barrier();
+                }
+            });
+            EXPECT_FALSE(misaligned);
+            for (size_t product_index = 0; product_index < 2; ++product_index) {
+                EXPECT_EQ(0, std::memcmp(expected.data(), y[product_index].data(), expected.size() * sizeof(float)));
+                for (int64_t r = 0; r < kRows; ++r) ASSERT_EQ(visits[product_index][r], 1) << "row " << r;
             }
         }
     }

@@ -112,6 +112,43 @@ TEST(ThreadPool, ForEachIndexVisitsEveryIndexOnce) {
     }
 }
 
+// Claim sections one after another, a barrier between, over several tasks: every item of every section goes
+// to exactly one thread, and a thread held up inside a section leaves the rest of its items to the others
+// (a fixed share would make it take a third of them).
+TEST(ThreadPool, ClaimHandsOutEachSectionsItemsOnceToWhoeverIsFree) {
+    ThreadPool pool(3);
+    const std::vector<int64_t> sections = {0, 1, 5, 64, 300};
+    constexpr auto kHeldUp = std::chrono::milliseconds(20);
+    for (int task = 0; task < 3; ++task) {
+        std::vector<std::vector<std::atomic<int>>> claims;
+        for (const int64_t n : sections) claims.emplace_back(static_cast<size_t>(n));
+        std::atomic<int> out_of_range{0}, team{0};
+        std::atomic<int64_t> held_up_items{0};
+        pool.run([&](int thread, int n_threads) {
+            team = n_threads;
+            for (size_t s = 0; s < sections.size(); ++s) {
+                for (int64_t i = pool.claim(thread, sections[s]); i >= 0; i = pool.claim(thread, sections[s])) {
+                    if (i >= sections[s]) {
+                        ++out_of_range;
+                        continue;
+                    }
+                    ++claims[s][static_cast<size_t>(i)];
+                    if (thread == 0 && n_threads > 1 && s + 1 == sections.size()) {
+                        ++held_up_items;
+                        std::this_thread::sleep_for(kHeldUp);
+                    }
+                }
+                pool.barrier();
+            }
+        });
+        EXPECT_EQ(out_of_range.load(), 0);
+        for (size_t s = 0; s < sections.size(); ++s) {
+            for (int64_t i = 0; i < sections[s]; ++i) ASSERT_EQ(claims[s][static_cast<size_t>(i)].load(), 1) << "section " << s << " item " << i;
+        }
+        if (team > 1) EXPECT_LT(held_up_items.load(), sections.back() / 10) << "task " << task;
+    }
+}
+
 TEST(ThreadPool, RethrowsTheFirstErrorAfterAllThreadsFinish) {
     // 4 threads on a machine that may have fewer cores: the adaptive team may be smaller, so every count is
     // taken against the team size each run reports.

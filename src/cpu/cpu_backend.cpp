@@ -171,9 +171,8 @@ const float* CpuBackend::normalise_rows(int64_t first_row, int64_t n_rows, const
 
 void CpuBackend::compute_logits(const LogitRows& wanted, int thread, int n_threads) {
     const float* normed = normalise_rows(wanted.first_row, wanted.n_rows, output_norm_, thread, n_threads);
-    const cpu::Range vocab_rows = cpu::thread_share(hp_.n_vocab, thread, n_threads);
-    cpu::matmul_rows(model_.weights().output, {normed, hp_.d_model}, wanted.n_rows, {wanted.logits, hp_.n_vocab},
-                     vocab_rows.begin, vocab_rows.end);
+    cpu::matmul_team_rows(model_.weights().output, {normed, hp_.d_model}, wanted.n_rows, {wanted.logits, hp_.n_vocab},
+                          cpu::Team{pool_, thread, n_threads});
 }
 
 uint64_t CpuBackend::fp32_vector_bytes() const {

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -48,6 +49,11 @@ static_assert(kShareAlignment % kDecodeTileRows == 0 && kShareAlignment % kFloat
               "threads' shares must be whole tiles");
 // Tokens whose activations are kept hot in cache while every thread streams its share of the weights.
 constexpr int64_t kTokenBlock = 48;
+// matmul_team_rows' chunks (GuidedChunks): the smallest, in bytes of weights (about 10 us at 12 GB/s, one
+// core's share of a 2-vCPU VM's DRAM: the most time the threads are left apart at the barrier), and the
+// divisor of the rows left per thread that sizes the larger ones.
+constexpr size_t kClaimChunkBytes = 128 * 1024;
+constexpr int64_t kGuidedDivisor = 2;
 
 // Readers of one F32, F16 or BF16 weight row: at() gives the 8 elements from `off` as fp32, partial() the
 // last n < 8 followed by zeros.
@@ -804,12 +810,70 @@ void quantize_token_block(Problem& p, int64_t tb, int64_t tb_end) {
     p.activations_begin = tb;
 }
 
-template <typename Row, int R, int T>
-void matmul_range(Problem& p, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+// A product's rows as the team claims them: chunks shrinking from about 1 / (kGuidedDivisor * threads) of
+// the rows left down to kClaimChunkBytes of weights, whole tiles each. Few large chunks first, since each
+// chunk's first tile reads without the prefetch a previous tile of the same thread would have issued
+// (fixed chunks of 128 KiB made Mamba-2 f32 decode 15 % slower than fixed shares; of 1 MiB, 3-7 % faster);
+// small ones last, so that the threads finish close together. The chunks are a function of the rows, the
+// row size and the team's size alone: every thread knows chunk c's rows.
+struct GuidedChunks {
+    int64_t n_rows, min_rows, divisor;
+    GuidedChunks(int64_t rows, size_t row_bytes, int n_threads)
+        : n_rows(rows),
+          min_rows(std::max<int64_t>(kShareAlignment, static_cast<int64_t>(kClaimChunkBytes / std::max<size_t>(1, row_bytes)) /
+                                                          kShareAlignment * kShareAlignment)),
+          divisor(kGuidedDivisor * n_threads) {}
+    int64_t end_after(int64_t begin) const {
+        const int64_t share = (n_rows - begin + divisor - 1) / divisor;
+        const int64_t rows = std::max(min_rows, (share + kShareAlignment - 1) / kShareAlignment * kShareAlignment);
+        return std::min(n_rows, begin + rows);
+    }
+    int64_t count() const {
+        int64_t n = 0;
+        for (int64_t begin = 0; begin < n_rows; begin = end_after(begin)) ++n;
+        return n;
+    }
+};
+
+// The rows one thread computes in a product: a fixed range, or chunks it claims from its team (then the
+// tokens are one token block: each chunk reuses the block's activations).
+struct RowWork {
+    Range fixed{0, 0};
+    const Team* team = nullptr;  // set: claim chunks of `guided`
+    const GuidedChunks* guided = nullptr;
+    const std::function<void(Range)>* after = nullptr;
+
+    template <typename Rows>
+    void for_each(Rows&& rows) const {
+        if (team == nullptr) {
+            if (fixed.begin < fixed.end) rows(fixed);
+            return;
+        }
+        const int64_t n_chunks = guided->count();
+        Range chunk{0, guided->end_after(0)};  // chunk `index`: this thread's claims only grow
+        int64_t index = 0;
+        for (int64_t c = team->pool.claim(team->thread, n_chunks); c >= 0; c = team->pool.claim(team->thread, n_chunks)) {
+            for (; index < c; ++index) chunk = {chunk.end, guided->end_after(chunk.end)};
+            rows(chunk);
+            if (*after) (*after)(chunk);
+        }
+    }
+};
+
+// Token block after token block (its tokens quantized once, for the quantized types), the rows of `work`.
+template <typename Row, typename TokenBlockRows>
+void for_token_blocks(Problem& p, int64_t n_tokens, const RowWork& work, TokenBlockRows&& rows) {
     for (int64_t tb = 0; tb < n_tokens; tb += kTokenBlock) {
         const int64_t tb_end = std::min(n_tokens, tb + kTokenBlock);
         if constexpr (QuantizedRow<Row>) quantize_token_block<Row>(p, tb, tb_end);
         p.prefetch_at_token = tb;
+        work.for_each([&](Range r) { rows(tb, tb_end, r.begin, r.end); });
+    }
+}
+
+template <typename Row, int R, int T>
+void matmul_range(Problem& p, int64_t n_tokens, const RowWork& work) {
+    for_token_blocks<Row>(p, n_tokens, work, [&](int64_t tb, int64_t tb_end, int64_t row_begin, int64_t row_end) {
         for (int64_t r0 = row_begin; r0 < row_end; r0 += R) {
             const int64_t rows = std::min<int64_t>(R, row_end - r0);
             if (rows == R) {
@@ -818,7 +882,7 @@ void matmul_range(Problem& p, int64_t n_tokens, int64_t row_begin, int64_t row_e
                 run_short_rows<Row, R, T>(rows, p, r0, tb, tb_end);
             }
         }
-    }
+    });
 }
 
 #if defined(DENDRO_CPU_VNNI)
@@ -869,11 +933,8 @@ void run_lanes_tile(const Problem& p, int64_t r0, int n_rows, int64_t t0, int n_
 }
 
 template <typename Row>
-void matmul_rows_in_lanes(Problem& p, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
-    for (int64_t tb = 0; tb < n_tokens; tb += kTokenBlock) {
-        const int64_t tb_end = std::min(n_tokens, tb + kTokenBlock);
-        quantize_token_block<Row>(p, tb, tb_end);
-        p.prefetch_at_token = tb;
+void matmul_rows_in_lanes(Problem& p, int64_t n_tokens, const RowWork& work) {
+    for_token_blocks<Row>(p, n_tokens, work, [&](int64_t tb, int64_t tb_end, int64_t row_begin, int64_t row_end) {
         // Batches take 16 rows a tile (but Q6_K's), a single token 8.
         const int tile_rows = WideBatchRow<Row> && tb_end - tb > 1 ? kWideLanes : kLanes;
         for (int64_t r0 = row_begin; r0 < row_end; r0 += tile_rows) {
@@ -887,35 +948,56 @@ void matmul_rows_in_lanes(Problem& p, int64_t n_tokens, int64_t row_begin, int64
                 }
             }
         }
-    }
+    });
 }
 #endif
 
 // The other types (and all without VNNI): a row per accumulator.
 template <typename Row>
-void matmul_row_tiles(Problem& p, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+void matmul_row_tiles(Problem& p, int64_t n_tokens, const RowWork& work) {
     if (n_tokens == 1) {
-        matmul_range<Row, kDecodeTileRows, 1>(p, n_tokens, row_begin, row_end);
+        matmul_range<Row, kDecodeTileRows, 1>(p, n_tokens, work);
     } else {
         constexpr int kRows = QuantizedRow<Row> ? kQuantizedBatchTileRows : kFloatBatchTileRows;
         constexpr int kTokens = QuantizedRow<Row> ? kBatchTileTokens : kFloatBatchTileTokens;
-        matmul_range<Row, kRows, kTokens>(p, n_tokens, row_begin, row_end);
+        matmul_range<Row, kRows, kTokens>(p, n_tokens, work);
     }
 }
 
 template <typename Row>
-void matmul_typed(Problem& p, int64_t n_tokens, int64_t row_begin, int64_t row_end) {
+void matmul_typed(Problem& p, int64_t n_tokens, const RowWork& work) {
 #if defined(DENDRO_CPU_VNNI)
     // The rows-in-lanes tiles gather from up to 16 rows at int32 offsets; rows too long for that (over 140 MB,
     // more than any model has) take the row tiles.
     constexpr size_t kMaxLanesRowBytes = std::numeric_limits<int32_t>::max() / (kWideLanes - 1);
     if constexpr (RowsInLanes<Row>) {
-        if (p.row_bytes <= kMaxLanesRowBytes) return matmul_rows_in_lanes<Row>(p, n_tokens, row_begin, row_end);
+        if (p.row_bytes <= kMaxLanesRowBytes) return matmul_rows_in_lanes<Row>(p, n_tokens, work);
     }
-    matmul_row_tiles<Row>(p, n_tokens, row_begin, row_end);
+    matmul_row_tiles<Row>(p, n_tokens, work);
 #else
-    matmul_row_tiles<Row>(p, n_tokens, row_begin, row_end);
+    matmul_row_tiles<Row>(p, n_tokens, work);
 #endif
+}
+
+void matmul_work(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, const RowWork& work) {
+    Problem p{w, w.row_bytes(), x, y};
+    switch (w.type) {
+        case GgmlType::F32: return matmul_typed<F32Row>(p, n_tokens, work);
+        case GgmlType::F16: return matmul_typed<F16Row>(p, n_tokens, work);
+        case GgmlType::BF16: return matmul_typed<BF16Row>(p, n_tokens, work);
+        case GgmlType::Q8_0: return matmul_typed<Q8_0Row>(p, n_tokens, work);
+        case GgmlType::Q4_0: return matmul_typed<Q4_0Row>(p, n_tokens, work);
+        case GgmlType::Q4_1: return matmul_typed<Q4_1Row>(p, n_tokens, work);
+        case GgmlType::Q5_0: return matmul_typed<Q5_0Row>(p, n_tokens, work);
+        case GgmlType::Q5_1: return matmul_typed<Q5_1Row>(p, n_tokens, work);
+        case GgmlType::IQ4_NL: return matmul_typed<IQ4_NLRow>(p, n_tokens, work);
+        case GgmlType::Q2_K: return matmul_typed<Q2_KRow>(p, n_tokens, work);
+        case GgmlType::Q3_K: return matmul_typed<Q3_KRow>(p, n_tokens, work);
+        case GgmlType::Q4_K: return matmul_typed<Q4_KRow>(p, n_tokens, work);
+        case GgmlType::Q5_K: return matmul_typed<Q5_KRow>(p, n_tokens, work);
+        case GgmlType::Q6_K: return matmul_typed<Q6_KRow>(p, n_tokens, work);
+        default: fail_unsupported_type(w);
+    }
 }
 
 }  // namespace
@@ -931,24 +1013,21 @@ Range thread_share(int64_t n, int index, int count, int64_t alignment) {
 void matmul_rows(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, int64_t row_begin,
                  int64_t row_end) {
     if (n_tokens <= 0 || row_begin >= row_end) return;
-    Problem p{w, w.row_bytes(), x, y};
-    switch (w.type) {
-        case GgmlType::F32: return matmul_typed<F32Row>(p, n_tokens, row_begin, row_end);
-        case GgmlType::F16: return matmul_typed<F16Row>(p, n_tokens, row_begin, row_end);
-        case GgmlType::BF16: return matmul_typed<BF16Row>(p, n_tokens, row_begin, row_end);
-        case GgmlType::Q8_0: return matmul_typed<Q8_0Row>(p, n_tokens, row_begin, row_end);
-        case GgmlType::Q4_0: return matmul_typed<Q4_0Row>(p, n_tokens, row_begin, row_end);
-        case GgmlType::Q4_1: return matmul_typed<Q4_1Row>(p, n_tokens, row_begin, row_end);
-        case GgmlType::Q5_0: return matmul_typed<Q5_0Row>(p, n_tokens, row_begin, row_end);
-        case GgmlType::Q5_1: return matmul_typed<Q5_1Row>(p, n_tokens, row_begin, row_end);
-        case GgmlType::IQ4_NL: return matmul_typed<IQ4_NLRow>(p, n_tokens, row_begin, row_end);
-        case GgmlType::Q2_K: return matmul_typed<Q2_KRow>(p, n_tokens, row_begin, row_end);
-        case GgmlType::Q3_K: return matmul_typed<Q3_KRow>(p, n_tokens, row_begin, row_end);
-        case GgmlType::Q4_K: return matmul_typed<Q4_KRow>(p, n_tokens, row_begin, row_end);
-        case GgmlType::Q5_K: return matmul_typed<Q5_KRow>(p, n_tokens, row_begin, row_end);
-        case GgmlType::Q6_K: return matmul_typed<Q6_KRow>(p, n_tokens, row_begin, row_end);
-        default: fail_unsupported_type(w);
+    matmul_work(w, x, n_tokens, y, RowWork{.fixed = {row_begin, row_end}});
+}
+
+void matmul_team_rows(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, const Team& team,
+                      const std::function<void(Range)>& after) {
+    if (n_tokens <= 0) return;
+    const int64_t n_rows = w.n_rows();
+    if (n_tokens > kTokenBlock) {
+        const Range share = thread_share(n_rows, team.thread, team.n_threads);
+        matmul_rows(w, x, n_tokens, y, share.begin, share.end);
+        if (after && share.begin < share.end) after(share);
+        return;
     }
+    const GuidedChunks chunks(n_rows, w.row_bytes(), team.n_threads);
+    matmul_work(w, x, n_tokens, y, RowWork{.team = &team, .guided = &chunks, .after = &after});
 }
 
 bool supported_matrix_type(GgmlType type) {

@@ -11,7 +11,6 @@
 
 #include "cache/sequence_state.h"
 #include "cpu/matmul.h"
-#include "cpu/thread_pool.h"
 #include "model/model.h"
 
 namespace dendro::cpu {
@@ -37,15 +36,8 @@ struct MixerBatch {
 // row costs a thread about a microsecond, and each barrier was one of the five a layer's threads met at.
 inline constexpr int64_t kPrivateNormRows = 16;
 
-// The thread's part of the team: which one it is and how many run the task.
-struct Team {
-    ThreadPool& pool;
-    int thread;
-    int n_threads;
-};
-
-// The mixers' last step: out = y W_out^T (+ bias) added to the residual, each thread taking its share of
-// the model's channels, then a barrier. `out` has room for n_rows x d_model.
+// The mixers' last step: out = y W_out^T (+ bias) added to the residual, the model's channels shared out
+// by matmul_team_rows, then a barrier. `out` has room for n_rows x d_model.
 void add_out_proj(const TensorView& w_out, const std::vector<float>& out_bias, ConstRows y, float* out,
                   const MixerBatch& batch, const Team& team);
 

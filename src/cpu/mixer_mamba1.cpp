@@ -1,6 +1,9 @@
 // The Mamba-1 mixer on the CPU: in_proj -> causal conv + SiLU -> x_proj -> (Falcon: dt/B/C norms) -> dt_proj
-// -> selective scan with the gate -> out_proj, each thread taking fixed shares of channels and rows.
+// -> selective scan with the gate -> out_proj: in_proj, x_proj and out_proj's rows shared out as the threads
+// become free (matmul_team_rows), dt_proj and the scan in fixed shares of the channels.
 #include "cpu/mixer_mamba1.h"
+
+#include <algorithm>
 
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
@@ -40,28 +43,26 @@ void Mamba1CpuLayer::forward(const MixerBatch& batch, Mamba1Scratch& s, const Te
     const int64_t dt_rank = hp_.dt_rank, n_xdbc = dt_rank + 2 * d_state, n_xz = 2 * d_inner;
     const int64_t n_rows = batch.n_rows, il = batch.layer;
     const int thread = team.thread, n_threads = team.n_threads;
-    // This thread's channels: its rows of in_proj (x and z halves) and dt_proj, its conv and scan channels.
-    const Range channels = thread_share(d_inner, thread, n_threads);
-
-    for (const int64_t half : {int64_t{0}, d_inner}) {
-        matmul_rows(w_.ssm_in, {batch.normed, d_model}, n_rows, {s.xz.data(), n_xz}, half + channels.begin,
-                    half + channels.end);
+    // in_proj's rows shared out among the threads, and the conv of the x channels (rows below d_inner) among
+    // each thread's rows; the scan's channels are this thread's fixed share (its rows of dt_proj).
+    const ConvTaps taps{conv_taps_by_slot_.data(), d_inner, d_conv, conv_bias_.empty() ? nullptr : conv_bias_.data()};
+    matmul_team_rows(w_.ssm_in, {batch.normed, d_model}, n_rows, {s.xz.data(), n_xz}, team, [&](Range rows) {
         if (!in_bias_.empty()) {
             for (int64_t r = 0; r < n_rows; ++r) {
-                for (int64_t i = half + channels.begin; i < half + channels.end; ++i) s.xz[r * n_xz + i] += in_bias_[i];
+                for (int64_t i = rows.begin; i < rows.end; ++i) s.xz[r * n_xz + i] += in_bias_[i];
             }
         }
-    }
-    const ConvTaps taps{conv_taps_by_slot_.data(), d_inner, d_conv, conv_bias_.empty() ? nullptr : conv_bias_.data()};
-    for (const SeqSpan& span : batch.spans) {
-        conv_silu_channels(taps, channels.begin, channels.end, {batch.slots[span.slot].conv_layer(il), d_inner},
-                           {s.xz.data() + span.first_row * n_xz, n_xz}, {s.xc.data() + span.first_row * d_inner, d_inner},
-                           span.n_tokens);
-    }
+        const int64_t conv_end = std::min(rows.end, d_inner);
+        if (rows.begin >= conv_end) return;
+        for (const SeqSpan& span : batch.spans) {
+            conv_silu_channels(taps, rows.begin, conv_end, {batch.slots[span.slot].conv_layer(il), d_inner},
+                               {s.xz.data() + span.first_row * n_xz, n_xz}, {s.xc.data() + span.first_row * d_inner, d_inner},
+                               span.n_tokens);
+        }
+    });
     team.pool.barrier();
 
-    const Range xdbc_rows = thread_share(n_xdbc, thread, n_threads);
-    matmul_rows(w_.ssm_x, {s.xc.data(), d_inner}, n_rows, {s.xdbc.data(), n_xdbc}, xdbc_rows.begin, xdbc_rows.end);
+    matmul_team_rows(w_.ssm_x, {s.xc.data(), d_inner}, n_rows, {s.xdbc.data(), n_xdbc}, team);
     team.pool.barrier();
     if (hp_.dt_b_c_rms) {
         for (int64_t r = thread; r < n_rows; r += n_threads) {
@@ -73,6 +74,7 @@ void Mamba1CpuLayer::forward(const MixerBatch& batch, Mamba1Scratch& s, const Te
         team.pool.barrier();
     }
 
+    const Range channels = thread_share(d_inner, thread, n_threads);
     matmul_rows(w_.ssm_dt_w, {s.xdbc.data(), n_xdbc}, n_rows, {s.dt.data(), d_inner}, channels.begin, channels.end);
     const ScanWeights scan{a_by_state_.data(), d_inner, d_.data(), dt_bias_.data(), d_state};
     for (const SeqSpan& span : batch.spans) {

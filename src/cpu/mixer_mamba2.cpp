@@ -1,6 +1,7 @@
 // The Mamba-2 mixer on the CPU. Five steps a layer, separated by the pool's barriers: in_proj and the conv
-// (each thread its share of in_proj's rows, and so of the conv's channels); the C.B products of each
-// multi-token chunk; the scan (each thread its share of the heads); the gated norm (rows); out_proj.
+// (in_proj's rows shared out as the threads become free, matmul_team_rows, each thread the conv of the
+// channels among its rows); the C.B products of each multi-token chunk; the scan (each thread its share of
+// the heads); the gated norm (rows); out_proj (shared out as in_proj).
 #include "cpu/mixer_mamba2.h"
 
 #include <algorithm>
@@ -276,22 +277,23 @@ void Mamba2CpuLayer::forward(const MixerBatch& batch, Mamba2Scratch& s, const Te
     const int64_t n_rows = batch.n_rows, il = batch.layer;
     const int thread = team.thread, n_threads = team.n_threads;
 
-    // in_proj, then the conv over the xBC channels among this thread's rows.
-    const Range rows = thread_share(n_in, thread, n_threads);
-    matmul_rows(w_.ssm_in, {batch.normed, d_model}, n_rows, {s.zxbcdt.data(), n_in}, rows.begin, rows.end);
-    if (!in_bias_.empty()) {
-        for (int64_t r = 0; r < n_rows; ++r) {
-            for (int64_t i = rows.begin; i < rows.end; ++i) s.zxbcdt[r * n_in + i] += in_bias_[i];
-        }
-    }
-    const int64_t conv_begin = std::max(rows.begin, d_inner) - d_inner;
-    const int64_t conv_end = std::min(rows.end, d_inner + n_conv) - d_inner;
+    // in_proj's rows shared out among the threads, and the conv of the xBC channels among each thread's rows.
     const ConvTaps taps{conv_taps_by_slot_.data(), n_conv, d_conv, conv_bias_.empty() ? nullptr : conv_bias_.data()};
-    for (const SeqSpan& span : batch.spans) {
-        conv_silu_channels(taps, conv_begin, conv_end, {batch.slots[span.slot].conv_layer(il), n_conv},
-                           {s.zxbcdt.data() + span.first_row * n_in + d_inner, n_in},
-                           {s.xbc.data() + span.first_row * n_conv, n_conv}, span.n_tokens);
-    }
+    matmul_team_rows(w_.ssm_in, {batch.normed, d_model}, n_rows, {s.zxbcdt.data(), n_in}, team, [&](Range rows) {
+        if (!in_bias_.empty()) {
+            for (int64_t r = 0; r < n_rows; ++r) {
+                for (int64_t i = rows.begin; i < rows.end; ++i) s.zxbcdt[r * n_in + i] += in_bias_[i];
+            }
+        }
+        const int64_t conv_begin = std::max(rows.begin, d_inner) - d_inner;
+        const int64_t conv_end = std::min(rows.end, d_inner + n_conv) - d_inner;
+        if (conv_begin >= conv_end) return;
+        for (const SeqSpan& span : batch.spans) {
+            conv_silu_channels(taps, conv_begin, conv_end, {batch.slots[span.slot].conv_layer(il), n_conv},
+                               {s.zxbcdt.data() + span.first_row * n_in + d_inner, n_in},
+                               {s.xbc.data() + span.first_row * n_conv, n_conv}, span.n_tokens);
+        }
+    });
     team.pool.barrier();
 
     // C_t . B_s (s <= t) of every multi-token chunk and group, and its B and C rows packed contiguous (the

@@ -46,6 +46,7 @@ ThreadPool::ThreadPool(int n_threads)
     : n_threads_(n_threads), team_size_(n_threads) {
     if (n_threads < 1 || n_threads > kMaxThreads) fail("invalid thread pool size ", n_threads);
     task_signals_ = std::make_unique<Signal[]>(static_cast<size_t>(n_threads));
+    claim_starts_ = std::make_unique<ClaimStart[]>(static_cast<size_t>(n_threads));
     workers_.reserve(static_cast<size_t>(n_threads - 1));
     for (int thread = 1; thread < n_threads; ++thread) workers_.emplace_back([this, thread] { worker_loop(thread); });
 }
@@ -112,6 +113,8 @@ void ThreadPool::run_task_ref(TaskRef task) {
     const auto start = std::chrono::steady_clock::now();
     if (!window_.open()) window_.start(start, team_size_.next(start));
     team_ = window_.team();
+    claims_.taken.store(0, std::memory_order_relaxed);  // handed over with the task (release)
+    for (int thread = 0; thread < team_; ++thread) claim_starts_[thread].index = 0;
     TaskWaits waits;
     if (team_ > 1) {
         sleep_wait_ns_.store(0, std::memory_order_relaxed);
@@ -144,6 +147,14 @@ void ThreadPool::barrier() {
         return;
     }
     wait_for_change(barrier_, seen, /*inside_task=*/true);
+}
+
+int64_t ThreadPool::claim(int thread, int64_t n_items) {
+    int64_t& start = claim_starts_[thread].index;
+    const int64_t item = claims_.taken.fetch_add(1, std::memory_order_relaxed) - start;
+    if (item < n_items) return item;
+    start += n_items + team_;  // the section's items and one index past them per thread
+    return -1;
 }
 
 void ThreadPool::for_each_index(int64_t n, const std::function<void(int64_t i)>& fn) {

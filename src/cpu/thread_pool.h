@@ -56,6 +56,13 @@ public:
     // Called by every thread of the task inside run(): returns once all of them have reached it.
     void barrier();
 
+    // Work dealt out inside a task to whichever thread is free: the calling thread's next item of the team's
+    // current section of n_items, or -1 once all are taken. Every thread of the team calls it with the same
+    // n_items until it gets -1, and a barrier (or the task's end) separates two sections: each thread took
+    // exactly one index past a section's items, so all know where the next section's indices start, and no
+    // reset (which would need one more barrier) is needed.
+    int64_t claim(int thread, int64_t n_items);
+
     // Calls fn(i) for every i in [0, n), indices handed out one at a time to whichever thread is free
     // (for items of uneven cost). The order of the calls is unspecified.
     void for_each_index(int64_t n, const std::function<void(int64_t i)>& fn);
@@ -94,6 +101,16 @@ private:
 
     std::atomic<int> barrier_arrived_{0};
     Signal barrier_;
+
+    // claim(): the indices taken in the current task, and where each thread's current section starts.
+    struct alignas(64) ClaimCounter {
+        std::atomic<int64_t> taken{0};
+    };
+    struct alignas(64) ClaimStart {
+        int64_t index = 0;
+    };
+    ClaimCounter claims_;
+    std::unique_ptr<ClaimStart[]> claim_starts_;
 
     AdaptiveTeamSize team_size_;
     StallWindow window_;  // the tasks judged together, all run on window_.team() threads
