@@ -317,6 +317,40 @@ TEST(TeamMatmul, MatchesOneThreadAndHandsEveryRowOnce) {
     }
 }
 
+// Fixed shares (a batch of several token blocks) of a product in equal parts: each thread takes a share of
+// each part (Mamba-1's x and z halves of in_proj), the product unchanged.
+TEST(TeamMatmul, FixedSharesTakeAShareOfEachPart) {
+    constexpr int64_t kLength = 256, kRows = 1000, kTokens = 60, kParts = 2;
+    const std::vector<float> values = random_values(static_cast<size_t>(kLength * kRows), 14);
+    const std::vector<float> x = random_values(static_cast<size_t>(kLength * kTokens), 15);
+    std::vector<uint8_t> bytes(ggml_row_size(GgmlType::F32, kLength) * kRows);
+    quantize_row(GgmlType::F32, values.data(), bytes.data(), kLength * kRows);
+    const TensorView w = random_matrix(GgmlType::F32, bytes, kLength, kRows);
+    const std::vector<float> expected = product(w, x, kTokens, {{0, kRows}});
+    ThreadPool pool(2);
+    std::vector<float> y(expected.size(), NAN);
+    std::mutex ranges_mutex;
+    std::vector<std::vector<cpu::Range>> ranges(2);
+    int team = 0;
+    pool.run([&](int thread, int n_threads) {
+        if (thread == 0) team = n_threads;
+        cpu::matmul_team_rows(w, {x.data(), kLength}, kTokens, {y.data(), kRows}, cpu::Team{pool, thread, n_threads},
+                              [&](cpu::Range rows) {
+                                  const std::lock_guard lock(ranges_mutex);
+                                  ranges[static_cast<size_t>(thread)].push_back(rows);
+                              }, kParts);
+    });
+    EXPECT_EQ(0, std::memcmp(expected.data(), y.data(), expected.size() * sizeof(float)));
+    for (int thread = 0; thread < team; ++thread) {
+        const std::vector<cpu::Range>& got = ranges[static_cast<size_t>(thread)];
+        ASSERT_EQ(got.size(), static_cast<size_t>(kParts)) << "thread " << thread;
+        for (int64_t part = 0; part < kParts; ++part) {
+            EXPECT_GE(got[part].begin, part * kRows / kParts);
+            EXPECT_LE(got[part].end, (part + 1) * kRows / kParts);
+        }
+    }
+}
+
 // The activation quantizer: d = max |x| / 127 per block, each q within half a step of x / d, and the block
 // sums the blocks of 32 (whole and scaled, for Q4_1/Q5_1) and the k-quants (per 16) use.
 TEST(ActivationQuantization, RoundsEachBlockToItsOwnScale) {

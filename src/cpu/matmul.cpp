@@ -1017,13 +1017,18 @@ void matmul_rows(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, 
 }
 
 void matmul_team_rows(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, const Team& team,
-                      const std::function<void(Range)>& after) {
+                      const std::function<void(Range)>& after, int64_t parts) {
     if (n_tokens <= 0) return;
     const int64_t n_rows = w.n_rows();
     if (n_tokens > kTokenBlock) {
-        const Range share = thread_share(n_rows, team.thread, team.n_threads);
-        matmul_rows(w, x, n_tokens, y, share.begin, share.end);
-        if (after && share.begin < share.end) after(share);
+        if (parts < 1 || n_rows % parts != 0) fail("tensor ", w.name, ": ", n_rows, " rows are not ", parts, " equal parts");
+        const int64_t part_rows = n_rows / parts;
+        for (int64_t part = 0; part < parts; ++part) {
+            const Range share = thread_share(part_rows, team.thread, team.n_threads);
+            const Range rows{part * part_rows + share.begin, part * part_rows + share.end};
+            matmul_rows(w, x, n_tokens, y, rows.begin, rows.end);
+            if (after && rows.begin < rows.end) after(rows);
+        }
         return;
     }
     const GuidedChunks chunks(n_rows, w.row_bytes(), team.n_threads);

@@ -53,9 +53,10 @@ void matmul_rows(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, 
 // the others waiting at the next barrier (on a 2-vCPU VM the waits took 10-14 % of a Mamba-2 f32 decode
 // step with fixed shares); larger batches take fixed shares (their token blocks keep the activations in
 // cache while each thread streams its share of the weights). after(rows), where given, runs on the thread
-// that computed those rows, once they are done. A claim section of the pool: a barrier (or the task's end)
-// must come before the team's next one.
+// that computed those rows, once they are done. Fixed shares are taken of each of `parts` equal parts of
+// the rows (Mamba-1's in_proj: its x and z halves, so that each thread has channels to convolve). A claim
+// section of the pool: a barrier (or the task's end) must come before the team's next one.
 void matmul_team_rows(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, const Team& team,
-                      const std::function<void(Range)>& after = {});
+                      const std::function<void(Range)>& after = {}, int64_t parts = 1);
 
 }  // namespace dendro::cpu

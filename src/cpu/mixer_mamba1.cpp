@@ -59,7 +59,7 @@ void Mamba1CpuLayer::forward(const MixerBatch& batch, Mamba1Scratch& s, const Te
                                {s.xz.data() + span.first_row * n_xz, n_xz}, {s.xc.data() + span.first_row * d_inner, d_inner},
                                span.n_tokens);
         }
-    });
+    }, /*parts=*/2);
     team.pool.barrier();
 
     matmul_team_rows(w_.ssm_x, {s.xc.data(), d_inner}, n_rows, {s.xdbc.data(), n_xdbc}, team);
