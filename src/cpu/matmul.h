@@ -50,7 +50,7 @@ void matmul_rows(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, 
 // The same over all of W's rows, by every thread of the team together. With few tokens (decode steps)
 // each thread claims chunks of rows from the pool as it becomes free, so that a thread slowed by the
 // machine (its core taken for a while, an uneven share of the memory bus) computes fewer, rather than keep
-// the others waiting at the next barrier (on a 2-vCPU VM the waits took 10-14 % of a Mamba-2 f32 decode
+// the others waiting at the next barrier (on a 2-vCPU VM the waits took 10-15 % of a Mamba-2 f32 decode
 // step with fixed shares); larger batches take fixed shares (their token blocks keep the activations in
 // cache while each thread streams its share of the weights). after(rows), where given, runs on the thread
 // that computed those rows, once they are done. Fixed shares are taken of each of `parts` equal parts of

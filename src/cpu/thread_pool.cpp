@@ -158,12 +158,8 @@ int64_t ThreadPool::claim(int thread, int64_t n_items) {
 }
 
 void ThreadPool::for_each_index(int64_t n, const std::function<void(int64_t i)>& fn) {
-    std::atomic<int64_t> next{0};
-    run([&](int, int) {
-        for (int64_t i = next.fetch_add(1, std::memory_order_relaxed); i < n;
-             i = next.fetch_add(1, std::memory_order_relaxed)) {
-            fn(i);
-        }
+    run([&](int thread, int) {
+        for (int64_t i = claim(thread, n); i >= 0; i = claim(thread, n)) fn(i);
     });
 }
 
