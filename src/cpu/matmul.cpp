@@ -11,7 +11,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <functional>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -841,7 +840,7 @@ struct RowWork {
     Range fixed{0, 0};
     const Team* team = nullptr;  // set: claim chunks of `guided`
     const GuidedChunks* guided = nullptr;
-    const std::function<void(Range)>* after = nullptr;
+    FunctionRef<void(Range)> after = {};
 
     template <typename Rows>
     void for_each(Rows&& rows) const {
@@ -855,7 +854,7 @@ struct RowWork {
         for (int64_t c = team->pool.claim(team->thread, n_chunks); c >= 0; c = team->pool.claim(team->thread, n_chunks)) {
             for (; index < c; ++index) chunk = {chunk.end, guided->end_after(chunk.end)};
             rows(chunk);
-            if (*after) (*after)(chunk);
+            if (after) after(chunk);
         }
     }
 };
@@ -1017,7 +1016,7 @@ void matmul_rows(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, 
 }
 
 void matmul_team_rows(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, const Team& team,
-                      const std::function<void(Range)>& after, int64_t parts) {
+                      FunctionRef<void(Range)> after, int64_t parts) {
     if (n_tokens <= 0) return;
     const int64_t n_rows = w.n_rows();
     if (n_tokens > kTokenBlock) {
@@ -1032,7 +1031,7 @@ void matmul_team_rows(const TensorView& w, ConstRows x, int64_t n_tokens, MutRow
         return;
     }
     const GuidedChunks chunks(n_rows, w.row_bytes(), team.n_threads);
-    matmul_work(w, x, n_tokens, y, RowWork{.team = &team, .guided = &chunks, .after = &after});
+    matmul_work(w, x, n_tokens, y, RowWork{.team = &team, .guided = &chunks, .after = after});
 }
 
 bool supported_matrix_type(GgmlType type) {

@@ -6,8 +6,8 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 
+#include "common/function_ref.h"
 #include "cpu/thread_pool.h"
 #include "model/model.h"
 
@@ -57,6 +57,6 @@ void matmul_rows(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, 
 // the rows (Mamba-1's in_proj: its x and z halves, so that each thread has channels to convolve). A claim
 // section of the pool: a barrier (or the task's end) must come before the team's next one.
 void matmul_team_rows(const TensorView& w, ConstRows x, int64_t n_tokens, MutRows y, const Team& team,
-                      const std::function<void(Range)>& after = {}, int64_t parts = 1);
+                      FunctionRef<void(Range)> after = {}, int64_t parts = 1);
 
 }  // namespace dendro::cpu

@@ -87,7 +87,7 @@ void ThreadPool::publish_change(Signal& signal) {
 void ThreadPool::run_task(int thread) {
     const long switches_before = team_ > 1 ? involuntary_switches() : 0;
     try {
-        task_.call(task_.object, thread, team_);
+        task_(thread, team_);
     } catch (...) {
         const std::lock_guard lock(error_mutex_);
         if (!first_error_) first_error_ = std::current_exception();
@@ -107,7 +107,7 @@ void ThreadPool::worker_loop(int thread) {
     }
 }
 
-void ThreadPool::run_task_ref(TaskRef task) {
+void ThreadPool::run(FunctionRef<void(int thread, int n_threads)> task) {
     task_ = task;
     first_error_ = nullptr;
     const auto start = std::chrono::steady_clock::now();
@@ -157,7 +157,7 @@ int64_t ThreadPool::claim(int thread, int64_t n_items) {
     return -1;
 }
 
-void ThreadPool::for_each_index(int64_t n, const std::function<void(int64_t i)>& fn) {
+void ThreadPool::for_each_index(int64_t n, FunctionRef<void(int64_t i)> fn) {
     run([&](int thread, int) {
         for (int64_t i = claim(thread, n); i >= 0; i = claim(thread, n)) fn(i);
     });

@@ -15,13 +15,12 @@
 #include <atomic>
 #include <cstdint>
 #include <exception>
-#include <functional>
 #include <mutex>
 #include <thread>
-#include <type_traits>
 #include <memory>
 #include <vector>
 
+#include "common/function_ref.h"
 #include "cpu/adaptive_team_size.h"
 
 namespace dendro {
@@ -45,13 +44,7 @@ public:
     // The first exception a task throws is rethrown here, after every thread has finished; a task that may
     // throw must not then call barrier(), which would wait for the thread that left. Not reentrant.
     // The task is referred to, not copied (a decode step calls this once a token: no allocation).
-    template <typename Task>
-    void run(Task&& task) {
-        using Callable = std::remove_reference_t<Task>;  // may be const: cast back to it before the call
-        run_task_ref(TaskRef{const_cast<void*>(static_cast<const void*>(&task)), [](void* t, int thread, int n) {
-                                 (*static_cast<Callable*>(t))(thread, n);
-                             }});
-    }
+    void run(FunctionRef<void(int thread, int n_threads)> task);
 
     // Called by every thread of the task inside run(): returns once all of them have reached it.
     void barrier();
@@ -65,15 +58,9 @@ public:
 
     // Calls fn(i) for every i in [0, n), indices handed out one at a time to whichever thread is free
     // (for items of uneven cost). The order of the calls is unspecified.
-    void for_each_index(int64_t n, const std::function<void(int64_t i)>& fn);
+    void for_each_index(int64_t n, FunctionRef<void(int64_t i)> fn);
 
 private:
-    // A callable object and how to call it, valid for the duration of one run().
-    struct TaskRef {
-        void* object = nullptr;
-        void (*call)(void* object, int thread, int n_threads) = nullptr;
-    };
-    void run_task_ref(TaskRef task);
 
     // A word that threads wait on until it changes, and how many of them sleep on it. One cache line each,
     // so that spinning on one does not slow the writers of another.
@@ -93,7 +80,7 @@ private:
     std::vector<std::thread> workers_;
     std::unique_ptr<Signal[]> task_signals_;  // one per worker: advanced when a task is handed to it
 
-    TaskRef task_;
+    FunctionRef<void(int, int)> task_;  // valid for the duration of one run()
     int team_ = 1;                    // threads running the current task
     std::atomic<int> unfinished_{0};  // workers still running the current task
     Signal finished_;
