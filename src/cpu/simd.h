@@ -333,20 +333,6 @@ inline __m256i lane_totals8(const I32x8* v) {
     const __m256i b0 = _mm256_hadd_epi32(a0, a1), b1 = _mm256_hadd_epi32(a2, a3);
     return _mm256_add_epi32(_mm256_permute2x128_si256(b0, b1, 0x20), _mm256_permute2x128_si256(b0, b1, 0x31));
 }
-// sum over s of scales[s] * (sum of sub-block s of 16), exact, spread over 8 lanes, from a super-block's 8
-// group dots: group_dots[g] lanes 0-3 hold sub-block 2g's four partial sums, lanes 4-7 sub-block 2g + 1's.
-// Two levels of pairwise adds give the 16 sub-block sums as [0 2 4 6 | 1 3 5 7] and [8 10 12 14 | 9 11 13
-// 15]; the int8 scales are put in that order, widened, and multiplied in.
-inline __m256i scaled_sub_block_sums(const __m256i* group_dots, __m128i scales_i8) {
-    const __m256i first = _mm256_hadd_epi32(_mm256_hadd_epi32(group_dots[0], group_dots[1]),
-                                            _mm256_hadd_epi32(group_dots[2], group_dots[3]));
-    const __m256i second = _mm256_hadd_epi32(_mm256_hadd_epi32(group_dots[4], group_dots[5]),
-                                             _mm256_hadd_epi32(group_dots[6], group_dots[7]));
-    const __m128i ordered = _mm_shuffle_epi8(scales_i8, _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15));
-    const __m256i first_scales = _mm256_cvtepi8_epi32(ordered);
-    const __m256i second_scales = _mm256_cvtepi8_epi32(_mm_unpackhi_epi64(ordered, ordered));
-    return _mm256_add_epi32(_mm256_mullo_epi32(first, first_scales), _mm256_mullo_epi32(second, second_scales));
-}
 // 512-bit vectors from and to halves.
 inline __m512i wide_from_halves(__m256i low, __m256i high) { return _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1); }
 inline __m512i wide_repeat(__m256i v) { return _mm512_broadcast_i64x4(v); }
